@@ -1,0 +1,51 @@
+# One command each: `make demo` (set up + main job), `make test` (set up + tests).
+# Set-up is idempotent: it reinstalls only when setup.cfg changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS ?=
+
+.PHONY: setup data demo test test-slow lint format bench notebooks clean
+
+setup: data $(STAMP)
+
+# Debian ships Fashion-MNIST as IDX gzip files: the embedded default data set (DESIGN.md).
+data:
+	@[ -f $(DATA_DIR)/t10k-labels-idx1-ubyte.gz ] || \
+	  $(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
+
+# Two steps, versions from setup.cfg: the [trainer.no_deps] list goes in with --no-deps
+# so that the CUDA `tensorflow` wheel never replaces `tensorflow-cpu` (DESIGN.md).
+$(STAMP): setup.cfg pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[test,notebooks]'
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(' '.join(c['trainer.no_deps']['packages'].split()))")
+	$(PY) -c "import trainer, tf_keras, tensorflow_model_optimization; print('trainer', trainer.__version__, 'ready')"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/trainer train fashion_mnist $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS); status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check trainer recipes tests bench
+	$(VENV)/bin/ruff format --check trainer recipes tests bench
+
+format: setup
+	$(VENV)/bin/ruff format trainer recipes tests bench
+	$(VENV)/bin/ruff check --fix trainer recipes tests bench
+
+bench: setup
+	$(PY) bench/fashion_mnist.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,132 @@
+"""The `trainer` command: list recipes and run them.
+
+    trainer recipes                               one line per recipe
+    trainer train RECIPE [--key=value ...]        RECIPE: a name (fashion_mnist) or a .py path
+    trainer train RECIPE --help                   every option with its default and comment
+
+A recipe is a module with a `Config` dataclass and `main(config) -> dict`. This module finds
+and loads recipes and hands them the parsed config; it must not contain training logic.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from trainer.config import ConfigError, parse_args
+
+USAGE = """usage: trainer COMMAND [options]
+
+commands:
+  recipes                          list the recipes with one line each
+  train RECIPE [--key=value ...]   run a recipe (a name from `trainer recipes` or a .py file)
+                                   `trainer train RECIPE --help` lists its options
+"""
+
+
+def _recipes_package() -> ModuleType:
+    return importlib.import_module("recipes")
+
+
+def list_recipes() -> dict[str, str]:
+    """Maps each recipe name to the first line of its docstring."""
+    package = _recipes_package()
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        spec = info.module_finder.find_spec(f"recipes.{info.name}", None)
+        summary = ""
+        if spec and spec.origin:
+            summary = _first_docstring_line(Path(spec.origin))
+        found[info.name] = summary
+    return dict(sorted(found.items()))
+
+
+def _first_docstring_line(path: Path) -> str:
+    # Read the docstring without importing: listing recipes must not load TensorFlow.
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    except SyntaxError:
+        return "(syntax error in recipe)"
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def load_recipe(name_or_path: str) -> ModuleType:
+    """Imports a recipe by name (`fashion_mnist`) or from a file path (`my/recipe.py`)."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe file {name_or_path!r} does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        available = list_recipes()
+        if name_or_path not in available:
+            raise ValueError(
+                f"unknown recipe {name_or_path!r}; available: {', '.join(available)} "
+                "(or pass a path to a recipe .py file)"
+            )
+        module = importlib.import_module(f"recipes.{name_or_path}")
+    for attribute in ("Config", "main"):
+        if not hasattr(module, attribute):
+            raise TypeError(
+                f"recipe {name_or_path!r} has no `{attribute}`: a recipe defines a Config "
+                "dataclass and main(config) -> dict"
+            )
+    return module
+
+
+def run_recipe(config_class: type, main: Callable, argv: list[str], program: str) -> int:
+    """Parses `argv` into `config_class`, runs `main`, and turns config errors into exit 2."""
+    try:
+        config = parse_args(config_class, argv, program=program)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    main(config)
+    return 0
+
+
+def _recipe_name(module: ModuleType) -> str:
+    return Path(inspect.getfile(module)).stem
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "recipes":
+        recipes = list_recipes()
+        width = max(map(len, recipes), default=0)
+        for name, summary in recipes.items():
+            print(f"{name:<{width}}  {summary}")
+        return 0
+    if command == "train":
+        if not rest or rest[0].startswith("-"):
+            print("usage: trainer train RECIPE [--key=value ...]", file=sys.stderr)
+            print("recipes: " + ", ".join(list_recipes()), file=sys.stderr)
+            return 2
+        try:
+            module = load_recipe(rest[0])
+        except (ValueError, FileNotFoundError, TypeError) as error:
+            print(f"trainer train: error: {error}", file=sys.stderr)
+            return 2
+        program = f"trainer train {_recipe_name(module)}"
+        return run_recipe(module.Config, module.main, rest[1:], program)
+    print(f"trainer: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

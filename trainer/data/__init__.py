@@ -1,0 +1,1 @@
+"""Data: loading real sources into arrays (`idx`, ...) and feeding them (`pipeline`)."""

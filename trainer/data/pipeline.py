@@ -1,0 +1,89 @@
+"""`tf.data` pipelines from in-memory arrays: shuffle, batch, augment, prefetch.
+
+Images stay uint8 in memory and become float32 in [0, 1] per batch; labels become one-hot
+(so label smoothing, MixUp and CutMix can use soft labels). Augmentation runs on whole
+batches with stateless random ops seeded from `seed`, so a fixed seed gives the same batches
+and each epoch still sees new ones. This module must not read files or define models.
+
+Example:
+
+    import numpy as np
+    from trainer.augment import RandomFlip
+    from trainer.data.pipeline import image_dataset
+
+    x = np.zeros((100, 28, 28), np.uint8); y = np.arange(100) % 10
+    train = image_dataset(x, y, num_classes=10, batch_size=32, training=True,
+                          augment=RandomFlip(), seed=0)
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+
+def _as_images(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:  # (count, height, width): grayscale without a channel axis
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"images must have shape (count, height, width[, channels]), received {x.shape}"
+        )
+    return x
+
+
+def image_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    training: bool,
+    augment: Callable | None = None,
+    seed: int = 0,
+    deterministic: bool = True,
+) -> tf.data.Dataset:
+    """Builds a batched dataset of (float32 images in [0, 1], one-hot labels).
+
+    Args:
+        x: images, uint8 (scaled by 1/255) or float (kept as is), NHW or NHWC.
+        y: integer labels in [0, num_classes).
+        num_classes: width of the one-hot labels.
+        batch_size: examples per batch.
+        training: shuffle every epoch and apply `augment`; otherwise keep order.
+        augment: callable `(images, labels, seed) -> (images, labels)` from `trainer.augment`.
+        seed: makes shuffling and augmentation reproducible.
+        deterministic: keep element order fixed under parallel map (slightly slower).
+    """
+    x = _as_images(x)
+    y = np.asarray(y).astype(np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels; they must match")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, received {batch_size}")
+    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def to_float(images, labels):
+        images = tf.cast(images, tf.float32) * scale
+        return images, tf.one_hot(labels, num_classes)
+
+    if training and augment is not None:
+        # One random int64 per batch, different each epoch but fixed by `seed`.
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip((dataset, randoms))
+
+        def augmented(batch, random):
+            images, labels = to_float(*batch)
+            batch_seed = tf.stack([random, tf.constant(seed, tf.int64)])
+            return augment(images, labels, batch_seed)
+
+        dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,219 @@
+"""TFLite export and verification: convert, score the file on the test set, size, latency.
+
+A mobile file is only worth shipping if it still scores what the Keras model did. This module
+converts a `tf_keras` model with `TFLiteConverter.from_keras_model` to float32, float16,
+dynamic-range or full-integer int8, runs each file with LiteRT's interpreter on the whole test
+set, and reports accuracy, the drop against Keras, raw and gzip size, and batch-1 latency. It
+must not train models or write reports (see `trainer.report`).
+
+Example:
+
+    from trainer.export import export_and_verify
+    results = export_and_verify(model, x_test, y_test, keras_accuracy=0.92,
+                                formats=["float32", "int8"], out_dir="runs/demo",
+                                representative_images=x_train[:500])
+    for result in results:
+        print(result.format, result.accuracy, result.drop_pp, result.size_bytes)
+"""
+
+import dataclasses
+import gzip
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.io import atomic_write_bytes
+from trainer.keras_path import check_keras_object
+
+FORMATS = ("float32", "float16", "dynamic", "int8")
+# Accuracy-drop budgets in percentage points against the Keras model, per format.
+DEFAULT_BUDGETS_PP = {"float32": 0.1, "float16": 0.1, "dynamic": 0.5, "int8": 0.5}
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """One exported file and what it scored."""
+
+    format: str
+    path: str
+    accuracy: float
+    keras_accuracy: float
+    drop_pp: float
+    budget_pp: float
+    size_bytes: int
+    gzip_bytes: int
+    latency_ms: float
+    latency_threads: int
+
+    @property
+    def within_budget(self) -> bool:
+        return self.drop_pp <= self.budget_pp
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "within_budget": self.within_budget}
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"unknown TFLite format {format!r}; choose from {', '.join(FORMATS)}")
+
+
+def convert(
+    model,
+    format: str = "float32",
+    representative_images: np.ndarray | None = None,
+    int8_io: bool = False,
+) -> bytes:
+    """Converts a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: a `tf_keras` model.
+        format: float32 (no quantization), float16 (weights), dynamic (int8 weights, float
+            activations), or int8 (full integer; needs `representative_images`).
+        representative_images: a few hundred preprocessed training inputs used to calibrate
+            int8 activation ranges; take them from the training pipeline.
+        int8_io: with int8, make the input and output tensors int8 too (for integer-only
+            accelerators); the default keeps float32 I/O so callers need not quantize.
+    """
+    check_keras_object(model, "model")
+    _check_format(format)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if format != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if format == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if format == "int8":
+        if representative_images is None or len(representative_images) == 0:
+            raise ValueError(
+                "int8 export needs representative_images: pass a few hundred preprocessed "
+                "training inputs (float32, the shape the model takes)"
+            )
+        samples = np.asarray(representative_images, dtype=np.float32)
+
+        def representative_dataset():
+            for sample in samples:
+                yield [sample[None, ...]]
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _interpreter(model_content: bytes, num_threads: int | None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_content, num_threads=num_threads)
+
+
+def _quantize(batch: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        quantized = np.round(batch / scale + zero_point)
+        return np.clip(quantized, info.min, info.max).astype(detail["dtype"])
+    return batch.astype(detail["dtype"])
+
+
+def _dequantize(output: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero_point = detail["quantization"]
+        return (output.astype(np.float32) - zero_point) * scale
+    return output
+
+
+def predict_tflite(
+    model_content: bytes, x: np.ndarray, batch_size: int = 256, num_threads: int | None = None
+) -> np.ndarray:
+    """Runs a TFLite model on every row of `x` (float32, preprocessed) and returns outputs."""
+    interpreter = _interpreter(model_content, num_threads)
+    input_detail = interpreter.get_input_details()[0]
+    output_index = interpreter.get_output_details()[0]["index"]
+    x = np.asarray(x, dtype=np.float32)
+    outputs = []
+    resized_to = None
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if resized_to != len(batch):
+            interpreter.resize_tensor_input(input_detail["index"], [len(batch), *x.shape[1:]])
+            interpreter.allocate_tensors()
+            resized_to = len(batch)
+            input_detail = interpreter.get_input_details()[0]
+            output_detail = interpreter.get_output_details()[0]
+        interpreter.set_tensor(input_detail["index"], _quantize(batch, input_detail))
+        interpreter.invoke()
+        outputs.append(_dequantize(interpreter.get_tensor(output_index), output_detail))
+    return np.concatenate(outputs)
+
+
+def tflite_accuracy(model_content: bytes, x: np.ndarray, y: np.ndarray, **kwargs) -> float:
+    """Top-1 accuracy of a TFLite classifier on `x` against integer labels `y`."""
+    predictions = predict_tflite(model_content, x, **kwargs)
+    return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y)))
+
+
+def measure_latency(
+    model_content: bytes, sample: np.ndarray, runs: int = 200, warmup: int = 20, num_threads: int = 1
+) -> float:
+    """Mean milliseconds per batch-1 inference of `sample` (one preprocessed input)."""
+    interpreter = _interpreter(model_content, num_threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    data = _quantize(np.asarray(sample, dtype=np.float32)[None, ...], detail)
+    interpreter.set_tensor(detail["index"], data)
+    for _ in range(warmup):
+        interpreter.invoke()
+    start = time.perf_counter()
+    for _ in range(runs):
+        interpreter.invoke()
+    return (time.perf_counter() - start) / runs * 1000.0
+
+
+def gzip_size(data: bytes) -> int:
+    """Size in bytes after gzip at level 9: what zeros from pruning save on download."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def export_and_verify(
+    model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    keras_accuracy: float,
+    formats: Sequence[str],
+    out_dir: str | Path,
+    representative_images: np.ndarray | None = None,
+    budgets_pp: dict[str, float] | None = None,
+) -> list[ExportResult]:
+    """Exports `model` in each format to `out_dir/model_<format>.tflite` and verifies it.
+
+    Each file is scored on all of `x_test` (preprocessed float32 inputs) with the LiteRT
+    interpreter and compared with `keras_accuracy`; latency is batch-1 on one thread.
+    """
+    budgets = {**DEFAULT_BUDGETS_PP, **(budgets_pp or {})}
+    for format in formats:
+        _check_format(format)
+    results = []
+    for format in formats:
+        content = convert(model, format, representative_images)
+        path = atomic_write_bytes(Path(out_dir) / f"model_{format}.tflite", content)
+        accuracy = tflite_accuracy(content, x_test, y_test)
+        results.append(
+            ExportResult(
+                format=format,
+                path=str(path),
+                accuracy=accuracy,
+                keras_accuracy=float(keras_accuracy),
+                drop_pp=round((keras_accuracy - accuracy) * 100.0, 4),
+                budget_pp=budgets[format],
+                size_bytes=len(content),
+                gzip_bytes=gzip_size(content),
+                latency_ms=measure_latency(content, np.asarray(x_test[0], np.float32)),
+                latency_threads=1,
+            )
+        )
+    return results

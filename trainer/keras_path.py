@@ -1,0 +1,70 @@
+"""Keeps every model on the Keras 2 path (`tf_keras`) and rejects Keras 3 objects early.
+
+TF-MOT 0.8.1 only accepts Keras 2 models, so one model object can go through training,
+keras-tuner, pruning, quantization and `TFLiteConverter.from_keras_model` only on `tf_keras`.
+This module owns the checks; it must not import TensorFlow unless TensorFlow is already loaded.
+"""
+
+import os
+import sys
+
+_HOW_TO_FIX = (
+    "trainer uses the Keras 2 API (tf_keras). Build the object with `import tf_keras as keras` "
+    "(or `from trainer import keras`), or `import trainer` before `tensorflow`, or set "
+    "TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
+)
+
+
+def ensure_legacy_keras() -> None:
+    """Fails if TensorFlow was already imported and its `tf.keras` resolved to Keras 3.
+
+    TensorFlow picks the Keras behind `tf.keras` on first access, reading
+    `TF_USE_LEGACY_KERAS`. If that happened before `import trainer`, models built with
+    `tf.keras` are Keras 3 and TF-MOT will reject them deep inside a traceback.
+
+    Raises:
+        ImportError: naming the problem and the fix.
+    """
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None:
+        return
+    keras_module = getattr(tensorflow, "keras", None)
+    version = str(getattr(keras_module, "__version__", ""))
+    if version.startswith("3"):
+        raise ImportError(
+            f"TensorFlow was imported before trainer with Keras {version} behind tf.keras. "
+            + _HOW_TO_FIX
+        )
+
+
+def is_keras3_object(obj: object) -> bool:
+    """True if `obj` is an instance (or class) from Keras 3 rather than tf_keras."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    for klass in cls.__mro__:
+        module = klass.__module__ or ""
+        if module == "keras" or module.startswith("keras."):
+            return True
+    return False
+
+
+def check_keras_object(obj: object, argument: str) -> None:
+    """Raises `TypeError` if `obj` (a model, layer, optimizer, callback...) is from Keras 3.
+
+    Args:
+        obj: the object a user handed to trainer.
+        argument: the name of the argument it came in, quoted in the message.
+
+    Example:
+
+        import trainer
+        from trainer import keras
+        model = keras.Sequential([keras.layers.Dense(1)])
+        trainer.check_keras_object(model, "model")  # passes: tf_keras object
+    """
+    if is_keras3_object(obj):
+        cls = obj if isinstance(obj, type) else type(obj)
+        raise TypeError(
+            f"`{argument}` is a Keras 3 object ({cls.__module__}.{cls.__qualname__}). "
+            + _HOW_TO_FIX
+        )

@@ -1,0 +1,119 @@
+"""Run reports: the verification table, learning-curve plots, `report.md` and `metrics.json`.
+
+This module turns numbers that other modules measured into files a person reads; it must not
+train, convert or evaluate anything itself.
+
+Example:
+
+    from trainer.report import plot_learning_curves
+    history = model.fit(x, y, validation_split=0.1, epochs=5)
+    plot_learning_curves(history.history, "curves.png")
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trainer.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def _save_figure(figure, path: str | Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """Plots loss and every metric, train vs validation, with the learning rate on a second axis.
+
+    Args:
+        history: `History.history` (or `history.csv` columns): `loss`, `val_loss`, metrics,
+            and optionally `learning_rate`.
+        path: PNG file to write.
+    """
+    names = [key for key in history if not key.startswith("val_") and key != "learning_rate"]
+    names.sort(key=lambda name: name != "loss")
+    if not names:
+        raise ValueError(f"history has no metrics to plot; keys: {sorted(history)}")
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for axis, name in zip(axes[0], names, strict=True):
+        epochs = range(1, len(history[name]) + 1)
+        axis.plot(epochs, history[name], "o-", label=f"train {name}", markersize=3)
+        if f"val_{name}" in history:
+            axis.plot(epochs, history[f"val_{name}"], "s-", label=f"validation {name}", markersize=3)
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.grid(alpha=0.3)
+        lines, labels = axis.get_legend_handles_labels()
+        if "learning_rate" in history:
+            rate_axis = axis.twinx()
+            rate_axis.plot(epochs, history["learning_rate"], color="gray", ls=":", label="lr")
+            rate_axis.set_ylabel("learning rate", color="gray")
+            more_lines, more_labels = rate_axis.get_legend_handles_labels()
+            lines, labels = lines + more_lines, labels + more_labels
+        axis.legend(lines, labels, fontsize=8, loc="best")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
+
+
+def export_table(keras_accuracy: float, keras_size: int | None, results: Sequence) -> str:
+    """The Markdown verification table: format, accuracy, drop vs Keras, sizes, latency."""
+    rows = [
+        "| format | test accuracy | drop vs Keras (pp) | budget (pp) | size | gzip size | latency / image |",
+        "|---|---|---|---|---|---|---|",
+        f"| Keras (reference) | {keras_accuracy * 100:.2f}% | - | - | "
+        f"{_size(keras_size) if keras_size else '-'} | - | - |",
+    ]
+    for result in results:
+        verdict = "" if result.within_budget else " **over budget**"
+        rows.append(
+            f"| TFLite {result.format} | {result.accuracy * 100:.2f}% | {result.drop_pp:+.2f}{verdict} "
+            f"| {result.budget_pp:.1f} | {_size(result.size_bytes)} | {_size(result.gzip_bytes)} "
+            f"| {result.latency_ms:.3f} ms ({result.latency_threads} thread) |"
+        )
+    return "\n".join(rows)
+
+
+def write_report(
+    run_dir: str | Path,
+    title: str,
+    sections: dict[str, str],
+    metrics: dict[str, Any],
+) -> Path:
+    """Writes `report.md` (title, then each section) and `metrics.json` into `run_dir`."""
+    run_dir = Path(run_dir)
+    parts = [f"# {title}", ""]
+    for heading, body in sections.items():
+        parts += [f"## {heading}", "", body.rstrip(), ""]
+    atomic_write_json(run_dir / "metrics.json", _json_safe(metrics))
+    return atomic_write_text(run_dir / "report.md", "\n".join(parts))
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # NumPy scalars
+        return _json_safe(value.item())
+    return value
