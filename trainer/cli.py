@@ -27,6 +27,11 @@ commands:
                                    `trainer train RECIPE --help` lists its options
 """
 
+# Subcommands implemented in their own modules: name -> ("module", "function", one-line help).
+# Each function takes the remaining arguments (list[str]) and returns an exit code; modules are
+# imported only when their command runs, so `trainer recipes` stays fast.
+COMMANDS: dict[str, tuple[str, str, str]] = {}
+
 
 def _recipes_package() -> ModuleType:
     return importlib.import_module("recipes")
@@ -103,7 +108,7 @@ def _recipe_name(module: ModuleType) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(_usage())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "recipes":
@@ -124,8 +129,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         program = f"trainer train {_recipe_name(module)}"
         return run_recipe(module.Config, module.main, rest[1:], program)
-    print(f"trainer: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    for name in sorted(COMMANDS, key=len, reverse=True):
+        words = name.split()
+        if argv[: len(words)] == words:
+            module_name, function_name, _ = COMMANDS[name]
+            function = getattr(importlib.import_module(module_name), function_name)
+            return int(function(argv[len(words) :]) or 0)
+    print(f"trainer: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2
+
+
+def _usage() -> str:
+    extra = "".join(f"  {name:<31}  {help}\n" for name, (_, _, help) in COMMANDS.items())
+    return USAGE + extra
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from trainer import cli
+
+QUICK = ["--epochs=2", "--batch_size=32", "--learning_rate=0.003", "--warmup_epochs=0.5"]
+
+
+def test_recipes_lists_fashion_mnist(capsys):
+    assert cli.main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "fashion_mnist" in out and "Fashion-MNIST" in out
+
+
+def test_unknown_recipe_and_command(capsys):
+    assert cli.main(["train", "cifar99"]) == 2
+    assert "unknown recipe 'cifar99'; available: fashion_mnist" in capsys.readouterr().err
+    assert cli.main(["fly"]) == 2
+
+
+def test_bad_option_exits_2_with_message(capsys):
+    assert cli.main(["train", "fashion_mnist", "--epochs=abc"]) == 2
+    assert "epochs expects int, received 'abc'" in capsys.readouterr().err
+
+
+def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", "fashion_mnist", f"--data_dir={fashion_dir}", f"--run_dir={run_dir}", *QUICK,
+            "--export=float32,dynamic"]  # fmt: skip
+    assert cli.main(args) == 0
+    for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "report.md",
+                 "learning_curves.png", "model_float32.tflite", "model_dynamic.tflite"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5  # bars are easy: chance is 0.1
+    exports = {e["format"]: e for e in metrics["exports"]}
+    assert abs(exports["float32"]["accuracy"] - metrics["test_accuracy"]) <= 0.001
+    assert exports["dynamic"]["size_bytes"] < exports["float32"]["size_bytes"]
+    report = (run_dir / "report.md").read_text()
+    assert "| TFLite float32 |" in report and "| TFLite dynamic |" in report
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch") and "learning_rate" in history[0] and len(history) == 3
+    assert "epochs: 2" in (run_dir / "config.yaml").read_text()
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out  # one line per epoch when not a terminal
+
+
+def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        cli.main(["train", "fashion_mnist", f"--data_dir={fashion_dir}", f"--run_dir={run_dir}"])
+
+
+def test_recipe_by_path_and_as_script(fashion_dir, tmp_path):
+    script = REPO / "recipes" / "fashion_mnist.py"
+    result = subprocess.run(
+        [sys.executable, str(script), f"--data_dir={fashion_dir}", f"--run_dir={tmp_path / 'a'}",
+         "--epochs=1", "--train_limit=200", "--test_limit=100", "--export=float32"],  # fmt: skip
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| TFLite float32 |" in result.stdout
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["epochs"] == 1
+    assert cli.load_recipe(str(script)).Config().epochs == cli.load_recipe("fashion_mnist").Config().epochs
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*apt-get install"):
+        cli.main(["train", "fashion_mnist", f"--data_dir={tmp_path / 'none'}", f"--run_dir={tmp_path / 'r'}"])
+
+
+@pytest.mark.slow
+def test_default_recipe_reaches_target_on_real_data(tmp_path):
+    from recipes import fashion_mnist
+
+    metrics = fashion_mnist.main(fashion_mnist.Config(run_dir=str(tmp_path / "full")))
+    assert metrics["test_accuracy"] >= 0.92
+    exports = {e["format"]: e for e in metrics["exports"]}
+    assert exports["float32"]["drop_pp"] <= 0.1 and exports["int8"]["drop_pp"] <= 0.5
+    assert np.isfinite(metrics["train_seconds"])

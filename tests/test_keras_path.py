@@ -1,0 +1,70 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import tf_keras
+
+import trainer
+from trainer.keras_path import check_keras_object, is_keras3_object
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+ENV.pop("TF_USE_LEGACY_KERAS", None)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120
+    )
+
+
+def test_import_sets_legacy_keras_and_tf_keras_is_keras2():
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    result = _run(
+        "import trainer, tensorflow as tf, tf_keras\n"
+        "assert tf.keras.Model is tf_keras.Model, tf.keras\n"
+        "print('ok')"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_tensorflow_imported_first_with_keras3_fails_with_fix():
+    result = _run("import tensorflow as tf\ntf.keras.layers\nimport trainer")
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "Keras 3" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr
+
+
+def test_tensorflow_imported_first_without_touching_keras_is_fine():
+    result = _run("import tensorflow as tf\nimport trainer, tf_keras\n"
+                  "assert tf.keras.Model is tf_keras.Model\nprint('ok')")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_keras3_model_rejected_with_object_name():
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip(f"keras {keras3.__version__} is not Keras 3")  # only on a Keras-2-only env
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    assert is_keras3_object(model)
+    with pytest.raises(TypeError, match=r"`model` is a Keras 3 object \(keras\.src\..*Sequential\)"):
+        check_keras_object(model, "model")
+    with pytest.raises(TypeError, match="`callback` is a Keras 3 object"):
+        check_keras_object(keras3.callbacks.EarlyStopping(), "callback")
+
+
+def test_keras3_model_rejected_by_export():
+    keras3 = pytest.importorskip("keras")
+    from trainer.export import convert
+
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    with pytest.raises(TypeError, match="Keras 3 object"):
+        convert(model, "float32")
+
+
+def test_tf_keras_objects_pass():
+    model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(3,))])
+    check_keras_object(model, "model")
+    check_keras_object(tf_keras.callbacks.EarlyStopping(), "callback")
+    assert trainer.keras is tf_keras
