@@ -31,6 +31,7 @@ commands:
 # Each function takes the remaining arguments (list[str]) and returns an exit code; modules are
 # imported only when their command runs, so `trainer recipes` stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {}
+COMMANDS["data check"] = ("trainer.data.check", "cli_main", "check a data source and write data_report/")
 
 
 def _recipes_package() -> ModuleType:
