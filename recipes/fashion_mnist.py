@@ -40,7 +40,9 @@ class Config:
     weight_decay: float = 5e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.1  # mass moved from the true class to the others
     width: int = 32  # filters in the first conv stage (doubles per stage)
-    dropout: float = 0.3  # dropout before the logits layer
+    dropout: float = 0.3  # dropout before each dense layer
+    head_units: int = 0  # hidden dense units before the logits (0 = none)
+    batch_norm_momentum: float = 0.99  # lower (0.9) for runs of only a few hundred steps
     crop_padding: int = 2  # random-crop padding in pixels; 0 disables
     flip: bool = True  # random horizontal flips
     train_limit: int = 0  # use only the first N training images (0 = all); for quick runs
@@ -75,7 +77,14 @@ def main(config: Config) -> dict:
     print(f"data: {len(x_train)} train / {len(x_test)} test images from {config.data_dir}")
 
     # Model and optimizer: linear warmup into cosine decay (built into tf_keras' CosineDecay).
-    model = small_cnn((28, 28, 1), 10, width=config.width, dropout=config.dropout)
+    model = small_cnn(
+        (28, 28, 1),
+        10,
+        width=config.width,
+        dropout=config.dropout,
+        head_units=config.head_units,
+        batch_norm_momentum=config.batch_norm_momentum,
+    )
     total_steps = config.epochs * len(train)
     warmup_steps = min(int(config.warmup_epochs * len(train)), total_steps - 1)
     schedule = keras.optimizers.schedules.CosineDecay(

@@ -79,7 +79,9 @@ def test_training_pipeline_is_reproducible_and_reshuffles_each_epoch():
     y = np.arange(64) % 10
 
     def epochs(seed):
-        dataset = image_dataset(x, y, 10, 16, training=True, augment=Compose([RandomFlip()]), seed=seed)
+        dataset = image_dataset(
+            x, y, 10, 16, training=True, augment=Compose([RandomFlip()]), seed=seed
+        )
         return [np.concatenate([b[0] for b in dataset]) for _ in range(2)]
 
     first, again = epochs(0), epochs(0)

@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO
 from trainer import cli
 
-QUICK = ["--epochs=2", "--batch_size=32", "--learning_rate=0.003", "--warmup_epochs=0.5"]
+QUICK = ["--epochs=2", "--batch_size=32", "--learning_rate=0.003", "--warmup_epochs=0.5",
+         "--batch_norm_momentum=0.8"]  # fmt: skip
 
 
 def test_recipes_lists_fashion_mnist(capsys):
@@ -70,12 +71,22 @@ def test_recipe_by_path_and_as_script(fashion_dir, tmp_path):
     assert "| TFLite float32 |" in result.stdout
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["epochs"] == 1
-    assert cli.load_recipe(str(script)).Config().epochs == cli.load_recipe("fashion_mnist").Config().epochs
+    assert (
+        cli.load_recipe(str(script)).Config().epochs
+        == cli.load_recipe("fashion_mnist").Config().epochs
+    )
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist.*apt-get install"):
-        cli.main(["train", "fashion_mnist", f"--data_dir={tmp_path / 'none'}", f"--run_dir={tmp_path / 'r'}"])
+        cli.main(
+            [
+                "train",
+                "fashion_mnist",
+                f"--data_dir={tmp_path / 'none'}",
+                f"--run_dir={tmp_path / 'r'}",
+            ]
+        )
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ def tiny():
         keras.layers.Flatten(),
         keras.layers.Dense(10),
     ])  # fmt: skip
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+    )
     model.fit(x[:300], y[:300], epochs=4, batch_size=32, verbose=0)
     return model, x[300:], y[300:].astype(np.int64), x[:300]
 

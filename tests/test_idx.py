@@ -30,7 +30,9 @@ def test_truncated_plain_file(tmp_path):
 
 
 def test_truncated_gzip_file(tmp_path):
-    write_idx(tmp_path / "x.idx.gz", np.random.default_rng(0).integers(0, 255, (50, 28, 28), np.uint8))
+    write_idx(
+        tmp_path / "x.idx.gz", np.random.default_rng(0).integers(0, 255, (50, 28, 28), np.uint8)
+    )
     raw = (tmp_path / "x.idx.gz").read_bytes()
     (tmp_path / "x.idx.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(IdxFormatError, match="truncated or corrupt gzip"):

@@ -48,7 +48,9 @@ def test_keras3_model_rejected_with_object_name():
         pytest.skip(f"keras {keras3.__version__} is not Keras 3")  # only on a Keras-2-only env
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
     assert is_keras3_object(model)
-    with pytest.raises(TypeError, match=r"`model` is a Keras 3 object \(keras\.src\..*Sequential\)"):
+    with pytest.raises(
+        TypeError, match=r"`model` is a Keras 3 object \(keras\.src\..*Sequential\)"
+    ):
         check_keras_object(model, "model")
     with pytest.raises(TypeError, match="`callback` is a Keras 3 object"):
         check_keras_object(keras3.callbacks.EarlyStopping(), "callback")

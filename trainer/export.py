@@ -158,7 +158,11 @@ def tflite_accuracy(model_content: bytes, x: np.ndarray, y: np.ndarray, **kwargs
 
 
 def measure_latency(
-    model_content: bytes, sample: np.ndarray, runs: int = 200, warmup: int = 20, num_threads: int = 1
+    model_content: bytes,
+    sample: np.ndarray,
+    runs: int = 200,
+    warmup: int = 20,
+    num_threads: int = 1,
 ) -> float:
     """Mean milliseconds per batch-1 inference of `sample` (one preprocessed input)."""
     interpreter = _interpreter(model_content, num_threads)

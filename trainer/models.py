@@ -35,14 +35,16 @@ def small_cnn(
     num_classes: int = 10,
     width: int = 32,
     dropout: float = 0.3,
+    head_units: int = 0,
     l2: float = 0.0,
     batch_norm_momentum: float = 0.99,
 ) -> keras.Model:
     """A three-stage conv/batch-norm/ReLU network with max pooling and a dense head.
 
     Stages have `width`, `2*width`, `4*width` filters; the first two end in 2x2 max pooling,
-    and the head flattens the last feature map (spatial layout matters for small images) and
-    applies dropout before the logits layer.
+    and the head flattens the last feature map (spatial layout matters for small images),
+    optionally adds a hidden dense layer of `head_units` (cheap extra capacity), and applies
+    dropout before each dense layer.
     """
     if width < 1:
         raise ValueError(f"width must be at least 1, received {width}")
@@ -55,6 +57,14 @@ def small_cnn(
     x = layers.MaxPool2D(name="stage2_pool")(x)
     x = _conv_bn_relu(x, 4 * width, l2, batch_norm_momentum, name="stage3")
     x = layers.Flatten(name="flatten")(x)
+    if head_units:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+        x = layers.Dense(
+            head_units,
+            activation="relu",
+            kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
+            name="head",
+        )(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(
         num_classes,

@@ -62,22 +62,26 @@ def image_dataset(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, received {batch_size}")
     scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    # Shuffle and batch indices, then gather each batch from the arrays held once in memory
+    # (as Keras does for `fit(x, y)`): a shuffle buffer of images would copy the whole data
+    # set every epoch and hold up the first batch until it is full.
+    images_in_memory, labels_in_memory = tf.constant(x), tf.constant(y)
+    dataset = tf.data.Dataset.range(len(x))
     if training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
 
-    def to_float(images, labels):
-        images = tf.cast(images, tf.float32) * scale
-        return images, tf.one_hot(labels, num_classes)
+    def to_float(indices):
+        images = tf.cast(tf.gather(images_in_memory, indices), tf.float32) * scale
+        return images, tf.one_hot(tf.gather(labels_in_memory, indices), num_classes)
 
     if training and augment is not None:
         # One random int64 per batch, different each epoch but fixed by `seed`.
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip((dataset, randoms))
 
-        def augmented(batch, random):
-            images, labels = to_float(*batch)
+        def augmented(indices, random):
+            images, labels = to_float(indices)
             batch_seed = tf.stack([random, tf.constant(seed, tf.int64)])
             return augment(images, labels, batch_seed)
 
