@@ -1,0 +1,128 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datagen import bar_image, encode, write_image_folder, write_imdb
+
+from trainer import cli
+from trainer.data.check import check_data, check_source, clean_data
+from trainer.data.sources import SourceOptions, load_source
+
+
+def _tree_state(root: Path) -> dict:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    """train/test image folders with exactly five planted problems."""
+    root = tmp_path_factory.mktemp("planted") / "photos"
+    write_image_folder(root / "train", per_class=12, seed=1)
+    write_image_folder(root / "test", per_class=6, seed=2)
+    (root / "train/a/corrupt.png").write_bytes(b"this is not a png")
+    (root / "train/b/empty.png").write_bytes(b"")
+    shutil.copy(root / "train/c/000.png", root / "train/c/copy.png")
+    shutil.copy(root / "train/a/001.png", root / "test/a/leak.png")
+    mislabeled = encode(bar_image(0, np.random.default_rng(9)), ".png")  # class a's bar in b/
+    (root / "train/b/mislabeled.png").write_bytes(mislabeled)
+    return root
+
+
+def test_check_finds_every_planted_problem_and_nothing_else(planted, tmp_path, capsys):
+    before = _tree_state(planted)
+    out = tmp_path / "report"
+    assert cli.main(["data", "check", str(planted), f"--out={out}"]) == 0
+    report = json.loads((out / "data_report.json").read_text())
+    found = {
+        (p["check"], Path(p["item"]).relative_to(planted).as_posix()) for p in report["problems"]
+    }
+    assert found == {
+        ("undecodable", "train/a/corrupt.png"),
+        ("empty_file", "train/b/empty.png"),
+        ("duplicate", "train/c/copy.png"),
+        ("leak", "test/a/leak.png"),
+        ("likely_label_error", "train/b/mislabeled.png"),
+    }
+    assert report["counts"]["train"] == {"a": 12, "b": 13, "c": 13}
+    assert report["counts"]["test"] == {"a": 7, "b": 6, "c": 6}
+    markdown = (out / "data_report.md").read_text()
+    assert "### leak (1)" in markdown and "train/a/001.png" in markdown
+    summary = capsys.readouterr().out
+    assert "5 problem(s)" in summary and "likely_label_error" in summary
+    assert _tree_state(planted) == before  # the source is never modified
+
+
+def test_fast_mode_skips_label_errors_and_clean_data_drops_what_was_found(planted):
+    data = load_source(planted)
+    report = check_data(data, label_errors=False)
+    assert report.fast and "likely_label_error" not in report.problem_counts()
+    assert report.problem_counts()["leak"] == 1
+    cleaned = clean_data(data, report)
+    assert len(cleaned.x_train) == len(data.x_train) - 2  # one extra copy, one leaked original
+    assert len(cleaned.x_test) == len(data.x_test)  # the test set stays as the source defines it
+    assert not any(name.endswith("train/a/001.png") for name in cleaned.ids["train"])
+    assert check_data(cleaned, label_errors=False).problem_counts().get("duplicate") is None
+
+
+def test_drop_label_errors_removes_the_flagged_sample(planted):
+    data = load_source(planted)
+    report = check_data(data, label_errors=True)
+    cleaned = clean_data(data, report, drop_label_errors=True)
+    assert not any(name.endswith("mislabeled.png") for name in cleaned.ids["train"])
+    assert any(name.endswith("mislabeled.png") for name in data.ids["train"])
+
+
+def test_clean_folder_reports_no_problem(tmp_path):
+    root = write_image_folder(tmp_path / "clean", per_class=15, seed=3)
+    report = check_source(str(root), tmp_path / "out")
+    assert report.problems == []
+    assert "None found." in (tmp_path / "out" / "data_report.md").read_text()
+
+
+def test_imbalance_and_text_problems_are_reported(tmp_path):
+    root = write_imdb(tmp_path / "aclImdb", per_class=10)
+    for index in range(40):  # make pos four times neg in train
+        (root / "train/pos" / f"extra_{index}.txt").write_text(f"great fun film number {index}")
+    (root / "train/neg/latin.txt").write_bytes("awful caf\xe9 film".encode("latin-1"))
+    (root / "test/neg/blank.txt").write_bytes(b"  \n")
+    report = check_source(str(root), tmp_path / "out", label_errors=False)
+    counts = report.problem_counts()
+    assert counts == {"class_imbalance": 1, "encoding": 1, "empty_file": 1}
+    encoding = next(p for p in report.problems if p.check == "encoding")
+    assert encoding.item.endswith("latin.txt") and "0xe9" in encoding.detail
+
+
+def test_csv_problems_are_reported(tmp_path):
+    rows = ["x1,x2,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40)]
+    rows[5] = "1,,0"  # missing value
+    rows[9] = "2,3,7"  # label out of range for --num_classes=2
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(rows) + "\n")
+    report = check_source(
+        str(path), tmp_path / "out", SourceOptions(num_classes=2), label_errors=False
+    )
+    counts = report.problem_counts()
+    assert counts["missing_values"] == 1 and counts["label_out_of_range"] == 1
+    bad = next(p for p in report.problems if p.check == "label_out_of_range")
+    assert bad.item.endswith("table.csv:row 10") and "label 7" in bad.detail
+
+
+def test_report_is_never_written_inside_the_source(planted):
+    with pytest.raises(ValueError, match="inside the data source"):
+        check_source(str(planted), planted / "report")
+    assert cli.main(["data", "check", str(planted), f"--out={planted / 'r'}"]) == 2
+    assert not (planted / "r").exists()
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert cli.main(["data", "check"]) == 2
+    assert cli.main(["data", "check", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["data", "check", str(tmp_path), "--bogus=1"]) == 2
+    assert "unknown config key 'bogus'" in capsys.readouterr().err
+
+
+def test_strict_exit_code(planted, tmp_path):
+    assert cli.main(["data", "check", str(planted), f"--out={tmp_path}", "--fast", "--strict"]) == 1

@@ -1,0 +1,381 @@
+"""`trainer data check`: find what is wrong with a data set and write `data_report.json/.md`.
+
+Loading (`trainer.data.sources`) already lists per-item problems: empty or undecodable files,
+images of unexpected size or channels, text that is not UTF-8, missing CSV values, labels out
+of range or unknown. This module adds what needs the whole data set: counts per split and
+class, class imbalance, exact duplicates within a split, leakage (the same sample in train and
+in test or validation), and, unless in fast mode, likely label errors where a simple
+cross-validated model confidently disagrees with the given label (confident learning, in
+the spirit of Northcutt et al. 2021). `clean_data` drops what was found from the in-memory
+data for training; the source files are never modified. Reports go to `./data_report/` by
+default and never inside the source.
+
+Example:
+
+    from trainer.data.check import check_source
+    report = check_source("path/to/photos", out_dir="data_report")
+    print(report.summary())
+    # shell: trainer data check path/to/photos --out=data_report
+"""
+
+import dataclasses
+import hashlib
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.sources import LoadedData, Problem, SourceOptions, class_counts, load_source
+from trainer.io import atomic_write_json, atomic_write_text
+
+ADVICE = {
+    "undecodable": "the file is corrupt or not the format its name says; re-export or delete it",
+    "empty_file": "zero-byte or blank files carry no sample; delete them or re-copy them",
+    "duplicate": "identical samples in one split weigh double; training drops extra copies "
+    "(--drop_duplicates=true, the default)",
+    "leak": "the same sample is in train and in test/val, which inflates the test score; "
+    "training drops the training copies (--drop_leaks=true, the default)",
+    "likely_label_error": "check these by eye; training can drop them with --drop_label_errors=true",
+    "class_imbalance": "use --balance=class_weights or --balance=oversample when training",
+    "image_size": "images were resized to one size; check they are the pictures you meant",
+    "image_channels": "grayscale/RGBA images were converted to the common channel count",
+    "encoding": "save text as UTF-8; these files were read as Latin-1",
+    "missing_values": "empty cells were filled with the training median",
+    "label_out_of_range": "fix the label or --num_classes; these rows were skipped",
+    "unknown_label": "a class that only appears outside train cannot be learned; rows skipped",
+}
+
+
+@dataclasses.dataclass
+class DataReport:
+    """What `check_data` found: counts per split and class, and every problem."""
+
+    source: str
+    kind: str
+    class_names: list[str]
+    counts: dict[str, dict[str, int]]
+    problems: list[Problem]
+    fast: bool = False
+    seconds: float = 0.0
+
+    def problem_counts(self) -> dict[str, int]:
+        return dict(Counter(problem.check for problem in self.problems))
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "kind": self.kind, "class_names": self.class_names,
+            "counts": self.counts, "problem_counts": self.problem_counts(), "fast": self.fast,
+            "seconds": round(self.seconds, 2), "problems": [p.to_dict() for p in self.problems],
+        }  # fmt: skip
+
+    def warnings(self) -> list[str]:
+        """One line per kind of problem, for a training log."""
+        return [
+            f"data check: {count} {check.replace('_', ' ')} problem(s), e.g. "
+            f"{next(p for p in self.problems if p.check == check).item}"
+            for check, count in sorted(self.problem_counts().items())
+        ]
+
+    def summary(self) -> str:
+        """The short text `trainer data check` prints."""
+        lines = [f"data check: {self.source} ({self.kind}, {len(self.class_names)} classes)"]
+        for split, counts in self.counts.items():
+            per_class = " ".join(f"{name}={count}" for name, count in list(counts.items())[:12])
+            more = " ..." if len(counts) > 12 else ""
+            lines.append(f"  {split:<5} {sum(counts.values()):>7} samples  {per_class}{more}")
+        if not self.problems:
+            lines.append("  no problems found")
+        else:
+            lines.append(f"  {len(self.problems)} problem(s):")
+            for check, count in sorted(self.problem_counts().items()):
+                lines.append(f"    {check:<20} {count:>5}  {ADVICE.get(check, '')}")
+        if self.fast:
+            lines.append("  (fast mode: likely label errors were not searched)")
+        return "\n".join(lines)
+
+    def to_markdown(self, max_items: int = 50) -> str:
+        splits = list(self.counts)
+        lines = [f"# Data report: {self.source}", "",
+                 f"Kind: {self.kind}. Classes: {len(self.class_names)}. Checked in "
+                 f"{self.seconds:.1f}s{' (fast mode, no label-error search)' if self.fast else ''}.",
+                 "", "## Samples per class", "", "| class | " + " | ".join(splits) + " |",
+                 "|---|" + "---|" * len(splits)]  # fmt: skip
+        for name in self.class_names:
+            lines.append(
+                f"| {name} | " + " | ".join(str(self.counts[s][name]) for s in splits) + " |"
+            )
+        lines.append(
+            "| **total** | " + " | ".join(str(sum(self.counts[s].values())) for s in splits) + " |"
+        )
+        lines += ["", f"## Problems ({len(self.problems)})", ""]
+        if not self.problems:
+            lines.append("None found.")
+        for check, count in sorted(self.problem_counts().items()):
+            lines += [f"### {check} ({count})", "", ADVICE.get(check, ""), ""]
+            found = [p for p in self.problems if p.check == check]
+            for problem in found[:max_items]:
+                where = f" [{problem.split}]" if problem.split else ""
+                lines.append(f"- `{problem.item}`{where}: {problem.detail} ({problem.action})")
+            if len(found) > max_items:
+                lines.append(f"- ... and {len(found) - max_items} more in data_report.json")
+            lines.append("")
+        return "\n".join(lines) + "\n"
+
+
+def fingerprints(x: np.ndarray) -> list[str]:
+    """An exact-content hash per sample (image bytes with shape, text, or feature row)."""
+    hashes = []
+    for sample in x:
+        if isinstance(sample, str):
+            data = sample.encode("utf-8", "surrogatepass")
+        else:
+            sample = np.ascontiguousarray(sample)
+            data = str(sample.shape).encode() + sample.tobytes()
+        hashes.append(hashlib.blake2b(data, digest_size=16).hexdigest())
+    return hashes
+
+
+def find_duplicates(data: LoadedData) -> list[Problem]:
+    """Every copy after the first of a sample that occurs twice in the same split."""
+    problems = []
+    for split in data.split_names():
+        x, y = data.arrays(split)
+        ids, first = data.split_ids(split), {}
+        for index, key in enumerate(fingerprints(x)):
+            if key not in first:
+                first[key] = index
+                continue
+            kept = first[key]
+            conflict = (
+                ""
+                if y[kept] == y[index]
+                else (
+                    f", but labelled {data.class_names[y[index]]!r} instead of {data.class_names[y[kept]]!r}"
+                )
+            )
+            problems.append(
+                Problem("duplicate", ids[index], f"same content as {ids[kept]}{conflict}", split)
+            )
+    return problems
+
+
+def find_leaks(data: LoadedData) -> list[Problem]:
+    """Validation or test samples identical to a training (or, for test, validation) sample."""
+    seen: dict[str, str] = {}
+    problems = []
+    for split in data.split_names():
+        x, _ = data.arrays(split)
+        keys, ids = fingerprints(x), data.split_ids(split)
+        if split != "train":
+            for index, key in enumerate(keys):
+                if key in seen:
+                    problems.append(Problem("leak", ids[index], f"identical to {seen[key]}", split))
+        for index, key in enumerate(keys):
+            seen.setdefault(key, ids[index])
+    return problems
+
+
+def find_imbalance(data: LoadedData, ratio: float = 3.0) -> list[Problem]:
+    """A problem for a training split whose largest class is over `ratio` times the smallest,
+    and one naming classes with no training sample at all."""
+    counts = class_counts(data.y_train, data.class_names)
+    problems = []
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        problems.append(Problem("missing_class", "train", f"{len(empty)} class(es) without a "
+                                f"training sample: {shown}", "train"))  # fmt: skip
+    present = {name: count for name, count in counts.items() if count}
+    largest, smallest = max(present, key=present.get), min(present, key=present.get)
+    if present[largest] > ratio * present[smallest]:
+        problems.append(Problem("class_imbalance", "train", f"largest class {largest!r} has "
+                                f"{present[largest]} samples, smallest {smallest!r} has "
+                                f"{present[smallest]} (ratio {present[largest] / present[smallest]:.1f})",
+                                "train"))  # fmt: skip
+    return problems
+
+
+def _label_error_features(data: LoadedData, x: np.ndarray) -> np.ndarray:
+    if data.kind == "image":
+        import tensorflow as tf
+
+        gray = np.asarray(x, np.float32).mean(axis=-1, keepdims=True) / 255.0
+        small = tf.image.resize(gray, (16, 16), method="area").numpy()  # shape, not texture
+        return small.reshape(len(x), -1)
+    if data.kind == "text":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(sublinear_tf=True, max_features=50000).fit_transform(list(x))
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit_transform(np.asarray(x, np.float64))
+
+
+def find_label_errors(
+    data: LoadedData, max_items: int = 20, max_samples: int = 20000, seed: int = 0
+) -> list[Problem]:
+    """Samples whose given label a cross-validated logistic regression finds very unlikely
+    (p <= 0.15) while it is confident (p >= 0.6, and above that class's average
+    self-confidence) in another class. Returns the `max_items` strongest, over all splits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    pools = [
+        (split, index)
+        for split in data.split_names()
+        for index in range(len(data.arrays(split)[1]))
+    ]
+    if len(pools) > max_samples:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(pools), max_samples, replace=False))
+        pools = [pools[i] for i in chosen]
+    # `pools` is ordered by split then row, so the concatenation below lines up with it.
+    x = np.concatenate(
+        [data.arrays(split)[0][[i for s, i in pools if s == split]] for split in data.split_names()]
+    )
+    y = np.array([data.arrays(split)[1][i] for split, i in pools])
+    classes, counts = np.unique(y, return_counts=True)
+    usable = np.isin(y, classes[counts >= 2])
+    if len(np.unique(y[usable])) < 2:
+        return []
+    folds = int(min(5, counts[counts >= 2].min()))
+    features = _label_error_features(data, x)[usable]
+    labels = y[usable]
+    model = LogisticRegression(max_iter=300)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    probabilities = cross_val_predict(model, features, labels, cv=splitter, method="predict_proba")
+    order = np.unique(labels)  # columns of predict_proba
+    column = np.searchsorted(order, labels)
+    self_confidence = np.array([probabilities[column == c, c].mean() for c in range(len(order))])
+    given = probabilities[np.arange(len(labels)), column]
+    others = probabilities.copy()
+    others[np.arange(len(labels)), column] = -1.0
+    best = others.argmax(axis=1)
+    best_p = others.max(axis=1)
+    flagged = np.flatnonzero((given <= 0.15) & (best_p >= 0.6) & (best_p >= self_confidence[best]))
+    flagged = flagged[np.argsort(given[flagged] - best_p[flagged])][:max_items]
+    positions = np.flatnonzero(usable)
+    problems = []
+    for index in flagged:
+        split, row = pools[positions[index]]
+        problems.append(Problem(
+            "likely_label_error", data.split_ids(split)[row],
+            f"labelled {data.class_names[labels[index]]!r} (p={given[index]:.2f}) but looks like "
+            f"{data.class_names[order[best[index]]]!r} (p={best_p[index]:.2f})", split,
+        ))  # fmt: skip
+    return problems
+
+
+def check_data(
+    data: LoadedData, label_errors: bool = True, imbalance_ratio: float = 3.0, seed: int = 0
+) -> DataReport:
+    """Checks loaded data; `label_errors=False` is the fast mode used before training."""
+    started = time.perf_counter()
+    problems = list(data.problems) + find_duplicates(data) + find_leaks(data)
+    problems += find_imbalance(data, imbalance_ratio)
+    if label_errors:
+        problems += find_label_errors(data, seed=seed)
+    counts = {
+        split: class_counts(data.arrays(split)[1], data.class_names) for split in data.split_names()
+    }
+    return DataReport(data.source, data.kind, data.class_names, counts, problems,
+                      fast=not label_errors, seconds=time.perf_counter() - started)  # fmt: skip
+
+
+def clean_data(
+    data: LoadedData,
+    report: DataReport | None = None,
+    drop_duplicates: bool = True,
+    drop_leaks: bool = True,
+    drop_label_errors: bool = False,
+) -> LoadedData:
+    """A copy of `data` without extra copies of duplicates, without the training copies of
+    leaked samples (so the test set stays the one the source defines), and, if asked, without
+    the likely label errors in `report`. The source files are not touched."""
+    if drop_duplicates:
+        for problem in find_duplicates(data):
+            ids = data.split_ids(problem.split)
+            data = data.without(problem.split, [ids.index(problem.item)])
+    if drop_leaks:
+        held_out = {key for split in data.split_names() if split != "train"
+                    for key in fingerprints(data.arrays(split)[0])}  # fmt: skip
+        leaked = [i for i, key in enumerate(fingerprints(data.x_train)) if key in held_out]
+        data = data.without("train", leaked)
+    if drop_label_errors and report is not None:
+        for problem in report.problems:
+            if problem.check == "likely_label_error":
+                ids = data.split_ids(problem.split)
+                if problem.item in ids:
+                    data = data.without(problem.split, [ids.index(problem.item)])
+    return data
+
+
+def write_data_report(report: DataReport, out_dir: str | Path) -> tuple[Path, Path]:
+    """Writes `data_report.json` and `data_report.md` into `out_dir`, atomically."""
+    out_dir = Path(out_dir)
+    json_path = atomic_write_json(out_dir / "data_report.json", report.to_dict())
+    return json_path, atomic_write_text(out_dir / "data_report.md", report.to_markdown())
+
+
+def _refuse_inside_source(source: str, out_dir: Path) -> None:
+    if source.startswith("tfds:"):
+        return
+    source_path, out_path = Path(source).resolve(), out_dir.resolve()
+    if source_path.is_dir() and (out_path == source_path or source_path in out_path.parents):
+        raise ValueError(
+            f"report folder {out_dir} is inside the data source {source}; the source is never "
+            "written to. Pass --out=DIR outside it."
+        )
+
+
+def check_source(
+    spec: str, out_dir: str | Path = "data_report", options: SourceOptions | None = None,
+    label_errors: bool = True, imbalance_ratio: float = 3.0,
+) -> DataReport:  # fmt: skip
+    """Loads `spec`, checks it and writes the two report files into `out_dir`."""
+    _refuse_inside_source(str(spec), Path(out_dir))
+    started = time.perf_counter()
+    data = load_source(spec, options)
+    report = check_data(data, label_errors, imbalance_ratio, seed=(options or SourceOptions()).seed)
+    report.seconds = time.perf_counter() - started
+    write_data_report(report, out_dir)
+    return report
+
+
+@dataclasses.dataclass
+class CheckConfig(SourceOptions):
+    """Options of `trainer data check SOURCE`."""
+
+    out: str = "data_report"  # folder for data_report.json and .md (never inside the source)
+    fast: bool = False  # skip the likely-label-error search (what training runs)
+    imbalance_ratio: float = 3.0  # report imbalance when largest/smallest class exceeds this
+    strict: bool = False  # exit with status 1 when any problem is found
+
+
+def cli_main(argv: list[str]) -> int:
+    """`trainer data check SOURCE [--out=DIR] [--fast] [--image_size=N ...]`."""
+    from trainer.config import ConfigError, parse_args
+
+    usage = "usage: trainer data check SOURCE [--out=DIR] [--fast] [--key=value ...]"
+    sources = [arg for arg in argv if not arg.startswith("-")]
+    if len(sources) != 1 and not {"-h", "--help"} & set(argv):
+        print(f"{usage}\nSOURCE: a folder, .csv, .npz, CIFAR tarball/folder or tfds:NAME; "
+              f"received {len(sources)} sources", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        config = parse_args(
+            CheckConfig, [a for a in argv if a.startswith("-")], "trainer data check"
+        )
+        options = SourceOptions(
+            **{f.name: getattr(config, f.name) for f in dataclasses.fields(SourceOptions)}
+        )
+        report = check_source(
+            sources[0], config.out, options, not config.fast, config.imbalance_ratio
+        )
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"trainer data check: error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"  report: {Path(config.out) / 'data_report.md'} and data_report.json")
+    return 1 if config.strict and report.problems else 0

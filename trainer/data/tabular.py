@@ -1,0 +1,251 @@
+"""CSV files and NumPy `.npz` archives as labelled data.
+
+A CSV has a header row, a label column (`--label_column`, default `label`) and either a text
+column (`--text_column`, or a column named `text`) or numeric feature columns (every other
+column). An optional `split` column (train/val/test) gives the splits; otherwise they come
+from a seeded stratified split. Empty feature cells are filled with the training median and
+reported; rows without a label or with a label out of range are skipped and reported. An
+`.npz` holds `x_train`, `y_train`, `x_test`, `y_test` (optionally `x_val`, `y_val` and
+`class_names`); it is opened without pickle support, so it cannot run code. This module
+reads only; it must not write into the source.
+
+Example:
+
+    from trainer.data.sources import SourceOptions
+    from trainer.data.tabular import load_csv
+    data = load_csv("reviews.csv", SourceOptions(text_column="review", label_column="stars"))
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.sources import (
+    SPLITS,
+    LoadedData,
+    Problem,
+    SourceOptions,
+    assemble,
+    require_two_classes,
+    split_off_test,
+)
+
+MISSING = {"", "na", "nan", "null", "none", "?"}
+_SPLIT_VALUES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+
+
+def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str], list[Problem]]:
+    raw = path.read_bytes()
+    problems = []
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        text = raw.decode("latin-1")
+        problems.append(Problem("encoding", str(path), f"not valid UTF-8 (byte "
+                                f"0x{raw[error.start]:02x} at offset {error.start}); read as Latin-1",
+                                action="fixed"))  # fmt: skip
+    reader = csv.DictReader(text.splitlines())
+    columns = list(reader.fieldnames or [])
+    if not columns:
+        raise ValueError(f"{path} is empty: a CSV needs a header row naming its columns")
+    return list(reader), columns, problems
+
+
+def _labels(
+    values: list[str], rows: list[int], splits: list[str], path: Path, options: SourceOptions
+) -> tuple[list[str], np.ndarray, list[Problem]]:
+    """Class names, an int label per row (-1 = skip), and the problems found."""
+    problems = []
+    is_integer = all(value.lstrip("-").isdigit() for value in values if value.strip())
+    labels = np.full(len(values), -1, np.int64)
+    if is_integer:
+        numbers = [int(value) if value.strip() else None for value in values]
+        present = [number for number in numbers if number is not None]
+        num_classes = options.num_classes or (max(present) + 1 if present else 0)
+        class_names = [str(i) for i in range(num_classes)]
+    else:
+        train_values = {
+            value for value, split in zip(values, splits, strict=True) if split == "train"
+        }
+        class_names = sorted(value for value in train_values if value.strip())
+        numbers = [class_names.index(value) if value in class_names else value for value in values]
+    for position, (number, row, split) in enumerate(zip(numbers, rows, splits, strict=True)):
+        item = f"{path}:row {row}"
+        if number is None or (isinstance(number, str) and not number.strip()):
+            problems.append(Problem("missing_label", item, "label cell is empty", split, "skipped"))
+        elif isinstance(number, str):
+            problems.append(Problem("unknown_label", item, f"label {number!r} never occurs in "
+                                    "the training rows", split, "skipped"))  # fmt: skip
+        elif not 0 <= number < len(class_names):
+            problems.append(Problem("label_out_of_range", item, f"label {number} outside "
+                                    f"0..{len(class_names) - 1}", split, "skipped"))  # fmt: skip
+        else:
+            labels[position] = number
+    return class_names, labels, problems
+
+
+def _features(
+    rows: list[dict[str, str]], columns: list[str], row_numbers: list[int], path: Path
+) -> np.ndarray:
+    """float32 matrix with NaN for missing cells; ValueError naming a non-numeric cell."""
+    matrix = np.full((len(rows), len(columns)), np.nan, np.float32)
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            cell = (row.get(column) or "").strip()
+            if cell.lower() in MISSING:
+                continue
+            try:
+                matrix[i, j] = float(cell)
+            except ValueError:
+                raise ValueError(
+                    f"{path} row {row_numbers[i]}, column {column!r}: {cell!r} is not a number. "
+                    "Feature columns must be numeric; name a text column with "
+                    "--text_column=NAME, or remove the column."
+                ) from None
+    return matrix
+
+
+def _fill_missing(splits: dict, columns: list[str], path: Path) -> list[Problem]:
+    """Fills NaN cells with the training median of their column, one problem per column."""
+    x_train = splits["train"][0]
+    medians = np.nan_to_num(np.nanmedian(np.where(np.isnan(x_train).all(0), 0, x_train), axis=0))
+    problems = []
+    for j, column in enumerate(columns):
+        where = []
+        for split, (x, _, ids) in splits.items():
+            missing = np.flatnonzero(np.isnan(x[:, j]))
+            x[missing, j] = medians[j]
+            where += [f"{split} {ids[i].rsplit(':', 1)[-1]}" for i in missing]
+        if where:
+            shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+            problems.append(Problem("missing_values", f"{path}:column {column}", f"{len(where)} "
+                                    f"empty cell(s) ({shown}); filled with the training median "
+                                    f"{medians[j]:g}", action="fixed"))  # fmt: skip
+    return problems
+
+
+def load_csv(path: str | Path, options: SourceOptions) -> LoadedData:
+    """Reads a labelled CSV (see the module docstring)."""
+    path = Path(path)
+    rows, columns, problems = _read_rows(path)
+    if options.label_column not in columns:
+        raise ValueError(
+            f"{path} has no label column {options.label_column!r}; its columns are "
+            f"{', '.join(columns)}. Name the label column with --label_column=NAME."
+        )
+    text_column = options.text_column or ("text" if "text" in columns else "")
+    if text_column and text_column not in columns:
+        raise ValueError(
+            f"{path} has no text column {text_column!r}; its columns are {', '.join(columns)}"
+        )
+    row_numbers = list(range(2, len(rows) + 2))  # row 1 is the header, as a spreadsheet counts
+    has_split = "split" in columns and options.label_column != "split"
+    splits = [_SPLIT_VALUES.get((row.get("split") or "").strip().lower(), "?") if has_split
+              else "train" for row in rows]  # fmt: skip
+    for position, split in enumerate(splits):
+        if split == "?":
+            problems.append(Problem("unknown_split", f"{path}:row {row_numbers[position]}",
+                                    f"split {rows[position].get('split')!r} is not train, val or "
+                                    "test", action="skipped"))  # fmt: skip
+    values = [(row.get(options.label_column) or "") for row in rows]
+    class_names, labels, label_problems = _labels(values, row_numbers, splits, path, options)
+    problems += label_problems
+    require_two_classes(class_names, str(path))
+    feature_columns = [c for c in columns if c not in (options.label_column, "split", text_column)]
+    if text_column:
+        x = np.array([row.get(text_column) or "" for row in rows], dtype=object)
+        for position, text in enumerate(x):
+            if not text.strip() and labels[position] >= 0:
+                problems.append(Problem("empty_text", f"{path}:row {row_numbers[position]}",
+                                        "text cell is empty", splits[position], "skipped"))  # fmt: skip
+                labels[position] = -1
+    else:
+        if not feature_columns:
+            raise ValueError(
+                f"{path} has only a label column; add feature columns or a text column"
+            )
+        x = _features(rows, feature_columns, row_numbers, path)
+    ids = np.array([f"{path}:row {row}" for row in row_numbers], dtype=object)
+    usable = (labels >= 0) & (np.array(splits) != "?")
+    split_array = np.array(splits)
+    if has_split:
+        parts = {s: (x[usable & (split_array == s)], labels[usable & (split_array == s)],
+                     list(ids[usable & (split_array == s)])) for s in SPLITS
+                 if np.any(usable & (split_array == s))}  # fmt: skip
+    else:
+        parts = split_off_test(x[usable], labels[usable], list(ids[usable]), options)
+    if not text_column and "train" in parts:
+        problems += _fill_missing(parts, feature_columns, path)
+    return assemble("text" if text_column else "tabular", class_names, parts, str(path), problems)
+
+
+def _npz_kind(x: np.ndarray) -> str:
+    if x.dtype.kind in "US":
+        return "text"
+    return "image" if x.ndim in (3, 4) else "tabular"
+
+
+def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
+    """Reads x_train, y_train, x_test, y_test (+ x_val, y_val, class_names) from an .npz."""
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npz archive ({error})") from None
+    with archive:
+        keys = set(archive.files)
+        missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in keys]
+        if missing:
+            raise ValueError(
+                f"{path} lacks {', '.join(missing)}; an .npz source holds x_train, y_train, "
+                f"x_test, y_test (it has: {', '.join(sorted(keys)) or 'nothing'})"
+            )
+        arrays = {key: archive[key] for key in keys}
+    kind = _npz_kind(arrays["x_train"])
+    problems, parts = [], {}
+    labels_all = np.concatenate(
+        [arrays[f"y_{s}"].reshape(-1) for s in SPLITS if f"y_{s}" in arrays]
+    )
+    if labels_all.dtype.kind not in "iuf" or (
+        labels_all.dtype.kind == "f" and np.any(labels_all % 1)
+    ):
+        raise ValueError(
+            f"{path}: labels must be integer class ids, received dtype {labels_all.dtype}"
+        )
+    num_classes = options.num_classes or int(arrays["y_train"].max()) + 1
+    if "class_names" in arrays:
+        class_names = [str(name) for name in arrays["class_names"]]
+        num_classes = len(class_names)
+    else:
+        class_names = [str(i) for i in range(num_classes)]
+    for split in SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
+        x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
+        if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or len(y) != len(x):
+            shape = None if y is None else y.shape
+            raise ValueError(f"{path}: y_{split} must hold one integer label per row of x_{split} "
+                             f"{x.shape}, received shape {shape} (one-hot labels: store argmax)")  # fmt: skip
+        y = y.reshape(-1).astype(np.int64)
+        bad = np.flatnonzero((y < 0) | (y >= num_classes))
+        problems += [Problem("label_out_of_range", f"{path}:y_{split}[{i}]", f"label {y[i]} "
+                             f"outside 0..{num_classes - 1}", split, "skipped") for i in bad]  # fmt: skip
+        keep = np.setdiff1d(np.arange(len(y)), bad)
+        if kind == "image" and x.ndim == 3:
+            x = x[..., None]
+        if kind == "text":
+            x = x.astype(str).astype(object)
+        elif kind == "tabular":
+            x = x.astype(np.float32)
+        parts[split] = (x[keep], y[keep], [f"{path}:x_{split}[{i}]" for i in keep])
+    if kind == "image" and parts["train"][0].dtype != np.uint8:
+        for split, (x, y, ids) in parts.items():
+            scaled = x * 255.0 if x.max(initial=0) <= 1.0 else x
+            parts[split] = (np.clip(np.round(scaled), 0, 255).astype(np.uint8), y, ids)
+    if kind == "tabular":
+        problems += _fill_missing(
+            parts, [f"feature {j}" for j in range(parts["train"][0].shape[1])], path
+        )
+    require_two_classes(class_names, str(path))
+    return assemble(kind, class_names, parts, str(path), problems)

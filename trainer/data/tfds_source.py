@@ -1,0 +1,100 @@
+"""TensorFlow Datasets by name (`tfds:NAME`), prepared data only unless downloading is allowed.
+
+`tfds.load(..., download=True)` retries the network for minutes on an offline machine, so this
+loader never downloads by default: it asks the builder whether the prepared files are in the
+data directory and, if not, fails at once naming the folder it searched and how to prepare it.
+`SourceOptions.download=True` (`--download=true`) lets TFDS download and prepare. Only
+supervised datasets (image or text input and a class label) are supported. This module must
+not write anywhere except through TFDS when downloading was asked for.
+
+Example:
+
+    from trainer.data.sources import SourceOptions
+    from trainer.data.tfds_source import load_tfds
+    data = load_tfds("mnist", SourceOptions(tfds_dir="/data/tfds"))
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.sources import LoadedData, SourceOptions, assemble
+
+_SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+
+
+def default_data_dir() -> str:
+    """Where TFDS looks when no directory is given: $TFDS_DATA_DIR or ~/tensorflow_datasets."""
+    return os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
+
+
+def load_tfds(name: str, options: SourceOptions) -> LoadedData:
+    """Loads the prepared TFDS dataset `name` ("mnist", "mnist:3.0.1") into memory.
+
+    Raises:
+        ValueError: TFDS knows no dataset by that name, or it is not a supervised classifier
+            data set with train and test splits.
+        FileNotFoundError: not prepared in the data directory and `download` is false.
+    """
+    import tensorflow_datasets as tfds
+
+    data_dir = options.tfds_dir or default_data_dir()
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"TFDS has no dataset named {name!r}; see `tfds.list_builders()` for the names"
+        ) from None
+    if not builder.is_prepared():
+        if not options.download:
+            raise FileNotFoundError(
+                f"TFDS dataset {name!r} is not prepared in {builder.data_dir} (data directory "
+                f"searched: {data_dir}). Prepare it where there is internet with "
+                f"`tfds build {name} --data_dir={data_dir}` and copy that folder here, set "
+                "--tfds_dir=DIR to where it is, or pass --download=true to let TFDS download it."
+            )
+        builder.download_and_prepare()
+    info = builder.info
+    if not info.supervised_keys or len(info.supervised_keys) != 2:
+        raise ValueError(f"TFDS dataset {name!r} has no (input, label) supervised keys")
+    input_key, label_key = info.supervised_keys
+    label_feature = info.features[label_key]
+    class_names = list(getattr(label_feature, "names", []) or [])
+    if not class_names:
+        raise ValueError(f"TFDS dataset {name!r}: label {label_key!r} is not a class label")
+    feature_type = type(info.features[input_key]).__name__
+    kind = {"Image": "image", "Text": "text"}.get(feature_type, "tabular")
+    parts = {}
+    for split_name in info.splits:
+        split = _SPLIT_NAMES.get(split_name)
+        if split is None:
+            continue
+        dataset = builder.as_dataset(split=split_name, as_supervised=True)
+        xs, ys = [], []
+        for x, y in tfds.as_numpy(dataset):
+            xs.append(x.decode("utf-8", errors="replace") if kind == "text" else x)
+            ys.append(int(y))
+        parts[split] = (
+            xs,
+            np.array(ys, np.int64),
+            [f"tfds:{name}/{split_name}[{i}]" for i in range(len(xs))],
+        )
+    problems = []
+    if kind == "image":
+        from trainer.data.folders import uniform_images
+
+        everything = [image for xs, _, _ in parts.values() for image in xs]
+        names = [item for _, _, ids in parts.values() for item in ids]
+        splits = [split for split, (xs, _, _) in parts.items() for _ in xs]
+        stacked, problems = uniform_images(everything, names, splits, options)
+        start = 0
+        for split, (xs, ys, ids) in parts.items():
+            parts[split] = (stacked[start : start + len(xs)], ys, ids)
+            start += len(xs)
+    else:
+        dtype = object if kind == "text" else np.float32
+        parts = {
+            split: (np.array(xs, dtype=dtype), ys, ids) for split, (xs, ys, ids) in parts.items()
+        }
+    return assemble(kind, class_names, parts, f"tfds:{name}", problems)
