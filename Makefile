@@ -37,12 +37,12 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow $(ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check trainer recipes tests bench
-	$(VENV)/bin/ruff format --check trainer recipes tests bench
+	$(VENV)/bin/ruff check trainer recipes tests bench notebooks
+	$(VENV)/bin/ruff format --check trainer recipes tests bench notebooks
 
 format: setup
-	$(VENV)/bin/ruff format trainer recipes tests bench
-	$(VENV)/bin/ruff check --fix trainer recipes tests bench
+	$(VENV)/bin/ruff format trainer recipes tests bench notebooks
+	$(VENV)/bin/ruff check --fix trainer recipes tests bench notebooks
 
 bench: setup
 	$(PY) bench/fashion_mnist.py $(ARGS)
