@@ -32,6 +32,8 @@ commands:
 # imported only when their command runs, so `trainer recipes` stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {}
 COMMANDS["data check"] = ("trainer.data.check", "cli_main", "check a data source and write data_report/")
+COMMANDS["data preview"] = ("trainer.data.preview", "cli_main", "PNG grid of augmented samples")
+COMMANDS["compress"] = ("trainer.compression", "cli_main", "compress a trained run within an accuracy budget")
 
 
 def _recipes_package() -> ModuleType:
