@@ -57,6 +57,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
     }  # fmt: skip
 
     def find_class(self, module, name):
