@@ -119,3 +119,38 @@ def resnet(
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")(x)
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
+
+
+def text_classifier(
+    sequence_length: int = 200,
+    vocab_size: int = 20000,
+    num_classes: int = 2,
+    embedding_dim: int = 64,
+    width: int = 64,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """A word-embedding, 1-D convolution, global-max-pool text classifier over token ids.
+
+    The input is token ids from `trainer.data.text.Vectorizer`, given as float32 so that the
+    exported TFLite file takes the same float input as the image models (ids below 2**24 are
+    exact in float32); the Embedding layer casts them to integers. String processing stays out
+    of the model, so it converts to TFLite with builtin ops only.
+
+    Example:
+
+        model = text_classifier(sequence_length=100, vocab_size=5000, num_classes=2)
+    """
+    if sequence_length < 1 or vocab_size < 2 or embedding_dim < 1 or width < 1:
+        raise ValueError(
+            "sequence_length, embedding_dim and width must be positive and vocab_size at least "
+            f"2, received {sequence_length}, {embedding_dim}, {width} and {vocab_size}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout}")
+    inputs = keras.Input(shape=(sequence_length,), dtype="float32", name="token_ids")
+    x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
+    x = layers.Conv1D(width, 5, padding="same", activation="relu", name="conv")(x)
+    x = layers.GlobalMaxPooling1D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="text_classifier")
