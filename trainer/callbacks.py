@@ -7,6 +7,7 @@ This module must not build models, datasets or run directories.
 import sys
 import time
 
+import numpy as np
 import tf_keras as keras
 
 
@@ -84,3 +85,280 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+class FitDiagnosis(keras.callbacks.Callback):
+    """Watches train and validation curves and reports what goes wrong, with remedies.
+
+    After each epoch it runs `trainer.diagnosis.diagnose` on the history so far and prints
+    any new verdict (overfitting, underfitting, divergence, learning rate too high or too low)
+    with concrete remedies; after training it prints the final verdict. A NaN or infinite
+    batch loss is reported at once and, with `stop_on_divergence`, stops training. The
+    findings stay on the callback (`findings`) for reports.
+
+    Args:
+        thresholds: `trainer.diagnosis.Thresholds`, the numbers behind each verdict.
+        stop_on_divergence: stop training when the loss is NaN/inf or explodes.
+        verbose: 0 silent, 1 print verdicts.
+        stream: where to print (default: standard output).
+
+    Example:
+
+        import trainer
+        from trainer.callbacks import FitDiagnosis
+        diagnosis = FitDiagnosis()
+        model.fit(x, y, validation_split=0.2, epochs=20, callbacks=[diagnosis])
+        print(diagnosis.findings[0].kind)   # e.g. "overfitting"
+    """
+
+    def __init__(self, thresholds=None, stop_on_divergence: bool = True, verbose: int = 1,
+                 stream=None):  # fmt: skip
+        super().__init__()
+        self.thresholds = thresholds
+        self.stop_on_divergence = stop_on_divergence
+        self.verbose = verbose
+        self.stream = stream
+        self.history: dict[str, list[float]] = {}
+        self.findings: list = []
+        self._reported: set[str] = set()
+
+    def on_train_begin(self, logs=None):
+        self.history, self.findings, self._reported = {}, [], set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(float(loss)):
+            return
+        from trainer.diagnosis import REMEDIES, Finding
+
+        epoch = len(self.history.get("loss", [])) + 1
+        finding = Finding("divergence", f"batch {batch} loss is {float(loss)}.", epoch,
+                          list(REMEDIES["divergence"]))  # fmt: skip
+        self.findings = [finding]
+        self._report(finding)
+        if self.stop_on_divergence:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if _is_number(value):
+                self.history.setdefault(key, []).append(float(value))
+        from trainer.diagnosis import diagnose
+
+        self.findings = diagnose(self.history, self.thresholds)
+        for finding in self.findings:
+            if finding.kind != "good_fit":
+                self._report(finding)
+                if finding.kind == "divergence" and self.stop_on_divergence:
+                    self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.verbose and self.findings:
+            kinds = ", ".join(finding.kind for finding in self.findings)
+            self._print(f"fit diagnosis: {kinds}")
+            for finding in self.findings:
+                self._print(f"  {finding}")
+
+    def _report(self, finding) -> None:
+        if finding.kind not in self._reported:
+            self._reported.add(finding.kind)
+            self._print(f"fit diagnosis: {finding}")
+
+    def _print(self, text: str) -> None:
+        if self.verbose:
+            print(text, file=self.stream or sys.stdout, flush=True)
+
+
+class ExponentialMovingAverage(keras.callbacks.Callback):
+    """Keeps an exponential moving average of the weights; validates and ends with it.
+
+    After each batch the average moves toward the current weights by `1 - decay` (with a
+    smaller effective decay in the first steps, as in `tf.train.ExponentialMovingAverage`,
+    so early noise fades quickly). During `fit`'s validation the model holds the averaged
+    weights, so `val_*` metrics score them; when training ends they are copied into the model,
+    so a following `evaluate` or `save` uses them. Batch-norm statistics are left as they are.
+
+    Args:
+        decay: weight of the old average per step, in [0, 1); 0.999 suits a few thousand steps.
+
+    Example:
+
+        import trainer
+        from trainer.callbacks import ExponentialMovingAverage
+        model.fit(x, y, validation_split=0.1, epochs=5, callbacks=[ExponentialMovingAverage(0.99)])
+        model.save("averaged.keras")
+    """
+
+    def __init__(self, decay: float = 0.999):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), received {decay!r}")
+        self.decay = decay
+        self._average = []
+        self._updates = None
+        self._in_fit = False
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self._in_fit = True
+        weights = self.model.trainable_weights
+        self._average = [tf.Variable(weight, trainable=False) for weight in weights]
+        self._updates = tf.Variable(0.0, trainable=False)
+        decay = tf.constant(self.decay, tf.float32)
+
+        @tf.function
+        def update():
+            self._updates.assign_add(1.0)
+            rate = tf.minimum(decay, (1.0 + self._updates) / (10.0 + self._updates))
+            for average, weight in zip(self._average, weights, strict=True):
+                average.assign(rate * average + (1.0 - rate) * tf.cast(weight, average.dtype))
+
+        self._update = update
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update()
+
+    def _swap(self):
+        for average, weight in zip(self._average, self.model.trainable_weights, strict=True):
+            current = weight.numpy()
+            weight.assign(average)
+            average.assign(current)
+
+    def on_test_begin(self, logs=None):
+        if self._in_fit:
+            self._swap()
+
+    def on_test_end(self, logs=None):
+        if self._in_fit:
+            self._swap()
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+        for average, weight in zip(self._average, self.model.trainable_weights, strict=True):
+            weight.assign(average)
+
+    def get_config(self):
+        return {"decay": self.decay}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training before it runs over a wall-clock budget.
+
+    At each epoch's end it stops if another epoch of the average length so far would not fit
+    in the time left; within an epoch it stops after the batch that crosses the budget.
+    `stopped_epoch` records where it stopped (None if it did not).
+
+    Args:
+        seconds: the budget for the whole `fit`, in seconds.
+        verbose: 1 prints a line when it stops.
+
+    Example:
+
+        import trainer
+        from trainer.callbacks import TimeBudget
+        model.fit(x, y, epochs=1000, callbacks=[TimeBudget(seconds=600)])  # at most ~10 min
+    """
+
+    def __init__(self, seconds: float, verbose: int = 1):
+        super().__init__()
+        if not isinstance(seconds, int | float) or seconds <= 0:
+            raise ValueError(f"seconds must be a number > 0, received {seconds!r}")
+        self.seconds = float(seconds)
+        self.verbose = verbose
+        self.stopped_epoch = None
+        self._start = 0.0
+        self._epochs_done = 0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._epochs_done, self.stopped_epoch = time.perf_counter(), 0, None
+
+    def _stop(self, epoch: int, reason: str) -> None:
+        self.model.stop_training = True
+        if self.stopped_epoch is None:
+            self.stopped_epoch = epoch
+            if self.verbose:
+                print(f"time budget: stopping at epoch {epoch + 1}, {reason}", flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        if elapsed > self.seconds:
+            self._stop(self._epochs_done, f"{elapsed:.0f}s used of {self.seconds:.0f}s")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done += 1
+        elapsed = time.perf_counter() - self._start
+        per_epoch = elapsed / self._epochs_done
+        if elapsed + per_epoch > self.seconds:
+            self._stop(epoch, f"another epoch (~{per_epoch:.0f}s) would pass {self.seconds:.0f}s")
+
+    def get_config(self):
+        return {"seconds": self.seconds, "verbose": self.verbose}
+
+
+class LearningRateWarmup(keras.callbacks.Callback):
+    """Ramps up any optimizer's learning rate over the first `warmup_steps` steps.
+
+    Works with the user's own optimizer and learning rate: a constant rate is scaled from
+    `initial_factor` x rate up to the rate; a `LearningRateSchedule` is wrapped in
+    `trainer.schedules.Warmup(delay_decay=False)`, so the schedule keeps its own step count and
+    only its first values are scaled. The step is the optimizer's `iterations`, so a resumed
+    run continues the ramp where it was. The original schedule is put back when training ends.
+
+    Args:
+        warmup_steps: optimizer steps the ramp lasts.
+        initial_factor: fraction of the rate used at step 0, in [0, 1).
+
+    Example:
+
+        import trainer
+        from trainer import keras
+        from trainer.callbacks import LearningRateWarmup
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+        model.fit(x, y, epochs=5, callbacks=[LearningRateWarmup(warmup_steps=200)])
+    """
+
+    def __init__(self, warmup_steps: int, initial_factor: float = 0.0):
+        super().__init__()
+        if not isinstance(warmup_steps, int) or warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be an int >= 1, received {warmup_steps!r}")
+        if not 0.0 <= initial_factor < 1.0:
+            raise ValueError(f"initial_factor must be in [0, 1), received {initial_factor!r}")
+        self.warmup_steps = warmup_steps
+        self.initial_factor = initial_factor
+        self._base_rate = None
+        self._original_schedule = None
+
+    def on_train_begin(self, logs=None):
+        from trainer.schedules import Warmup
+
+        optimizer = self.model.optimizer
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            self._original_schedule = schedule
+            start = float(schedule(0)) * self.initial_factor
+            optimizer.learning_rate = Warmup(schedule, self.warmup_steps, start, delay_decay=False)
+            # fit traced its train step before this hook; trace again so the wrapper is used.
+            self.model.train_function = self.model.make_train_function(force=True)
+        else:
+            self._base_rate = float(keras.backend.get_value(optimizer.learning_rate))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._base_rate is None:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        if step <= self.warmup_steps:
+            fraction = min(step / self.warmup_steps, 1.0)
+            factor = self.initial_factor + (1.0 - self.initial_factor) * fraction
+            self.model.optimizer.learning_rate.assign(self._base_rate * factor)
+
+    def on_train_end(self, logs=None):
+        if self._original_schedule is not None:
+            self.model.optimizer.learning_rate = self._original_schedule
+            self._original_schedule = None
+        elif self._base_rate is not None:
+            self.model.optimizer.learning_rate.assign(self._base_rate)
+        self._base_rate = None
+
+    def get_config(self):
+        return {"warmup_steps": self.warmup_steps, "initial_factor": self.initial_factor}

@@ -1,0 +1,142 @@
+"""Each callback inside a plain `model.fit`, with no other part of trainer."""
+
+import io
+import time
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from trainer.callbacks import (
+    EpochLogger,
+    ExponentialMovingAverage,
+    LearningRateLogger,
+    LearningRateWarmup,
+    TimeBudget,
+)
+
+
+def regression_data(count=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3).astype(np.float32)
+    return x, y
+
+
+def linear_model(optimizer):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records the kernel after every batch and the learning rate before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels, self.rates = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(keras.backend.get_value(self.model.optimizer.learning_rate)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
+
+
+def test_moving_average_matches_formula_and_is_used_for_validation_and_after_fit():
+    x, y = regression_data()
+    model = linear_model(keras.optimizers.SGD(0.05))
+    initial = model.layers[0].kernel.numpy().copy()
+    recorder, average = Recorder(), ExponentialMovingAverage(decay=0.9)
+    history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
+                        callbacks=[recorder, average])  # fmt: skip
+    expected = initial
+    for step, kernel in enumerate(recorder.kernels, start=1):
+        rate = min(0.9, (1 + step) / (10 + step))
+        expected = rate * expected + (1 - rate) * kernel
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected, rtol=1e-5)
+    assert not np.allclose(expected, recorder.kernels[-1])  # the average differs from raw
+    # val_loss of the last epoch scored the averaged weights, which the model now holds.
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(
+        history.history["val_loss"][-1], rel=1e-5
+    )
+    with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), received 1.5"):
+        ExponentialMovingAverage(1.5)
+
+
+def test_moving_average_model_saves_averaged_weights(tmp_path):
+    x, y = regression_data()
+    model = linear_model(keras.optimizers.SGD(0.05))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[ExponentialMovingAverage(0.8)])
+    model.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(restored.layers[0].kernel.numpy(), model.layers[0].kernel.numpy())
+
+
+class SlowBatches(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.02)
+
+
+def test_time_budget_stops_before_the_budget():
+    x, y = regression_data()
+    model = linear_model(keras.optimizers.SGD(0.01))
+    budget = TimeBudget(seconds=0.5, verbose=0)
+    started = time.perf_counter()
+    history = model.fit(x, y, batch_size=8, epochs=200, verbose=0,
+                        callbacks=[SlowBatches(), budget])  # fmt: skip
+    epochs_run = len(history.history["loss"])
+    assert budget.stopped_epoch is not None and 1 <= epochs_run < 200
+    assert epochs_run == budget.stopped_epoch + 1
+    # Each epoch sleeps 8 x 20 ms, so at most three epochs fit in half a second.
+    assert epochs_run <= 3
+    assert time.perf_counter() - started < 5  # generous: only guards against no stop at all
+    ample = TimeBudget(seconds=600, verbose=0)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[ample])
+    assert ample.stopped_epoch is None
+    with pytest.raises(ValueError, match="seconds must be a number > 0, received 0"):
+        TimeBudget(0)
+
+
+def test_warmup_ramps_a_users_constant_learning_rate():
+    x, y = regression_data()
+    model = linear_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    recorder = Recorder()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[LearningRateWarmup(warmup_steps=10), recorder])  # fmt: skip
+    expected = [0.1 * min(step / 10, 1.0) for step in range(16)]
+    np.testing.assert_allclose(recorder.rates, expected, rtol=1e-6, atol=1e-9)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.1)
+
+
+def test_warmup_wraps_a_users_schedule_and_gives_it_back():
+    x, y = regression_data()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=8, decay_rate=0.5)
+    model = linear_model(keras.optimizers.Adam(schedule))
+    seen = []
+
+    class AppliedRate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[LearningRateWarmup(warmup_steps=4, initial_factor=0.2), AppliedRate()])  # fmt: skip
+    expected = []
+    for step in range(16):
+        target = 0.1 * 0.5 ** (step / 8)
+        start = 0.1 * 0.2
+        expected.append(start + (target - start) * step / 4 if step < 4 else target)
+    np.testing.assert_allclose(seen, expected, rtol=1e-5)
+    assert model.optimizer._learning_rate is schedule  # the user's schedule is back
+
+
+def test_existing_loggers_still_work():
+    x, y = regression_data()
+    model = linear_model(keras.optimizers.SGD(0.01))
+    stream = io.StringIO()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+                        callbacks=[LearningRateLogger(), EpochLogger(stream=stream)])  # fmt: skip
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.01])
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2  loss=") and "lr=1.0e-02" in lines[1]
