@@ -1,0 +1,80 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from datagen import write_image_folder, write_imdb
+
+from trainer import cli
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """train/ and test/ image folders (3 classes, 20 + 8 each) with one planted leak."""
+    root = tmp_path / "photos"
+    write_image_folder(root / "train", per_class=20, seed=1)
+    write_image_folder(root / "test", per_class=8, seed=2)
+    shutil.copy(root / "train/a/000.png", root / "test/a/leaked.png")
+    return root
+
+
+def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", "image_classifier", f"--data={photos}", f"--run_dir={run_dir}", "--epochs=3",
+            "--image_size=16", "--width=8", "--batch_size=16", "--learning_rate=0.01",
+            "--export=float32,int8", "--flip=false"]  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["class_names"] == ["a", "b", "c"]
+    assert metrics["test_accuracy"] > 0.5  # bars are easy; chance is 1/3
+    exports = {e["format"]: e for e in metrics["exports"]}
+    assert abs(exports["float32"]["accuracy"] - metrics["test_accuracy"]) <= 1 / 25
+    assert metrics["data_problems"] == {"leak": 1}
+    data_report = json.loads((run_dir / "data_report.json").read_text())
+    assert data_report["fast"] is True
+    assert "Data check (fast)" in (run_dir / "report.md").read_text()
+    out = capsys.readouterr().out
+    assert "WARNING data check: 1 leak problem(s)" in out
+    # 60 train images less the leaked original, less a stratified 10% (2 per class) for validation
+    assert "data: 53 train / 6 val / 25 test images" in out
+
+
+def test_text_classifier_on_aclimdb_layout_with_class_weights(tmp_path):
+    root = write_imdb(tmp_path / "aclImdb", per_class=20)
+    run_dir = tmp_path / "run"
+    args = ["train", "text_classifier", f"--data={root}", f"--run_dir={run_dir}", "--epochs=12",
+            "--sequence_length=24", "--embedding_dim=16", "--width=16", "--batch_size=8",
+            "--learning_rate=0.01", "--balance=class_weights"]  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["class_names"] == ["neg", "pos"]
+    assert metrics["test_accuracy"] >= 0.75  # sentiment words decide; chance is 0.5
+    exports = {e["format"]: e for e in metrics["exports"]}
+    assert set(exports) == {"float32", "dynamic"}
+    assert abs(exports["float32"]["accuracy"] - metrics["test_accuracy"]) <= 1 / 40
+    vocabulary = (run_dir / "vocabulary.txt").read_text().splitlines()
+    assert vocabulary[:2] == ["", "[UNK]"] and "wonderful" in vocabulary
+
+
+def test_text_classifier_on_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["text,label"] + [
+        f"{'a great fun film' if i % 2 else 'a dull awful film'} {rng.integers(10**6)},"
+        f"{'pos' if i % 2 else 'neg'}"
+        for i in range(40)
+    ]
+    (tmp_path / "reviews.csv").write_text("\n".join(lines))
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "text_classifier", f"--data={tmp_path / 'reviews.csv'}",
+                     f"--run_dir={run_dir}", "--epochs=1", "--sequence_length=8",
+                     "--embedding_dim=8", "--width=8", "--export=float32"]) == 0  # fmt: skip
+    assert (run_dir / "model_float32.tflite").is_file()
+
+
+def test_generic_recipes_reject_wrong_kind_and_missing_data(photos, tmp_path):
+    with pytest.raises(ValueError, match="holds image data; text_classifier needs text"):
+        cli.main(["train", "text_classifier", f"--data={photos}", f"--run_dir={tmp_path / 'r'}"])
+    with pytest.raises(ValueError, match="no data source given: pass --data=PATH"):
+        cli.main(["train", "image_classifier", f"--run_dir={tmp_path / 's'}"])
+    with pytest.raises(ValueError, match="int8 would quantize the token-id input"):
+        cli.main(["train", "text_classifier", f"--data={photos}", "--export=int8"])

@@ -1,0 +1,69 @@
+"""What every recipe does to its data before training: load, check, report, clean, split.
+
+The check runs in fast mode (no label-error search) unless label errors are to be dropped;
+its warnings go to the log and its report into the run directory, and what it found is
+dropped from the in-memory data only. A validation split is carved from train (stratified,
+seeded) when the source has none, so the test set is never used to select anything. This
+module must not build models or datasets.
+
+Example:
+
+    from trainer.data.prepare import prepare_data
+    from trainer.data.sources import SourceOptions
+    data, report = prepare_data("photos/", SourceOptions(image_size=64), "runs/demo")
+"""
+
+import dataclasses
+from pathlib import Path
+
+from trainer.data.check import DataReport, check_data, clean_data, write_data_report
+from trainer.data.sources import LoadedData, SourceOptions, load_source
+from trainer.data.split import stratified_split
+
+
+@dataclasses.dataclass
+class Cleaning:
+    """Which problems found by the data check are dropped before training."""
+
+    drop_duplicates: bool = True  # extra copies of a sample within a split
+    drop_leaks: bool = True  # training copies of samples that are also in val/test
+    drop_label_errors: bool = False  # likely label errors (runs the slower full check)
+
+
+def with_validation(data: LoadedData, fraction: float, seed: int = 0) -> LoadedData:
+    """`data` with a stratified validation split carved from train if it has none."""
+    if data.x_val is not None or fraction <= 0:
+        return data
+    kept, held = stratified_split(data.y_train, fraction, seed)
+    ids = data.split_ids("train")
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[kept], y_train=data.y_train[kept],
+        x_val=data.x_train[held], y_val=data.y_train[held],
+        ids={**data.ids, "train": [ids[i] for i in kept], "val": [ids[i] for i in held]},
+    )  # fmt: skip
+
+
+def prepare_data(
+    spec: str,
+    options: SourceOptions,
+    run_dir: str | Path,
+    cleaning: Cleaning | None = None,
+    val_fraction: float = 0.1,
+) -> tuple[LoadedData, DataReport]:
+    """Loads `spec`, checks it, writes `data_report.json/.md` into `run_dir`, prints warnings,
+    drops what `cleaning` asks for, and adds a validation split. Returns (data, report)."""
+    if not spec:
+        raise ValueError(
+            "no data source given: pass --data=PATH (a folder, .csv, .npz, CIFAR tarball) "
+            "or --data=tfds:NAME"
+        )
+    cleaning = cleaning or Cleaning()
+    data = load_source(spec, options)
+    report = check_data(data, label_errors=cleaning.drop_label_errors, seed=options.seed)
+    write_data_report(report, run_dir)
+    for line in report.warnings():
+        print(f"WARNING {line} (see {Path(run_dir) / 'data_report.md'})")
+    data = clean_data(data, report, cleaning.drop_duplicates, cleaning.drop_leaks,
+                      cleaning.drop_label_errors)  # fmt: skip
+    return with_validation(data, val_fraction, options.seed), report
