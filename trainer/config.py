@@ -44,11 +44,15 @@ class ConfigError(ValueError):
 
 def field_comments(config_class: type) -> dict[str, str]:
     """Maps each field name to the comment written beside it (or on the lines above it)."""
+    # Fields inherited from a base dataclass carry their comments in the base's source.
+    comments: dict[str, str] = {}
+    for base in reversed(config_class.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            comments.update(field_comments(base))
     try:
         source = inspect.getsource(config_class)
     except (OSError, TypeError):
-        return {}
-    comments: dict[str, str] = {}
+        return comments
     pending: list[str] = []
     for line in source.splitlines()[1:]:
         stripped = line.strip()
