@@ -126,3 +126,11 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 def test_strict_exit_code(planted, tmp_path):
     assert cli.main(["data", "check", str(planted), f"--out={tmp_path}", "--fast", "--strict"]) == 1
+
+
+def test_help_lists_source_options_with_their_comments(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["data", "check", "--help"])
+    out = capsys.readouterr().out
+    assert "usage: trainer data check SOURCE" in out
+    assert "--image_size=INT" in out and "resize images to image_size x image_size" in out

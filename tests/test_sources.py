@@ -280,3 +280,13 @@ def test_tfds_prepared_dataset_loads(tmp_path):
     assert sorted(data.y_test.tolist()) == [0, 0, 1, 1]
     bands = data.x_train[:, :4].mean(axis=(1, 2, 3)) > data.x_train[:, 4:8].mean(axis=(1, 2, 3))
     assert np.array_equal(bands, data.y_train == 0)  # each image kept its own label
+
+
+def test_csv_label_only_in_test_is_unknown_and_skipped(tmp_path):
+    lines = ["x,label,split"] + [f"{i},{'ab'[i % 2]},train" for i in range(8)]
+    lines += ["1,a,test", "2,b,test", "3,zebra,test", "4,b,holdout"]
+    (tmp_path / "u.csv").write_text("\n".join(lines))
+    data = load_source(tmp_path / "u.csv")
+    assert data.class_names == ["a", "b"] and len(data.x_test) == 2
+    found = {(p.check, p.item.rsplit(":", 1)[1]) for p in data.problems}
+    assert found == {("unknown_label", "row 12"), ("unknown_split", "row 13")}

@@ -365,7 +365,7 @@ def cli_main(argv: list[str]) -> int:
         return 2
     try:
         config = parse_args(
-            CheckConfig, [a for a in argv if a.startswith("-")], "trainer data check"
+            CheckConfig, [a for a in argv if a.startswith("-")], "trainer data check SOURCE"
         )
         options = SourceOptions(
             **{f.name: getattr(config, f.name) for f in dataclasses.fields(SourceOptions)}

@@ -21,7 +21,17 @@ from trainer.io import atomic_write_text
 
 
 class Vectorizer:
-    """Learns a vocabulary from training texts and turns texts into fixed-length id rows."""
+    """Learns a vocabulary from training texts and turns texts into fixed-length id rows.
+
+    Args:
+        vocab_size: most frequent training words kept, padding and "[UNK]" included.
+        sequence_length: ids per text; longer texts are cut, shorter ones padded with 0.
+
+    Example:
+
+        vectorizer = Vectorizer(vocab_size=100, sequence_length=4).adapt(["good film", "bad"])
+        vectorizer(["good bad film"])  # array([[2., 4., 3., 0.]], dtype=float32)
+    """
 
     def __init__(self, vocab_size: int = 20000, sequence_length: int = 200):
         if vocab_size < 3 or sequence_length < 1:
@@ -53,7 +63,7 @@ class Vectorizer:
 
     @property
     def vocabulary(self) -> list[str]:
-        return list(self.layer.get_vocabulary())
+        return [str(token) for token in self.layer.get_vocabulary()]
 
     def save_vocabulary(self, path: str | Path) -> Path:
         """One token per line; the line number (from 0) is the token's id."""
