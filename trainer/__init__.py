@@ -13,12 +13,8 @@ Example:
     from trainer.schedules import Warmup
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
-from trainer.keras_path import check_keras_object, ensure_legacy_keras  # noqa: E402
+# Importing keras_path sets TF_USE_LEGACY_KERAS=1 and the default TF_CPP_MIN_LOG_LEVEL=2.
+from trainer.keras_path import check_keras_object, ensure_legacy_keras
 
 __version__ = "0.1.0"
 __all__ = ["check_keras_object", "ensure_legacy_keras", "keras", "__version__"]

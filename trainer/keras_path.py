@@ -8,6 +8,11 @@ This module owns the checks; it must not import TensorFlow unless TensorFlow is 
 import os
 import sys
 
+# Read before trainer sets its default, so we know whether the user chose a level.
+USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
 _HOW_TO_FIX = (
     "trainer uses the Keras 2 API (tf_keras). Build the object with `import tf_keras as keras` "
     "(or `from trainer import keras`), or `import trainer` before `tensorflow`, or set "
@@ -68,3 +73,25 @@ def check_keras_object(obj: object, argument: str) -> None:
             f"`{argument}` is a Keras 3 object ({cls.__module__}.{cls.__qualname__}). "
             + _HOW_TO_FIX
         )
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and tf_keras with native stderr silenced, unless the user chose a
+    `TF_CPP_MIN_LOG_LEVEL` or TensorFlow is already loaded.
+
+    TensorFlow 2.21 prints oneDNN and absl start-up notices from C++ before its log level
+    applies, so setting the variable from Python does not hide them. Python exceptions are
+    raised after stderr is restored, so a broken install still reports its error.
+    """
+    if "tensorflow" in sys.modules or USER_LOG_LEVEL is not None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+            import tf_keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
