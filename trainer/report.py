@@ -70,6 +70,41 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path) 
     return _save_figure(figure, path)
 
 
+def plot_accuracy_vs_size(
+    points: Sequence[tuple[str, int, float, bool]],
+    reference_accuracy: float,
+    budget_pp: float,
+    path: str | Path,
+) -> Path:
+    """Plots accuracy against file size for compressed candidates, with the budget line.
+
+    Args:
+        points: `(label, size_bytes, accuracy, within_budget)` per candidate; accuracy in [0, 1].
+        reference_accuracy: the uncompressed model's accuracy on the same data.
+        budget_pp: allowed drop in percentage points; drawn as a dashed line below the reference.
+        path: PNG file to write.
+    """
+    if not points:
+        raise ValueError("plot_accuracy_vs_size needs at least one candidate, received none")
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(7.5, 4.5))
+    for label, size, accuracy, within in points:
+        axis.scatter(size / 1024, accuracy * 100, color="tab:green" if within else "tab:red", s=30)
+        axis.annotate(label, (size / 1024, accuracy * 100), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")  # fmt: skip
+    axis.axhline(reference_accuracy * 100, color="gray", lw=1, label="uncompressed")
+    axis.axhline((reference_accuracy * 100) - budget_pp, color="gray", ls="--", lw=1,
+                 label=f"budget (-{budget_pp:g} pp)")  # fmt: skip
+    axis.set_xscale("log")
+    axis.set_xlabel("size (KiB, log scale)")
+    axis.set_ylabel("accuracy (%)")
+    axis.set_title("accuracy vs size (green: within budget, red: over)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
 def _size(num_bytes: int) -> str:
     return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
 

@@ -1,0 +1,170 @@
+"""Knowledge distillation: a `Distiller` model that trains a student on a teacher's soft labels.
+
+The student learns from two signals: the true labels (hard loss) and the teacher's output
+distribution softened by a temperature (Hinton et al., 2015), which says how similar the
+classes look to the teacher. `Distiller` is a `keras.Model` with its own `train_step`, so it
+takes our callbacks, schedules and `tf.data` pipelines through plain `compile`/`fit`. Teacher
+and student must both output logits, as every builder in `trainer.models` does. This module
+must not build datasets or export models.
+
+Example:
+
+    from trainer.distill import Distiller, load_teacher
+    from trainer.models import small_cnn
+    teacher = load_teacher("runs/fashion_mnist-teacher")
+    distiller = Distiller(student=small_cnn(width=8), teacher=teacher, temperature=4.0, alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    distiller.fit(train_dataset, epochs=5, validation_data=test_dataset)
+    distiller.student.save("student.keras")
+"""
+
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.keras_path import check_keras_object
+
+
+def load_teacher(run_dir: str | Path) -> keras.Model:
+    """Loads the trained Keras model of a run directory, frozen, to serve as a teacher.
+
+    Raises:
+        FileNotFoundError: the run directory has no `model.keras` (train it first).
+    """
+    from trainer.runs import MODEL_FILE
+
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained model at {path}; train one first (trainer train RECIPE "
+            f"--run_dir={run_dir}) or pass the run directory that holds {MODEL_FILE}"
+        )
+    teacher = keras.models.load_model(path, compile=False)
+    teacher.trainable = False
+    return teacher
+
+
+def distillation_loss(teacher_logits, student_logits, temperature: float):
+    """KL(teacher || student) between temperature-softened distributions, times T^2.
+
+    The T^2 factor keeps the soft term's gradient scale independent of the temperature, as in
+    Hinton et al., so `alpha` means the same at every temperature.
+    """
+    teacher_probabilities = tf.nn.softmax(teacher_logits / temperature, axis=-1)
+    student_log_probabilities = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    teacher_log_probabilities = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
+    kl = tf.reduce_sum(
+        teacher_probabilities * (teacher_log_probabilities - student_log_probabilities), axis=-1
+    )
+    return tf.reduce_mean(kl) * temperature**2
+
+
+def _hard_loss(labels, logits):
+    # One-hot (our pipelines) or integer labels, decided by the label tensor's rank.
+    if labels.shape.rank == logits.shape.rank:
+        return keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+class Distiller(keras.Model):
+    """Trains `student` on `alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher || student)`.
+
+    The teacher runs in inference mode and is never updated; only the student's weights
+    train. Calling the distiller runs the student, so `evaluate`, `predict` and metrics score
+    the student. Save `distiller.student`, which is an ordinary model.
+
+    Args:
+        student: the model to train (outputs logits).
+        teacher: a trained model with the same inputs and number of classes (outputs logits).
+        temperature: softens both distributions; 2-8 is usual, higher shares more of the
+            teacher's knowledge about similar classes.
+        alpha: weight of the hard-label loss in [0, 1]; 1 - alpha goes to the soft loss.
+        student_loss: loss on the true labels, `fn(labels, logits)`; default cross-entropy
+            from logits, one-hot or integer labels.
+
+    Example:
+
+        distiller = Distiller(student, teacher, temperature=4.0, alpha=0.5)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        history = distiller.fit(x, y_one_hot, epochs=3)
+        distiller.student.save("student.keras")
+    """
+
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        student_loss=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_keras_object(student, "student")
+        check_keras_object(teacher, "teacher")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, received {temperature}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], received {alpha}")
+        student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
+        if student_classes != teacher_classes:
+            raise ValueError(
+                f"student outputs {student_classes} classes but teacher outputs "
+                f"{teacher_classes}; they must predict the same classes"
+            )
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.student_loss_fn = student_loss or _hard_loss
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+
+    @property
+    def metrics(self):
+        # Listed here so Keras resets them each epoch, next to the compiled metrics.
+        trackers = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        return trackers + super().metrics
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def _forward(self, x, y, sample_weight, training: bool):
+        student_logits = self.student(x, training=training)
+        teacher_logits = self.teacher(x, training=False)
+        hard = self.student_loss_fn(y, student_logits)
+        if sample_weight is not None:
+            hard = hard * tf.cast(tf.reshape(sample_weight, tf.shape(hard)), hard.dtype)
+        hard = tf.reduce_mean(hard)
+        soft = distillation_loss(teacher_logits, student_logits, self.temperature)
+        return student_logits, hard, soft
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            student_logits, hard, soft = self._forward(x, y, sample_weight, training=True)
+            loss = self.alpha * hard + (1.0 - self.alpha) * soft
+            if self.student.losses:  # weight regularizers of the student
+                loss += tf.add_n(self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return self._update_metrics(y, student_logits, loss, hard, soft)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        student_logits, hard, soft = self._forward(x, y, sample_weight, training=False)
+        loss = self.alpha * hard + (1.0 - self.alpha) * soft
+        return self._update_metrics(y, student_logits, loss, hard, soft)
+
+    def _update_metrics(self, y, student_logits, loss, hard, soft):
+        self.loss_tracker.update_state(loss)
+        self.student_loss_tracker.update_state(hard)
+        self.distillation_loss_tracker.update_state(soft)
+        self.compiled_metrics.update_state(y, student_logits)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def get_config(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha, "name": self.name}
