@@ -30,12 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainer  # noqa: E402,F401  (selects the Keras 2 API before TensorFlow loads)
+from recipes.fashion_mnist import Config  # noqa: E402
 from trainer.augment import Compose, RandAugment, RandomCropWithPadding, RandomFlip  # noqa: E402
 from trainer.data.idx import FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
 from trainer.data.pipeline import image_dataset  # noqa: E402
 
-BATCH_SIZE = 128  # recipes/fashion_mnist.py Config.batch_size
-CROP_PADDING = 2  # recipes/fashion_mnist.py Config.crop_padding
+RECIPE = Config()  # model, batch size, optimizer and augmentation as the recipe's defaults
+BATCH_SIZE = RECIPE.batch_size
+CROP_PADDING = RECIPE.crop_padding
 
 
 def _cpu_name() -> str:
@@ -49,7 +51,10 @@ def _cpu_name() -> str:
 
 
 def _recipe_augment() -> Compose:
-    return Compose([RandomCropWithPadding(CROP_PADDING), RandomFlip(horizontal=True)])
+    return Compose(
+        ([RandomCropWithPadding(CROP_PADDING)] if CROP_PADDING else [])
+        + ([RandomFlip(horizontal=True)] if RECIPE.flip else [])
+    )
 
 
 def pipeline_images_per_second(x: np.ndarray, y: np.ndarray, augment, epochs: int) -> float:
@@ -69,10 +74,16 @@ def _compiled_model():
 
     from trainer.models import small_cnn
 
-    model = small_cnn((28, 28, 1), 10, width=32, dropout=0.3)
+    model = small_cnn(
+        (28, 28, 1), 10, width=RECIPE.width, dropout=RECIPE.dropout,
+        head_units=RECIPE.head_units, batch_norm_momentum=RECIPE.batch_norm_momentum,
+    )  # fmt: skip
+    # A constant learning rate: the recipe's warmup/cosine schedule costs the same per step.
     model.compile(
-        optimizer=keras.optimizers.AdamW(3e-3, weight_decay=5e-4),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+        optimizer=keras.optimizers.AdamW(RECIPE.learning_rate, weight_decay=RECIPE.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=RECIPE.label_smoothing
+        ),
         metrics=["accuracy"],
     )
     return model

@@ -90,6 +90,12 @@ def _random_signs(seed: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.random.stateless_uniform([batch], seed=seed) < 0.5, -1.0, 1.0)
 
 
+def _offsets(seed: tf.Tensor, room: tf.Tensor) -> tf.Tensor:
+    """A uniform integer in [0, room[i]] per image (stateless ints need one scalar range)."""
+    fractions = tf.random.stateless_uniform(tf.shape(room), seed=seed)
+    return tf.cast(fractions * tf.cast(room + 1, tf.float32), tf.int32)
+
+
 def _beta(seed: tf.Tensor, batch: tf.Tensor, alpha: float) -> tf.Tensor:
     # Beta(a, a) = G1 / (G1 + G2) with G ~ Gamma(a): TF has a stateless gamma, not a beta.
     gammas = tf.random.stateless_gamma([2, batch], seed=seed, alpha=alpha)
@@ -394,14 +400,8 @@ class RandomErasing:
         ratio = tf.exp(_uniform(seeds[1], batch, log_low, log_high))
         box_height = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32), 1, height)
         box_width = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32), 1, width)
-        top = tf.cast(
-            _uniform(seeds[2], batch, 0.0, 1.0) * tf.cast(height - box_height + 1, tf.float32),
-            tf.int32,
-        )
-        left = tf.cast(
-            _uniform(seeds[3], batch, 0.0, 1.0) * tf.cast(width - box_width + 1, tf.float32),
-            tf.int32,
-        )
+        top = _offsets(seeds[2], height - box_height)
+        left = _offsets(seeds[3], width - box_width)
         masks = _box_masks(images, top, left, box_height, box_width)
         chosen = _uniform(seeds[4], batch, 0.0, 1.0) < self.probability
         masks = masks & chosen[:, None, None, None]
