@@ -25,6 +25,7 @@ commands:
   recipes                          list the recipes with one line each
   train RECIPE [--key=value ...]   run a recipe (a name from `trainer recipes` or a .py file)
                                    `trainer train RECIPE --help` lists its options
+  train --resume=RUN_DIR           continue a killed run from its last backup, same config
 """
 
 # Subcommands implemented in their own modules: name -> ("module", "function", one-line help).
@@ -34,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {}
 COMMANDS["data check"] = ("trainer.data.check", "cli_main", "check a data source and write data_report/")
 COMMANDS["data preview"] = ("trainer.data.preview", "cli_main", "PNG grid of augmented samples")
 COMMANDS["compress"] = ("trainer.compression", "cli_main", "compress a trained run within an accuracy budget")
+COMMANDS["lr-find"] = ("trainer.lr_finder", "cli_main", "sweep the learning rate, plot, suggest one")
 
 
 def _recipes_package() -> ModuleType:
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<{width}}  {summary}")
         return 0
     if command == "train":
+        if any(arg.startswith("--resume") for arg in rest):
+            rest = _resume_arguments(rest)
+            if rest is None:
+                return 2
         if not rest or rest[0].startswith("-"):
             print("usage: trainer train RECIPE [--key=value ...]", file=sys.stderr)
             print("recipes: " + ", ".join(list_recipes()), file=sys.stderr)
@@ -140,6 +146,29 @@ def main(argv: list[str] | None = None) -> int:
             return int(function(argv[len(words) :]) or 0)
     print(f"trainer: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2
+
+
+def _resume_arguments(rest: list[str]) -> list[str] | None:
+    """`train --resume=RUN_DIR` -> the recipe and options saved in RUN_DIR (None on error)."""
+    from trainer.checkpoint import resume_arguments
+
+    resume = [arg for arg in rest if arg.startswith("--resume")]
+    others = [arg for arg in rest if not arg.startswith("--resume")]
+    run_dir = resume[0].partition("=")[2]
+    if len(resume) > 1 or not run_dir or others:
+        print(
+            "trainer train: error: use `trainer train --resume=RUN_DIR` alone: the run continues "
+            f"with its saved config.yaml; received {' '.join(rest)}",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        recipe, options = resume_arguments(run_dir)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"trainer train: error: {error}", file=sys.stderr)
+        return None
+    print(f"resuming {run_dir} (recipe {recipe})", flush=True)
+    return [recipe, *options]
 
 
 def _usage() -> str:

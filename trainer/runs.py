@@ -11,6 +11,7 @@ Example:
 """
 
 import datetime
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,11 @@ def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) 
         )
     path.mkdir(parents=True, exist_ok=True)
     save_config(config, path / CONFIG_FILE)
+    # run.json names the recipe so that `trainer train --resume=RUN_DIR` can find it again.
+    from trainer.checkpoint import write_run_info
+
+    config_module = sys.modules.get(type(config).__module__)
+    write_run_info(path, recipe, getattr(config_module, "__file__", None))
     return path
 
 
@@ -67,9 +73,13 @@ def fit_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 0
 
 
-def run_callbacks(run_dir: str | Path, tensorboard: bool = True) -> list:
+def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: int = 0) -> list:
     """The callbacks every run uses: learning rate in the logs, `history.csv`, TensorBoard
-    logs, and one line per epoch when output is not a terminal."""
+    logs, and one line per epoch when output is not a terminal.
+
+    With `backup_every=N` a `ResumeBackup` (last in the list) saves the training state in
+    `RUN_DIR/backup` every N batches and each epoch, and restores it when the same run
+    directory is trained again (`trainer train --resume=RUN_DIR`)."""
     import tf_keras as keras
 
     from trainer.callbacks import EpochLogger, LearningRateLogger
@@ -85,4 +95,8 @@ def run_callbacks(run_dir: str | Path, tensorboard: bool = True) -> list:
         )
     if fit_verbosity() == 0:
         callbacks.append(EpochLogger())
+    if backup_every:
+        from trainer.checkpoint import BACKUP_DIR, ResumeBackup
+
+        callbacks.append(ResumeBackup(run_dir / BACKUP_DIR, save_freq=backup_every))
     return callbacks

@@ -1,0 +1,74 @@
+"""LR finder on a small problem: a sensible suggestion, weights restored, a plot written."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.lr_finder import find_learning_rate
+
+
+def blobs(count=1024, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, count)
+    centers = rng.normal(scale=3.0, size=(4, 8))
+    x = (centers[labels] + rng.normal(size=(count, 8))).astype(np.float32)
+    return x, labels
+
+
+def mlp(optimizer):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, "relu"),
+                              keras.layers.Dense(4)])  # fmt: skip
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_suggestion_is_sensible_and_the_model_is_left_as_it_was(tmp_path):
+    x, y = blobs()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(1024, seed=0).batch(32)
+    model = mlp(keras.optimizers.SGD(0.01, momentum=0.9))
+    before = [weight.copy() for weight in model.get_weights()]
+    result = find_learning_rate(
+        model, data, steps=150, min_learning_rate=1e-5, max_learning_rate=100.0
+    )
+    for kept, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, original)
+    assert int(model.optimizer.iterations) == 0  # the user's optimizer was not used
+    assert result.stopped_early  # SGD at rate 100 blows up, so the sweep ends early
+    assert len(result.learning_rates) < 150
+    assert np.all(np.diff(result.learning_rates) > 0) and result.learning_rates[0] == pytest.approx(
+        1e-5
+    )
+    assert 1e-3 <= result.suggestion <= 0.5, result.suggestion
+    assert result.suggestion == pytest.approx(result.minimum_loss_rate / 10)
+    assert result.steepest_rate < result.minimum_loss_rate
+
+    # "Sensible" means it trains better than rates 100x off on either side.
+    def loss_after_training(rate):
+        trial = mlp(keras.optimizers.SGD(rate, momentum=0.9))
+        history = trial.fit(data, epochs=2, verbose=0)
+        loss = history.history["loss"][-1]
+        return loss if np.isfinite(loss) else np.inf
+
+    good = loss_after_training(result.suggestion)
+    assert good < loss_after_training(result.suggestion / 100)
+    assert good < loss_after_training(result.suggestion * 100)
+
+    path = result.plot(tmp_path / "lr_find.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_bad_arguments_are_refused():
+    x, y = blobs(64)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model = mlp(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match="need 0 < min_learning_rate < max_learning_rate"):
+        find_learning_rate(model, data, min_learning_rate=1.0, max_learning_rate=0.1)
+    with pytest.raises(ValueError, match="steps must be an int >= 10, received 5"):
+        find_learning_rate(model, data, steps=5)
+    with pytest.raises(TypeError, match="data must be a tf.data.Dataset"):
+        find_learning_rate(model, (x, y))
+    uncompiled = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    with pytest.raises(ValueError, match="needs a compiled model"):
+        find_learning_rate(uncompiled, data)

@@ -1,0 +1,233 @@
+"""Learning-rate finder: an exponential sweep that shows where training is fast and stable.
+
+`find_learning_rate(model, data)` trains a copy of the model's optimizer for a few hundred
+steps while the learning rate grows exponentially from `min_learning_rate` to
+`max_learning_rate`, records the smoothed loss, stops once the loss has blown up, puts the
+model's weights back, and suggests a rate: one tenth of the rate where the smoothed loss was
+lowest (Smith 2017; fastai's "minimum/10"), which sits on the steep, stable part of the curve.
+The user's model, optimizer and weights are left as they were. `trainer lr-find RECIPE` runs it
+on a recipe's model and data. This module must not train for real or choose the schedule.
+
+Example:
+
+    import trainer
+    from trainer.lr_finder import find_learning_rate
+    result = find_learning_rate(model, train_dataset, steps=200)
+    result.plot("lr_find.png")
+    print(f"suggested learning rate: {result.suggestion:.2e}")
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+@dataclass
+class LearningRateFinderResult:
+    """The sweep: rates tried, raw and smoothed losses, and the suggested rate."""
+
+    learning_rates: list[float]
+    losses: list[float]
+    smoothed_losses: list[float]
+    suggestion: float
+    minimum_loss_rate: float
+    steepest_rate: float
+    stopped_early: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def plot(self, path: str | Path) -> Path:
+        """Writes the loss-vs-rate curve (log x axis) with the suggestion marked, as a PNG."""
+        from trainer.report import _pyplot, _save_figure
+
+        pyplot = _pyplot()
+        figure, axis = pyplot.subplots(figsize=(6, 4))
+        axis.plot(self.learning_rates, self.losses, color="lightgray", lw=1, label="loss")
+        axis.plot(self.learning_rates, self.smoothed_losses, lw=2, label="smoothed loss")
+        axis.axvline(self.suggestion, color="green", ls="--",
+                     label=f"suggested {self.suggestion:.1e}")  # fmt: skip
+        axis.axvline(self.minimum_loss_rate, color="red", ls=":",
+                     label=f"minimum loss {self.minimum_loss_rate:.1e}")  # fmt: skip
+        axis.set_xscale("log")
+        finite = [value for value in self.smoothed_losses if math.isfinite(value)]
+        if finite:  # keep the blown-up tail from squashing the useful part of the curve
+            axis.set_ylim(min(finite) * 0.9, min(max(finite), finite[0] * 2.0) * 1.05)
+        axis.set_xlabel("learning rate")
+        axis.set_ylabel("training loss")
+        axis.set_title("learning-rate finder")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+        return _save_figure(figure, path)
+
+
+def _sweep_optimizer(model, optimizer):
+    source = optimizer if optimizer is not None else getattr(model, "optimizer", None)
+    if source is None:
+        return keras.optimizers.Adam(1e-3)
+    config = source.get_config()
+    config["learning_rate"] = 1e-3  # replaced by a plain variable: the sweep sets it each step
+    return type(source).from_config(config)
+
+
+def find_learning_rate(
+    model: keras.Model,
+    data,
+    steps: int = 200,
+    min_learning_rate: float = 1e-7,
+    max_learning_rate: float = 10.0,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    diverge_factor: float = 4.0,
+) -> LearningRateFinderResult:
+    """Sweeps the learning rate exponentially over `steps` batches and suggests one.
+
+    Args:
+        model: a compiled tf_keras model (its compiled loss, with regularization, is used).
+        data: a `tf.data.Dataset` of (inputs, targets) batches; repeated if too short.
+        steps: batches in the sweep; a few hundred is enough.
+        min_learning_rate: first rate tried.
+        max_learning_rate: last rate tried.
+        optimizer: optimizer to sweep; default a fresh copy of the model's (same settings).
+        diverge_factor: stop once the smoothed loss exceeds this many times its minimum.
+
+    Raises:
+        ValueError: model not compiled, bad range or step count.
+    """
+    if getattr(model, "compiled_loss", None) is None:
+        raise ValueError("find_learning_rate needs a compiled model (model.compile(...) first)")
+    if not 0 < min_learning_rate < max_learning_rate:
+        raise ValueError(
+            "need 0 < min_learning_rate < max_learning_rate, received "
+            f"{min_learning_rate!r} and {max_learning_rate!r}"
+        )
+    if not isinstance(steps, int) or steps < 10:
+        raise ValueError(f"steps must be an int >= 10, received {steps!r}")
+    if not isinstance(data, tf.data.Dataset):
+        raise TypeError(
+            f"data must be a tf.data.Dataset of batches, received {type(data).__name__}"
+        )
+
+    saved_weights = model.get_weights()
+    sweep_optimizer = _sweep_optimizer(model, optimizer)
+
+    @tf.function
+    def train_step(inputs, targets, rate):
+        sweep_optimizer.learning_rate.assign(rate)
+        with tf.GradientTape() as tape:
+            predictions = model(inputs, training=True)
+            loss = model.compiled_loss(targets, predictions, regularization_losses=model.losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        sweep_optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    ratio = max_learning_rate / min_learning_rate
+    # Smooth over about 1/15 of the sweep: enough to see through batch noise, little enough
+    # that the curve does not lag behind the rate (a lagging minimum inflates the suggestion).
+    beta = max(0.0, 1.0 - 15.0 / steps)
+    rates, losses, smoothed = [], [], []
+    average, best, stopped_early = 0.0, math.inf, False
+    try:
+        batches = iter(data.repeat())
+        for step in range(steps):
+            rate = min_learning_rate * ratio ** (step / (steps - 1))
+            inputs, targets = next(batches)[:2]
+            loss = float(train_step(inputs, targets, tf.constant(rate, tf.float32)))
+            rates.append(rate)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                smoothed.append(math.inf)
+                stopped_early = True
+                break
+            average = beta * average + (1.0 - beta) * loss
+            value = average / (1.0 - beta ** (step + 1))  # bias correction for the first steps
+            smoothed.append(value)
+            best = min(best, value)
+            if step > steps // 10 and value > diverge_factor * best:
+                stopped_early = True
+                break
+    finally:
+        model.set_weights(saved_weights)
+    return _summarize(rates, losses, smoothed, stopped_early)
+
+
+def _summarize(rates, losses, smoothed, stopped_early) -> LearningRateFinderResult:
+    values = np.array(smoothed, dtype=np.float64)
+    finite = np.isfinite(values)
+    lowest = int(np.nanargmin(np.where(finite, values, np.nan)))
+    log_rates = np.log10(np.array(rates))
+    # Steepest descent of the smoothed loss before its minimum (skipping the noisy start).
+    start = min(len(rates) // 10, max(lowest - 1, 0))
+    slopes = np.gradient(values[: lowest + 1], log_rates[: lowest + 1]) if lowest >= 2 else None
+    steepest = start + int(np.argmin(slopes[start:])) if slopes is not None else lowest
+    notes = []
+    if not stopped_early:
+        notes.append("the loss never blew up: raise max_learning_rate to see where training breaks")
+    if lowest < len(rates) // 10:
+        notes.append("the loss was lowest at the start of the sweep: lower min_learning_rate")
+    return LearningRateFinderResult(
+        learning_rates=[float(rate) for rate in rates],
+        losses=[float(loss) for loss in losses],
+        smoothed_losses=[float(value) for value in values],
+        suggestion=float(rates[lowest]) / 10.0,
+        minimum_loss_rate=float(rates[lowest]),
+        steepest_rate=float(rates[steepest]),
+        stopped_early=stopped_early,
+        notes=notes,
+    )
+
+
+def _split_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    mine = {"steps", "min_lr", "max_lr", "out"}
+    options, rest = {}, []
+    for arg in argv:
+        key, _, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if key in mine:
+            options[key] = value
+        else:
+            rest.append(arg)
+    return options, rest
+
+
+def cli_main(argv: list[str]) -> int:
+    """`trainer lr-find RECIPE [--steps=200 --min_lr=1e-7 --max_lr=10 --out=lr_find.png]
+    [recipe options]`: sweeps on the recipe's model and training data (`build(config)`)."""
+    from trainer.cli import load_recipe
+    from trainer.config import ConfigError, parse_args
+
+    usage = (
+        "usage: trainer lr-find RECIPE [--steps=200] [--min_lr=1e-7] [--max_lr=10] "
+        "[--out=lr_find.png] [recipe options, e.g. --batch_size=128]"
+    )
+    if not argv or argv[0].startswith("-"):
+        print(usage, file=sys.stderr)
+        return 2
+    options, recipe_args = _split_options(argv[1:])
+    try:
+        module = load_recipe(argv[0])
+        if not hasattr(module, "build"):
+            raise TypeError(
+                f"recipe {argv[0]!r} has no build(config) -> (model, train_data, ...) function, "
+                "which lr-find needs to get its compiled model and training data"
+            )
+        config = parse_args(module.Config, recipe_args, program=f"trainer lr-find {argv[0]}")
+        steps = int(options.get("steps", 200))
+        low, high = float(options.get("min_lr", 1e-7)), float(options.get("max_lr", 10.0))
+    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
+        print(f"trainer lr-find: error: {error}", file=sys.stderr)
+        return 2
+    model, train_data = module.build(config)[:2]
+    result = find_learning_rate(model, train_data, steps, low, high)
+    path = result.plot(options.get("out") or "lr_find.png")
+    print(
+        f"swept {len(result.learning_rates)} steps from {low:.0e} to {result.learning_rates[-1]:.1e}"
+    )
+    print(f"lowest smoothed loss at {result.minimum_loss_rate:.2e}; steepest fall at "
+          f"{result.steepest_rate:.2e}")  # fmt: skip
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"suggested learning rate: {result.suggestion:.2e}")
+    print(f"plot: {path}")
+    return 0
