@@ -1,0 +1,78 @@
+"""Numeric precision for training: float32, or mixed precision where it pays off.
+
+`set_precision("mixed_float16")` is refused on a machine without a GPU, because float16 math
+on CPU ran about 100x slower than float32 here (DESIGN.md); on a GPU it sets Keras's global
+policy, and `model.compile` then wraps the optimizer in the `LossScaleOptimizer` that float16
+gradients need (`loss_scaled` does the same for custom training loops). `float32_outputs`
+keeps a model's logits in float32 so losses and softmax stay stable. This module must not
+train or build models beyond that output cast.
+
+Example:
+
+    import trainer
+    from trainer.precision import set_precision
+    set_precision("float32")          # "mixed_float16" on a GPU machine
+"""
+
+import tf_keras as keras
+
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow can use (empty on a CPU-only machine)."""
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_physical_devices("GPU")]
+
+
+def set_precision(policy: str = "float32") -> str:
+    """Sets the global Keras dtype policy for layers built afterwards and returns its name.
+
+    Args:
+        policy: "float32", "mixed_float16" (GPU only) or "mixed_bfloat16".
+
+    Raises:
+        ValueError: unknown policy, or mixed_float16 on a machine without a GPU.
+
+    Example:
+
+        import trainer
+        from trainer.precision import set_precision
+        set_precision("float32")
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown precision {policy!r}; choose one of {', '.join(POLICIES)}")
+    if policy == "mixed_float16" and not gpu_names():
+        raise ValueError(
+            "precision 'mixed_float16' needs a GPU, and TensorFlow sees none on this machine: "
+            "float16 math on CPU runs about 100x slower than float32 and saves nothing. Use "
+            "precision=float32 here, or run on a machine with a CUDA GPU (install "
+            "tensorflow[and-cuda] instead of tensorflow-cpu)."
+        )
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """`optimizer` wrapped in a dynamic `LossScaleOptimizer` when the policy is mixed_float16.
+
+    `model.compile` does this by itself; use it in custom training loops, where the loss must
+    then go through `optimizer.get_scaled_loss` and the gradients `get_unscaled_gradients`.
+    """
+    is_scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+    if keras.mixed_precision.global_policy().name != "mixed_float16" or is_scaled:
+        return optimizer
+    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+
+
+def float32_outputs(model: keras.Model) -> keras.Model:
+    """`model` with each output cast to float32 (a linear float32 `Activation`); unchanged if
+    its outputs already are float32."""
+    if all(output.dtype == "float32" for output in model.outputs):
+        return model
+    outputs = [
+        keras.layers.Activation("linear", dtype="float32", name=f"float32_output_{index}")(output)
+        for index, output in enumerate(model.outputs)
+    ]
+    return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
