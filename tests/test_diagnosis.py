@@ -111,3 +111,29 @@ def test_tiny_learning_rate_is_called_too_low():
     diagnosis, _, printed = _fit(model, x, y, None, 6, optimizer=keras.optimizers.SGD(1e-4), loss="mse")  # fmt: skip
     assert [finding.kind for finding in diagnosis.findings] == ["learning_rate_too_low"]
     assert "raise the learning rate" in printed
+
+
+def test_confusion_matrix_and_per_class_plots(tmp_path):
+    from trainer.report import (
+        confusion_matrix,
+        per_class_accuracy,
+        plot_confusion_matrix,
+        plot_per_class_accuracy,
+    )
+
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    predictions = [0, 0, 1, 1, 1, 2, 0, 2, 2]
+    matrix = confusion_matrix(labels, predictions, 3)
+    np.testing.assert_array_equal(matrix, [[2, 1, 0], [0, 2, 0], [1, 0, 3]])
+    np.testing.assert_allclose(per_class_accuracy(labels, predictions, 4)[:3], [2 / 3, 1.0, 0.75])
+    assert np.isnan(per_class_accuracy(labels, predictions, 4)[3])  # no examples of class 3
+    names = ["shirt", "shoe", "bag"]
+    for plot, name in ((plot_confusion_matrix, "cm.png"), (plot_per_class_accuracy, "pc.png")):
+        path = plot(labels, predictions, names, tmp_path / name)
+        assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 5_000
+    with pytest.raises(
+        ValueError, match="class indices in \\[0, 3\\), received values from 0 to 5"
+    ):
+        confusion_matrix([0, 5], [0, 1], 3)
+    with pytest.raises(ValueError, match="differ in length: 2 vs 1"):
+        confusion_matrix([0, 1], [0], 3)

@@ -105,6 +105,90 @@ def plot_accuracy_vs_size(
     return _save_figure(figure, path)
 
 
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_classes: int):
+    """Counts: row = true class, column = predicted class (a NumPy int array)."""
+    import numpy as np
+
+    labels, predictions = np.asarray(labels).ravel(), np.asarray(predictions).ravel()
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels and predictions differ in length: {labels.shape[0]} vs {predictions.shape[0]}"
+        )
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes}), received values from "
+                f"{values.min()} to {values.max()}"
+            )
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def plot_confusion_matrix(
+    labels: Sequence[int], predictions: Sequence[int], class_names: Sequence[str], path: str | Path
+) -> Path:
+    """Writes the confusion matrix as a PNG: each row normalized to the true class's share,
+    with the counts printed in the cells."""
+    import numpy as np
+
+    matrix = confusion_matrix(labels, predictions, len(class_names))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    pyplot = _pyplot()
+    size = max(4.0, 0.55 * len(class_names) + 2)
+    figure, axis = pyplot.subplots(figsize=(size + 1, size))
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(ticks, class_names, fontsize=8)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    if len(class_names) <= 20:
+        for row in ticks:
+            for column in ticks:
+                color = "white" if shares[row, column] > 0.5 else "black"
+                axis.text(column, row, str(matrix[row, column]), ha="center", va="center",
+                          fontsize=7, color=color)  # fmt: skip
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    axis.set_title(f"confusion matrix (accuracy {accuracy:.2%})")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def per_class_accuracy(labels: Sequence[int], predictions: Sequence[int], num_classes: int):
+    """Recall per class (correct / examples of that class); NaN for a class with no examples."""
+    import numpy as np
+
+    matrix = confusion_matrix(labels, predictions, num_classes)
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+
+
+def plot_per_class_accuracy(
+    labels: Sequence[int], predictions: Sequence[int], class_names: Sequence[str], path: str | Path
+) -> Path:
+    """Writes a horizontal bar chart of each class's accuracy, worst class at the top."""
+    import numpy as np
+
+    accuracy = per_class_accuracy(labels, predictions, len(class_names))
+    order = np.argsort(np.nan_to_num(accuracy, nan=-1.0))[::-1]
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(6, max(2.5, 0.32 * len(class_names) + 1)))
+    values = np.nan_to_num(accuracy[order], nan=0.0)
+    axis.barh([class_names[index] for index in order], values, color="tab:blue")
+    overall = float(np.mean(np.asarray(labels) == np.asarray(predictions)))
+    axis.axvline(overall, color="gray", ls="--")
+    for position, value in enumerate(values):
+        axis.text(min(value + 0.01, 0.9), position, f"{value:.1%}", va="center", fontsize=7)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("accuracy on the class")
+    axis.set_title(f"per-class accuracy (dashed: overall {overall:.2%})")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
 def _size(num_bytes: int) -> str:
     return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
 
