@@ -36,9 +36,11 @@ def layer_macs(layer: keras.layers.Layer) -> int:
         # Pruning, clustering and QAT wrappers hold the real layer in `.layer`; the shapes
         # are the wrapper's, because the inner layer is never called on a symbolic tensor.
         core = getattr(layer, "layer", layer)
-    if not isinstance(
-        core, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D | keras.layers.Dense
-    ):
+    counted = (
+        keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
+        keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+    )  # fmt: skip
+    if not isinstance(core, counted):
         return 0
     output = _shape(layer.output_shape)
     if isinstance(core, keras.layers.DepthwiseConv2D):
