@@ -20,13 +20,26 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import Compose, RandomCropWithPadding, RandomFlip
+from trainer.callbacks import FitDiagnosis
+from trainer.checkpoint import read_history
 from trainer.cli import run_recipe
 from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from trainer.data.pipeline import image_dataset
+from trainer.diagnosis import diagnose, format_findings
 from trainer.export import export_and_verify
 from trainer.models import small_cnn
-from trainer.report import export_table, plot_learning_curves, write_report
-from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
+from trainer.optimizers import build_loss, build_optimizer, regularize
+from trainer.precision import float32_outputs, set_precision
+from trainer.report import (
+    export_table,
+    plot_confusion_matrix,
+    plot_learning_curves,
+    plot_per_class_accuracy,
+    write_report,
+)
+from trainer.reproducibility import set_seed
+from trainer.runs import HISTORY_FILE, MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
+from trainer.schedules import build_schedule
 
 
 @dataclass
@@ -36,8 +49,14 @@ class Config:
     epochs: int = 14  # passes over the training set
     batch_size: int = 128  # examples per step
     learning_rate: float = 3e-3  # peak learning rate, reached after warmup
-    warmup_epochs: float = 1.0  # linear warmup length, then cosine decay to zero
-    weight_decay: float = 5e-4  # AdamW decoupled weight decay
+    warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
+    # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
+    schedule: str = "cosine"
+    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = 5e-4  # decoupled weight decay (adamw, sgd, rmsprop)
+    clipnorm: float = 0.0  # clip each gradient to this L2 norm (0 = off)
+    l1: float = 0.0  # L1 kernel regularizer on conv and dense layers
+    l2: float = 0.0  # L2 kernel regularizer on conv and dense layers
     label_smoothing: float = 0.1  # mass moved from the true class to the others
     width: int = 32  # filters in the first conv stage (doubles per stage)
     dropout: float = 0.3  # dropout before each dense layer
@@ -49,19 +68,20 @@ class Config:
     test_limit: int = 0  # use only the first N test images (0 = all)
     export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
     seed: int = 0  # seeds weights, shuffling and augmentation
+    deterministic: bool = False  # deterministic TF ops: identical metrics on reruns, slower
+    precision: str = "float32"  # float32; mixed_float16 needs a GPU
+    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
 
 def _limit(x: np.ndarray, y: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return (x[:count], y[:count]) if count > 0 else (x, y)
 
 
-def main(config: Config) -> dict:
-    import tf_keras as keras
-
-    started = time.perf_counter()
-    run_dir = create_run_dir("fashion_mnist", config, config.run_dir)
-    print(f"run directory: {run_dir}")
-    keras.utils.set_random_seed(config.seed)
+def build(config: Config) -> tuple:
+    """The compiled model, the train and test datasets, and the raw arrays (also used by
+    `trainer lr-find fashion_mnist`)."""
+    set_seed(config.seed, config.deterministic)
+    set_precision(config.precision)
 
     # Data: uint8 images in memory; the pipeline scales, one-hots and augments per batch.
     is_debian_copy = Path(config.data_dir) == Path(FASHION_MNIST_DIR)
@@ -76,7 +96,7 @@ def main(config: Config) -> dict:
     test = image_dataset(x_test, y_test, 10, 1000, training=False)
     print(f"data: {len(x_train)} train / {len(x_test)} test images from {config.data_dir}")
 
-    # Model and optimizer: linear warmup into cosine decay (built into tf_keras' CosineDecay).
+    # Model and optimizer: warmup into the chosen schedule (cosine by default).
     model = small_cnn(
         (28, 28, 1),
         10,
@@ -85,29 +105,41 @@ def main(config: Config) -> dict:
         head_units=config.head_units,
         batch_norm_momentum=config.batch_norm_momentum,
     )
+    if config.l1 or config.l2:
+        model = regularize(model, l1=config.l1, l2=config.l2)
+    model = float32_outputs(model)  # a no-op in float32; keeps mixed-precision logits stable
     total_steps = config.epochs * len(train)
     warmup_steps = min(int(config.warmup_epochs * len(train)), total_steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(total_steps - warmup_steps, 1),
-        warmup_target=config.learning_rate,
-        warmup_steps=warmup_steps,
-    )
+    if config.schedule == "one_cycle":
+        warmup_steps = 0  # one-cycle has its own rising phase
+    schedule = build_schedule(config.schedule, config.learning_rate, total_steps, warmup_steps)
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing
+        optimizer=build_optimizer(
+            config.optimizer,
+            schedule,
+            weight_decay=config.weight_decay,
+            clipnorm=config.clipnorm or None,
         ),
+        loss=build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+    return model, train, test, (x_train, y_train, x_test, y_test)
+
+
+def main(config: Config) -> dict:
+    started = time.perf_counter()
+    run_dir = create_run_dir("fashion_mnist", config, config.run_dir)
+    print(f"run directory: {run_dir}")
+    model, train, test, (x_train, y_train, x_test, y_test) = build(config)
 
     # Train. The test set is only monitored per epoch; nothing is selected on it.
+    # A killed run continues from its backup with `trainer train --resume=RUN_DIR`.
     fit_started = time.perf_counter()
-    history = model.fit(
+    model.fit(
         train,
         epochs=config.epochs,
         validation_data=test,
-        callbacks=run_callbacks(run_dir),
+        callbacks=[FitDiagnosis(), *run_callbacks(run_dir, backup_every=config.backup_every)],
         verbose=fit_verbosity(),
     )
     train_seconds = time.perf_counter() - fit_started
@@ -115,7 +147,8 @@ def main(config: Config) -> dict:
     # Evaluate the Keras model on exactly the inputs the TFLite files will see.
     x_test_float = x_test[..., None].astype(np.float32) / 255.0
     logits = model.predict(x_test_float, batch_size=1000, verbose=0)
-    keras_accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_test))
+    predictions = np.argmax(logits, axis=-1)
+    keras_accuracy = float(np.mean(predictions == y_test))
     model.save(run_dir / MODEL_FILE)
     print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
 
@@ -133,7 +166,12 @@ def main(config: Config) -> dict:
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
 
-    plot_learning_curves(history.history, run_dir / "learning_curves.png")
+    # history.csv, not fit's History, so that a resumed run reports all its epochs.
+    history = read_history(run_dir / HISTORY_FILE)
+    plot_learning_curves(history, run_dir / "learning_curves.png")
+    classes = FASHION_MNIST_CLASSES
+    plot_confusion_matrix(y_test, predictions, classes, run_dir / "confusion_matrix.png")
+    plot_per_class_accuracy(y_test, predictions, classes, run_dir / "per_class_accuracy.png")
     metrics = {
         "test_accuracy": keras_accuracy,
         "train_seconds": round(train_seconds, 1),
@@ -152,6 +190,9 @@ def main(config: Config) -> dict:
             "TFLite verification (whole test set, LiteRT interpreter)": table,
             "Learning curves": "Validation = the test set, monitored only.\n\n"
             "![learning curves](learning_curves.png)",
+            "Fit diagnosis": format_findings(diagnose(history)),
+            "Errors by class": "![confusion matrix](confusion_matrix.png)\n\n"
+            "![per-class accuracy](per_class_accuracy.png)",
         },
         metrics,
     )

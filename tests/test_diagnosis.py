@@ -46,6 +46,9 @@ def test_findings_carry_numbers_and_remedies():
     assert "lowest at epoch 2 (0.6)" in finding.message and "rose to 0.9" in finding.message
     assert any("augmentation" in remedy for remedy in finding.remedies)
     assert any("early stopping" in remedy for remedy in finding.remedies)
+    assert not any("never improved" in remedy for remedy in finding.remedies)
+    never = diagnose({"loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [2.0, 2.2, 2.4, 2.6]})[0]
+    assert never.kind == "overfitting" and "batch-norm momentum 0.9" in never.remedies[-1]
     text = format_findings([finding])
     assert text.startswith("- **overfitting** (epoch 5)") and "  - more data" in text
 

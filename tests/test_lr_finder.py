@@ -72,3 +72,20 @@ def test_bad_arguments_are_refused():
     uncompiled = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match="needs a compiled model"):
         find_learning_rate(uncompiled, data)
+
+
+def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch):
+    from trainer import cli
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep.png"
+    args = ["lr-find", "fashion_mnist", "--steps=40", "--min_lr=1e-5", "--max_lr=1",
+            f"--out={out}", f"--data_dir={fashion_dir}", "--batch_size=32", "--width=8"]  # fmt: skip
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "suggested learning rate: " in printed and f"plot: {out}" in printed
+    suggestion = float(printed.split("suggested learning rate: ")[1].split()[0])
+    assert 1e-6 <= suggestion <= 0.1
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["lr-find", "fashion_mnist", "--epochs=abc"]) == 2
+    assert "epochs expects int, received 'abc'" in capsys.readouterr().err

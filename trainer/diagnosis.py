@@ -180,13 +180,21 @@ def _overfitting(loss: list[float], val_loss: list[float], limits: Thresholds) -
         return None
     gap_then = val_loss[best_epoch] - loss[best_epoch]
     gap_now = val_loss[-1] - loss[-1]
-    return _finding(
+    finding = _finding(
         "overfitting",
         f"validation loss was lowest at epoch {best_epoch + 1} ({best_val:.4g}) and rose to "
         f"{val_loss[-1]:.4g} while train loss kept falling to {loss[-1]:.4g}; the "
         f"validation-train gap widened from {gap_then:.4g} to {gap_now:.4g}.",
         len(loss),
     )
+    if best_epoch == 0:
+        # Validation never improved at all: as often a pipeline or batch-norm problem as overfitting.
+        finding.remedies.append(
+            "validation never improved: check that validation data is preprocessed like the "
+            "training data, and that batch-norm statistics settle (batch-norm momentum 0.9 "
+            "for runs of a few hundred steps)"
+        )
+    return finding
 
 
 def _underfitting(
