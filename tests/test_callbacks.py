@@ -49,13 +49,27 @@ def test_moving_average_matches_formula_and_is_used_for_validation_and_after_fit
     model = linear_model(keras.optimizers.SGD(0.05))
     initial = model.layers[0].kernel.numpy().copy()
     recorder, average = Recorder(), ExponentialMovingAverage(decay=0.9)
+    at_epoch_end = []
+
+    class Snapshot(keras.callbacks.Callback):  # where a checkpoint callback would save
+        def on_epoch_end(self, epoch, logs=None):
+            at_epoch_end.append(self.model.layers[0].kernel.numpy().copy())
+
     history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
-                        callbacks=[recorder, average])  # fmt: skip
-    expected = initial
+                        shuffle=False, callbacks=[recorder, average, Snapshot()])  # fmt: skip
+    expected, averages = initial, []
     for step, kernel in enumerate(recorder.kernels, start=1):
         rate = min(0.9, (1 + step) / (10 + step))
         expected = rate * expected + (1 - rate) * kernel
+        averages.append(expected)
     np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(at_epoch_end[0], averages[7], rtol=1e-5)  # saved: the average
+    # Training itself went on from the raw weights: the same run without the callback has
+    # the same raw trajectory.
+    plain, plain_recorder = linear_model(keras.optimizers.SGD(0.05)), Recorder()
+    plain.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0, shuffle=False,
+              callbacks=[plain_recorder])  # fmt: skip
+    np.testing.assert_allclose(plain_recorder.kernels, recorder.kernels, rtol=1e-6)
     assert not np.allclose(expected, recorder.kernels[-1])  # the average differs from raw
     # val_loss of the last epoch scored the averaged weights, which the model now holds.
     assert model.evaluate(x, y, verbose=0) == pytest.approx(

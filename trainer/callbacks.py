@@ -174,9 +174,10 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
 
     After each batch the average moves toward the current weights by `1 - decay` (with a
     smaller effective decay in the first steps, as in `tf.train.ExponentialMovingAverage`,
-    so early noise fades quickly). During `fit`'s validation the model holds the averaged
-    weights, so `val_*` metrics score them; when training ends they are copied into the model,
-    so a following `evaluate` or `save` uses them. Batch-norm statistics are left as they are.
+    so early noise fades quickly). From `fit`'s validation until the next epoch begins the
+    model holds the averaged weights, so `val_*` metrics score them and checkpoint callbacks
+    save them at epoch end; when training ends they stay in the model, so a following
+    `evaluate` or `save` uses them. Batch-norm statistics are left as they are.
 
     Args:
         decay: weight of the old average per step, in [0, 1); 0.999 suits a few thousand steps.
@@ -197,11 +198,12 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         self._average = []
         self._updates = None
         self._in_fit = False
+        self._holds_average = False  # the model holds the average, `_average` the raw weights
 
     def on_train_begin(self, logs=None):
         import tensorflow as tf
 
-        self._in_fit = True
+        self._in_fit, self._holds_average = True, False
         weights = self.model.trainable_weights
         self._average = [tf.Variable(weight, trainable=False) for weight in weights]
         self._updates = tf.Variable(0.0, trainable=False)
@@ -226,17 +228,22 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             average.assign(current)
 
     def on_test_begin(self, logs=None):
-        if self._in_fit:
+        if self._in_fit and not self._holds_average:
             self._swap()
+            self._holds_average = True
 
-    def on_test_end(self, logs=None):
-        if self._in_fit:
+    def on_epoch_begin(self, epoch, logs=None):
+        # Training goes on from the raw weights, not from the average.
+        if self._holds_average:
             self._swap()
+            self._holds_average = False
 
     def on_train_end(self, logs=None):
         self._in_fit = False
-        for average, weight in zip(self._average, self.model.trainable_weights, strict=True):
-            weight.assign(average)
+        if not self._holds_average:
+            for average, weight in zip(self._average, self.model.trainable_weights, strict=True):
+                weight.assign(average)
+        self._holds_average = False
 
     def get_config(self):
         return {"decay": self.decay}
