@@ -1,0 +1,129 @@
+"""`trainer compress RUN_DIR`: candidates measured and reported, the budget accepts and rejects,
+the best file is written, bad options fail fast with exit code 2."""
+
+import json
+
+import numpy as np
+import pytest
+import tf_keras as keras
+import yaml
+
+from conftest import make_class_images
+from trainer.cli import main as trainer_main
+from trainer.compression import CompressConfig, compress_run, load_run_data
+from trainer.export import tflite_accuracy
+from trainer.models import small_cnn
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory like `trainer train fashion_mnist` makes, with a quickly trained model."""
+    from trainer.data.idx import write_idx
+
+    root = tmp_path_factory.mktemp("compress")
+    data_dir = root / "fashion"
+    x_train, y_train = make_class_images(600, seed=1)
+    x_test, y_test = make_class_images(200, seed=2)
+    write_idx(data_dir / "train-images-idx3-ubyte.gz", x_train)
+    write_idx(data_dir / "train-labels-idx1-ubyte.gz", y_train)
+    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", x_test)
+    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", y_test)
+    run = root / "run"
+    run.mkdir()
+    config = {"data_dir": str(data_dir), "train_limit": 0, "test_limit": 0, "width": 8,
+              "dropout": 0.0, "label_smoothing": 0.0, "crop_padding": 0, "flip": False}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    keras.utils.set_random_seed(0)
+    model = small_cnn(width=8, dropout=0.0)
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.CategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(
+        x_train[..., None] / 255.0, keras.utils.to_categorical(y_train, 10), epochs=3, verbose=0
+    )
+    model.save(run / "model.keras")
+    return run
+
+
+def test_validation_slice_is_disjoint_from_fine_tuning_data(run_dir):
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    data = load_run_data(config, validation_size=100, seed=0)
+    assert len(data.x_fit) == 500 and len(data.x_val) == 100 and len(data.x_test) == 200
+    fit_rows = {image.tobytes() for image in data.x_fit}
+    val_rows = {(image[..., 0] * 255).round().astype(np.uint8).tobytes() for image in data.x_val}
+    assert not fit_rows & val_rows
+    with pytest.raises(ValueError, match="validation_size"):
+        load_run_data(config, validation_size=400)
+
+
+def test_ptq_candidates_are_measured_reported_and_the_smallest_kept(run_dir, tmp_path):
+    out = tmp_path / "out"
+    metrics = compress_run(
+        run_dir,
+        CompressConfig(method="ptq", max_accuracy_drop=50.0, validation_size=100, out_dir=str(out)),
+    )
+    names = [candidate["name"] for candidate in metrics["candidates"]]
+    assert names == ["original-float32", "ptq-float16", "ptq-dynamic", "ptq-int8"]
+    by_name = {candidate["name"]: candidate for candidate in metrics["candidates"]}
+    assert by_name["ptq-int8"]["size_bytes"] < 0.35 * by_name["original-float32"]["size_bytes"]
+    # With a generous budget everything qualifies and the smallest gzip file wins.
+    smallest = min(metrics["candidates"], key=lambda candidate: candidate["gzip_bytes"])
+    assert metrics["best"] == smallest["name"]
+    assert (out / "model_compressed.tflite").read_bytes() == (
+        out / "candidates" / f"{smallest['name']}.tflite"
+    ).read_bytes()
+    assert (out / "model_compressed.keras").is_file()
+    # The recorded accuracy is what the written file scores.
+    x_test = (make_class_images(200, seed=2)[0][..., None] / 255.0).astype(np.float32)
+    y_test = make_class_images(200, seed=2)[1]
+    content = (out / "candidates" / "ptq-int8.tflite").read_bytes()
+    assert tflite_accuracy(content, x_test, y_test) == pytest.approx(
+        by_name["ptq-int8"]["test_accuracy"]
+    )
+    report = (out / "report.md").read_text()
+    for fragment in (
+        "| candidate |",
+        "ptq (int8)",
+        "gzip size",
+        "MFLOPs",
+        "validation slice",
+        "accuracy_vs_size.png",
+    ):
+        assert fragment in report, fragment
+    assert (out / "accuracy_vs_size.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "metrics.json").read_text())["best"] == metrics["best"]
+
+
+def test_candidate_over_budget_is_rejected(run_dir, tmp_path):
+    """90% of the filters gone and a handful of fine-tuning steps: far over a 0.5 pp budget."""
+    metrics = compress_run(
+        run_dir,
+        CompressConfig(
+            method="structured", structured_ratios="0.9", finetune_epochs=0.2, criterion="l1",
+            max_accuracy_drop=0.5, validation_size=100, out_dir=str(tmp_path / "out"),
+        ),
+    )  # fmt: skip
+    structured = [c for c in metrics["candidates"] if c["technique"].startswith("structured")]
+    assert len(structured) == 2
+    for candidate in metrics["candidates"]:
+        assert candidate["within_budget"] == (candidate["val_drop_pp"] <= 0.5)
+    assert all(c["val_drop_pp"] > 0.5 and not c["within_budget"] for c in structured)
+    assert all(c["parameters"] < 0.3 * metrics["candidates"][0]["parameters"] for c in structured)
+    assert all(c["flops"] < 0.3 * metrics["candidates"][0]["flops"] for c in structured)
+    # Nothing smaller qualified, so the original float model is kept.
+    assert metrics["best"] == "original-float32"
+    assert "| over |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cli_rejects_bad_options_before_any_work(run_dir, tmp_path, capsys):
+    assert trainer_main(["compress", str(tmp_path / "missing")]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+    assert trainer_main(["compress", str(run_dir), "--method=magic"]) == 2
+    assert "magic" in capsys.readouterr().err
+    assert trainer_main(["compress", str(run_dir), "--sparsities=0.5,1.5"]) == 2
+    assert "1.5" in capsys.readouterr().err
+    assert trainer_main(["compress", str(run_dir), "--max_accuracy_drop=-1"]) == 2
+    assert trainer_main(["compress", str(run_dir), "--budget=1"]) == 2
+    assert "max_accuracy_drop" in capsys.readouterr().err
+    assert trainer_main(["compress", "--help"]) == 0
+    assert "--max_accuracy_drop" in capsys.readouterr().out
