@@ -377,7 +377,7 @@ class CompressConfig:
     structured_ratios: str = "0.25,0.5"  # fractions of filters removed, tried in rising order
     criterion: str = "bn"  # structured-pruning saliency: l1, l2 or bn (batch-norm scale)
     clusters: int = 16  # shared values per kernel for clustering
-    finetune_epochs: float = 2.0  # epochs of fine-tuning after pruning/clustering and for QAT
+    finetune_epochs: float = 3.0  # epochs of fine-tuning after pruning/clustering and for QAT
     distill_epochs: int = 6  # epochs to train the distilled student
     student_width: int = 0  # student's small_cnn width; 0 = half the run's width
     temperature: float = 4.0  # distillation temperature
@@ -385,9 +385,7 @@ class CompressConfig:
     learning_rate: float = 5e-4  # peak fine-tuning learning rate (Adam, cosine decay)
     batch_size: int = 128  # examples per fine-tuning step
     validation_size: int = 5000  # training images held out to select candidates
-    prefer: str = (
-        "size"  # among candidates within budget keep the smallest (size) or fastest (latency)
-    )
+    prefer: str = "size"  # keep the smallest (size) or fastest (latency) within budget
     int8_io: bool = False  # int8 candidates take and return int8 tensors (integer-only hardware)
     out_dir: str = ""  # output folder; default RUN_DIR/compression
     seed: int = 0  # seeds the validation split, fine-tuning and the student
