@@ -89,12 +89,14 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     history_file = run_dir / "history.csv"
+    pointer = run_dir / "backup" / "chief" / "checkpoint"  # tf_keras's layout
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        if history_file.is_file() and len(history_file.read_text().splitlines()) >= 2:
-            break  # epoch 1 is logged; epoch 2 (10 batches x 50 ms) is under way
+        logged = history_file.is_file() and len(history_file.read_text().splitlines()) >= 2
+        if logged and pointer.is_file() and pointer.stat().st_mtime >= history_file.stat().st_mtime:
+            break  # epoch 1 is logged and backed up; epoch 2 (10 batches x 50 ms) is under way
         time.sleep(0.02)
-    time.sleep(0.2)
+    time.sleep(0.15)
     process.kill()  # SIGKILL: no handler, no flush, no clean-up
     process.wait()
     log.close()
