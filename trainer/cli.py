@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resume_arguments(rest: list[str]) -> list[str] | None:
     """`train --resume=RUN_DIR` -> the recipe and options saved in RUN_DIR (None on error)."""
-    from trainer.checkpoint import resume_arguments
+    from trainer.checkpoint import has_backup, resume_arguments
 
     resume = [arg for arg in rest if arg.startswith("--resume")]
     others = [arg for arg in rest if not arg.startswith("--resume")]
@@ -168,6 +168,12 @@ def _resume_arguments(rest: list[str]) -> list[str] | None:
         print(f"trainer train: error: {error}", file=sys.stderr)
         return None
     print(f"resuming {run_dir} (recipe {recipe})", flush=True)
+    if not has_backup(run_dir):
+        print(
+            f"note: {run_dir} holds no training backup (the recipe ran with backup_every=0, or "
+            "was killed before its first backup): training starts again from epoch 1",
+            flush=True,
+        )
     return [recipe, *options]
 
 
