@@ -127,3 +127,23 @@ def test_cli_rejects_bad_options_before_any_work(run_dir, tmp_path, capsys):
     assert "max_accuracy_drop" in capsys.readouterr().err
     assert trainer_main(["compress", "--help"]) == 0
     assert "--max_accuracy_drop" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(run_dir, tmp_path):
+    metrics = compress_run(
+        run_dir,
+        CompressConfig(
+            max_accuracy_drop=0.0, sparsities="0.5,0.9", structured_ratios="0.5,0.9",
+            finetune_epochs=0.2, distill_epochs=1, validation_size=100,
+            out_dir=str(tmp_path / "out"),
+        ),
+    )  # fmt: skip
+    techniques = [candidate["technique"] for candidate in metrics["candidates"]]
+    assert techniques[:4] == ["original", "ptq", "ptq", "ptq"]
+    assert techniques[-2:] == ["distill", "distill+ptq"]
+    # Each ladder goes up only while within budget: after an over-budget rung it stops.
+    for prefix in ("prune", "structured+ptq"):
+        rungs = [c for c in metrics["candidates"] if c["technique"].startswith(prefix)]
+        over = [index for index, rung in enumerate(rungs) if not rung["within_budget"]]
+        assert not over or over[0] == len(rungs) - 1
