@@ -1,9 +1,10 @@
 """Fashion-MNIST: small CNN to a verified int8 TFLite file, >=92% test accuracy in ~5 min on CPU.
 
 Data: Fashion-MNIST IDX files (60k train / 10k test), by default from Debian's
-`dataset-fashion-mnist` package. Model: three conv/batch-norm stages (0.10M parameters),
-trained with AdamW, linear warmup then cosine decay, label smoothing 0.1, and random crop
-with padding plus horizontal flips in the tf.data pipeline. Then float32 and int8 TFLite
+`dataset-fashion-mnist` package. Model: three conv/batch-norm stages and a 128-unit dense
+head (0.90M parameters), trained 11 epochs with AdamW, linear warmup then cosine decay,
+label smoothing 0.1, and random crop with padding plus horizontal flips in the tf.data
+pipeline. Then float32 and int8 TFLite
 exports are scored on the whole test set with LiteRT.
 
 Measured: see the README table (2-core AMD EPYC, no GPU).
@@ -46,7 +47,7 @@ from trainer.schedules import build_schedule
 class Config:
     data_dir: str = FASHION_MNIST_DIR  # folder with the four IDX files (.gz or plain)
     run_dir: str = ""  # output folder; default runs/fashion_mnist-<timestamp>
-    epochs: int = 14  # passes over the training set
+    epochs: int = 11  # passes over the training set
     batch_size: int = 128  # examples per step
     learning_rate: float = 3e-3  # peak learning rate, reached after warmup
     warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
@@ -60,7 +61,7 @@ class Config:
     label_smoothing: float = 0.1  # mass moved from the true class to the others
     width: int = 32  # filters in the first conv stage (doubles per stage)
     dropout: float = 0.3  # dropout before each dense layer
-    head_units: int = 0  # hidden dense units before the logits (0 = none)
+    head_units: int = 128  # hidden dense units before the logits (0 = none)
     batch_norm_momentum: float = 0.99  # lower (0.9) for runs of only a few hundred steps
     crop_padding: int = 2  # random-crop padding in pixels; 0 disables
     flip: bool = True  # random horizontal flips
