@@ -2,7 +2,7 @@
 
 Runs `trainer.compression.compress_run` on a trained Fashion-MNIST run with every technique
 forced on (PTQ float16/dynamic/int8, QAT, magnitude pruning 50/80% + int8, structured
-pruning 25/50% float and int8, distillation into a half-width student), so the reference for
+pruning 25/37.5/50% float and int8, distillation into a half-width student), so the reference for
 each ratio is the run's own float32 TFLite file measured in the same process. Then it checks:
 
   PTQ int8     size <= 0.27x, test drop <= 0.5 pp, >= 1.5x faster (batch 1, one thread)
@@ -88,15 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", default="runs/compression-teacher")
     parser.add_argument("--out_dir", default="", help="default RUN_DIR/compression-bench")
-    parser.add_argument("--finetune_epochs", type=float, default=3.0)
+    parser.add_argument("--finetune_epochs", type=float, default=4.0)
+    parser.add_argument("--method", default="ptq,qat,prune,structured,distill")
+    parser.add_argument("--sparsities", default="0.5,0.8")
+    parser.add_argument("--structured_ratios", default="0.25,0.375,0.5")
     parser.add_argument("--distill_epochs", type=int, default=4)
     args = parser.parse_args(argv)
     out_dir = args.out_dir or str(Path(args.run_dir) / "compression-bench")
     config = CompressConfig(
         max_accuracy_drop=0.5,
-        method="ptq,qat,prune,structured,distill",
-        sparsities="0.5,0.8",
-        structured_ratios="0.25,0.5",
+        method=args.method,
+        sparsities=args.sparsities,
+        structured_ratios=args.structured_ratios,
         finetune_epochs=args.finetune_epochs,
         distill_epochs=args.distill_epochs,
         out_dir=out_dir,
