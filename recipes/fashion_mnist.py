@@ -24,8 +24,10 @@ from trainer.augment import Compose, RandomCropWithPadding, RandomFlip
 from trainer.callbacks import FitDiagnosis
 from trainer.checkpoint import read_history
 from trainer.cli import run_recipe
+from trainer.data.check import check_data, write_data_report
 from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from trainer.data.pipeline import image_dataset
+from trainer.data.sources import LoadedData
 from trainer.diagnosis import diagnose, format_findings
 from trainer.export import export_and_verify
 from trainer.models import small_cnn
@@ -133,6 +135,14 @@ def main(config: Config) -> dict:
     print(f"run directory: {run_dir}")
     model, train, test, (x_train, y_train, x_test, y_test) = build(config)
 
+    # Fast data check (duplicates, train/test leaks, imbalance): warn, never modify the data.
+    classes = list(FASHION_MNIST_CLASSES)
+    data = LoadedData("image", classes, x_train, y_train, x_test, y_test, source=config.data_dir)
+    data_report = check_data(data, label_errors=False)
+    write_data_report(data_report, run_dir)
+    for line in data_report.warnings():
+        print(f"WARNING {line} (see {run_dir / 'data_report.md'})")
+
     # Train. The test set is only monitored per epoch; nothing is selected on it.
     # A killed run continues from its backup with `trainer train --resume=RUN_DIR`.
     fit_started = time.perf_counter()
@@ -170,7 +180,6 @@ def main(config: Config) -> dict:
     # history.csv, not fit's History, so that a resumed run reports all its epochs.
     history = read_history(run_dir / HISTORY_FILE)
     plot_learning_curves(history, run_dir / "learning_curves.png")
-    classes = FASHION_MNIST_CLASSES
     plot_confusion_matrix(y_test, predictions, classes, run_dir / "confusion_matrix.png")
     plot_per_class_accuracy(y_test, predictions, classes, run_dir / "per_class_accuracy.png")
     metrics = {
@@ -180,6 +189,7 @@ def main(config: Config) -> dict:
         "parameters": model.count_params(),
         "epochs": config.epochs,
         "exports": [result.to_dict() for result in exports],
+        "data_problems": data_report.problem_counts(),
     }
     write_report(
         run_dir,
@@ -189,6 +199,7 @@ def main(config: Config) -> dict:
             f"epochs ({train_seconds:.0f}s training, {model.count_params():,} parameters). "
             f"Classes: {', '.join(FASHION_MNIST_CLASSES)}.",
             "TFLite verification (whole test set, LiteRT interpreter)": table,
+            "Data check (fast)": f"```\n{data_report.summary()}\n```",
             "Learning curves": "Validation = the test set, monitored only.\n\n"
             "![learning curves](learning_curves.png)",
             "Fit diagnosis": format_findings(diagnose(history)),

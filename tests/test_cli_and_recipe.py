@@ -41,7 +41,8 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
             "--export=float32,dynamic"]  # fmt: skip
     assert cli.main(args) == 0
     for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "report.md",
-                 "learning_curves.png", "model_float32.tflite", "model_dynamic.tflite"):  # fmt: skip
+                 "learning_curves.png", "model_float32.tflite", "model_dynamic.tflite", "data_report.md",
+                 "confusion_matrix.png"):  # fmt: skip
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
