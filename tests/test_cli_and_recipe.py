@@ -59,12 +59,14 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     assert "epoch 2/2" in out  # one line per epoch when not a terminal
 
 
-def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path):
+def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="already holds a finished run"):
-        cli.main(["train", "fashion_mnist", f"--data_dir={fashion_dir}", f"--run_dir={run_dir}"])
+    args = ["train", "fashion_mnist", f"--data_dir={fashion_dir}", f"--run_dir={run_dir}"]
+    assert cli.main(args) == 1
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert (run_dir / "metrics.json").read_text() == "{}"
 
 
 def test_recipe_by_path_and_as_script(fashion_dir, tmp_path):
@@ -84,16 +86,21 @@ def test_recipe_by_path_and_as_script(fashion_dir, tmp_path):
     )
 
 
-def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist.*apt-get install"):
-        cli.main(
-            [
-                "train",
-                "fashion_mnist",
-                f"--data_dir={tmp_path / 'none'}",
-                f"--run_dir={tmp_path / 'r'}",
-            ]
-        )
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TRAINER_DEBUG", raising=False)
+    args = [
+        "train",
+        "fashion_mnist",
+        f"--data_dir={tmp_path / 'none'}",
+        f"--run_dir={tmp_path / 'r'}",
+    ]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "apt-get install dataset-fashion-mnist" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("TRAINER_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        cli.main(args[:-1] + [f"--run_dir={tmp_path / 'r2'}"])
 
 
 @pytest.mark.slow

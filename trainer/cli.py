@@ -11,6 +11,7 @@ and loads recipes and hands them the parsed config; it must not contain training
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from trainer.config import ConfigError, parse_args
+from trainer.keras_path import import_tensorflow_quietly
 
 USAGE = """usage: trainer COMMAND [options]
 
@@ -32,10 +34,22 @@ commands:
 # Each function takes the remaining arguments (list[str]) and returns an exit code; modules are
 # imported only when their command runs, so `trainer recipes` stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {}
-COMMANDS["data check"] = ("trainer.data.check", "cli_main", "check a data source and write data_report/")
+COMMANDS["data check"] = (
+    "trainer.data.check",
+    "cli_main",
+    "check a data source and write data_report/",
+)
 COMMANDS["data preview"] = ("trainer.data.preview", "cli_main", "PNG grid of augmented samples")
-COMMANDS["compress"] = ("trainer.compression", "cli_main", "compress a trained run within an accuracy budget")
-COMMANDS["lr-find"] = ("trainer.lr_finder", "cli_main", "sweep the learning rate, plot, suggest one")
+COMMANDS["compress"] = (
+    "trainer.compression",
+    "cli_main",
+    "compress a trained run within an accuracy budget",
+)
+COMMANDS["lr-find"] = (
+    "trainer.lr_finder",
+    "cli_main",
+    "sweep the learning rate, plot, suggest one",
+)
 
 
 def _recipes_package() -> ModuleType:
@@ -96,13 +110,26 @@ def load_recipe(name_or_path: str) -> ModuleType:
 
 
 def run_recipe(config_class: type, main: Callable, argv: list[str], program: str) -> int:
-    """Parses `argv` into `config_class`, runs `main`, and turns config errors into exit 2."""
+    """Parses `argv` into `config_class` and runs `main`.
+
+    Config errors exit with 2; a missing file or bad data (FileNotFoundError, ValueError,
+    e.g. a truncated IDX file) exits with 1 and its message, without a traceback unless
+    TRAINER_DEBUG=1 is set.
+    """
     try:
         config = parse_args(config_class, argv, program=program)
     except (ConfigError, FileNotFoundError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    main(config)
+    try:
+        main(config)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        if os.environ.get("TRAINER_DEBUG"):
+            raise
+        print(
+            f"{program}: error: {error}\n(set TRAINER_DEBUG=1 for the traceback)", file=sys.stderr
+        )
+        return 1
     return 0
 
 
@@ -131,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: trainer train RECIPE [--key=value ...]", file=sys.stderr)
             print("recipes: " + ", ".join(list_recipes()), file=sys.stderr)
             return 2
+        import_tensorflow_quietly()
         try:
             module = load_recipe(rest[0])
         except (ValueError, FileNotFoundError, TypeError) as error:
