@@ -54,7 +54,9 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path) 
         epochs = range(1, len(history[name]) + 1)
         axis.plot(epochs, history[name], "o-", label=f"train {name}", markersize=3)
         if f"val_{name}" in history:
-            axis.plot(epochs, history[f"val_{name}"], "s-", label=f"validation {name}", markersize=3)
+            axis.plot(
+                epochs, history[f"val_{name}"], "s-", label=f"validation {name}", markersize=3
+            )
         axis.set_xlabel("epoch")
         axis.set_title(name)
         axis.grid(alpha=0.3)
@@ -190,7 +192,9 @@ def plot_per_class_accuracy(
 
 
 def _size(num_bytes: int) -> str:
-    return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
+    return (
+        f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
+    )
 
 
 def export_table(keras_accuracy: float, keras_size: int | None, results: Sequence) -> str:

@@ -91,7 +91,9 @@ def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: i
     ]
     if tensorboard:
         callbacks.append(
-            keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR), update_freq="epoch", profile_batch=0)
+            keras.callbacks.TensorBoard(
+                str(run_dir / LOGS_DIR), update_freq="epoch", profile_batch=0
+            )
         )
     if fit_verbosity() == 0:
         callbacks.append(EpochLogger())
