@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--run_dir", default="", help="where our recipe writes its run")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.run_dir or str(REPO / "runs" / f"bench-fashion_mnist-{stamp}")
     ours_args = [f"--run_dir={run_dir}"]
@@ -75,7 +76,8 @@ def main() -> None:
                          f"{exports[name]['accuracy'] * 100:.2f}% ({exports[name]['drop_pp']:+.2f} pp)", "-"))  # fmt: skip
     width = max(len(row[0]) for row in rows)
     print(f"\nhardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{time.strftime('%Y-%m-%d')}")  # fmt: skip
+          f"{time.strftime('%Y-%m-%d %H:%M')}; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (other processes slow both runs alike)")  # fmt: skip
     for row in rows:
         print(f"{row[0]:<{width}}  {row[1]:>22}  {row[2]:>22}")
     print(
