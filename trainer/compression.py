@@ -381,8 +381,8 @@ class CompressConfig:
     finetune_epochs: float = 3.0  # epochs of fine-tuning after pruning/clustering and for QAT
     distill_epochs: int = 6  # epochs to train the distilled student
     student_width: int = 0  # student's small_cnn width; 0 = half the run's width
-    temperature: float = 4.0  # distillation temperature
-    alpha: float = 0.5  # distillation weight of the hard-label loss
+    temperature: float = 2.0  # distillation temperature
+    alpha: float = 0.1  # distillation weight of the hard-label loss
     learning_rate: float = 5e-4  # peak fine-tuning learning rate (Adam, cosine decay)
     batch_size: int = 128  # examples per fine-tuning step
     validation_size: int = 5000  # training images held out to select candidates
