@@ -876,6 +876,7 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
         [(_label(c), c.gzip_bytes, c.test_accuracy, c.within_budget)
          for c in search.candidates],
         search.reference_test, config.max_accuracy_drop, out_dir / "accuracy_vs_size.png",
+        size_label="gzip size",
     )  # fmt: skip
     table = candidates_table(search.candidates, best)
     print(table)
@@ -883,7 +884,8 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
         "Result": _summary(best, search, config, seconds),
         "Candidates": table + "\n\n" + _legend(search, config),
         "Accuracy vs size": "Test accuracy against gzip size; the dashed line is the float "
-        "model's test accuracy minus the budget.\n\n![accuracy vs size](accuracy_vs_size.png)",
+        "model's test accuracy minus the budget. Colours show the verdict on the validation "
+        "slice, which selects; the test set only scores.\n\n![accuracy vs size](accuracy_vs_size.png)",
     }
     for settings, sparsity in search.sparsity_tables.items():
         sections[f"Per-layer sparsity, magnitude pruning {settings}"] = sparsity

@@ -77,6 +77,7 @@ def plot_accuracy_vs_size(
     reference_accuracy: float,
     budget_pp: float,
     path: str | Path,
+    size_label: str = "size",
 ) -> Path:
     """Plots accuracy against file size for compressed candidates, with the budget line.
 
@@ -85,6 +86,7 @@ def plot_accuracy_vs_size(
         reference_accuracy: the uncompressed model's accuracy on the same data.
         budget_pp: allowed drop in percentage points; drawn as a dashed line below the reference.
         path: PNG file to write.
+        size_label: what the sizes are, for the x axis ("size", "gzip size").
     """
     if not points:
         raise ValueError("plot_accuracy_vs_size needs at least one candidate, received none")
@@ -98,7 +100,7 @@ def plot_accuracy_vs_size(
     axis.axhline((reference_accuracy * 100) - budget_pp, color="gray", ls="--", lw=1,
                  label=f"budget (-{budget_pp:g} pp)")  # fmt: skip
     axis.set_xscale("log")
-    axis.set_xlabel("size (KiB, log scale)")
+    axis.set_xlabel(f"{size_label} (KiB, log scale)")
     axis.set_ylabel("accuracy (%)")
     axis.set_title("accuracy vs size (green: within budget, red: over)")
     axis.grid(alpha=0.3, which="both")
