@@ -711,6 +711,7 @@ class _Search:
         student = small_cnn(
             self.model.input_shape[1:], int(self.model.output_shape[-1]), width=width,
             dropout=float(self.run_config.get("dropout", 0.3)),
+            head_units=int(self.run_config.get("head_units", 0) or 0),
         )  # fmt: skip
         teacher = keras.models.clone_model(self.model)
         teacher.set_weights(self.model.get_weights())
