@@ -1,8 +1,8 @@
 """Fashion-MNIST: small CNN to a verified int8 TFLite file, >=92% test accuracy in ~5 min on CPU.
 
 Data: Fashion-MNIST IDX files (60k train / 10k test), by default from Debian's
-`dataset-fashion-mnist` package. Model: three conv/batch-norm stages and a 128-unit dense
-head (0.90M parameters), trained 11 epochs with AdamW, linear warmup then cosine decay,
+`dataset-fashion-mnist` package. Model: three conv/batch-norm stages and a linear head
+(0.16M parameters), trained 12 epochs with AdamW, linear warmup then cosine decay,
 label smoothing 0.1, and random crop with padding plus horizontal flips in the tf.data
 pipeline. Then float32 and int8 TFLite
 exports are scored on the whole test set with LiteRT.
@@ -49,7 +49,7 @@ from trainer.schedules import build_schedule
 class Config:
     data_dir: str = FASHION_MNIST_DIR  # folder with the four IDX files (.gz or plain)
     run_dir: str = ""  # output folder; default runs/fashion_mnist-<timestamp>
-    epochs: int = 11  # passes over the training set
+    epochs: int = 12  # passes over the training set
     batch_size: int = 128  # examples per step
     learning_rate: float = 3e-3  # peak learning rate, reached after warmup
     warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
@@ -63,7 +63,7 @@ class Config:
     label_smoothing: float = 0.1  # mass moved from the true class to the others
     width: int = 32  # filters in the first conv stage (doubles per stage)
     dropout: float = 0.3  # dropout before each dense layer
-    head_units: int = 128  # hidden dense units before the logits (0 = none)
+    head_units: int = 0  # hidden dense units before the logits (0 = none; 128 adds 25% time)
     batch_norm_momentum: float = 0.99  # lower (0.9) for runs of only a few hundred steps
     crop_padding: int = 2  # random-crop padding in pixels; 0 disables
     flip: bool = True  # random horizontal flips
@@ -145,7 +145,7 @@ def main(config: Config) -> dict:
 
     # Train. The test set is only monitored per epoch; nothing is selected on it.
     # A killed run continues from its backup with `trainer train --resume=RUN_DIR`.
-    fit_started = time.perf_counter()
+    fit_started, fit_cpu_started = time.perf_counter(), time.process_time()
     model.fit(
         train,
         epochs=config.epochs,
@@ -154,6 +154,8 @@ def main(config: Config) -> dict:
         verbose=fit_verbosity(),
     )
     train_seconds = time.perf_counter() - fit_started
+    # CPU seconds are the steadier number on shared machines, where wall time varies.
+    train_cpu_seconds = time.process_time() - fit_cpu_started
 
     # Evaluate the Keras model on exactly the inputs the TFLite files will see.
     x_test_float = x_test[..., None].astype(np.float32) / 255.0
@@ -185,6 +187,7 @@ def main(config: Config) -> dict:
     metrics = {
         "test_accuracy": keras_accuracy,
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "parameters": model.count_params(),
         "epochs": config.epochs,

@@ -93,12 +93,14 @@ class FitDiagnosis(keras.callbacks.Callback):
     After each epoch it runs `trainer.diagnosis.diagnose` on the history so far and prints
     any new verdict (overfitting, underfitting, divergence, learning rate too high or too low)
     with concrete remedies; after training it prints the final verdict. A NaN or infinite
-    batch loss is reported at once and, with `stop_on_divergence`, stops training. The
+    batch loss (checked every `check_every` batches) is reported at once and, with `stop_on_divergence`, stops training. The
     findings stay on the callback (`findings`) for reports.
 
     Args:
         thresholds: `trainer.diagnosis.Thresholds`, the numbers behind each verdict.
         stop_on_divergence: stop training when the loss is NaN/inf or explodes.
+        check_every: batches between NaN/inf checks of the batch loss (each check waits for
+            the step to finish); epoch ends are always checked.
         verbose: 0 silent, 1 print verdicts.
         stream: where to print (default: standard output).
 
@@ -112,8 +114,14 @@ class FitDiagnosis(keras.callbacks.Callback):
     """
 
     def __init__(self, thresholds=None, stop_on_divergence: bool = True, verbose: int = 1,
-                 stream=None):  # fmt: skip
+                 stream=None, check_every: int = 25):  # fmt: skip
         super().__init__()
+        if not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(f"check_every must be an int >= 1, received {check_every!r}")
+        # Batch logs stay tensors: reading the loss forces a host sync, which stalls the
+        # input pipeline and op dispatch, so it is read only every `check_every` batches.
+        self._supports_tf_logs = True
+        self.check_every = check_every
         self.thresholds = thresholds
         self.stop_on_divergence = stop_on_divergence
         self.verbose = verbose
@@ -126,6 +134,8 @@ class FitDiagnosis(keras.callbacks.Callback):
         self.history, self.findings, self._reported = {}, [], set()
 
     def on_train_batch_end(self, batch, logs=None):
+        if batch % self.check_every:
+            return
         loss = (logs or {}).get("loss")
         if loss is None or np.isfinite(float(loss)):
             return
