@@ -68,8 +68,6 @@ def fit_verbosity() -> int:
     When output is not a terminal, `run_callbacks` adds an `EpochLogger` that prints one
     line per epoch instead of the progress bar's carriage-return noise.
     """
-    import sys
-
     return 1 if sys.stdout.isatty() else 0
 
 
