@@ -94,3 +94,19 @@ def test_training_pipeline_is_reproducible_and_reshuffles_each_epoch():
 def test_pipeline_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="10 images but 9 labels"):
         image_dataset(np.zeros((10, 4, 4), np.uint8), np.zeros(9), 2, 4, training=False)
+
+
+def test_pipelines_run_without_tf_data_autotune():
+    # With autotune on, Keras fit stalled up to 60 s between epochs while the finished
+    # iterator waited for the autotune thread (see trainer/data/pipeline.py).
+    from trainer.data.text import token_dataset
+
+    x, y = np.zeros((8, 28, 28), np.uint8), np.arange(8) % 2
+    datasets = [
+        image_dataset(x, y, 2, 4, training=True, augment=RandomFlip(), seed=0),
+        image_dataset(x, y, 2, 4, training=False),
+        token_dataset(np.zeros((8, 5)), y, 2, 4, training=True),
+    ]
+    for dataset in datasets:
+        assert dataset.options().autotune.enabled is False
+        assert len(list(dataset)) == 2

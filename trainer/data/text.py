@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from trainer.data.pipeline import finish
 from trainer.io import atomic_write_text
 
 
@@ -88,4 +89,4 @@ def token_dataset(
     if training:
         dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(lambda x, y: (x, tf.one_hot(y, num_classes)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return finish(dataset)
