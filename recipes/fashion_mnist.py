@@ -32,7 +32,7 @@ from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fash
 from trainer.data.pipeline import image_dataset
 from trainer.data.sources import LoadedData
 from trainer.diagnosis import diagnose, format_findings
-from trainer.export import export_and_verify
+from trainer.export import save_and_verify
 from trainer.models import small_cnn
 from trainer.optimizers import build_loss, build_optimizer, regularize
 from trainer.precision import float32_outputs, set_precision
@@ -160,26 +160,16 @@ def main(config: Config) -> dict:
     # CPU seconds are the steadier number on shared machines, where wall time varies.
     train_cpu_seconds = time.process_time() - fit_cpu_started
 
-    # Evaluate the Keras model on exactly the inputs the TFLite files will see.
+    # Score the Keras model on exactly the inputs the TFLite files will see, save it, then
+    # export and verify every TFLite file on the whole test set.
     x_test_float = x_test[..., None].astype(np.float32) / 255.0
-    logits = model.predict(x_test_float, batch_size=1000, verbose=0)
-    predictions = np.argmax(logits, axis=-1)
-    keras_accuracy = float(np.mean(predictions == y_test))
-    model.save(run_dir / MODEL_FILE)
-    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
-
-    # Export and verify every TFLite file on the whole test set.
     rng = np.random.default_rng(config.seed)
     representative = x_train[rng.choice(len(x_train), min(500, len(x_train)), replace=False)]
-    exports = export_and_verify(
-        model,
-        x_test_float,
-        y_test,
-        keras_accuracy,
-        formats=[name.strip() for name in config.export.split(",") if name.strip()],
-        out_dir=run_dir,
+    keras_accuracy, predictions, exports = save_and_verify(
+        model, x_test_float, y_test, run_dir, config.export,
         representative_images=representative[..., None].astype(np.float32) / 255.0,
-    )
+    )  # fmt: skip
+    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
 
     # history.csv, not fit's History, so that a resumed run reports all its epochs.

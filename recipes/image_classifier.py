@@ -26,7 +26,7 @@ from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
-from trainer.export import export_and_verify
+from trainer.export import save_and_verify
 from trainer.models import small_cnn
 from trainer.report import export_table, plot_learning_curves, write_report
 from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
@@ -117,19 +117,15 @@ def main(config: Config) -> dict:
 
     # Evaluate on exactly the inputs the TFLite files will see, then export and verify.
     x_test = data.x_test.astype(np.float32) / 255.0
-    logits = model.predict(x_test, batch_size=256, verbose=0)
-    keras_accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
-    model.save(run_dir / MODEL_FILE)
-    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
     rng = np.random.default_rng(config.seed)
     representative = data.x_train[
         rng.choice(len(data.x_train), min(300, len(data.x_train)), replace=False)
     ]
-    exports = export_and_verify(
-        model, x_test, data.y_test, keras_accuracy,
-        formats=[name.strip() for name in config.export.split(",") if name.strip()],
-        out_dir=run_dir, representative_images=representative.astype(np.float32) / 255.0,
+    keras_accuracy, _, exports = save_and_verify(
+        model, x_test, data.y_test, run_dir, config.export,
+        representative_images=representative.astype(np.float32) / 255.0,
     )  # fmt: skip
+    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     plot_learning_curves(history.history, run_dir / "learning_curves.png")
 

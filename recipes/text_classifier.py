@@ -18,15 +18,13 @@ Run:  trainer train text_classifier --data=path/to/aclImdb --sequence_length=256
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.cli import run_recipe
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
 from trainer.data.text import Vectorizer, token_dataset
-from trainer.export import export_and_verify
+from trainer.export import parse_formats, save_and_verify
 from trainer.models import text_classifier
 from trainer.report import export_table, plot_learning_curves, write_report
 from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
@@ -66,7 +64,7 @@ def main(config: Config) -> dict:
 
     started = time.perf_counter()
     check_balance_mode(config.balance)
-    formats = [name.strip() for name in config.export.split(",") if name.strip()]
+    formats = parse_formats(config.export)
     if "int8" in formats:
         raise ValueError(f"export={config.export!r}: int8 would quantize the token-id input; "
                          "use float32, float16 or dynamic for text models")  # fmt: skip
@@ -118,11 +116,8 @@ def main(config: Config) -> dict:
     train_seconds = time.perf_counter() - fit_started
 
     # Evaluate on the same token ids the TFLite files will see, then export and verify.
-    logits = model.predict(x_test, batch_size=256, verbose=0)
-    keras_accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
-    model.save(run_dir / MODEL_FILE)
+    keras_accuracy, _, exports = save_and_verify(model, x_test, data.y_test, run_dir, formats)
     print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
-    exports = export_and_verify(model, x_test, data.y_test, keras_accuracy, formats, run_dir)
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     plot_learning_curves(history.history, run_dir / "learning_curves.png")
 

@@ -221,3 +221,41 @@ def export_and_verify(
             )
         )
     return results
+
+
+def parse_formats(text: str) -> list[str]:
+    """`"float32, int8"` -> `["float32", "int8"]`, checking each name."""
+    formats = [name.strip() for name in text.split(",") if name.strip()]
+    for format in formats:
+        _check_format(format)
+    return formats
+
+
+def save_and_verify(
+    model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    run_dir: str | Path,
+    formats: str | Sequence[str],
+    representative_images: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, list[ExportResult]]:
+    """The end of a training run: score, save `RUN_DIR/model.keras`, export and verify.
+
+    The Keras model is scored on exactly the inputs the TFLite files will see (`x_test`,
+    preprocessed float32), so the drops compare like with like.
+
+    Returns:
+        (Keras test accuracy, predicted class per test example, one `ExportResult` per format)
+    """
+    from trainer.runs import MODEL_FILE
+
+    if isinstance(formats, str):
+        formats = parse_formats(formats)
+    logits = model.predict(x_test, batch_size=256, verbose=0)
+    predictions = np.argmax(logits, axis=-1)
+    keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
+    model.save(Path(run_dir) / MODEL_FILE)
+    exports = export_and_verify(
+        model, x_test, y_test, keras_accuracy, formats, run_dir, representative_images
+    )
+    return keras_accuracy, predictions, exports
