@@ -147,3 +147,27 @@ def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(run_dir, 
         rungs = [c for c in metrics["candidates"] if c["technique"].startswith(prefix)]
         over = [index for index, rung in enumerate(rungs) if not rung["within_budget"]]
         assert not over or over[0] == len(rungs) - 1
+
+
+def test_fine_tuning_with_the_teacher_trains_only_the_student(run_dir, tmp_path):
+    # Structured pruning fine-tunes against the original's soft labels: the teacher must be
+    # a frozen copy, so the run's model (the source of every other candidate) never changes.
+    from trainer.compression import _Search
+    from trainer.structured_pruning import prune_filters
+
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    original = [weights.copy() for weights in model.get_weights()]
+    data = load_run_data(run_config, validation_size=100, seed=0)
+    search = _Search(model, data, CompressConfig(), run_config, tmp_path)
+    teacher = search.teacher()
+    assert teacher is not model and not teacher.trainable and model.trainable
+    assert search.teacher() is teacher  # one copy per search
+    student = prune_filters(model, 0.5, criterion="bn")
+    before = [weights.copy() for weights in student.get_weights()]
+    search.fit(student, [], epochs=1, teacher=teacher)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights(), strict=True))
+    for kept, now in zip(original, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, now)
+    for kept, now in zip(original, teacher.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, now)

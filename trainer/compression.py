@@ -377,6 +377,7 @@ class CompressConfig:
     sparsities: str = "0.5,0.75,0.9"  # magnitude-pruning targets, tried in rising order
     structured_ratios: str = "0.25,0.5"  # fractions of filters removed, tried in rising order
     criterion: str = "bn"  # structured-pruning saliency: l1, l2 or bn (batch-norm scale)
+    structured_distill: bool = True  # fine-tune pruned models on the original's soft labels
     clusters: int = 16  # shared values per kernel for clustering
     finetune_epochs: float = 3.0  # epochs of fine-tuning after pruning/clustering and for QAT
     distill_epochs: int = 6  # epochs to train the distilled student
@@ -544,25 +545,58 @@ class _Search:
         per_epoch = math.ceil(len(self.data.x_fit) / self.config.batch_size)
         return max(1, int(round(epochs * per_epoch)))
 
-    def fit(self, model, callbacks, epochs: float, learning_rate: float | None = None) -> None:
-        """Compiles and trains for `epochs` (fractions allowed) with cosine-decayed Adam."""
+    def fit(
+        self,
+        model,
+        callbacks,
+        epochs: float,
+        learning_rate: float | None = None,
+        teacher=None,
+        warmup: bool = False,
+    ) -> None:
+        """Compiles and trains for `epochs` (fractions allowed) with cosine-decayed Adam.
+
+        With a `teacher`, the model trains as the student of a `Distiller` (the run's label
+        smoothing on the hard loss, `temperature` and `alpha` from the config). With `warmup`
+        the learning rate rises linearly over the first half epoch, for models trained from
+        scratch.
+        """
         from trainer.callbacks import EpochLogger
+        from trainer.distill import Distiller
 
         total = self.steps(epochs)
         rounds = max(1, math.ceil(epochs))  # Keras epochs, so callbacks see epoch ends
+        peak = learning_rate or self.config.learning_rate
+        warmup_steps = min(self.steps(0.5), total - 1) if warmup else 0
         schedule = keras.optimizers.schedules.CosineDecay(
-            learning_rate or self.config.learning_rate, decay_steps=total
-        )
+            0.0 if warmup_steps else peak, decay_steps=total - warmup_steps,
+            warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps,
+        )  # fmt: skip
         smoothing = float(self.run_config.get("label_smoothing", 0.0) or 0.0)
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing),
-            metrics=["accuracy"],
+        hard_loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=smoothing
         )
-        model.fit(
+        if teacher is None:
+            trained = model
+            trained.compile(keras.optimizers.Adam(schedule), hard_loss, metrics=["accuracy"])
+        else:
+            trained = Distiller(
+                model, teacher, self.config.temperature, self.config.alpha, student_loss=hard_loss
+            )
+            trained.compile(optimizer=keras.optimizers.Adam(schedule), metrics=["accuracy"])
+        trained.fit(
             self._dataset().repeat(), epochs=rounds, steps_per_epoch=math.ceil(total / rounds),
             callbacks=[*callbacks, EpochLogger()], verbose=0,
         )  # fmt: skip
+
+    def teacher(self) -> keras.Model:
+        """A frozen copy of the run's model, for distillation (the original stays trainable)."""
+        if "teacher" not in self.models:
+            teacher = keras.models.clone_model(self.model)
+            teacher.set_weights(self.model.get_weights())
+            teacher.trainable = False
+            self.models["teacher"] = teacher
+        return self.models["teacher"]
 
     # -- measuring -------------------------------------------------------------------------
 
@@ -693,13 +727,14 @@ class _Search:
         )
         started = time.perf_counter()
         smaller = prune_filters(self.model, ratio, criterion=self.config.criterion)
-        self.fit(smaller, [], self.config.finetune_epochs)
+        # Learning from the original's soft labels recovers more than the labels alone.
+        teacher = self.teacher() if self.config.structured_distill else None
+        self.fit(smaller, [], self.config.finetune_epochs, teacher=teacher)
         settings = f"ratio={ratio:g}"
         self.measure("structured", settings, smaller, "float32", started)
         return self.measure("structured+ptq", settings, smaller, "int8", time.perf_counter())
 
     def distill(self) -> Candidate:
-        from trainer.distill import Distiller
         from trainer.models import small_cnn
 
         width = self.config.student_width or max(4, int(self.run_config.get("width", 32)) // 2)
@@ -713,25 +748,13 @@ class _Search:
             dropout=float(self.run_config.get("dropout", 0.3)),
             head_units=int(self.run_config.get("head_units", 0) or 0),
         )  # fmt: skip
-        teacher = keras.models.clone_model(self.model)
-        teacher.set_weights(self.model.get_weights())
-        distiller = Distiller(student, teacher, self.config.temperature, self.config.alpha)
         learning_rate = float(self.run_config.get("learning_rate", 1e-3))
-        self._fit_distiller(distiller, learning_rate)
+        self.fit(
+            student, [], self.config.distill_epochs, learning_rate, self.teacher(), warmup=True
+        )
         settings = f"width={width}"
         self.measure("distill", settings, student, "float32", started)
         return self.measure("distill+ptq", settings, student, "int8", time.perf_counter())
-
-    def _fit_distiller(self, distiller, learning_rate: float) -> None:
-        from trainer.callbacks import EpochLogger
-
-        epochs = self.config.distill_epochs
-        total = self.steps(epochs)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=total, warmup_target=learning_rate, warmup_steps=total // epochs // 2
-        )
-        distiller.compile(optimizer=keras.optimizers.Adam(schedule), metrics=["accuracy"])
-        distiller.fit(self._dataset(), epochs=epochs, callbacks=[EpochLogger()], verbose=0)
 
     # -- the search ------------------------------------------------------------------------
 
