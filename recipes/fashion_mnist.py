@@ -7,10 +7,9 @@ label smoothing 0.1, and random crop with padding plus horizontal flips in the t
 pipeline. Then float32 and int8 TFLite
 exports are scored on the whole test set with LiteRT.
 
-Measured 2026-11-25 on a shared 2-core AMD EPYC VM, no GPU (bench/fashion_mnist.py): 92.28%
-test accuracy, TFLite float32 92.28% and int8 92.34%; training took 397-416 s of wall time
-(480 s of CPU time) because the host gave the process about 1.2 cores; its fastest epochs
-(21 s) put the 12 epochs at about 260 s on a quiet host.
+Measured 2026-11-25 on a 2-core AMD EPYC VM, no GPU (bench/fashion_mnist.py): 92.28%
+test accuracy, TFLite float32 92.28% and int8 92.34%; training took 272 s of wall time (492 s
+of CPU time), the whole run with export and verification 286 s.
 
 Run:  trainer train fashion_mnist            (or: python recipes/fashion_mnist.py)
 Quick: trainer train fashion_mnist --epochs=1 --train_limit=2000 --test_limit=500
