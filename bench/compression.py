@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run_dir", default="runs/compression-teacher")
     parser.add_argument("--out_dir", default="", help="default RUN_DIR/compression-bench")
     parser.add_argument("--finetune_epochs", type=float, default=4.0)
+    parser.add_argument("--structured_epochs", type=float, default=8.0)
     parser.add_argument("--method", default="ptq,qat,prune,structured,distill")
     parser.add_argument("--sparsities", default="0.5,0.8")
     parser.add_argument("--structured_ratios", default="0.25,0.375,0.5")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         sparsities=args.sparsities,
         structured_ratios=args.structured_ratios,
         finetune_epochs=args.finetune_epochs,
+        structured_epochs=args.structured_epochs,
         distill_epochs=args.distill_epochs,
         out_dir=out_dir,
     )
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 1),
         "settings": {
             "finetune_epochs": args.finetune_epochs,
+            "structured_epochs": args.structured_epochs,
             "distill_epochs": args.distill_epochs,
         },
         "targets": rows,

@@ -99,7 +99,7 @@ def test_candidate_over_budget_is_rejected(run_dir, tmp_path):
     metrics = compress_run(
         run_dir,
         CompressConfig(
-            method="structured", structured_ratios="0.9", finetune_epochs=0.2, criterion="l1",
+            method="structured", structured_ratios="0.9", structured_epochs=0.2, criterion="l1",
             max_accuracy_drop=0.5, validation_size=100, out_dir=str(tmp_path / "out"),
         ),
     )  # fmt: skip
@@ -135,7 +135,7 @@ def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(run_dir, 
         run_dir,
         CompressConfig(
             max_accuracy_drop=0.0, sparsities="0.5,0.9", structured_ratios="0.5,0.9",
-            finetune_epochs=0.2, distill_epochs=1, validation_size=100,
+            finetune_epochs=0.2, structured_epochs=0.2, distill_epochs=1, validation_size=100,
             out_dir=str(tmp_path / "out"),
         ),
     )  # fmt: skip

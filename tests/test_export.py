@@ -70,3 +70,11 @@ def test_int8_needs_representative_data(tiny):
 def test_unknown_format(tiny):
     with pytest.raises(ValueError, match="unknown TFLite format 'int4'"):
         convert(tiny[0], "int4")
+
+
+def test_parse_formats_reads_a_comma_list_and_names_a_bad_format():
+    from trainer.export import parse_formats
+
+    assert parse_formats(" float32, int8 ,") == ["float32", "int8"]
+    with pytest.raises(ValueError, match="int4"):
+        parse_formats("float32,int4")
