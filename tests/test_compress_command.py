@@ -171,3 +171,20 @@ def test_fine_tuning_with_the_teacher_trains_only_the_student(run_dir, tmp_path)
         np.testing.assert_array_equal(kept, now)
     for kept, now in zip(original, teacher.get_weights(), strict=True):
         np.testing.assert_array_equal(kept, now)
+
+
+def test_collaborative_qat_candidates_keep_sparsity_and_clusters(run_dir, tmp_path):
+    metrics = compress_run(
+        run_dir,
+        CompressConfig(
+            method="pqat,cqat", sparsities="0.5", clusters=8, finetune_epochs=0.2,
+            max_accuracy_drop=100.0, validation_size=100, out_dir=str(tmp_path / "out"),
+        ),
+    )  # fmt: skip
+    by_technique = {c["technique"]: c for c in metrics["candidates"]}
+    assert set(by_technique) == {"original", "prune+pqat", "cluster+cqat"}
+    assert all(c["format"] == "int8" for c in metrics["candidates"][1:])
+    pruned = by_technique["prune+pqat"]
+    # Half of the large layers' weights (most of the model) stay zero through QAT.
+    assert pruned["nonzero_parameters"] < 0.7 * pruned["parameters"]
+    assert by_technique["cluster+cqat"]["settings"] == "clusters=8"

@@ -687,17 +687,22 @@ class _Search:
             self.models[key] = strip(pruned)
         return self.models[key]
 
+    def _quantized(self, technique: str, preserve: str, settings: str, model, qat: bool, started):
+        """`model` as int8: post-training quantized (`technique+ptq`), or after 1 epoch of QAT
+        that keeps its sparsity or clusters (`preserve`; prune+pqat, cluster+cqat)."""
+        if not qat:
+            return self.measure(f"{technique}+ptq", settings, model, "int8", started)
+        self._log(f"  {preserve}-preserving QAT, 1 epoch")
+        qat_model, callbacks = quantize_aware(model, preserve=preserve)
+        self.fit(qat_model, callbacks, min(1.0, self.config.finetune_epochs), 1e-4)
+        return self.measure(f"{technique}+{technique[0]}qat", settings, qat_model, "int8", started)
+
     def prune(self, sparsity: float, preserve_with_qat: bool) -> Candidate:
         started = time.perf_counter()
         model = self.pruned(sparsity)
         settings = f"sparsity={sparsity:g}"
         self.sparsity_tables[settings] = sparsity_table(sparsity_report(model))
-        if not preserve_with_qat:
-            return self.measure("prune+ptq", settings, model, "int8", started)
-        self._log("  pruning-preserving QAT, 1 epoch")
-        qat_model, callbacks = quantize_aware(model, preserve="sparsity")
-        self.fit(qat_model, callbacks, min(1.0, self.config.finetune_epochs), 1e-4)
-        return self.measure("prune+pqat", settings, qat_model, "int8", started)
+        return self._quantized("prune", "sparsity", settings, model, preserve_with_qat, started)
 
     def clustered(self) -> keras.Model:
         if "clustered" not in self.models:
@@ -710,14 +715,9 @@ class _Search:
 
     def cluster(self, preserve_with_qat: bool) -> Candidate:
         started = time.perf_counter()
-        model = self.clustered()
         settings = f"clusters={self.config.clusters}"
-        if not preserve_with_qat:
-            return self.measure("cluster+ptq", settings, model, "int8", started)
-        self._log("  cluster-preserving QAT, 1 epoch")
-        qat_model, callbacks = quantize_aware(model, preserve="clusters")
-        self.fit(qat_model, callbacks, min(1.0, self.config.finetune_epochs), 1e-4)
-        return self.measure("cluster+cqat", settings, qat_model, "int8", started)
+        model = self.clustered()
+        return self._quantized("cluster", "clusters", settings, model, preserve_with_qat, started)
 
     def structured(self, ratio: float) -> Candidate:
         from trainer.structured_pruning import prune_filters
