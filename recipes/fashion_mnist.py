@@ -30,6 +30,7 @@ from trainer.data.check import check_data, write_data_report
 from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from trainer.data.pipeline import image_dataset
 from trainer.data.sources import LoadedData
+from trainer.data.split import holdout_split
 from trainer.diagnosis import diagnose, format_findings
 from trainer.export import save_and_verify
 from trainer.models import small_cnn
@@ -71,6 +72,7 @@ class Config:
     flip: bool = True  # random horizontal flips
     train_limit: int = 0  # use only the first N training images (0 = all); for quick runs
     test_limit: int = 0  # use only the first N test images (0 = all)
+    validation_size: int = 0  # hold out N training images to validate on (0 = use the test set)
     export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # deterministic TF ops: identical metrics on reruns, slower
@@ -83,8 +85,9 @@ def _limit(x: np.ndarray, y: np.ndarray, count: int) -> tuple[np.ndarray, np.nda
 
 
 def build(config: Config) -> tuple:
-    """The compiled model, the train and test datasets, and the raw arrays (also used by
-    `trainer lr-find fashion_mnist`)."""
+    """The compiled model, the train and validation datasets (validation is the test set
+    unless `validation_size` holds out training images), and the raw train and test arrays
+    (also used by `trainer lr-find fashion_mnist`)."""
     set_seed(config.seed, config.deterministic)
     set_precision(config.precision)
 
@@ -93,13 +96,22 @@ def build(config: Config) -> tuple:
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(config.data_dir, is_debian_copy)
     x_train, y_train = _limit(x_train, y_train, config.train_limit)
     x_test, y_test = _limit(x_test, y_test, config.test_limit)
+    if config.validation_size:
+        kept, held_out = holdout_split(len(x_train), config.validation_size, config.seed)
+        x_val, y_val = x_train[held_out], y_train[held_out]
+        x_train, y_train = x_train[kept], y_train[kept]
+    else:
+        x_val, y_val = x_test, y_test
     augment = Compose(
         ([RandomCropWithPadding(config.crop_padding)] if config.crop_padding else [])
         + ([RandomFlip(horizontal=True)] if config.flip else [])
     )
     train = image_dataset(x_train, y_train, 10, config.batch_size, True, augment, config.seed)
-    test = image_dataset(x_test, y_test, 10, 1000, training=False)
-    print(f"data: {len(x_train)} train / {len(x_test)} test images from {config.data_dir}")
+    validation = image_dataset(x_val, y_val, 10, 1000, training=False)
+    held_out = f" / {len(x_val)} validation" if config.validation_size else ""
+    print(
+        f"data: {len(x_train)} train{held_out} / {len(x_test)} test images from {config.data_dir}"
+    )
 
     # Model and optimizer: warmup into the chosen schedule (cosine by default).
     model = small_cnn(
@@ -128,14 +140,14 @@ def build(config: Config) -> tuple:
         loss=build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    return model, train, test, (x_train, y_train, x_test, y_test)
+    return model, train, validation, (x_train, y_train, x_test, y_test)
 
 
 def main(config: Config) -> dict:
     started = time.perf_counter()
     run_dir = create_run_dir("fashion_mnist", config, config.run_dir)
     print(f"run directory: {run_dir}")
-    model, train, test, (x_train, y_train, x_test, y_test) = build(config)
+    model, train, validation, (x_train, y_train, x_test, y_test) = build(config)
 
     # Fast data check (duplicates, train/test leaks, imbalance): warn, never modify the data.
     classes = list(FASHION_MNIST_CLASSES)
@@ -145,13 +157,14 @@ def main(config: Config) -> dict:
     for line in data_report.warnings():
         print(f"WARNING {line} (see {run_dir / 'data_report.md'})")
 
-    # Train. The test set is only monitored per epoch; nothing is selected on it.
+    # Train. The validation set (the test set by default) is only monitored per epoch;
+    # nothing is selected on it.
     # A killed run continues from its backup with `trainer train --resume=RUN_DIR`.
     fit_started, fit_cpu_started = time.perf_counter(), time.process_time()
     model.fit(
         train,
         epochs=config.epochs,
-        validation_data=test,
+        validation_data=validation,
         callbacks=[FitDiagnosis(), *run_callbacks(run_dir, backup_every=config.backup_every)],
         verbose=fit_verbosity(),
     )
@@ -195,7 +208,12 @@ def main(config: Config) -> dict:
             f"Classes: {', '.join(FASHION_MNIST_CLASSES)}.",
             "TFLite verification (whole test set, LiteRT interpreter)": table,
             "Data check (fast)": f"```\n{data_report.summary()}\n```",
-            "Learning curves": "Validation = the test set, monitored only.\n\n"
+            "Learning curves": (
+                f"Validation = {config.validation_size} held-out training images"
+                if config.validation_size
+                else "Validation = the test set, monitored only"
+            )
+            + ".\n\n"
             "![learning curves](learning_curves.png)",
             "Fit diagnosis": format_findings(diagnose(history)),
             "Errors by class": "![confusion matrix](confusion_matrix.png)\n\n"

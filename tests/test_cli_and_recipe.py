@@ -59,6 +59,22 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     assert "epoch 2/2" in out  # one line per epoch when not a terminal
 
 
+def test_held_out_validation_slice_is_the_one_compress_selects_on(fashion_dir):
+    import dataclasses
+
+    from recipes.fashion_mnist import Config, build
+    from trainer.compression import load_run_data
+
+    config = Config(data_dir=str(fashion_dir), validation_size=100, seed=3, epochs=1)
+    _, _, validation, (x_train, _, x_test, _) = build(config)
+    assert len(x_train) == 500 and len(x_test) == 200
+    monitored = np.concatenate([images.numpy() for images, _ in validation])
+    # The run's own slice wins over compress's validation_size (5000 would not even fit).
+    data = load_run_data(dataclasses.asdict(config), validation_size=5000, seed=0)
+    np.testing.assert_allclose(data.x_val, monitored)
+    assert {image.tobytes() for image in data.x_fit} == {image.tobytes() for image in x_train}
+
+
 def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -4,6 +4,7 @@ import pytest
 from trainer.data.split import (
     check_balance_mode,
     class_weights,
+    holdout_split,
     oversample_indices,
     stratified_split,
 )
@@ -55,3 +56,14 @@ def test_balance_mode_names():
     assert check_balance_mode("oversample") == "oversample"
     with pytest.raises(ValueError, match="received 'smote'"):
         check_balance_mode("smote")
+
+
+def test_holdout_split_is_repeatable_disjoint_and_checked():
+    kept, held_out = holdout_split(50, 10, seed=4)
+    assert len(kept) == 40 and len(held_out) == 10
+    assert sorted([*kept, *held_out]) == list(range(50))
+    again = holdout_split(50, 10, seed=4)
+    np.testing.assert_array_equal(held_out, again[1])
+    assert set(holdout_split(50, 10, seed=5)[1]) != set(held_out)
+    with pytest.raises(ValueError, match="cannot hold out 50 of 50"):
+        holdout_split(50, 50)

@@ -387,7 +387,7 @@ class CompressConfig:
     alpha: float = 0.1  # distillation weight of the hard-label loss
     learning_rate: float = 5e-4  # peak fine-tuning learning rate (Adam, cosine decay)
     batch_size: int = 128  # examples per fine-tuning step
-    validation_size: int = 5000  # training images held out to select candidates
+    validation_size: int = 5000  # training images to select on (a run's own held-out slice wins)
     prefer: str = "size"  # keep the smallest (size) or fastest (latency) within budget
     int8_io: bool = False  # int8 candidates take and return int8 tensors (integer-only hardware)
     out_dir: str = ""  # output folder; default RUN_DIR/compression
@@ -410,7 +410,9 @@ class RunData:
 def load_run_data(run_config: dict, validation_size: int, seed: int = 0) -> RunData:
     """Loads a run's data as its config describes and splits off a validation slice.
 
-    Today this reads Fashion-MNIST IDX files (`data_dir`, `train_limit`, `test_limit` from
+    If the run held out training images (`validation_size` in its config), the slice is
+    exactly those images, which the model never trained on; otherwise `validation_size`
+    images chosen by `seed`, which the model did train on. Today this reads Fashion-MNIST IDX files (`data_dir`, `train_limit`, `test_limit` from
     the run's `config.yaml`); it is the one place to change for other sources.
 
     Raises:
@@ -418,6 +420,7 @@ def load_run_data(run_config: dict, validation_size: int, seed: int = 0) -> RunD
             fine-tuning.
     """
     from trainer.data.idx import FASHION_MNIST_DIR, load_fashion_mnist
+    from trainer.data.split import holdout_split
 
     data_dir = run_config.get("data_dir") or FASHION_MNIST_DIR
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(
@@ -430,13 +433,15 @@ def load_run_data(run_config: dict, validation_size: int, seed: int = 0) -> RunD
         )
     if run_config.get("test_limit"):
         x_test, y_test = x_test[: run_config["test_limit"]], y_test[: run_config["test_limit"]]
+    held_out = int(run_config.get("validation_size", 0) or 0)
+    if held_out:  # the run never trained on this slice: select on exactly these images
+        validation_size, seed = held_out, int(run_config.get("seed", 0) or 0)
     if not 0 < validation_size <= len(x_train) // 2:
         raise ValueError(
             f"validation_size must be between 1 and half the {len(x_train)} training images, "
             f"received {validation_size}; pass --validation_size=N"
         )
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    fit, val = order[:-validation_size], order[-validation_size:]
+    fit, val = holdout_split(len(x_train), validation_size, seed)
     rng = np.random.default_rng(seed + 1)
     representative = x_train[rng.choice(fit, min(500, len(fit)), replace=False)]
 
@@ -952,10 +957,16 @@ def _legend(search: _Search, config: CompressConfig) -> str:
     data = search.data
     lines = [
         f"Selection: accuracy drop on a validation slice of {len(data.x_val)} training images "
-        f"(seed {config.seed}) against the float Keras model ({search.reference_val:.2%}); a "
-        f"candidate is within budget when that drop is at most {config.max_accuracy_drop} pp. "
-        "The original model was trained on these images too, so its validation accuracy is "
-        "optimistic; fine-tuning never sees them.",
+        f"against the float Keras model ({search.reference_val:.2%}); a candidate is within "
+        f"budget when that drop is at most {config.max_accuracy_drop} pp. "
+        + (
+            "The run held these images out of training (its `validation_size`), so the drops "
+            "are unbiased; fine-tuning never sees them either."
+            if search.run_config.get("validation_size")
+            else "The original model was trained on these images, so its validation accuracy is "
+            "optimistic and drops of retrained candidates are overstated; train with "
+            "`--validation_size=5000` to hold them out. Fine-tuning never sees them."
+        ),
         f"Scoring: the test set ({len(data.x_test)} images, float Keras model "
         f"{search.reference_test:.2%}), never used for any choice.",
         f"Fine-tuning: {len(data.x_fit)} training images, {config.finetune_epochs} epochs, Adam "

@@ -56,6 +56,18 @@ def stratified_split(
     return kept.astype(np.int64), held.astype(np.int64)
 
 
+def holdout_split(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held_out) indices of `count` samples, `size` of them held out at random.
+
+    The same arguments always give the same split, so a later step (`trainer compress`) can
+    rebuild exactly the slice a training run never saw.
+    """
+    if not 0 < size < count:
+        raise ValueError(f"cannot hold out {size} of {count} samples; choose 1 to {count - 1}")
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:-size], order[-size:]
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """Keras `class_weight` that makes every class weigh the same in the loss.
 
