@@ -412,8 +412,9 @@ def load_run_data(run_config: dict, validation_size: int, seed: int = 0) -> RunD
 
     If the run held out training images (`validation_size` in its config), the slice is
     exactly those images, which the model never trained on; otherwise `validation_size`
-    images chosen by `seed`, which the model did train on. Today this reads Fashion-MNIST IDX files (`data_dir`, `train_limit`, `test_limit` from
-    the run's `config.yaml`); it is the one place to change for other sources.
+    images chosen by `seed`, which the model did train on. Today this reads Fashion-MNIST
+    IDX files (`data_dir`, `train_limit`, `test_limit` from the run's `config.yaml`); it is
+    the one place to change for other sources.
 
     Raises:
         ValueError: `validation_size` leaves fewer than half the training images for
