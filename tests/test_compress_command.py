@@ -129,7 +129,6 @@ def test_cli_rejects_bad_options_before_any_work(run_dir, tmp_path, capsys):
     assert "--max_accuracy_drop" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(run_dir, tmp_path):
     metrics = compress_run(
         run_dir,
@@ -188,3 +187,22 @@ def test_collaborative_qat_candidates_keep_sparsity_and_clusters(run_dir, tmp_pa
     # Half of the large layers' weights (most of the model) stay zero through QAT.
     assert pruned["nonzero_parameters"] < 0.7 * pruned["parameters"]
     assert by_technique["cluster+cqat"]["settings"] == "clusters=8"
+
+
+def test_teacher_from_another_run_directory(run_dir, tmp_path, capsys):
+    from trainer.compression import _Search
+
+    other = tmp_path / "teacher-run"
+    other.mkdir()
+    keras.utils.set_random_seed(1)
+    small_cnn(width=4, dropout=0.0).save(other / "model.keras")
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    data = load_run_data(run_config, validation_size=100, seed=0)
+    config = CompressConfig(teacher=str(other))
+    teacher = _Search(model, data, config, run_config, tmp_path / "out").teacher()
+    assert not teacher.trainable and teacher.count_params() == small_cnn(width=4).count_params()
+    # A missing teacher fails before any work, naming the file.
+    missing = tmp_path / "nowhere"
+    assert trainer_main(["compress", str(run_dir), f"--teacher={missing}"]) == 2
+    assert str(missing / "model.keras") in capsys.readouterr().err

@@ -383,6 +383,7 @@ class CompressConfig:
     finetune_epochs: float = 3.0  # epochs of fine-tuning after pruning/clustering and for QAT
     distill_epochs: int = 6  # epochs to train the distilled student
     student_width: int = 0  # student's small_cnn width; 0 = half the run's width
+    teacher: str = ""  # run directory whose model teaches (default: this run's model)
     temperature: float = 2.0  # distillation temperature
     alpha: float = 0.1  # distillation weight of the hard-label loss
     learning_rate: float = 5e-4  # peak fine-tuning learning rate (Adam, cosine decay)
@@ -597,10 +598,17 @@ class _Search:
         )  # fmt: skip
 
     def teacher(self) -> keras.Model:
-        """A frozen copy of the run's model, for distillation (the original stays trainable)."""
+        """The frozen teacher for distillation: the `--teacher` run's model, or a copy of this
+        run's model (a copy, so the original, source of every other candidate, stays
+        trainable)."""
         if "teacher" not in self.models:
-            teacher = keras.models.clone_model(self.model)
-            teacher.set_weights(self.model.get_weights())
+            if self.config.teacher:
+                from trainer.distill import load_teacher
+
+                teacher = load_teacher(self.config.teacher)
+            else:
+                teacher = keras.models.clone_model(self.model)
+                teacher.set_weights(self.model.get_weights())
             teacher.trainable = False
             self.models["teacher"] = teacher
         return self.models["teacher"]
@@ -751,8 +759,10 @@ class _Search:
         from trainer.models import small_cnn
 
         width = self.config.student_width or max(4, int(self.run_config.get("width", 32)) // 2)
+        teacher_name = self.config.teacher or "this run's model"
         self._log(
-            f"distillation into small_cnn(width={width}), {self.config.distill_epochs} epochs"
+            f"distillation into small_cnn(width={width}), {self.config.distill_epochs} epochs, "
+            f"teacher: {teacher_name}"
         )
         started = time.perf_counter()
         keras.utils.set_random_seed(self.config.seed)
@@ -992,11 +1002,13 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
     """
     from trainer.runs import CONFIG_FILE, MODEL_FILE
 
-    for required in (CONFIG_FILE, MODEL_FILE):
-        if not (Path(run_dir) / required).is_file():
+    required = [Path(run_dir) / CONFIG_FILE, Path(run_dir) / MODEL_FILE]
+    if config.teacher:
+        required.append(Path(config.teacher) / MODEL_FILE)
+    for path in required:
+        if not path.is_file():
             raise FileNotFoundError(
-                f"{Path(run_dir) / required} is missing: pass a run directory made by "
-                "`trainer train`"
+                f"{path} is missing: pass a run directory made by `trainer train`"
             )
     if config.max_accuracy_drop < 0:
         raise ValueError(f"max_accuracy_drop must be >= 0 pp, received {config.max_accuracy_drop}")
