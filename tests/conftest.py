@@ -31,12 +31,11 @@ def make_class_images(count: int, seed: int = 0, size: int = 28) -> tuple[np.nda
     return images, labels.astype(np.uint8)
 
 
-@pytest.fixture
-def fashion_dir(tmp_path: Path) -> Path:
-    """A folder with the four Fashion-MNIST IDX gzip files, 600 train / 200 test images."""
+def write_fashion_dir(directory: Path) -> Path:
+    """Writes the four Fashion-MNIST IDX gzip files, 600 train / 200 test images, into
+    `directory` and returns it."""
     from trainer.data.idx import write_idx
 
-    directory = tmp_path / "fashion"
     x_train, y_train = make_class_images(600, seed=1)
     x_test, y_test = make_class_images(200, seed=2)
     write_idx(directory / "train-images-idx3-ubyte.gz", x_train)
@@ -44,3 +43,9 @@ def fashion_dir(tmp_path: Path) -> Path:
     write_idx(directory / "t10k-images-idx3-ubyte.gz", x_test)
     write_idx(directory / "t10k-labels-idx1-ubyte.gz", y_test)
     return directory
+
+
+@pytest.fixture
+def fashion_dir(tmp_path: Path) -> Path:
+    """A folder with the four Fashion-MNIST IDX gzip files, 600 train / 200 test images."""
+    return write_fashion_dir(tmp_path / "fashion")

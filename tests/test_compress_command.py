@@ -8,9 +8,10 @@ import pytest
 import tf_keras as keras
 import yaml
 
-from conftest import make_class_images
+from conftest import make_class_images, write_fashion_dir
 from trainer.cli import main as trainer_main
 from trainer.compression import CompressConfig, compress_run, load_run_data
+from trainer.data.idx import load_fashion_mnist
 from trainer.export import tflite_accuracy
 from trainer.models import small_cnn
 
@@ -18,16 +19,9 @@ from trainer.models import small_cnn
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run directory like `trainer train fashion_mnist` makes, with a quickly trained model."""
-    from trainer.data.idx import write_idx
-
     root = tmp_path_factory.mktemp("compress")
-    data_dir = root / "fashion"
-    x_train, y_train = make_class_images(600, seed=1)
-    x_test, y_test = make_class_images(200, seed=2)
-    write_idx(data_dir / "train-images-idx3-ubyte.gz", x_train)
-    write_idx(data_dir / "train-labels-idx1-ubyte.gz", y_train)
-    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", x_test)
-    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", y_test)
+    data_dir = write_fashion_dir(root / "fashion")
+    (x_train, y_train), _ = load_fashion_mnist(data_dir, check_counts=False)
     run = root / "run"
     run.mkdir()
     config = {"data_dir": str(data_dir), "train_limit": 0, "test_limit": 0, "width": 8,
@@ -74,8 +68,8 @@ def test_ptq_candidates_are_measured_reported_and_the_smallest_kept(run_dir, tmp
     ).read_bytes()
     assert (out / "model_compressed.keras").is_file()
     # The recorded accuracy is what the written file scores.
-    x_test = (make_class_images(200, seed=2)[0][..., None] / 255.0).astype(np.float32)
-    y_test = make_class_images(200, seed=2)[1]
+    images, y_test = make_class_images(200, seed=2)  # the run's test images
+    x_test = (images[..., None] / 255.0).astype(np.float32)
     content = (out / "candidates" / "ptq-int8.tflite").read_bytes()
     assert tflite_accuracy(content, x_test, y_test) == pytest.approx(
         by_name["ptq-int8"]["test_accuracy"]
