@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainer  # noqa: E402,F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.compression import CompressConfig, compress_run  # noqa: E402
-from trainer.io import atomic_write_json  # noqa: E402
+from trainer.files import atomic_write_json  # noqa: E402
 
 
 def _cpu_name() -> str:

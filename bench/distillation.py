@@ -36,7 +36,7 @@ from trainer.augment import Compose, RandomCropWithPadding, RandomFlip  # noqa: 
 from trainer.data.idx import load_fashion_mnist  # noqa: E402
 from trainer.data.pipeline import image_dataset  # noqa: E402
 from trainer.distill import Distiller, load_teacher  # noqa: E402
-from trainer.io import atomic_write_json  # noqa: E402
+from trainer.files import atomic_write_json  # noqa: E402
 from trainer.models import small_cnn  # noqa: E402
 
 keras = trainer.keras  # tf_keras, imported after trainer set TF_USE_LEGACY_KERAS

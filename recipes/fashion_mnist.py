@@ -35,14 +35,9 @@ from trainer.diagnosis import diagnose, format_findings
 from trainer.export import save_and_verify
 from trainer.models import small_cnn
 from trainer.optimizers import build_loss, build_optimizer, regularize
+from trainer.plots import plot_confusion_matrix, plot_learning_curves, plot_per_class_accuracy
 from trainer.precision import float32_outputs, set_precision
-from trainer.report import (
-    export_table,
-    plot_confusion_matrix,
-    plot_learning_curves,
-    plot_per_class_accuracy,
-    write_report,
-)
+from trainer.report import export_table, write_report
 from trainer.reproducibility import set_seed
 from trainer.runs import HISTORY_FILE, MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
 from trainer.schedules import build_schedule

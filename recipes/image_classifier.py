@@ -28,7 +28,8 @@ from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
 from trainer.export import save_and_verify
 from trainer.models import small_cnn
-from trainer.report import export_table, plot_learning_curves, write_report
+from trainer.plots import plot_learning_curves
+from trainer.report import export_table, write_report
 from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
 
 

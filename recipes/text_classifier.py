@@ -26,7 +26,8 @@ from trainer.data.split import check_balance_mode, class_weights, oversample_ind
 from trainer.data.text import Vectorizer, token_dataset
 from trainer.export import parse_formats, save_and_verify
 from trainer.models import text_classifier
-from trainer.report import export_table, plot_learning_curves, write_report
+from trainer.plots import plot_learning_curves
+from trainer.report import export_table, write_report
 from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
 
 

@@ -117,7 +117,7 @@ def test_tiny_learning_rate_is_called_too_low():
 
 
 def test_confusion_matrix_and_per_class_plots(tmp_path):
-    from trainer.report import (
+    from trainer.plots import (
         confusion_matrix,
         per_class_accuracy,
         plot_confusion_matrix,

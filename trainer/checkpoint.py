@@ -26,7 +26,7 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from trainer.io import atomic_write_json
+from trainer.files import atomic_write_json
 
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.yaml"

@@ -346,7 +346,7 @@ def save_compressed(model: keras.Model, path: str | Path) -> Path:
         return path
     if path.suffix != ".keras":
         raise ValueError(f"save plain models to a .keras file, received {str(path)!r}")
-    from trainer.io import atomic_write_bytes
+    from trainer.files import atomic_write_bytes
 
     partial = path.with_name(f".{path.stem}.partial.keras")
     model.save(partial)
@@ -617,8 +617,8 @@ class _Search:
 
     def measure(self, technique: str, settings: str, model, format: str, started: float):
         from trainer.export import convert, gzip_size, measure_latency, tflite_accuracy
+        from trainer.files import atomic_write_bytes
         from trainer.flops import count_flops
-        from trainer.io import atomic_write_bytes
 
         model = strip(model)
         parts = [technique, settings.replace("=", "").replace(",", "_"), format]
@@ -891,8 +891,9 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
     """
     import yaml
 
-    from trainer.io import atomic_write_bytes
-    from trainer.report import plot_accuracy_vs_size, write_report
+    from trainer.files import atomic_write_bytes
+    from trainer.plots import plot_accuracy_vs_size
+    from trainer.report import write_report
     from trainer.runs import CONFIG_FILE, MODEL_FILE
 
     started = time.perf_counter()

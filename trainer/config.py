@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from trainer.io import atomic_write_text
+from trainer.files import atomic_write_text
 
 ConfigT = TypeVar("ConfigT")
 

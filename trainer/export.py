@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from trainer.io import atomic_write_bytes
+from trainer.files import atomic_write_bytes
 from trainer.keras_path import check_keras_object
 
 FORMATS = ("float32", "float16", "dynamic", "int8")

@@ -42,10 +42,9 @@ class LearningRateFinderResult:
 
     def plot(self, path: str | Path) -> Path:
         """Writes the loss-vs-rate curve (log x axis) with the suggestion marked, as a PNG."""
-        from trainer.report import _pyplot, _save_figure
+        from trainer.plots import pyplot, save_figure
 
-        pyplot = _pyplot()
-        figure, axis = pyplot.subplots(figsize=(6, 4))
+        figure, axis = pyplot().subplots(figsize=(6, 4))
         axis.plot(self.learning_rates, self.losses, color="lightgray", lw=1, label="loss")
         axis.plot(self.learning_rates, self.smoothed_losses, lw=2, label="smoothed loss")
         axis.axvline(self.suggestion, color="green", ls="--",
@@ -61,7 +60,7 @@ class LearningRateFinderResult:
         axis.set_title("learning-rate finder")
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
-        return _save_figure(figure, path)
+        return save_figure(figure, path)
 
 
 def _sweep_optimizer(model, optimizer):
@@ -194,8 +193,8 @@ def _split_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 def cli_main(argv: list[str]) -> int:
     """`trainer lr-find RECIPE [--steps=200 --min_lr=1e-7 --max_lr=10 --out=lr_find.png]
     [recipe options]`: sweeps on the recipe's model and training data (`build(config)`)."""
-    from trainer.cli import load_recipe
     from trainer.config import ConfigError, parse_args
+    from trainer.recipe_loader import load_recipe
 
     usage = (
         "usage: trainer lr-find RECIPE [--steps=200] [--min_lr=1e-7] [--max_lr=10] "

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.sources import LoadedData, Problem, SourceOptions, class_counts, load_source
-from trainer.io import atomic_write_json, atomic_write_text
+from trainer.files import atomic_write_json, atomic_write_text
 
 ADVICE = {
     "undecodable": "the file is corrupt or not the format its name says; re-export or delete it",

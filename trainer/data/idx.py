@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.io import atomic_write_bytes
+from trainer.files import atomic_write_bytes
 
 # Type codes from the IDX specification (http://yann.lecun.com/exdb/mnist/).
 _DTYPES = {

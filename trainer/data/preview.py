@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.io import atomic_write_bytes
+from trainer.files import atomic_write_bytes
 
 DEFAULT_AUGMENT = "crop:2,flip"  # the Fashion-MNIST recipe's augmentation
 

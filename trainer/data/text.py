@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.data.pipeline import finish
-from trainer.io import atomic_write_text
+from trainer.files import atomic_write_text
 
 
 class Vectorizer:
