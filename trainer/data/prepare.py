@@ -47,12 +47,13 @@ def with_validation(data: LoadedData, fraction: float, seed: int = 0) -> LoadedD
 def prepare_data(
     spec: str,
     options: SourceOptions,
-    run_dir: str | Path,
+    run_dir: str | Path | None = None,
     cleaning: Cleaning | None = None,
     val_fraction: float = 0.1,
 ) -> tuple[LoadedData, DataReport]:
-    """Loads `spec`, checks it, writes `data_report.json/.md` into `run_dir`, prints warnings,
-    drops what `cleaning` asks for, and adds a validation split. Returns (data, report)."""
+    """Loads `spec`, checks it, prints warnings, writes `data_report.json/.md` into `run_dir`
+    (if given; recipes' `build` passes none and the run's `finish` writes the report), drops
+    what `cleaning` asks for, and adds a validation split. Returns (data, report)."""
     if not spec:
         raise ValueError(
             "no data source given: pass --data=PATH (a folder, .csv, .npz, CIFAR tarball) "
@@ -61,9 +62,11 @@ def prepare_data(
     cleaning = cleaning or Cleaning()
     data = load_source(spec, options)
     report = check_data(data, label_errors=cleaning.drop_label_errors, seed=options.seed)
-    write_data_report(report, run_dir)
+    if run_dir is not None:
+        write_data_report(report, run_dir)
+    where = f" (see {Path(run_dir) / 'data_report.md'})" if run_dir is not None else ""
     for line in report.warnings():
-        print(f"WARNING {line} (see {Path(run_dir) / 'data_report.md'})")
+        print(f"WARNING {line}{where}")
     data = clean_data(data, report, cleaning.drop_duplicates, cleaning.drop_leaks,
                       cleaning.drop_label_errors)  # fmt: skip
     return with_validation(data, val_fraction, options.seed), report
