@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from trainer.losses import SparseCategoricalCrossentropy, build_loss
 from trainer.models import small_cnn
-from trainer.optimizers import (
-    SparseCategoricalCrossentropy,
-    build_loss,
-    build_optimizer,
-    build_regularizer,
-    regularize,
-)
+from trainer.optimizers import build_optimizer, scheduled_optimizer
+from trainer.regularizers import build_regularizer, regularize
 
 
 def test_sparse_cross_entropy_with_smoothing_equals_one_hot_version():
@@ -109,3 +105,29 @@ def test_regularize_changes_layers_keeps_weights_and_adds_losses():
     assert build_regularizer() is None
     with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\), received 1.0"):
         regularize(model, dropout=1.0)
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "epochs", "warmup_epochs", "schedule", "warmup_steps", "total_steps"),
+    [
+        (100, 5, 1.0, "cosine", 100, 500),
+        (10, 1, 2.0, "cosine", 9, 10),
+        (50, 2, 1.0, "one_cycle", 0, 100),
+    ],
+)
+def test_scheduled_optimizer_warms_up_then_decays(
+    steps_per_epoch, epochs, warmup_epochs, schedule, warmup_steps, total_steps
+):
+    optimizer = scheduled_optimizer(
+        "adamw", 0.01, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        warmup_epochs=warmup_epochs, schedule=schedule, weight_decay=1e-4,
+    )  # fmt: skip
+    rate = optimizer._learning_rate  # the schedule; the public property is its current value
+    peak = max(float(rate(step)) for step in range(total_steps))
+    assert math.isclose(peak, 0.01, rel_tol=0.02)
+    if warmup_steps:
+        assert float(rate(0)) == 0.0
+        assert math.isclose(float(rate(warmup_steps)), 0.01, rel_tol=1e-5)
+    assert float(rate(total_steps)) < 0.01 * 0.05
+    with pytest.raises(ValueError, match="steps_per_epoch must be an int >= 1, received 0"):
+        scheduled_optimizer("adamw", 0.01, steps_per_epoch=0, epochs=1)

@@ -48,8 +48,18 @@ REMEDIES = {
         "train longer, with a higher or better-scheduled learning rate",
         "lower regularization: less dropout, weight decay, L2 or augmentation",
     ],
+    "evaluation_at_chance": [
+        "if training accuracy is high: batch-norm moving statistics lag the weights on short "
+        "runs; keep `batch_norm_momentum=0` (derived from the step count) or lower it to 0.9",
+        "train more epochs or use a smaller batch size (more steps)",
+        "check that the test data is preprocessed like the training data (size, channels, scale)",
+        "check the labels with `trainer data check`",
+    ],
     "good_fit": [],
 }
+
+# A model scoring within this many points of the majority-class share has learned nothing usable.
+CHANCE_MARGIN = 0.02
 
 
 @dataclass
@@ -231,6 +241,44 @@ def _underfitting(
         f"{val_text}: the model is not fitting even the training data.",
         len(loss),
     )
+
+
+def majority_share(labels: Sequence[int]) -> float:
+    """The accuracy of always predicting the most frequent class: the chance level."""
+    counts: dict[int, int] = {}
+    for label in labels:
+        counts[int(label)] = counts.get(int(label), 0) + 1
+    return max(counts.values()) / len(labels) if counts else 0.0
+
+
+def at_chance(accuracy: float, labels: Sequence[int], margin: float = CHANCE_MARGIN) -> bool:
+    """True when `accuracy` on `labels` is no better than the majority class plus `margin`."""
+    return accuracy <= majority_share(labels) + margin
+
+
+def chance_finding(
+    test_accuracy: float,
+    test_labels: Sequence[int],
+    train_accuracy: float | None = None,
+    epoch: int = 0,
+) -> Finding | None:
+    """A loud finding when the test accuracy is at chance level, else None.
+
+    Training accuracy well above chance at the same time means evaluation collapsed (on short
+    runs, usually batch-norm statistics that never caught up with the weights).
+    """
+    if not at_chance(test_accuracy, test_labels):
+        return None
+    chance = majority_share(test_labels)
+    seen = f"test accuracy {test_accuracy:.1%} is at chance level (majority class {chance:.1%})"
+    if train_accuracy is not None and train_accuracy > chance + 0.2:
+        seen += (
+            f" while training accuracy reached {train_accuracy:.1%}: the model does not "
+            "generalize at all, so do not ship, compress or export it."
+        )
+    else:
+        seen += ": the model learned nothing usable."
+    return _finding("evaluation_at_chance", seen, epoch)
 
 
 def format_findings(findings: Sequence[Finding]) -> str:

@@ -95,3 +95,26 @@ def import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def check_functional(model: object, who: str, otherwise: str = "") -> None:
+    """Raises `TypeError` unless `model` is a functional or Sequential tf_keras model.
+
+    Cloning, pruning and regularizing rebuild a model layer by layer, which Keras can do only
+    for these; a subclassed model has no layer graph to rebuild.
+
+    Args:
+        model: the model a user handed to trainer.
+        who: the function that needs it, quoted in the message.
+        otherwise: what the user can do instead, appended to the message.
+    """
+    check_keras_object(model, "model")
+    import tf_keras as keras
+
+    if isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False):
+        return
+    advice = f"; {otherwise}" if otherwise else ""
+    raise TypeError(
+        f"{who} needs a functional or Sequential tf_keras model, received "
+        f"{type(model).__qualname__}{advice}"
+    )
