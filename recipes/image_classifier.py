@@ -4,33 +4,42 @@ Data: `--data=` a folder with one subfolder per class (png/jpg/bmp/gif; or train
 folders of them), an `.npz` of images, a CIFAR python tarball or folder, an IDX folder, or
 `tfds:NAME`. The data check runs first (fast mode) and its report lands in the run folder;
 duplicates and train/test leaks are dropped in memory, never in the source. Validation is a
-stratified share of train; the test set is only evaluated. Model: `trainer.models.small_cnn`
-with `--width` as the size knob; AdamW, warmup then cosine decay, label smoothing, random
-crop and flip in the pipeline. Then TFLite exports are scored on the whole test set.
+stratified share of train (the best epoch by validation accuracy is kept); the test set is
+only evaluated. Model: `trainer.models.small_cnn` with `--width` as the size knob; AdamW,
+warmup then cosine decay, label smoothing, augmentation from `--augment` in the pipeline.
+Batch size and batch-norm momentum adapt to the data size unless set. Then TFLite exports
+are scored on the whole test set.
 
-Expected: depends on your data; the smoke test (60 generated 16x16 images, 1 epoch) takes
-about 20 s on a 2-core CPU.
+Expected: depends on your data; see the README's real-data table (bench/real_data.py) for
+measured results next to scikit-learn baselines. The smoke test (60 generated 16x16 images,
+1 epoch) takes about 20 s on a 2-core CPU.
 
 Run:  trainer train image_classifier --data=path/to/photos --image_size=64 --epochs=20
 """
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
-from trainer.augment import Compose, RandomCropWithPadding, RandomFlip
+from trainer.augment import augmentations_from_config
 from trainer.cli import run_recipe
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
-from trainer.export import save_and_verify
+from trainer.experiment import (
+    Experiment,
+    auto_batch_size,
+    batch_norm_momentum,
+    finish,
+    fit,
+    start_run,
+)  # fmt: skip
+from trainer.losses import build_loss
 from trainer.models import small_cnn
-from trainer.plots import plot_learning_curves
-from trainer.report import export_table, write_report
-from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
+from trainer.optimizers import scheduled_optimizer
+from trainer.reproducibility import set_seed
 
 
 @dataclass
@@ -42,13 +51,18 @@ class Config:
     width: int = 32  # model size: filters in the first conv stage (doubles per stage)
     dropout: float = 0.3  # dropout before the logits layer
     epochs: int = 15  # passes over the training set
-    batch_size: int = 64  # examples per step
+    batch_size: int = 0  # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
     learning_rate: float = 2e-3  # peak learning rate, reached after warmup
-    warmup_epochs: float = 1.0  # linear warmup length, then cosine decay to zero
-    weight_decay: float = 5e-4  # AdamW decoupled weight decay
+    warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
+    # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
+    schedule: str = "cosine"
+    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = 5e-4  # decoupled weight decay (adamw, sgd, rmsprop)
     label_smoothing: float = 0.1  # soft targets
-    crop_padding: int = 2  # random-crop padding in pixels; 0 disables
-    flip: bool = True  # random horizontal flips (turn off for text-like images, digits)
+    batch_norm_momentum: float = 0.0  # 0 = derived from the run's step count (short runs: 0.9)
+    # augmentation in the tf.data pipeline, e.g. "crop:2,flip,erase:0.25" ("none" = off; drop
+    # flip for digits or text-like images); see `trainer data preview --help` for every name
+    augment: str = "crop:2,flip"
     val_fraction: float = 0.1  # share of train held out for validation if the source has none
     test_fraction: float = 0.2  # share held out as test if the source has no test split
     balance: str = "none"  # imbalanced classes: none, class_weights or oversample
@@ -60,23 +74,24 @@ class Config:
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     md5: str = ""  # expected md5 of a CIFAR tarball you built ("" = the published one)
     seed: int = 0  # seeds the splits, weights, shuffling and augmentation
+    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
 
-def main(config: Config) -> dict:
-    import tf_keras as keras
+def _as_float(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 255.0  # what the model and TFLite file take
 
-    started = time.perf_counter()
+
+def build(config: Config) -> Experiment:
+    """Data, model and optimizer for one run; writes nothing (see trainer.experiment)."""
     check_balance_mode(config.balance)
-    run_dir = create_run_dir("image_classifier", config, config.run_dir)
-    print(f"run directory: {run_dir}")
-    keras.utils.set_random_seed(config.seed)
+    set_seed(config.seed)
 
-    # Data: load, check (report in the run folder), clean in memory, carve validation.
+    # Data: load, check, clean in memory, carve a stratified validation share from train.
     options = SourceOptions(image_size=config.image_size, channels=config.channels,
                             test_fraction=config.test_fraction, seed=config.seed,
                             download=config.download, tfds_dir=config.tfds_dir, md5=config.md5)  # fmt: skip
     cleaning = Cleaning(config.drop_duplicates, config.drop_leaks, config.drop_label_errors)
-    data, data_report = prepare_data(config.data, options, run_dir, cleaning, config.val_fraction)
+    data, data_report = prepare_data(config.data, options, None, cleaning, config.val_fraction)
     if data.kind != "image":
         raise ValueError(f"{config.data} holds {data.kind} data; image_classifier needs images "
                          "(use recipes/text_classifier.py for text)")  # fmt: skip
@@ -87,71 +102,51 @@ def main(config: Config) -> dict:
     weights = (
         class_weights(y_train, data.num_classes) if config.balance == "class_weights" else None
     )
-    augment = Compose(
-        ([RandomCropWithPadding(config.crop_padding)] if config.crop_padding else [])
-        + ([RandomFlip(horizontal=True)] if config.flip else [])
-    )
-    classes = data.num_classes
-    train = image_dataset(x_train, y_train, classes, config.batch_size, True, augment, config.seed)
-    val = image_dataset(data.x_val, data.y_val, classes, 256, training=False)
-    print(f"data: {len(x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test images "
-          f"{data.x_train.shape[1:]}, {classes} classes from {config.data}")  # fmt: skip
-
-    # Model and optimizer: linear warmup into cosine decay.
-    model = small_cnn(data.x_train.shape[1:], classes, width=config.width, dropout=config.dropout)
-    total_steps = config.epochs * len(train)
-    warmup_steps = min(int(config.warmup_epochs * len(train)), total_steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(total_steps - warmup_steps, 1),
-        warmup_target=config.learning_rate, warmup_steps=warmup_steps,
+    batch_size = config.batch_size or auto_batch_size(len(x_train))
+    train = image_dataset(
+        x_train, y_train, num_classes=data.num_classes, batch_size=batch_size, training=True,
+        augment=augmentations_from_config(config.augment), seed=config.seed,
     )  # fmt: skip
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+    x_val = None if data.x_val is None else _as_float(data.x_val)
+    print(f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
+          f"{len(data.x_test)} test images {data.x_train.shape[1:]}, {data.num_classes} "
+          f"classes from {config.data}; batch size {batch_size}")  # fmt: skip
+
+    # Model and optimizer: warmup into the chosen schedule (cosine by default).
+    momentum = config.batch_norm_momentum or batch_norm_momentum(len(train), config.epochs)
+    model = small_cnn(data.x_train.shape[1:], data.num_classes, width=config.width,
+                      dropout=config.dropout, batch_norm_momentum=momentum)  # fmt: skip
+    optimizer = scheduled_optimizer(
+        config.optimizer, config.learning_rate, steps_per_epoch=len(train), epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs, schedule=config.schedule,
+        weight_decay=config.weight_decay,
     )  # fmt: skip
+    loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
-    fit_started = time.perf_counter()
-    history = model.fit(train, epochs=config.epochs, validation_data=val, class_weight=weights,
-                        callbacks=run_callbacks(run_dir), verbose=fit_verbosity())  # fmt: skip
-    train_seconds = time.perf_counter() - fit_started
-
-    # Evaluate on exactly the inputs the TFLite files will see, then export and verify.
-    x_test = data.x_test.astype(np.float32) / 255.0
     rng = np.random.default_rng(config.seed)
-    representative = data.x_train[
-        rng.choice(len(data.x_train), min(300, len(data.x_train)), replace=False)
-    ]
-    keras_accuracy, _, exports = save_and_verify(
-        model, x_test, data.y_test, run_dir, config.export,
-        representative_images=representative.astype(np.float32) / 255.0,
+    representative = data.x_train[rng.choice(len(data.x_train), min(300, len(data.x_train)),
+                                             replace=False)]  # fmt: skip
+    height, width, channels = data.x_train.shape[1:]
+    return Experiment(
+        model=model, train=train, x_test=_as_float(data.x_test), y_test=data.y_test,
+        class_names=data.class_names, representative=_as_float(representative),
+        x_val=x_val, y_val=data.y_val, epochs=config.epochs, batch_size=batch_size,
+        learning_rate=config.learning_rate, class_weight=weights,
+        export_formats=tuple(config.export.split(",")),
+        title=f"Image classifier on {config.data}", data_report=data_report,
+        input_spec={"shape": [height, width, channels], "dtype": "float32",
+                    "range": [0.0, 1.0], "layout": "NHWC",
+                    "preprocessing": f"resize to {height}x{width}, "
+                    f"{'RGB' if channels == 3 else 'grayscale'}, pixels / 255"},
     )  # fmt: skip
-    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
-    table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
-    plot_learning_curves(history.history, run_dir / "learning_curves.png")
 
-    metrics = {
-        "test_accuracy": keras_accuracy,
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "parameters": model.count_params(),
-        "epochs": config.epochs,
-        "class_names": data.class_names,
-        "data_problems": data_report.problem_counts(),
-        "exports": [result.to_dict() for result in exports],
-    }
-    write_report(run_dir, f"Image classifier on {config.data}", {
-        "Result": f"Keras test accuracy **{keras_accuracy * 100:.2f}%** after {config.epochs} "
-        f"epochs ({train_seconds:.0f}s training, {model.count_params():,} parameters). "
-        f"Classes: {', '.join(data.class_names)}.",
-        "Data check (fast)": f"```\n{data_report.summary()}\n```\n\nDetails: [data_report.md](data_report.md)",
-        "TFLite verification (whole test set, LiteRT interpreter)": table,
-        "Learning curves": "Validation = a stratified share of train.\n\n![learning curves](learning_curves.png)",
-    }, metrics)  # fmt: skip
-    print(table)
-    print(f"report: {run_dir / 'report.md'}")
-    return metrics
+
+def main(config: Config) -> dict:
+    experiment = build(config)
+    run_dir = start_run("image_classifier", config, config.run_dir)
+    result = fit(experiment, run_dir, backup_every=config.backup_every)
+    return finish(experiment, run_dir, result)
 
 
 if __name__ == "__main__":

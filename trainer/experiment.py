@@ -323,3 +323,18 @@ def holdout_size(train_count: int, requested: int = -1) -> int:
     if requested != -1:
         raise ValueError(f"validation_size must be -1 (auto) or >= 0, received {requested}")
     return min(5000, max(1, round(train_count * 0.1))) if train_count >= 10 else 0
+
+
+def auto_batch_size(train_count: int, largest: int = 64) -> int:
+    """A batch size for `train_count` examples: the largest power of two giving at least 50
+    steps per epoch, between 16 and `largest`.
+
+    Small data sets need steps more than they need big batches: a 1,400-image folder at batch
+    64 gets 20 steps per epoch, too few for the moving statistics and the schedule to settle.
+    """
+    if train_count < 1:
+        raise ValueError(f"train_count must be >= 1, received {train_count}")
+    size = 16
+    while size * 2 <= largest and train_count / (size * 2) >= 50:
+        size *= 2
+    return size
