@@ -48,7 +48,9 @@ def train_student(teacher, train_data, score_data, seed: int, args, temperature=
     (x_train, y_train), (x_score, y_score) = train_data, score_data
     keras.utils.set_random_seed(seed)
     augment = Compose([RandomCropWithPadding(2), RandomFlip(horizontal=True)])
-    train = image_dataset(x_train, y_train, 10, 128, True, augment, seed)
+    train = image_dataset(
+        x_train, y_train, num_classes=10, batch_size=128, training=True, augment=augment, seed=seed
+    )
     total = args.epochs * len(train)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=total - len(train) // 2, warmup_target=3e-3, warmup_steps=len(train) // 2

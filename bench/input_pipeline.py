@@ -31,13 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainer  # noqa: E402,F401  (selects the Keras 2 API before TensorFlow loads)
 from recipes.fashion_mnist import Config  # noqa: E402
-from trainer.augment import Compose, RandAugment, RandomCropWithPadding, RandomFlip  # noqa: E402
+from trainer.augment import Compose, RandAugment, augmentations_from_config  # noqa: E402
 from trainer.data.idx import FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
 from trainer.data.pipeline import image_dataset  # noqa: E402
 
 RECIPE = Config()  # model, batch size, optimizer and augmentation as the recipe's defaults
 BATCH_SIZE = RECIPE.batch_size
-CROP_PADDING = RECIPE.crop_padding
 
 
 def _cpu_name() -> str:
@@ -51,15 +50,14 @@ def _cpu_name() -> str:
 
 
 def _recipe_augment() -> Compose:
-    return Compose(
-        ([RandomCropWithPadding(CROP_PADDING)] if CROP_PADDING else [])
-        + ([RandomFlip(horizontal=True)] if RECIPE.flip else [])
-    )
+    return augmentations_from_config(RECIPE.augment)
 
 
 def pipeline_images_per_second(x: np.ndarray, y: np.ndarray, augment, epochs: int) -> float:
     """Iterates the training pipeline with no model; the first epoch warms up (tracing)."""
-    dataset = image_dataset(x, y, 10, BATCH_SIZE, training=True, augment=augment, seed=0)
+    dataset = image_dataset(
+        x, y, num_classes=10, batch_size=BATCH_SIZE, training=True, augment=augment, seed=0
+    )
     seconds = []
     for _ in range(epochs + 1):
         started = time.perf_counter()
@@ -123,7 +121,9 @@ def epoch_times(x: np.ndarray, y: np.ndarray, rounds: int) -> tuple[_EpochTimer,
     x_float = x[..., None].astype(np.float32) / 255.0
     y_one_hot = np.eye(10, dtype=np.float32)[y]
     in_memory_model, pipeline_model = _compiled_model(), _compiled_model()
-    pipeline = image_dataset(x, y, 10, BATCH_SIZE, True, _recipe_augment(), seed=0)
+    pipeline = image_dataset(
+        x, y, num_classes=10, batch_size=BATCH_SIZE, training=True, augment=_recipe_augment()
+    )
     in_memory, with_pipeline = _EpochTimer(), _EpochTimer()
     for index in range(rounds + 1):
         in_memory_model.fit(
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_epochs = 2 if args.quick else 3
     pipelines = {
         "pipeline alone, no augmentation": None,
-        f"pipeline alone, crop:{CROP_PADDING}+flip (recipe)": _recipe_augment(),
+        f"pipeline alone, {RECIPE.augment} (recipe)": _recipe_augment(),
         "pipeline alone, randaugment:2:9": RandAugment(num_ops=2, magnitude=9),
     }
     rates = {}
@@ -186,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     in_memory_cpu = statistics.median(in_memory.cpu_seconds)
     pipeline_cpu = statistics.median(with_pipeline.cpu_seconds)
     train_rate = len(x) / in_memory_epoch
-    recipe_rate = rates[f"pipeline alone, crop:{CROP_PADDING}+flip (recipe)"]
+    recipe_rate = rates[f"pipeline alone, {RECIPE.augment} (recipe)"]
 
     rows = [(name, f"{rate:,.0f}", "", "") for name, rate in rates.items()]
     rows.append(("train small_cnn, in-memory tensors, no augmentation (plain `fit(x, y)`)",
                  f"{train_rate:,.0f}", f"{in_memory_epoch:.1f}", f"{in_memory_cpu:.1f}"))  # fmt: skip
-    rows.append((f"train small_cnn, `image_dataset` + crop:{CROP_PADDING}+flip",
+    rows.append((f"train small_cnn, `image_dataset` + {RECIPE.augment}",
                  f"{len(x) / pipeline_epoch:,.0f}", f"{pipeline_epoch:.1f}",
                  f"{pipeline_cpu:.1f}"))  # fmt: skip
     print(

@@ -7,16 +7,17 @@ or `tfds:NAME` (e.g. tfds:imdb_reviews once prepared). The data check runs first
 duplicates and train/test leaks are dropped in memory. Texts become token ids in the pipeline
 (vocabulary from train only, saved as vocabulary.txt), so the exported TFLite model takes
 float32 token ids and needs no string ops. Model: `trainer.models.text_classifier`; AdamW
-with warmup and cosine decay.
+with warmup and cosine decay; the best epoch by validation accuracy is kept.
 
-Expected: depends on your data; the smoke test (40 generated reviews, 1 epoch) takes about
-15 s on a 2-core CPU.
+Expected: depends on your data; see the README's real-data table (bench/real_data.py). The
+smoke test (40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
 
 Run:  trainer train text_classifier --data=path/to/aclImdb --sequence_length=256 --epochs=5
 """
 
-import time
 from dataclasses import dataclass
+
+import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.cli import run_recipe
@@ -24,11 +25,12 @@ from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
 from trainer.data.text import Vectorizer, token_dataset
-from trainer.export import parse_formats, save_and_verify
+from trainer.experiment import Experiment, auto_batch_size, finish, fit, start_run
+from trainer.export import parse_formats
+from trainer.losses import build_loss
 from trainer.models import text_classifier
-from trainer.plots import plot_learning_curves
-from trainer.report import export_table, write_report
-from trainer.runs import MODEL_FILE, create_run_dir, fit_verbosity, run_callbacks
+from trainer.optimizers import scheduled_optimizer
+from trainer.reproducibility import set_seed
 
 
 @dataclass
@@ -43,10 +45,14 @@ class Config:
     width: int = 64  # model size: convolution filters
     dropout: float = 0.3  # dropout before the logits layer
     epochs: int = 5  # passes over the training set
-    batch_size: int = 64  # examples per step
+    batch_size: int = 0  # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
     learning_rate: float = 2e-3  # peak learning rate, reached after warmup
-    warmup_epochs: float = 0.5  # linear warmup length, then cosine decay to zero
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    warmup_epochs: float = 0.5  # linear warmup length, then the schedule below
+    # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
+    schedule: str = "cosine"
+    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = 1e-4  # decoupled weight decay (adamw, sgd, rmsprop)
+    label_smoothing: float = 0.0  # soft targets
     val_fraction: float = 0.1  # share of train held out for validation if the source has none
     test_fraction: float = 0.2  # share held out as test if the source has no test split
     balance: str = "none"  # imbalanced classes: none, class_weights or oversample
@@ -58,95 +64,78 @@ class Config:
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     seed: int = 0  # seeds the splits, shuffling and weights
+    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
 
-def main(config: Config) -> dict:
-    import tf_keras as keras
-
-    started = time.perf_counter()
+def build(config: Config) -> Experiment:
+    """Data, vocabulary, model and optimizer for one run; writes nothing (see
+    trainer.experiment)."""
     check_balance_mode(config.balance)
     formats = parse_formats(config.export)
     if "int8" in formats:
         raise ValueError(f"export={config.export!r}: int8 would quantize the token-id input; "
                          "use float32, float16 or dynamic for text models")  # fmt: skip
-    run_dir = create_run_dir("text_classifier", config, config.run_dir)
-    print(f"run directory: {run_dir}")
-    keras.utils.set_random_seed(config.seed)
+    set_seed(config.seed)
 
-    # Data: load, check (report in the run folder), clean in memory, carve validation.
+    # Data: load, check, clean in memory, carve a stratified validation share from train.
     options = SourceOptions(test_fraction=config.test_fraction, seed=config.seed,
                             label_column=config.label_column, text_column=config.text_column,
                             download=config.download, tfds_dir=config.tfds_dir)  # fmt: skip
     cleaning = Cleaning(config.drop_duplicates, config.drop_leaks, config.drop_label_errors)
-    data, data_report = prepare_data(config.data, options, run_dir, cleaning, config.val_fraction)
+    data, data_report = prepare_data(config.data, options, None, cleaning, config.val_fraction)
     if data.kind != "text":
         raise ValueError(f"{config.data} holds {data.kind} data; text_classifier needs text "
                          "(use recipes/image_classifier.py for images)")  # fmt: skip
     vectorizer = Vectorizer(config.vocab_size, config.sequence_length).adapt(data.x_train)
-    vectorizer.save_vocabulary(run_dir / "vocabulary.txt")
     x_train, y_train = vectorizer(data.x_train), data.y_train
-    x_val, x_test = vectorizer(data.x_val), vectorizer(data.x_test)
+    x_val = None if data.x_val is None else vectorizer(data.x_val)
+    x_test = vectorizer(data.x_test)
     if config.balance == "oversample":
         chosen = oversample_indices(y_train, config.seed)
         x_train, y_train = x_train[chosen], y_train[chosen]
     weights = (
         class_weights(y_train, data.num_classes) if config.balance == "class_weights" else None
     )
-    classes = data.num_classes
-    train = token_dataset(x_train, y_train, classes, config.batch_size, True, config.seed)
-    val = token_dataset(x_val, data.y_val, classes, 256, training=False)
-    print(f"data: {len(x_train)} train / {len(x_val)} val / {len(x_test)} test texts, "
-          f"{len(vectorizer.vocabulary)} words, {classes} classes from {config.data}")  # fmt: skip
+    batch_size = config.batch_size or auto_batch_size(len(x_train))
+    train = token_dataset(x_train, y_train, data.num_classes, batch_size, True, config.seed)
+    words = len(vectorizer.vocabulary)
+    print(f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
+          f"{len(x_test)} test texts, {words} words, {data.num_classes} classes from "
+          f"{config.data}; batch size {batch_size}")  # fmt: skip
 
-    model = text_classifier(config.sequence_length, len(vectorizer.vocabulary), classes,
+    model = text_classifier(config.sequence_length, words, data.num_classes,
                             config.embedding_dim, config.width, config.dropout)  # fmt: skip
-    total_steps = config.epochs * len(train)
-    warmup_steps = min(int(config.warmup_epochs * len(train)), total_steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(total_steps - warmup_steps, 1),
-        warmup_target=config.learning_rate, warmup_steps=warmup_steps,
+    optimizer = scheduled_optimizer(
+        config.optimizer, config.learning_rate, steps_per_epoch=len(train), epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs, schedule=config.schedule,
+        weight_decay=config.weight_decay,
     )  # fmt: skip
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    fit_started = time.perf_counter()
-    history = model.fit(train, epochs=config.epochs, validation_data=val, class_weight=weights,
-                        callbacks=run_callbacks(run_dir), verbose=fit_verbosity())  # fmt: skip
-    train_seconds = time.perf_counter() - fit_started
+    loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
-    # Evaluate on the same token ids the TFLite files will see, then export and verify.
-    keras_accuracy, _, exports = save_and_verify(model, x_test, data.y_test, run_dir, formats)
-    print(f"Keras test accuracy: {keras_accuracy:.4f} (training took {train_seconds:.0f}s)")
-    table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
-    plot_learning_curves(history.history, run_dir / "learning_curves.png")
+    rng = np.random.default_rng(config.seed)
+    representative = x_train[rng.choice(len(x_train), min(300, len(x_train)), replace=False)]
+    tokens = ("The model takes float32 token ids: lower-case, strip punctuation, split on "
+              "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
+              f"{config.sequence_length} ids per text.")  # fmt: skip
+    return Experiment(
+        model=model, train=train, x_test=x_test, y_test=data.y_test,
+        class_names=data.class_names, representative=representative, x_val=x_val,
+        y_val=data.y_val, epochs=config.epochs, batch_size=batch_size,
+        learning_rate=config.learning_rate, class_weight=weights, export_formats=tuple(formats),
+        title=f"Text classifier on {config.data}", data_report=data_report,
+        input_spec={"shape": [config.sequence_length], "dtype": "float32",
+                    "preprocessing": tokens, "vocabulary": "vocabulary.txt"},
+        artifacts={"vocabulary.txt": "\n".join(vectorizer.vocabulary) + "\n"},
+        report_sections={"Tokens": tokens},
+    )  # fmt: skip
 
-    metrics = {
-        "test_accuracy": keras_accuracy,
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "parameters": model.count_params(),
-        "epochs": config.epochs,
-        "class_names": data.class_names,
-        "data_problems": data_report.problem_counts(),
-        "exports": [result.to_dict() for result in exports],
-    }
-    write_report(run_dir, f"Text classifier on {config.data}", {
-        "Result": f"Keras test accuracy **{keras_accuracy * 100:.2f}%** after {config.epochs} "
-        f"epochs ({train_seconds:.0f}s training, {model.count_params():,} parameters). "
-        f"Classes: {', '.join(data.class_names)}.",
-        "Data check (fast)": f"```\n{data_report.summary()}\n```\n\nDetails: [data_report.md](data_report.md)",
-        "Tokens": "The model takes float32 token ids: lower-case, strip punctuation, split on "
-        "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
-        f"{config.sequence_length} ids per text.",
-        "TFLite verification (whole test set, LiteRT interpreter)": table,
-        "Learning curves": "Validation = a stratified share of train.\n\n![learning curves](learning_curves.png)",
-    }, metrics)  # fmt: skip
-    print(table)
-    print(f"report: {run_dir / 'report.md'}")
-    return metrics
+
+def main(config: Config) -> dict:
+    experiment = build(config)
+    run_dir = start_run("text_classifier", config, config.run_dir)
+    result = fit(experiment, run_dir, backup_every=config.backup_every)
+    return finish(experiment, run_dir, result)
 
 
 if __name__ == "__main__":

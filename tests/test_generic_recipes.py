@@ -22,7 +22,7 @@ def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = ["train", "image_classifier", f"--data={photos}", f"--run_dir={run_dir}", "--epochs=3",
             "--image_size=16", "--width=8", "--batch_size=16", "--learning_rate=0.01",
-            "--export=float32,int8", "--flip=false"]  # fmt: skip
+            "--export=float32,int8", "--augment=crop:2"]  # fmt: skip
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["a", "b", "c"]

@@ -159,8 +159,8 @@ def fit(
     are restored after the last epoch; the test set is never used to choose).
     """
     from trainer.callbacks import FitDiagnosis
-    from trainer.checkpoint import BestModelCheckpoint, read_history
-    from trainer.runs import HISTORY_FILE, fit_verbosity, run_callbacks
+    from trainer.checkpoint import BestModelCheckpoint
+    from trainer.runs import HISTORY_FILE, fit_verbosity, read_history, run_callbacks
 
     run_dir = Path(run_dir)
     validation = validation_dataset(experiment)
