@@ -89,3 +89,48 @@ def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["lr-find", "fashion_mnist", "--epochs=abc"]) == 2
     assert "epochs expects int, received 'abc'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", ["image_classifier", "text_classifier"])
+def test_lr_find_works_for_every_recipe(recipe, tmp_path, capsys):
+    from datagen import write_image_folder, write_imdb
+
+    from trainer import cli
+
+    if recipe == "image_classifier":
+        data = write_image_folder(tmp_path / "photos", per_class=20, seed=1)
+        extra = ["--image_size=16", "--width=8"]
+    else:
+        data = write_imdb(tmp_path / "aclImdb", per_class=20)
+        extra = ["--sequence_length=24", "--embedding_dim=8", "--width=8"]
+    out = tmp_path / "sweep.png"
+    args = ["lr-find", recipe, f"--data={data}", "--steps=20", f"--out={out}", *extra]
+    assert cli.main(args) == 0
+    assert "suggested learning rate: " in capsys.readouterr().out
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--min_lr=1", "--max_lr=1e-5"], "need 0 < min_lr < max_lr, received min_lr=1.0"),
+        (["--steps=0"], "steps must be >= 10, received 0"),
+        (["--steps=abc"], "steps expects int, received 'abc'"),
+    ],
+)
+def test_lr_find_rejects_bad_options_before_loading_data(option, message, tmp_path, capsys):
+    from trainer import cli
+
+    # The data folder does not exist: a check that ran after loading would report that instead.
+    args = ["lr-find", "image_classifier", f"--data={tmp_path / 'missing'}", *option]
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_lr_find_help_lists_its_own_options(capsys):
+    from trainer import cli
+
+    assert cli.main(["lr-find", "--help"]) == 0
+    printed = capsys.readouterr().out
+    for option in ("--steps=INT", "--min_lr=FLOAT", "--max_lr=FLOAT", "--out=STR"):
+        assert option in printed

@@ -18,7 +18,6 @@ Example:
 """
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,57 +175,3 @@ def _summarize(rates, losses, smoothed, stopped_early) -> LearningRateFinderResu
         stopped_early=stopped_early,
         notes=notes,
     )
-
-
-def _split_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    mine = {"steps", "min_lr", "max_lr", "out"}
-    options, rest = {}, []
-    for arg in argv:
-        key, _, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if key in mine:
-            options[key] = value
-        else:
-            rest.append(arg)
-    return options, rest
-
-
-def cli_main(argv: list[str]) -> int:
-    """`trainer lr-find RECIPE [--steps=200 --min_lr=1e-7 --max_lr=10 --out=lr_find.png]
-    [recipe options]`: sweeps on the recipe's model and training data (`build(config)`)."""
-    from trainer.config import ConfigError, parse_args
-    from trainer.recipe_loader import load_recipe
-
-    usage = (
-        "usage: trainer lr-find RECIPE [--steps=200] [--min_lr=1e-7] [--max_lr=10] "
-        "[--out=lr_find.png] [recipe options, e.g. --batch_size=128]"
-    )
-    if not argv or argv[0].startswith("-"):
-        print(usage, file=sys.stderr)
-        return 2
-    options, recipe_args = _split_options(argv[1:])
-    try:
-        module = load_recipe(argv[0])
-        if not hasattr(module, "build"):
-            raise TypeError(
-                f"recipe {argv[0]!r} has no build(config) -> (model, train_data, ...) function, "
-                "which lr-find needs to get its compiled model and training data"
-            )
-        config = parse_args(module.Config, recipe_args, program=f"trainer lr-find {argv[0]}")
-        steps = int(options.get("steps", 200))
-        low, high = float(options.get("min_lr", 1e-7)), float(options.get("max_lr", 10.0))
-    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
-        print(f"trainer lr-find: error: {error}", file=sys.stderr)
-        return 2
-    model, train_data = module.build(config)[:2]
-    result = find_learning_rate(model, train_data, steps, low, high)
-    path = result.plot(options.get("out") or "lr_find.png")
-    print(
-        f"swept {len(result.learning_rates)} steps from {low:.0e} to {result.learning_rates[-1]:.1e}"
-    )
-    print(f"lowest smoothed loss at {result.minimum_loss_rate:.2e}; steepest fall at "
-          f"{result.steepest_rate:.2e}")  # fmt: skip
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"suggested learning rate: {result.suggestion:.2e}")
-    print(f"plot: {path}")
-    return 0
