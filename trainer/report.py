@@ -24,19 +24,28 @@ def format_size(num_bytes: int) -> str:
 
 
 def export_table(keras_accuracy: float, keras_size: int | None, results: Sequence) -> str:
-    """The Markdown verification table: format, accuracy, drop vs Keras, sizes, latency."""
+    """The Markdown verification table: format, accuracy, drop vs Keras, agreement with Keras,
+    largest output difference, sizes, latency (median / 90th percentile, batch 1)."""
     rows = [
-        "| format | test accuracy | drop vs Keras (pp) | budget (pp) | size | gzip size | latency / image |",
-        "|---|---|---|---|---|---|---|",
-        f"| Keras (reference) | {keras_accuracy * 100:.2f}% | - | - | "
+        "| format | test accuracy | drop vs Keras (pp) | budget (pp) | top-1 agreement "
+        "| max output diff | size | gzip size | latency / image (median / p90) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| Keras (reference) | {keras_accuracy * 100:.2f}% | - | - | - | - | "
         f"{format_size(keras_size) if keras_size else '-'} | - | - |",
     ]
     for result in results:
         verdict = "" if result.within_budget else " **over budget**"
+        agreement = getattr(result, "agreement", None)
+        difference = getattr(result, "max_abs_diff", None)
+        p90 = getattr(result, "latency_p90_ms", None)
         rows.append(
-            f"| TFLite {result.format} | {result.accuracy * 100:.2f}% | {result.drop_pp:+.2f}{verdict} "
-            f"| {result.budget_pp:.1f} | {format_size(result.size_bytes)} | {format_size(result.gzip_bytes)} "
-            f"| {result.latency_ms:.3f} ms ({result.latency_threads} thread) |"
+            f"| TFLite {result.format} | {result.accuracy * 100:.2f}% "
+            f"| {result.drop_pp:+.2f}{verdict} | {result.budget_pp:.1f} "
+            f"| {'-' if agreement is None else f'{agreement * 100:.2f}%'} "
+            f"| {'-' if difference is None else f'{difference:.3g}'} "
+            f"| {format_size(result.size_bytes)} | {format_size(result.gzip_bytes)} "
+            f"| {result.latency_ms:.3f}{'' if p90 is None else f' / {p90:.3f}'} ms "
+            f"({result.latency_threads} thread) |"
         )
     return "\n".join(rows)
 
