@@ -78,3 +78,99 @@ def test_parse_formats_reads_a_comma_list_and_names_a_bad_format():
     assert parse_formats(" float32, int8 ,") == ["float32", "int8"]
     with pytest.raises(ValueError, match="int4"):
         parse_formats("float32,int4")
+
+
+def test_sidecar_holds_labels_input_spec_and_verification(tiny, tmp_path):
+    import json
+
+    model, x, y, train = tiny
+    names = [f"class {index}" for index in range(10)]
+    spec = {"shape": [20, 20, 1], "dtype": "float32", "range": [0, 1], "layout": "NHWC"}
+    keras_accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+    (result,) = export_and_verify(model, x, y, keras_accuracy, ["dynamic"], tmp_path,
+                                  class_names=names, input_spec=spec,
+                                  artifacts=["vocabulary.txt"])  # fmt: skip
+    sidecar = json.loads((tmp_path / "model_dynamic.json").read_text())
+    assert result.sidecar_path == str(tmp_path / "model_dynamic.json")
+    assert sidecar["class_names"] == names and sidecar["input"] == spec
+    assert sidecar["format"] == "dynamic" and sidecar["files"] == ["vocabulary.txt"]
+    assert sidecar["tflite_output"]["shape"] == [1, 10]
+    assert sidecar["verification"]["examples"] == len(x) == result.examples
+    assert sidecar["verification"]["agreement"] == result.agreement >= 0.9
+    # Dynamic-range int8 weights move the logits a little, never zero and never far.
+    assert 0 < result.max_abs_diff < 1.0
+    assert result.latency_p90_ms >= result.latency_ms > 0
+
+
+def test_class_names_must_match_the_outputs(tiny, tmp_path):
+    model, x, y, _ = tiny
+    with pytest.raises(ValueError, match="3 class names were given for a model with 10 outputs"):
+        export_and_verify(model, x, y, 0.9, ["float32"], tmp_path, class_names=["a", "b", "c"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_and_verify_refuses_keras3_before_writing(tmp_path):
+    from trainer.export import save_and_verify
+
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip(f"keras {keras3.__version__} is not Keras 3")
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)])
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(TypeError, match="Keras 3 object"):
+        save_and_verify(model, x, y, tmp_path, ["float32"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_and_verify_replaces_model_keras_atomically(tiny, tmp_path, monkeypatch):
+    from trainer.export import save_and_verify
+
+    model, x, y, _ = tiny
+    (tmp_path / "model.keras").write_bytes(b"the previous model")
+
+    def save_half_then_fail(path, *args, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_and_verify(model, x, y, tmp_path, ["float32"])
+    assert (tmp_path / "model.keras").read_bytes() == b"the previous model"
+    assert [path.name for path in tmp_path.iterdir()] == ["model.keras"]  # no temporary left
+    monkeypatch.undo()
+    accuracy, predictions, (result,) = save_and_verify(
+        model, x, y, tmp_path, "float32", class_names=[str(index) for index in range(10)],
+        input_spec={"shape": [20, 20, 1]},
+    )  # fmt: skip
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)  # fmt: skip
+    assert accuracy == result.keras_accuracy and len(predictions) == len(x)
+    assert (tmp_path / "model_float32.json").is_file()
+
+
+def test_quiet_native_output_hides_native_prints_but_replays_them_on_error(capfd, monkeypatch):
+    import os
+    import warnings
+
+    from trainer.export import quiet_native_output
+
+    monkeypatch.delenv("TRAINER_DEBUG", raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_native_output():
+            os.write(2, b"I0000 converter chatter\n")
+            os.write(1, b"fully_quantize: 0\n")
+            warnings.warn("Statistics for quantized inputs", UserWarning, stacklevel=1)
+    captured = capfd.readouterr()
+    assert "chatter" not in captured.err and "fully_quantize" not in captured.out
+    assert not seen
+    with pytest.raises(RuntimeError), quiet_native_output():
+        os.write(2, b"the converter's reason\n")
+        raise RuntimeError("conversion failed")
+    assert "the converter's reason" in capfd.readouterr().err
+    monkeypatch.setenv("TRAINER_DEBUG", "1")
+    with quiet_native_output():
+        os.write(2, b"shown when debugging\n")
+    assert "shown when debugging" in capfd.readouterr().err
