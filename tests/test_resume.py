@@ -14,13 +14,8 @@ import tf_keras as keras
 
 from conftest import REPO
 from trainer import cli
-from trainer.checkpoint import (
-    BestModelCheckpoint,
-    ResumeBackup,
-    has_backup,
-    read_history,
-    resume_arguments,
-)
+from trainer.checkpoint import BestModelCheckpoint, ResumeBackup
+from trainer.runs import has_backup, read_history, resume_arguments
 from trainer.schedules import build_schedule
 
 TINY_RECIPE = '''
@@ -133,8 +128,10 @@ def test_resume_errors_are_clear(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="has no run.json"):
         resume_arguments(tmp_path)
     assert cli.main(["train", "--resume"]) == 2
-    assert cli.main(["train", f"--resume={tmp_path}", "--epochs=3"]) == 2
-    assert "use `trainer train --resume=RUN_DIR` alone" in capsys.readouterr().err
+    assert cli.main(["train", f"--resume={tmp_path}", "epochs=3"]) == 2
+    assert "use `trainer train --resume=RUN_DIR [--restart] [--key=value ...]`" in (
+        capsys.readouterr().err
+    )
     (tmp_path / "run.json").write_text(json.dumps({"recipe": "fashion_mnist", "recipe_file": None}))
     recipe, options = resume_arguments(tmp_path)
     assert recipe == "fashion_mnist"

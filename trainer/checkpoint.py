@@ -1,4 +1,4 @@
-"""Checkpoints that survive `kill -9`, resuming a run directory, and keeping the best model.
+"""Checkpoints that survive `kill -9` and keeping the best model: two callbacks.
 
 `ResumeBackup` is tf_keras's `BackupAndRestore` (model, optimizer with its step counter and
 so the schedule position, epoch and batch) saving every `save_freq` batches *and* at every
@@ -6,8 +6,8 @@ epoch end, and keeping the backup after training so a run killed during export r
 without retraining. TensorFlow writes each checkpoint under a new name and then atomically
 replaces the small `checkpoint` pointer file, so a kill at any moment leaves the previous
 checkpoint valid. `BestModelCheckpoint` keeps the best model by a validation metric, written
-atomically, and remembers the best value across a resume. `resume_arguments` turns a run
-directory back into the recipe and options that made it. This module must not build models.
+atomically, and remembers the best value across a resume. Run-folder names, `run.json`,
+resuming and checking a backup belong to `trainer.runs`. This module must not build models.
 
 Example:
 
@@ -17,20 +17,14 @@ Example:
     model.fit(dataset, epochs=10, callbacks=[ResumeBackup("backup", save_freq=100)])
 """
 
-import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import tf_keras as keras
 
-from trainer.files import atomic_write_json
-
-RUN_INFO_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-BACKUP_DIR = "backup"
+from trainer.files import atomic_save, atomic_write_json
+from trainer.keras_path import check_keras_object
 
 
 class ResumeBackup(keras.callbacks.BackupAndRestore):
@@ -59,6 +53,11 @@ class ResumeBackup(keras.callbacks.BackupAndRestore):
         if save_freq != "epoch" and (not isinstance(save_freq, int) or save_freq < 1):
             raise ValueError(f"save_freq must be 'epoch' or an int >= 1, received {save_freq!r}")
         super().__init__(str(backup_dir), save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+
+    def set_model(self, model):
+        # A Keras 3 model would fail deep inside tf_keras with an AttributeError.
+        check_keras_object(model, "model")
+        super().set_model(model)
 
     def on_epoch_end(self, epoch, logs=None):
         # The parent saves at epoch ends only when save_freq == "epoch"; without this, a run
@@ -107,6 +106,10 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best = None
         self.best_epoch = None
 
+    def set_model(self, model):
+        check_keras_object(model, "model")
+        super().set_model(model)
+
     @property
     def state_path(self) -> Path:
         return self.filepath.with_name(self.filepath.name + ".best.json")
@@ -151,85 +154,4 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 def _save_model_atomically(model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keras picks the format from the suffix, so the temporary name keeps it.
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
-                                         dir=path.parent)  # fmt: skip
-    os.close(handle)
-    try:
-        model.save(temporary, overwrite=True)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def write_run_info(run_dir, recipe: str, recipe_file: str | None) -> Path:
-    """Records which recipe made `run_dir` (`run.json`), so `--resume` can find it again."""
-    info = {
-        "recipe": recipe,
-        "recipe_file": str(Path(recipe_file).resolve()) if recipe_file else None,
-    }
-    return atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info)
-
-
-def resume_arguments(run_dir) -> tuple[str, list[str]]:
-    """The recipe (name or file) and options that continue the run in `run_dir`.
-
-    The options are the run's own `config.yaml` plus `--run_dir=RUN_DIR`, so the resumed run
-    has the same config, writes into the same folder and restores its backup.
-
-    Raises:
-        FileNotFoundError: `run_dir` is missing, or lacks `config.yaml` or `run.json`.
-        FileExistsError: the run already finished (`metrics.json` exists).
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
-    for name in (CONFIG_FILE, RUN_INFO_FILE):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(
-                f"{run_dir} has no {name}: it was not made by `trainer train`, so there is "
-                "nothing to resume; start a new run instead"
-            )
-    if (run_dir / "metrics.json").exists():
-        raise FileExistsError(f"the run in {run_dir} already finished (metrics.json exists)")
-    info = json.loads((run_dir / RUN_INFO_FILE).read_text(encoding="utf-8"))
-    recipe = info.get("recipe")
-    recipe_file = info.get("recipe_file")
-    if recipe_file and Path(recipe_file).is_file() and Path(recipe_file).parent.name != "recipes":
-        recipe = recipe_file  # a recipe outside the package is found by its path
-    if not recipe:
-        raise ValueError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
-    return recipe, [f"--config={run_dir / CONFIG_FILE}", f"--run_dir={run_dir}"]
-
-
-def has_backup(run_dir) -> bool:
-    """True if `run_dir` holds a training backup that `ResumeBackup` will restore."""
-    # tf_keras keeps the chief worker's checkpoint in a `chief/` subfolder.
-    return any((Path(run_dir) / BACKUP_DIR).rglob("checkpoint"))
-
-
-def read_history(path) -> dict[str, list[float]]:
-    """The columns of a `CSVLogger` file, one value per epoch, for a possibly resumed run.
-
-    A run killed after logging an epoch but before its next backup logs part of that epoch
-    again when resumed; the last row for each epoch wins, so every epoch appears once.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"history file {str(path)!r} does not exist")
-    rows: dict[int, dict[str, str]] = {}
-    with open(path, newline="", encoding="utf-8") as file:
-        for row in csv.DictReader(file):
-            if row.get("epoch", "") in ("", "epoch"):
-                continue  # a header repeated by an appending logger
-            rows[int(row["epoch"])] = row
-    history: dict[str, list[float]] = {}
-    for epoch in sorted(rows):
-        for key, value in rows[epoch].items():
-            if key != "epoch" and key is not None:
-                number = math.nan if value in ("", "NA", None) else float(value)
-                history.setdefault(key, []).append(number)
-    # CSVLogger adds "NA" val_* columns to runs without validation data; drop them.
-    return {key: values for key, values in history.items() if not all(map(math.isnan, values))}
+    atomic_save(path, lambda temporary: model.save(temporary, overwrite=True))

@@ -5,15 +5,22 @@ turns `--key=value` arguments and an optional `--config=file.yaml` into an insta
 prints `--help` from the fields and their comments, and saves the resolved config. It owns
 parsing and validation only; it must not know about any particular recipe.
 
+Each field may declare its allowed values next to it with a small helper (`count`, `limit`,
+`positive`, `non_negative`, `fraction`, `in_range`, `choice`, `choices`, `option`), stored in the field's
+metadata; `validate(config)` checks every field against them (and every float for being
+finite) before any work, so a new option cannot skip the checks. `parse_args` validates.
+
 Example:
 
     from dataclasses import dataclass
-    from trainer.config import parse_args
+    from trainer.config import choice, count, fraction, parse_args, positive
 
     @dataclass
     class Config:
-        epochs: int = 10  # passes over the training set
-        learning_rate: float = 1e-3  # peak learning rate
+        epochs: int = count(10)  # passes over the training set
+        learning_rate: float = positive(1e-3)  # peak learning rate
+        dropout: float = fraction(0.3)  # dropout before the head
+        optimizer: str = choice("adamw", "adamw", "adam", "sgd")  # optimizer
 
     config = parse_args(Config, ["--epochs=3"])
     assert config.epochs == 3
@@ -22,6 +29,7 @@ Example:
 import dataclasses
 import inspect
 import json
+import math
 import re
 import sys
 import typing
@@ -40,6 +48,143 @@ _FALSE = {"0", "false", "no", "off"}
 
 class ConfigError(ValueError):
     """A configuration value or key that the recipe does not accept."""
+
+
+# Field helpers: each returns a `dataclasses.field` whose metadata says what values the option
+# accepts, so the rule sits on the field's line and `validate` and `--help` read it from there.
+# `resumable=True` marks an option that changes neither the model nor the data (export
+# formats, budgets, backup frequency): `trainer train --resume=RUN_DIR --key=value` may change it.
+
+
+def option(default: Any, *, resumable: bool = False) -> Any:
+    """A field with no range rule (floats must still be finite)."""
+    return dataclasses.field(default=default, metadata={"resumable": resumable})
+
+
+def count(default: int, *, resumable: bool = False) -> Any:
+    """An int that counts something and so must be >= 1 (epochs, batch_size, steps)."""
+    return dataclasses.field(default=default, metadata={"minimum": 1, "resumable": resumable})
+
+
+def limit(default: int | float, *, resumable: bool = False) -> Any:
+    """A number >= 0, where 0 usually means "off" or "all" (train_limit, validation_size)."""
+    return dataclasses.field(default=default, metadata={"minimum": 0, "resumable": resumable})
+
+
+non_negative = limit
+
+
+def positive(default: float, *, resumable: bool = False) -> Any:
+    """A number > 0 (learning rate, a size)."""
+    metadata = {"minimum": 0, "exclusive_minimum": True, "resumable": resumable}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def fraction(default: float, *, below_one: bool = False, resumable: bool = False) -> Any:
+    """A probability or fraction in [0, 1] (or [0, 1) with `below_one`), e.g. dropout."""
+    metadata = {"minimum": 0, "maximum": 1, "exclusive_maximum": below_one,
+                "resumable": resumable}  # fmt: skip
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def in_range(default: float, minimum: float, maximum: float, *, resumable: bool = False) -> Any:
+    """A number in [minimum, maximum]."""
+    metadata = {"minimum": minimum, "maximum": maximum, "resumable": resumable}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def choice(default: str, *allowed: str, resumable: bool = False) -> Any:
+    """A string that must be one of `allowed` (schedule, optimizer, balance...)."""
+    if default not in allowed:
+        raise ValueError(f"default {default!r} is not one of the allowed {allowed!r}")
+    return dataclasses.field(default=default, metadata={"choices": allowed, "resumable": resumable})
+
+
+def choices(default: str, *allowed: str, resumable: bool = False) -> Any:
+    """A comma-separated list whose items must each be one of `allowed` (export formats)."""
+    metadata = {"items": allowed, "resumable": resumable}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def resumable_options(config_class: type) -> list[str]:
+    """The fields marked `resumable=True`: `--resume` may override them."""
+    return [
+        field.name
+        for field in dataclasses.fields(config_class)
+        if field.metadata.get("resumable", False)
+    ]
+
+
+def _rule_text(metadata: Any) -> str:
+    """The allowed values in words, for `--help` and error messages; "" when unrestricted."""
+    if "choices" in metadata:
+        return "one of " + ", ".join(metadata["choices"])
+    if "items" in metadata:
+        return "comma-separated, each one of " + ", ".join(metadata["items"])
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if low is not None and high is not None:
+        closing = ")" if metadata.get("exclusive_maximum") else "]"
+        return f"in [{low:g}, {high:g}{closing}"
+    if low is not None:
+        return f"> {low:g}" if metadata.get("exclusive_minimum") else f">= {low:g}"
+    return ""
+
+
+def _check_value(name: str, expected: type, value: Any, metadata: Any) -> None:
+    received = repr(value)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} expects bool (true/false), received {received}")
+        return
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} expects int, received {received}")
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} expects float, received {received}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, received {received}")
+    if expected is str and not isinstance(value, str):
+        raise ConfigError(f"{name} expects str, received {received}")
+    rule = _rule_text(metadata)
+    if "choices" in metadata and value not in metadata["choices"]:
+        raise ConfigError(f"{name} must be {rule}; received {received}")
+    if "items" in metadata:
+        items = [item.strip() for item in str(value).split(",") if item.strip()]
+        unknown = [item for item in items if item not in metadata["items"]]
+        if unknown or not items:
+            raise ConfigError(f"{name} must be {rule}; received {received}")
+    if isinstance(value, int | float):
+        low, high = metadata.get("minimum"), metadata.get("maximum")
+        too_low = low is not None and (
+            value <= low if metadata.get("exclusive_minimum") else value < low
+        )
+        too_high = high is not None and (
+            value >= high if metadata.get("exclusive_maximum") else value > high
+        )
+        if too_low or too_high:
+            raise ConfigError(f"{name} must be {rule}, received {received}")
+
+
+def validate(config: Any) -> Any:
+    """Checks every field of a config dataclass against its type and declared rule.
+
+    Call it on a config made in code (`build(config)` does); `parse_args` calls it for the
+    command line. Every float must be finite; fields declared with `count`, `limit`,
+    `positive`, `fraction`, `in_range`, `choice` or `choices` must also meet their rule.
+
+    Returns:
+        The config, unchanged.
+
+    Raises:
+        ConfigError: naming the option, the allowed values and the value received, e.g.
+            "epochs must be >= 1, received 0".
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"validate expects a config dataclass instance, received {config!r}")
+    types = _field_types(type(config))
+    for field in dataclasses.fields(config):
+        _check_value(field.name, types[field.name], getattr(config, field.name), field.metadata)
+    return config
 
 
 def field_comments(config_class: type) -> dict[str, str]:
@@ -122,10 +267,19 @@ def _unknown_key_error(key: str, valid: list[str], source: str) -> ConfigError:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Reads a YAML or JSON file of defaults (safe YAML: no Python objects)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"--config={path} is a folder; pass a YAML or JSON file, e.g. RUN_DIR/config.yaml"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start}: "
+            f"{error.object[error.start : error.start + 1]!r}); save it as UTF-8 YAML or JSON"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML/JSON: {error}") from None
     if data is None:
@@ -150,8 +304,14 @@ def help_text(config_class: type, program: str) -> str:
     rows = [("--config=FILE", "", "YAML/JSON file of defaults; command-line values win")]
     for field in dataclasses.fields(config_class):
         default = field.default if field.default is not dataclasses.MISSING else ""
-        option = f"--{field.name}={types[field.name].__name__.upper()}"
-        rows.append((option, f"[{default!r}]", comments.get(field.name, "")))
+        flag = f"--{field.name}={types[field.name].__name__.upper()}"
+        comment = comments.get(field.name, "")
+        rule = _rule_text(field.metadata)
+        if rule and "choices" not in field.metadata and "items" not in field.metadata:
+            comment = f"{comment} ({rule})".strip()
+        if field.metadata.get("resumable"):
+            comment = f"{comment} (--resume may change it)".strip()
+        rows.append((flag, f"[{default!r}]", comment))
     option_width = max(len(row[0]) for row in rows)
     default_width = max(len(row[1]) for row in rows)
     for option, default, comment in rows:
@@ -168,7 +328,10 @@ def parse_args(
     A bare `--flag` sets a bool field to true. `--help` prints every field and exits.
 
     Raises:
-        ConfigError: unknown key (listing the valid keys), bad value, or positional argument.
+        ConfigError: unknown key (listing the valid keys), a value of the wrong type or
+            outside the field's declared rule (see `validate`), an empty `--config=`, a
+            config path that is a folder or not UTF-8, or a positional argument.
+        FileNotFoundError: the `--config` file does not exist.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help") for arg in argv):
@@ -187,6 +350,11 @@ def parse_args(
         key, has_value, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key == "config":
+            if not value.strip():
+                raise ConfigError(
+                    f"{arg!r} names no file: write --config=FILE.yaml, or leave it out to use "
+                    "the defaults"
+                )
             config_file = value
             continue
         if key not in types:
@@ -204,7 +372,7 @@ def parse_args(
             values[key] = convert_value(key, types[key], value)
     for key, value in command_line.items():
         values[key] = convert_value(key, types[key], value)
-    return config_class(**values)
+    return validate(config_class(**values))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -1,31 +1,88 @@
 """Atomic file writes: a reader (or a resumed run) never sees a half-written file.
 
-Each writer writes a temporary file in the same directory, flushes it to disk and renames it
-over the target, which POSIX makes atomic. This module must not know what the files contain.
+Each writer writes a temporary file in the same directory, flushes it to disk, renames it over
+the target (which POSIX makes atomic) and then flushes the directory, so the rename itself
+survives a power cut. Files get the permissions any new file gets (0666 minus the umask), not
+the owner-only 0600 of `tempfile.mkstemp`. This module must not know what the files contain.
 """
 
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def _normal_mode() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flushes a directory's entries (new names, renames) to disk; a no-op where unsupported."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(handle)
+
+
+def _temporary_name(path: Path) -> Path:
+    # Keeps the suffix: Keras and other writers pick the format from it.
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def atomic_save(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Calls `write(temporary_path)` and renames the result over `path`, atomically.
+
+    For writers that take a file name, such as `model.save`. The temporary file sits beside
+    `path` with the same suffix and is removed if `write` fails.
+
+    Example:
+
+        atomic_save("run/model.keras", lambda temporary: model.save(temporary))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_name(path)
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if temporary.exists():
+            temporary.unlink()
+        raise
+    fsync_directory(path.parent)
+    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Writes `data` to `path` atomically and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = _temporary_name(path)
     try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _normal_mode())
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        if temporary.exists():
+            temporary.unlink()
         raise
+    fsync_directory(path.parent)
     return path
 
 

@@ -51,6 +51,11 @@ def load_recipe(name_or_path: str) -> ModuleType:
     if name_or_path.endswith(".py") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"recipe file {name_or_path!r} does not exist")
+        if path.suffix != ".py":
+            raise ValueError(
+                f"recipe {name_or_path!r} is not a .py file; pass a recipe name "
+                f"({', '.join(list_recipes())}) or the path of a recipe .py file"
+            )
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module

@@ -1,8 +1,12 @@
-"""Run directories: one folder per training run holding everything needed to repeat it.
+"""Run folders: one folder per training run holding everything needed to repeat or resume it.
 
-`runs/<recipe>-<timestamp>/` gets the resolved `config.yaml` first, then `history.csv`,
-TensorBoard logs under `logs/`, `metrics.json`, the Keras model, `.tflite` files, `report.md`
-and plots. This module creates the folder and knows the file names; it must not train.
+`runs/<recipe>-<timestamp>/` gets the resolved `config.yaml` and `run.json` (which recipe made
+it, training seconds so far) first, then `history.csv`, TensorBoard logs under `logs/`, the
+resume backup under `backup/`, `metrics.json`, the Keras model, `.tflite` files, `report.md`
+and plots. This module owns those names (other modules import them from here), guards the
+folder (a new run never reuses another run's folder, never writes inside its data source, and
+never overwrites an unfinished run's config), checks a backup before a resume and reads the
+history back. It must not train.
 
 Example:
 
@@ -10,34 +14,144 @@ Example:
     run_dir = create_run_dir("fashion_mnist", config)   # runs/fashion_mnist-20261125-131500
 """
 
+import contextlib
+import csv
 import datetime
+import json
+import math
+import os
+import re
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trainer.config import save_config
+from trainer.config import save_config, to_dict, validate
+from trainer.files import atomic_write_json
 
 RUNS_ROOT = Path("runs")
 CONFIG_FILE = "config.yaml"
+RUN_INFO_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 MODEL_FILE = "model.keras"
 LOGS_DIR = "logs"
+BACKUP_DIR = "backup"
+BEST_MODEL_FILE = "best_epoch.keras"
+# Config fields that name a run's data source; a run folder must not be inside one.
+DATA_FIELDS = ("data", "data_dir", "tfds_dir")
+# What a run writes while training; `--restart` removes these and keeps config.yaml and run.json.
+TRAINING_STATE = (
+    BACKUP_DIR,
+    HISTORY_FILE,
+    LOGS_DIR,
+    BEST_MODEL_FILE,
+    BEST_MODEL_FILE + ".best.json",
+)
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (another run's folder, inside the data...)."""
+
+
+class BrokenBackupError(RunFolderError):
+    """A resume backup that is truncated, incomplete or points at a missing checkpoint."""
+
+
+# The run folder `trainer train --resume` continues (set by `resuming`), and the folder the
+# latest `create_run_dir` made, so that a failure before training can remove it again.
+_resuming: Path | None = None
+_created: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def resuming(run_dir: str | Path) -> Iterator[None]:
+    """Within this block `create_run_dir(..., run_dir)` continues that run instead of refusing
+    it; `trainer train --resume=RUN_DIR` wraps the recipe's `main` in it."""
+    global _resuming
+    previous, _resuming = _resuming, Path(run_dir).resolve()
+    try:
+        yield
+    finally:
+        _resuming = previous
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_run_dir(config: Any, run_dir: str | Path | None = None) -> None:
+    """Checks, before any work, that a new run may write into `run_dir`.
+
+    `run_dir` defaults to `config.run_dir`; an empty value means a new timestamped folder.
+
+    Raises:
+        RunFolderError: the folder holds a finished run, another run's config.yaml or backup
+            (continue that one with `trainer train --resume=RUN_DIR`), or lies inside the
+            data source named by a `data`, `data_dir` or `tfds_dir` field.
+        NotADirectoryError: the path, or a folder above it, is a file.
+        PermissionError: the nearest existing folder is not writable.
+    """
+    run_dir = run_dir if run_dir is not None else getattr(config, "run_dir", "")
+    path = Path(run_dir) if run_dir else RUNS_ROOT
+    resolved = path.resolve()
+    for name in DATA_FIELDS:
+        source = str(getattr(config, name, "") or "")
+        if source and Path(source).is_dir() and _is_inside(resolved, Path(source).resolve()):
+            raise RunFolderError(
+                f"--run_dir={path} is inside the data source --{name}={source}: the run would "
+                "write into your data (a folder of images would even become a class); choose "
+                "a --run_dir outside it"
+            )
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(
+            f"--run_dir={path}: {existing} is a file, not a folder; choose another --run_dir"
+        )
+    if existing.exists() and not os.access(existing, os.W_OK):
+        raise PermissionError(
+            f"--run_dir={path}: {existing} is not writable (read-only disk or no permission); "
+            "choose a --run_dir on a writable disk"
+        )
+    if not run_dir or _resuming == resolved:
+        return
+    if (path / METRICS_FILE).exists():
+        raise RunFolderError(
+            f"run directory {path} already holds a finished run ({METRICS_FILE}); choose "
+            "another --run_dir or delete it"
+        )
+    left_by_a_run = [name for name in (CONFIG_FILE, RUN_INFO_FILE, BACKUP_DIR)
+                     if (path / name).exists()]  # fmt: skip
+    if left_by_a_run:
+        raise RunFolderError(
+            f"run directory {path} holds another run ({', '.join(left_by_a_run)}), which a new "
+            f"run would overwrite; continue it with `trainer train --resume={path}`, or choose "
+            "another --run_dir"
+        )
 
 
 def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) -> Path:
-    """Makes the run directory and saves the resolved config into it.
+    """Makes the run directory and saves the resolved config (`config.yaml`) and `run.json`.
+
+    Inside `resuming(run_dir)` (`trainer train --resume=RUN_DIR`) the existing folder is
+    continued: its config.yaml is rewritten only with the resumed config, whose model and data
+    options the command has already checked are unchanged.
 
     Args:
-        recipe: recipe name, used in the default folder name.
-        config: the recipe's dataclass config, saved as `config.yaml`.
+        recipe: recipe name, used in the default folder name and in run.json.
+        config: the recipe's dataclass config, validated and saved as `config.yaml`.
         run_dir: explicit folder; default `runs/<recipe>-<YYYYmmdd-HHMMSS>`.
 
     Raises:
-        FileExistsError: `run_dir` already holds a finished run (a `metrics.json`); pick
-            another folder so an earlier result is never overwritten.
+        ConfigError: an option outside its declared range (see `trainer.config.validate`).
+        RunFolderError, NotADirectoryError, PermissionError: see `check_run_dir`.
     """
+    validate(config)
+    check_run_dir(config, run_dir or "")
     if run_dir:
         path = Path(run_dir)
     else:
@@ -47,19 +161,203 @@ def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) 
         while path.exists():
             suffix += 1
             path = RUNS_ROOT / f"{recipe}-{stamp}-{suffix}"
-    if (path / METRICS_FILE).exists():
-        raise FileExistsError(
-            f"run directory {path} already holds a finished run ({METRICS_FILE}); "
-            "choose another --run_dir or delete it"
-        )
+    resumed = _resuming == path.resolve()
+    _created.clear()
+    _created.update(path=path, new_folder=not path.exists(), resumed=resumed)
     path.mkdir(parents=True, exist_ok=True)
     save_config(config, path / CONFIG_FILE)
-    # run.json names the recipe so that `trainer train --resume=RUN_DIR` can find it again.
-    from trainer.checkpoint import write_run_info
-
     config_module = sys.modules.get(type(config).__module__)
-    write_run_info(path, recipe, getattr(config_module, "__file__", None))
+    info = read_run_info(path) if resumed and (path / RUN_INFO_FILE).is_file() else {}
+    recipe_file = getattr(config_module, "__file__", None)
+    info.update(
+        recipe=recipe, recipe_file=str(Path(recipe_file).resolve()) if recipe_file else None
+    )
+    info.setdefault("training_seconds", 0.0)
+    atomic_write_json(path / RUN_INFO_FILE, info)
     return path
+
+
+def last_created_run_dir() -> Path | None:
+    """The folder the latest `create_run_dir` made or continued in this process, if any."""
+    return _created.get("path")
+
+
+def forget_created_run_dir() -> None:
+    """Forgets the latest run folder, so that `discard_unstarted_run` and the Ctrl-C hint only
+    ever act on a folder the current run made."""
+    _created.clear()
+
+
+def discard_unstarted_run() -> Path | None:
+    """Removes the run folder made by the latest `create_run_dir` if training never started
+    in it (no history, no backup), so a run that failed early leaves no half-made folder.
+
+    A folder that existed before keeps everything but the config.yaml and run.json written
+    into it. Returns the path cleaned up, or None.
+    """
+    path = _created.get("path")
+    if path is None or _created.get("resumed") or not path.is_dir():
+        return None
+    if any((path / name).exists() for name in (HISTORY_FILE, BACKUP_DIR, METRICS_FILE)):
+        return None
+    if _created.get("new_folder"):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        for name in (CONFIG_FILE, RUN_INFO_FILE):
+            (path / name).unlink(missing_ok=True)
+    _created.clear()
+    return path
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The contents of `run.json`: recipe, recipe_file, training_seconds."""
+    path = Path(run_dir) / RUN_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFolderError(f"{path} is not valid JSON ({error}); it was damaged") from None
+    if not isinstance(info, dict):
+        raise RunFolderError(f"{path} must hold a JSON object, received {info!r}")
+    return info
+
+
+def add_training_seconds(run_dir: str | Path, seconds: float) -> float:
+    """Adds one session's training time to `run.json` and returns the total over all sessions,
+    so that a resumed run reports its whole training time."""
+    info = read_run_info(run_dir) if (Path(run_dir) / RUN_INFO_FILE).is_file() else {}
+    info["training_seconds"] = float(info.get("training_seconds") or 0.0) + float(seconds)
+    atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info)
+    return info["training_seconds"]
+
+
+def resume_arguments(run_dir: str | Path) -> tuple[str, list[str]]:
+    """The recipe (name or file) and options that continue the run in `run_dir`.
+
+    The options are the run's own `config.yaml` plus `--run_dir=RUN_DIR`, so the resumed run
+    has the same config, writes into the same folder and restores its backup.
+
+    Raises:
+        FileNotFoundError: `run_dir` is missing, or lacks `config.yaml` or `run.json`.
+        RunFolderError: the run already finished (`metrics.json` exists), or run.json is damaged.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    for name in (CONFIG_FILE, RUN_INFO_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir} has no {name}: it was not made by `trainer train`, so there is "
+                "nothing to resume; start a new run instead"
+            )
+    if (run_dir / METRICS_FILE).exists():
+        raise RunFolderError(f"the run in {run_dir} already finished ({METRICS_FILE} exists)")
+    info = read_run_info(run_dir)
+    recipe = info.get("recipe")
+    recipe_file = info.get("recipe_file")
+    if recipe_file and Path(recipe_file).is_file() and Path(recipe_file).parent.name != "recipes":
+        recipe = recipe_file  # a recipe outside the package is found by its path
+    if not recipe:
+        raise RunFolderError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
+    return recipe, [f"--config={run_dir / CONFIG_FILE}", f"--run_dir={run_dir}"]
+
+
+def changed_options(saved: Any, wanted: Any) -> list[str]:
+    """The field names whose values differ between two configs of the same class."""
+    before, after = to_dict(saved), to_dict(wanted)
+    return [name for name in after if before.get(name) != after[name]]
+
+
+def has_backup(run_dir: str | Path) -> bool:
+    """True if `run_dir` holds a training backup that `ResumeBackup` will restore."""
+    # tf_keras keeps the chief worker's checkpoint in a `chief/` subfolder.
+    return any((Path(run_dir) / BACKUP_DIR).rglob("checkpoint"))
+
+
+def check_backup(run_dir: str | Path) -> None:
+    """Reads every tensor of the backup in `run_dir` so a broken one is found before training.
+
+    Does nothing when there is no backup folder.
+
+    Raises:
+        BrokenBackupError: the `checkpoint` pointer is missing or garbage, a file it names is
+            missing, or a file is truncated; the message offers `--restart`.
+    """
+    backup = Path(run_dir) / BACKUP_DIR
+    if not backup.is_dir() or not any(backup.rglob("*")):
+        return
+    import tensorflow as tf
+
+    def broken(reason: str) -> BrokenBackupError:
+        return BrokenBackupError(
+            f"the training backup in {backup} is broken ({reason}), so the run cannot "
+            f"continue from it; start it again from epoch 1 in the same folder with "
+            f"`trainer train --resume={run_dir} --restart` (discards the backup and history)"
+        )
+
+    pointers = sorted(backup.rglob("checkpoint"))
+    if not pointers:
+        raise broken("its `checkpoint` pointer file is missing")
+    for pointer in pointers:
+        # Parsed here rather than by TensorFlow, which logs a ParseError and ignores it.
+        try:
+            text = pointer.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        named = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
+        if not named:
+            raise broken(f"its pointer file {pointer} names no checkpoint")
+        prefix = named.group(1)
+        prefix = str(pointer.parent / Path(prefix).name)
+        if not Path(prefix + ".index").is_file():
+            raise broken(f"{prefix}.index is missing")
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise broken(f"reading {prefix} failed: {first_line[:200]}") from None
+
+
+def discard_training_state(run_dir: str | Path) -> None:
+    """Removes the backup, history, logs and best-epoch model so the run in `run_dir` starts
+    again from epoch 1 (`--restart`); config.yaml is kept and the training time reset."""
+    run_dir = Path(run_dir)
+    for name in TRAINING_STATE:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if (run_dir / RUN_INFO_FILE).is_file():
+        info = read_run_info(run_dir)
+        info["training_seconds"] = 0.0
+        atomic_write_json(run_dir / RUN_INFO_FILE, info)
+
+
+def read_history(path: str | Path) -> dict[str, list[float]]:
+    """The columns of a `CSVLogger` file, one value per epoch, for a possibly resumed run.
+
+    A run killed after logging an epoch but before its next backup logs part of that epoch
+    again when resumed; the last row for each epoch wins, so every epoch appears once.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"history file {str(path)!r} does not exist")
+    rows: dict[int, dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            if row.get("epoch", "") in ("", "epoch"):
+                continue  # a header repeated by an appending logger
+            rows[int(row["epoch"])] = row
+    history: dict[str, list[float]] = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            if key != "epoch" and key is not None:
+                number = math.nan if value in ("", "NA", None) else float(value)
+                history.setdefault(key, []).append(number)
+    # CSVLogger adds "NA" val_* columns to runs without validation data; drop them.
+    return {key: values for key, values in history.items() if not all(map(math.isnan, values))}
 
 
 def fit_verbosity() -> int:
@@ -96,7 +394,7 @@ def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: i
     if fit_verbosity() == 0:
         callbacks.append(EpochLogger())
     if backup_every:
-        from trainer.checkpoint import BACKUP_DIR, ResumeBackup
+        from trainer.checkpoint import ResumeBackup
 
         callbacks.append(ResumeBackup(run_dir / BACKUP_DIR, save_freq=backup_every))
     return callbacks

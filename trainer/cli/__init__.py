@@ -3,7 +3,8 @@
 Library modules never import this package; it sits on top of everything else.
 """
 
-from trainer.cli.main import main, run_recipe
+from trainer.cli.main import main
+from trainer.cli.train import run_recipe
 from trainer.recipe_loader import list_recipes, load_recipe
 
 __all__ = ["list_recipes", "load_recipe", "main", "run_recipe"]

@@ -1,0 +1,307 @@
+"""Bad input and faults (issue 11): each ends as the right behaviour or one paragraph, no traceback.
+
+A tiny recipe written into each test's folder trains a two-layer regression model in a
+fraction of a second; `--stop_after_batches=N` raises KeyboardInterrupt mid-epoch to leave a
+run folder as a killed run leaves it (config.yaml, run.json, history and a backup).
+"""
+
+import errno
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import cli
+from trainer.runs import BACKUP_DIR, CONFIG_FILE, read_history, read_run_info
+
+TINY_RECIPE = '''
+"""Tiny recipe for the bad-input tests."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import trainer  # noqa: F401
+from trainer.config import choices, count, fraction, limit
+from trainer.files import atomic_write_json
+from trainer.runs import (HISTORY_FILE, METRICS_FILE, add_training_seconds, create_run_dir,
+                          read_history, run_callbacks)
+
+
+@dataclass
+class Config:
+    run_dir: str = ""  # output folder
+    data: str = ""  # folder of inputs; only its location is used here
+    epochs: int = count(3)  # passes over the data
+    width: int = count(4)  # hidden units
+    dropout: float = fraction(0.0)  # unused; a fraction to validate
+    train_limit: int = limit(0)  # unused; a limit to validate
+    export: str = choices("float32", "float32", "int8", resumable=True)  # formats
+    backup_every: int = limit(2, resumable=True)  # steps between backups
+    stop_after_batches: int = limit(0, resumable=True)  # raise KeyboardInterrupt after N batches
+    fail_before_training: bool = False  # raise before fit
+
+
+def main(config):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    run_dir = create_run_dir("tiny", config, config.run_dir)
+    if config.fail_before_training:
+        raise ValueError("failing on purpose before training")
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [2.0], [3.0]])).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(config.width),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+
+    class Stop(keras.callbacks.Callback):
+        seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Stop.seen += 1
+            if Stop.seen == config.stop_after_batches:
+                raise KeyboardInterrupt
+
+    callbacks = [*run_callbacks(run_dir, tensorboard=False, backup_every=config.backup_every)]
+    model.fit(data, epochs=config.epochs, verbose=0, callbacks=[Stop(), *callbacks])
+    total = add_training_seconds(run_dir, 1.5)
+    metrics = {"epochs": len(read_history(run_dir / HISTORY_FILE)["loss"]),
+               "iterations": int(model.optimizer.iterations), "export": config.export,
+               "training_seconds": total}
+    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+'''
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny_recipe.py"
+    path.write_text(textwrap.dedent(TINY_RECIPE))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_debug(monkeypatch):
+    monkeypatch.delenv("TRAINER_DEBUG", raising=False)
+
+
+def _train(capsys, *args) -> tuple[int, str]:
+    code = cli.main(["train", *map(str, args)])
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "Traceback" not in output
+    return code, output
+
+
+def _killed_run(capsys, recipe: Path, run_dir: Path) -> None:
+    """A run folder as `kill -9` in epoch 2 leaves it: config, run.json, history, backup."""
+    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--stop_after_batches=6")
+    assert code == 130 and f"trainer train --resume={run_dir}" in output, output
+    assert not (run_dir / "metrics.json").exists() and (run_dir / BACKUP_DIR).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("option", "phrase"),
+    [
+        ("--epochs=0", "epochs must be >= 1, received 0"),
+        ("--epochs=-1", "epochs must be >= 1, received -1"),
+        ("--epochs=abc", "epochs expects int, received 'abc'"),
+        ("--width=-5", "width must be >= 1"),
+        ("--dropout=1.5", "dropout must be in [0, 1], received 1.5"),
+        ("--dropout=nan", "dropout must be a finite number, received nan"),
+        ("--train_limit=-5", "train_limit must be >= 0, received -5"),
+        ("--export=float32,int4", "export must be comma-separated, each one of float32, int8"),
+        ("--config=", "names no file"),
+        ("--config={tmp}", "is a folder; pass a YAML or JSON file"),
+        ("--config={tmp}/latin1.yaml", "is not UTF-8 text"),
+        ("--config={tmp}/missing.yaml", "does not exist"),
+    ],
+)
+def test_bad_option_exits_2_before_any_work(recipe, tmp_path, capsys, option, phrase):
+    (tmp_path / "latin1.yaml").write_bytes("epochs: 2  # caf\xe9\n".encode("latin-1"))
+    run_dir = tmp_path / "run"
+    code, output = _train(capsys, recipe, option.format(tmp=tmp_path), f"--run_dir={run_dir}")
+    assert code == 2 and phrase in output, output
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "phrase"),
+    [
+        ("recipe.txt", "hello", "is not a .py file"),
+        ("broken.py", "def main(:\n", "has a syntax error at line 1"),
+        ("missing.py", None, "does not exist"),
+        ("no_config.py", "def main(config):\n    return {}\n", "has no `Config`"),
+    ],
+)
+def test_bad_recipe_file_exits_2(tmp_path, capsys, name, content, phrase):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    code, output = _train(capsys, path)
+    assert code == 2 and phrase in output, output
+
+
+def _fail_writing(error):
+    def save_config(config, path):
+        raise error
+
+    return save_config
+
+
+@pytest.mark.parametrize(
+    ("fault", "phrase"),
+    [
+        ("under_file", "is a file, not a folder"),
+        ("is_file", "is a file, not a folder"),
+        ("read_only", "cannot write"),
+        ("disk_full", "the disk is full"),
+        ("tf_disk_full", "out of memory or disk space"),
+    ],
+)
+def test_run_dir_faults_exit_1_with_the_path(recipe, tmp_path, capsys, monkeypatch, fault, phrase):
+    import tensorflow as tf
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    run_dir = {"under_file": blocker / "run", "is_file": blocker}.get(fault, tmp_path / "run")
+    faults = {
+        "read_only": OSError(errno.EROFS, "Read-only file system", str(run_dir / CONFIG_FILE)),
+        "disk_full": OSError(errno.ENOSPC, "No space left on device", str(run_dir / CONFIG_FILE)),
+        "tf_disk_full": tf.errors.ResourceExhaustedError(None, None, "no space left writing x"),
+    }
+    if fault in faults:
+        monkeypatch.setattr("trainer.runs.save_config", _fail_writing(faults[fault]))
+    code, output = _train(capsys, recipe, f"--run_dir={run_dir}")
+    assert code == 1 and phrase in output, output
+    assert str(blocker if fault in ("under_file", "is_file") else run_dir) in output
+    assert blocker.read_text() == "not a folder"
+    if fault in faults:
+        assert not run_dir.exists()  # the half-made folder was removed
+
+
+def test_debug_shows_the_traceback(recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINER_DEBUG", "1")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError):
+        cli.main(["train", str(recipe), f"--run_dir={blocker / 'run'}"])
+
+
+def test_failure_before_training_leaves_no_folder(recipe, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--fail_before_training")
+    assert code == 1 and "failing on purpose before training" in output
+    assert not run_dir.exists()
+
+
+def test_run_dir_inside_the_data_is_refused(recipe, tmp_path, capsys):
+    data = tmp_path / "images"
+    (data / "cat").mkdir(parents=True)
+    code, output = _train(capsys, recipe, f"--data={data}", f"--run_dir={data / 'myrun'}")
+    assert code == 1 and "is inside the data source --data=" in output, output
+    assert sorted(path.name for path in data.iterdir()) == ["cat"]
+
+
+def test_new_run_into_a_killed_runs_folder_is_refused_and_resume_finishes_it(
+    recipe, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    _killed_run(capsys, recipe, run_dir)
+    saved = (run_dir / CONFIG_FILE).read_text()
+
+    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--width=16")
+    assert code == 1 and "holds another run" in output and f"--resume={run_dir}" in output
+    assert (run_dir / CONFIG_FILE).read_text() == saved
+
+    code, output = _train(capsys, f"--resume={run_dir}", "--width=16", "--export=int8")
+    assert code == 2 and "--resume cannot change width" in output, output
+    assert "export, backup_every, stop_after_batches" in output
+    assert (run_dir / CONFIG_FILE).read_text() == saved
+
+    code, output = _train(capsys, f"--resume={run_dir}", "--export=int8", "--stop_after_batches=0")
+    assert code == 0, output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 3 epochs of 4 batches: the interrupted run's steps are kept, none repeated.
+    assert metrics["epochs"] == 3 and metrics["iterations"] == 12 and metrics["export"] == "int8"
+    assert "export: int8" in (run_dir / CONFIG_FILE).read_text()
+    assert len(read_history(run_dir / "history.csv")["loss"]) == 3
+
+
+def _truncate_data(pointer: Path) -> None:
+    data = sorted(pointer.parent.glob("*.data-*"))[-1]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "phrase"),
+    [
+        (_truncate_data, "reading"),
+        (lambda pointer: [path.unlink() for path in pointer.parent.glob("*.data-*")], "reading"),
+        (lambda pointer: [path.unlink() for path in pointer.parent.glob("*.index")], "missing"),
+        (lambda pointer: pointer.write_text("garbage !!"), "checkpoint"),
+        (lambda pointer: pointer.unlink(), "pointer file is missing"),
+    ],
+    ids=["truncated", "data_missing", "index_missing", "garbage_pointer", "pointer_missing"],
+)
+def test_broken_backup_is_reported_and_restart_trains_again(
+    recipe, tmp_path, capsys, damage, phrase
+):
+    run_dir = tmp_path / "run"
+    _killed_run(capsys, recipe, run_dir)
+    damage(next((run_dir / BACKUP_DIR).rglob("checkpoint")))
+    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    assert code == 1 and "is broken" in output and phrase in output, output
+    assert f"trainer train --resume={run_dir} --restart" in output
+
+    code, output = _train(capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0")
+    assert code == 0 and "restarting" in output, output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["iterations"] == 12
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]  # one run, not two
+
+
+def test_training_seconds_add_up_across_sessions(recipe, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    _killed_run(capsys, recipe, run_dir)
+    from trainer.runs import add_training_seconds
+
+    assert add_training_seconds(run_dir, 2.0) == 2.0  # the killed session's time
+    assert _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")[0] == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["training_seconds"] == 3.5
+    assert read_run_info(run_dir)["training_seconds"] == 3.5
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    from trainer.files import atomic_save, atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        text = atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+        saved = atomic_save(tmp_path / "model.bin", lambda path: path.write_bytes(b"x"))
+    finally:
+        os.umask(previous)
+    assert oct(text.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(saved.stat().st_mode & 0o777) == oct(0o644)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.yaml", "model.bin"]
+
+
+def test_keras3_model_is_refused_by_resume_backup(tmp_path):
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip(f"keras {keras3.__version__} is not Keras 3")
+    from trainer.checkpoint import ResumeBackup
+
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((4, 3), "float32")
+    with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[ResumeBackup(tmp_path / "b")])
+    assert not (tmp_path / "b").exists()

@@ -1,0 +1,101 @@
+"""The error boundary of every `trainer` command: one paragraph and an exit code, no traceback.
+
+Bad options exit 2; a bad path, file, disk or data exits 1 with the path and what to do;
+Ctrl-C says how to resume the run folder, if one was made. `TRAINER_DEBUG=1` re-raises so the
+traceback shows. Errors this module does not know (bugs) are re-raised untouched. It must not
+know any command's options.
+"""
+
+import errno
+import os
+import sys
+
+from trainer.config import ConfigError
+
+DEBUG_HINT = "(set TRAINER_DEBUG=1 for the traceback)"
+
+
+def _one_paragraph(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def _resume_hint() -> str:
+    from trainer.runs import HISTORY_FILE, last_created_run_dir
+
+    run_dir = last_created_run_dir()
+    if run_dir is None or not (run_dir / HISTORY_FILE).exists():
+        return ""
+    return f" The run folder {run_dir} is kept: continue with `trainer train --resume={run_dir}`."
+
+
+def _os_error_text(error: OSError) -> str:
+    path = error.filename if error.filename is not None else ""
+    where = f" {path}" if path else ""
+    if error.errno is None or not error.strerror:
+        # Our own messages (FileNotFoundError("... does not exist")) and h5py's "Unable to open
+        # file (truncated file ...)" carry their text in args, without an errno.
+        text = _one_paragraph(error)
+        if isinstance(error, FileNotFoundError | FileExistsError | NotADirectoryError):
+            return text
+        if isinstance(error, PermissionError):
+            return text
+        return f"{text}; the file may be truncated or not in the expected format: make it again"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write{where}: {error.strerror}; choose a folder on a writable disk "
+                "(for a run, --run_dir=...)")  # fmt: skip
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"the disk is full (writing{where}); free some space or choose a --run_dir on "
+                "another disk." + _resume_hint())  # fmt: skip
+    if error.errno == errno.ENOTDIR:
+        return f"{path}: a part of this path is a file, not a folder; choose another path"
+    if error.errno == errno.EEXIST:
+        return f"{path} already exists (as a file); choose another path"
+    if error.errno == errno.ENOENT:
+        return f"{path} does not exist; check the path"
+    if error.errno == errno.EISDIR:
+        return f"{path} is a folder where a file was expected; pass the file inside it"
+    return f"{error.strerror}:{where}"
+
+
+def describe(error: BaseException) -> tuple[str, int] | None:
+    """The one-paragraph message and exit code for `error`, or None for an unexpected error."""
+    if isinstance(error, KeyboardInterrupt):
+        hint = _resume_hint()
+        return "interrupted." + (hint or " Nothing was trained yet."), 130
+    if isinstance(error, ConfigError):
+        return _one_paragraph(error), 2
+    if isinstance(error, SyntaxError):
+        return (f"{error.filename} has a syntax error at line {error.lineno}: {error.msg}; fix "
+                "it and run again"), 2  # fmt: skip
+    tensorflow = sys.modules.get("tensorflow")
+    errors = getattr(tensorflow, "errors", None)
+    if errors is not None and isinstance(error, errors.ResourceExhaustedError):
+        message = _one_paragraph(getattr(error, "message", error))[:400]
+        return (f"out of memory or disk space: {message}. Free memory (lower --batch_size) or disk "
+                "space." + _resume_hint()), 1  # fmt: skip
+    if errors is not None and isinstance(error, errors.OpError):
+        message = _one_paragraph(getattr(error, "message", error))[:400]
+        return (f"TensorFlow could not read or write a file: {message}. Check that the path "
+                "exists, is complete and is readable."), 1  # fmt: skip
+    if isinstance(error, UnicodeError):
+        return (f"text that is not valid UTF-8: {_one_paragraph(error)}; save the file as UTF-8, "
+                "or rename the file whose name is not UTF-8"), 1  # fmt: skip
+    if isinstance(error, OSError):
+        return _os_error_text(error), 1
+    if isinstance(error, ValueError | TypeError):
+        return _one_paragraph(error), 1
+    return None
+
+
+def report_error(error: BaseException, program: str) -> int:
+    """Prints `error` as `PROGRAM: error: ...` on stderr and returns the exit code.
+
+    Re-raises when `TRAINER_DEBUG` is set or the error is not one a user can fix.
+    """
+    described = describe(error)
+    if described is None or os.environ.get("TRAINER_DEBUG"):
+        raise error
+    text, code = described
+    hint = f" {DEBUG_HINT}" if code == 1 else ""
+    print(f"{program}: error: {text}{hint}", file=sys.stderr, flush=True)
+    return code

@@ -1,0 +1,158 @@
+"""`trainer train`: run a recipe into a new run folder, or continue a killed run.
+
+    trainer train RECIPE [--key=value ...]                  a new run
+    trainer train --resume=RUN_DIR [--key=value ...]        continue from the last backup
+    trainer train --resume=RUN_DIR --restart                start that run again from epoch 1
+
+Every option is parsed and validated, and the run folder checked, before any data is loaded.
+A new run never reuses a folder that holds another run; `--resume` takes only the options the
+recipe marks `resumable` (they change neither the model nor the data) and checks the backup
+first. A run that fails before training leaves no folder behind. This module must not contain
+training logic.
+"""
+
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from trainer.cli.errors import report_error
+from trainer.config import ConfigError, parse_args, resumable_options
+
+USAGE = (
+    "usage: trainer train RECIPE [--key=value ...]\n"
+    "       trainer train --resume=RUN_DIR [--restart] [--key=value ...]"
+)
+
+
+def run(argv: list[str]) -> int:
+    """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
+    if any(arg == "--resume" or arg.startswith("--resume=") for arg in argv):
+        return _resume(argv)
+    if not argv or argv[0].startswith("-"):
+        from trainer.recipe_loader import list_recipes
+
+        print(USAGE, file=sys.stderr)
+        print("recipes: " + ", ".join(list_recipes()), file=sys.stderr)
+        return 2
+    module = _load_recipe(argv[0])
+    program = f"trainer train {Path(inspect.getfile(module)).stem}"
+    config = _parse(module.Config, argv[1:], program)
+    _check_new_run_dir(config)
+    return _run_main(module.main, config)
+
+
+def run_recipe(config_class: type, main: Callable, argv: list[str] | None, program: str) -> int:
+    """Parses `argv` into `config_class`, checks the run folder and runs `main(config)`.
+
+    For a recipe's `if __name__ == "__main__":`. Config errors exit 2; a bad path, file or
+    data exits 1 with a one-paragraph message, without a traceback unless TRAINER_DEBUG=1.
+    """
+    try:
+        config = _parse(config_class, argv, program)
+        _check_new_run_dir(config)
+        return _run_main(main, config)
+    except (Exception, KeyboardInterrupt) as error:
+        return report_error(error, program)
+
+
+def _parse(config_class: type, argv: list[str] | None, program: str) -> Any:
+    try:
+        return parse_args(config_class, argv, program=program)
+    except FileNotFoundError as error:  # a missing --config file is a bad option: exit 2
+        raise ConfigError(str(error)) from None
+
+
+def _load_recipe(name: str) -> ModuleType:
+    from trainer.keras_path import import_tensorflow_quietly
+    from trainer.recipe_loader import load_recipe
+
+    import_tensorflow_quietly()
+    try:
+        return load_recipe(name)
+    except SyntaxError as error:
+        raise ConfigError(
+            f"recipe file {error.filename} has a syntax error at line {error.lineno}: "
+            f"{error.msg}; fix it and run again"
+        ) from None
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_new_run_dir(config: Any) -> None:
+    from trainer.runs import check_run_dir
+
+    check_run_dir(config)
+
+
+def _run_main(main: Callable, config: Any) -> int:
+    from trainer.runs import discard_unstarted_run, forget_created_run_dir
+
+    forget_created_run_dir()
+    try:
+        main(config)
+    except BaseException:
+        removed = discard_unstarted_run()
+        if removed is not None:
+            print(f"removed {removed}: the run failed before training started", file=sys.stderr)
+        raise
+    return 0
+
+
+def _resume(argv: list[str]) -> int:
+    """`--resume=RUN_DIR [--restart] [--key=value ...]`: the run's own config, with only the
+    recipe's resumable options changed, after its backup is checked."""
+    from trainer.runs import (
+        changed_options,
+        check_backup,
+        discard_training_state,
+        has_backup,
+        resume_arguments,
+        resuming,
+    )
+
+    resume = [arg for arg in argv if arg == "--resume" or arg.startswith("--resume=")]
+    restart = "--restart" in argv
+    overrides = [arg for arg in argv if arg not in resume and arg != "--restart"]
+    run_dir = resume[0].partition("=")[2]
+    positional = [arg for arg in overrides if not arg.startswith("--")]
+    if len(resume) > 1 or not run_dir or positional:
+        raise ConfigError(
+            "use `trainer train --resume=RUN_DIR [--restart] [--key=value ...]`: the run "
+            f"continues with its saved config.yaml and recipe; received {' '.join(argv)}"
+        )
+    try:
+        recipe, options = resume_arguments(run_dir)
+    except (FileNotFoundError, ValueError) as error:  # not a resumable run: a bad option
+        raise ConfigError(str(error)) from None
+    module = _load_recipe(recipe)
+    program = f"trainer train --resume={run_dir}"
+    saved = _parse(module.Config, options, program)
+    config = _parse(module.Config, [*options, *overrides], program)
+    allowed = resumable_options(module.Config)
+    refused = [name for name in changed_options(saved, config) if name not in allowed]
+    if refused:
+        can = ", ".join(allowed) if allowed else "none (this recipe marks no option resumable)"
+        raise ConfigError(
+            f"--resume cannot change {', '.join(refused)}: it would change the model or the "
+            f"data of the run in {run_dir}. Options --resume may change: {can}. To train with "
+            "other options, start a new run with another --run_dir"
+        )
+    if restart:
+        discard_training_state(run_dir)
+        print(f"restarting {run_dir} from epoch 1 (backup and history discarded)", flush=True)
+    else:
+        check_backup(run_dir)
+    if not restart and not has_backup(run_dir):
+        # Without a backup training starts over; old history rows would mix with the new.
+        discard_training_state(run_dir)
+        print(
+            f"note: {run_dir} holds no training backup (the recipe ran with backup_every=0, or "
+            "was killed before its first backup): training starts again from epoch 1",
+            flush=True,
+        )
+    print(f"resuming {run_dir} (recipe {recipe})", flush=True)
+    with resuming(run_dir):
+        return _run_main(module.main, config)
