@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from trainer.compression.structured import channel_widths, prune_filters
 from trainer.flops import count_flops, count_macs
 from trainer.models import resnet, small_cnn
-from trainer.structured_pruning import channel_widths, prune_filters
 
 layers = keras.layers
 

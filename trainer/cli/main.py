@@ -35,8 +35,8 @@ COMMANDS["data check"] = (
 )
 COMMANDS["data preview"] = ("trainer.data.preview", "cli_main", "PNG grid of augmented samples")
 COMMANDS["compress"] = (
-    "trainer.compression",
-    "cli_main",
+    "trainer.cli.compress",
+    "run",
     "compress a trained run within an accuracy budget",
 )
 COMMANDS["lr-find"] = (

@@ -17,7 +17,7 @@ always correct, only sometimes less pruned. This module must not train or export
 Example:
 
     from trainer.models import small_cnn
-    from trainer.structured_pruning import prune_filters
+    from trainer.compression import prune_filters
     model = small_cnn()
     smaller = prune_filters(model, ratio=0.5, criterion="bn")
     print(model.count_params(), "->", smaller.count_params())

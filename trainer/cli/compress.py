@@ -1,0 +1,51 @@
+"""`trainer compress RUN_DIR [--key=value ...]`: compress a trained run within an accuracy budget.
+
+Parses the options into `trainer.compress.CompressConfig` with the same parser every command
+uses (`--help`, `--config=FILE.yaml`, unknown keys listed), checks them all before any work and
+runs `trainer.compress.compress_run`. Bad options exit 2; a broken run (unreadable model.keras,
+a model that never learned) exits 1 with a one-paragraph message (`TRAINER_DEBUG=1` shows the
+traceback). This module must not contain compression logic.
+"""
+
+import os
+import sys
+
+PROGRAM = "trainer compress RUN_DIR"
+
+
+def run(argv: list[str]) -> int:
+    """Runs the command on `argv` (the arguments after `compress`); returns the exit code."""
+    from trainer.keras_path import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # before trainer.compress, which imports TensorFlow
+    from trainer.compress.options import CompressConfig, check_compress_options
+    from trainer.config import ConfigError, help_text, parse_args
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(help_text(CompressConfig, PROGRAM))
+        return 0 if argv else 2
+    if argv[0].startswith("-"):
+        print(
+            f"{PROGRAM}: error: the first argument must be a run directory, received {argv[0]!r}",
+            file=sys.stderr,
+        )
+        return 2
+    run_dir = argv[0]
+    try:
+        config = parse_args(CompressConfig, argv[1:], program=PROGRAM)
+        check_compress_options(run_dir, config)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return 2
+    from trainer.compress.search import compress_run
+
+    try:
+        compress_run(run_dir, config)
+    except (FileNotFoundError, ValueError) as error:
+        if os.environ.get("TRAINER_DEBUG"):
+            raise
+        print(
+            f"{PROGRAM}: error: {error}\n(set TRAINER_DEBUG=1 for the traceback)", file=sys.stderr
+        )
+        return 1
+    return 0
