@@ -94,6 +94,9 @@ def find_learning_rate(
     Raises:
         ValueError: model not compiled, bad range or step count.
     """
+    from trainer.keras_path import check_keras_object
+
+    check_keras_object(model, "model")
     if getattr(model, "compiled_loss", None) is None:
         raise ValueError("find_learning_rate needs a compiled model (model.compile(...) first)")
     if not 0 < min_learning_rate < max_learning_rate:

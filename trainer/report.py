@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.files import atomic_write_json, atomic_write_text
+from trainer.runs import METRICS_FILE, REPORT_FILE
 
 
 def format_size(num_bytes: int) -> str:
@@ -61,8 +62,8 @@ def write_report(
     parts = [f"# {title}", ""]
     for heading, body in sections.items():
         parts += [f"## {heading}", "", body.rstrip(), ""]
-    atomic_write_json(run_dir / "metrics.json", _json_safe(metrics))
-    return atomic_write_text(run_dir / "report.md", "\n".join(parts))
+    atomic_write_json(run_dir / METRICS_FILE, _json_safe(metrics))
+    return atomic_write_text(run_dir / REPORT_FILE, "\n".join(parts))
 
 
 def _json_safe(value):
