@@ -62,7 +62,7 @@ class ExportData:
     input_spec: dict[str, Any]
     description: str  # one line saying where the data came from and how it was prepared
     formats: tuple[str, ...] = DEFAULT_FORMATS
-    artifacts: tuple[str, ...] = ()
+    artifacts: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. vocabulary.txt
 
 
 def is_run_dir(path: Path) -> bool:
@@ -139,7 +139,7 @@ def run_data(run_dir: Path) -> ExportData:
         description=f"the test set of the run's recipe {recipe.__name__} "
         f"({len(experiment.x_test)} examples, preprocessed by the recipe)",
         formats=tuple(experiment.export_formats) or DEFAULT_FORMATS,
-        artifacts=tuple(experiment.artifacts),
+        artifacts=dict(experiment.artifacts),
     )
 
 
@@ -277,6 +277,7 @@ def export(model_or_run: str, config: ExportConfig) -> int:
     """Runs the export and returns the exit code (0 = every format within its budget)."""
     from trainer.diagnosis import at_chance, majority_share
     from trainer.export import export_and_verify, parse_formats
+    from trainer.files import atomic_write_text
     from trainer.report import export_table
     from trainer.runs import MODEL_FILE
 
@@ -313,10 +314,13 @@ def export(model_or_run: str, config: ExportConfig) -> int:
             file=sys.stderr,
         )
         return 1
+    # Files the model needs (a vocabulary) go beside the .tflite files, so the folder is whole.
+    for name, text in data.artifacts.items():
+        atomic_write_text(out_dir / name, text)
     results = export_and_verify(
         model, data.x, data.y, keras_accuracy, formats, out_dir, data.representative, budgets,
         class_names=data.class_names, input_spec=data.input_spec, keras_outputs=keras_outputs,
-        artifacts=data.artifacts,
+        artifacts=list(data.artifacts),
     )  # fmt: skip
     model_file = path / MODEL_FILE if is_run_dir(path) else path
     keras_size = model_file.stat().st_size if model_file.is_file() else None
