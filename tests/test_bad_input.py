@@ -305,3 +305,78 @@ def test_keras3_model_is_refused_by_resume_backup(tmp_path):
     with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
         model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[ResumeBackup(tmp_path / "b")])
     assert not (tmp_path / "b").exists()
+
+
+def _tf_error(kind: str):
+    import tensorflow as tf
+
+    return getattr(tf.errors, kind)(None, None, "could not open /data/x.tfrecord: truncated")
+
+
+@pytest.mark.parametrize(
+    ("make_error", "code", "phrase"),
+    [
+        (lambda: OSError(errno.EROFS, "Read-only file system", "/ro/run"), 1, "cannot write /ro/run"),
+        (lambda: OSError(errno.ENOSPC, "No space left on device", "/full/m.keras"), 1,
+         "the disk is full (writing /full/m.keras)"),
+        (lambda: NotADirectoryError(errno.ENOTDIR, "Not a directory", "/f/run"), 1,
+         "/f/run: a part of this path is a file"),
+        (lambda: OSError("Unable to open file (truncated file: eof = 10)"), 1,
+         "may be truncated"),
+        (lambda: UnicodeDecodeError("utf-8", b"caf\xe9", 3, 4, "invalid byte"), 1,
+         "not valid UTF-8"),
+        (lambda: _tf_error("ResourceExhaustedError"), 1, "out of memory or disk space"),
+        (lambda: _tf_error("DataLossError"), 1, "could not open /data/x.tfrecord"),
+        (lambda: ValueError("bad IDX header in /d/x.gz"), 1, "bad IDX header in /d/x.gz"),
+        (lambda: KeyboardInterrupt(), 130, "interrupted"),
+    ],
+    ids=["read_only", "disk_full", "not_a_dir", "h5py_truncated", "unicode", "tf_exhausted",
+         "tf_op_error", "value_error", "ctrl_c"],
+)  # fmt: skip
+def test_every_command_prints_one_paragraph(capsys, monkeypatch, make_error, code, phrase):
+    """The boundary in `trainer.cli.main` covers every command, present and future."""
+    import sys
+    import types
+
+    def run(argv):
+        raise make_error()
+
+    command = types.ModuleType("fake_command")
+    command.run = run
+    monkeypatch.setitem(sys.modules, "fake_command", command)
+    monkeypatch.setitem(cli.main.__globals__["COMMANDS"], "boom", ("fake_command", "run", ""))
+    assert cli.main(["boom"]) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and phrase in err and err.startswith("trainer boom: error:")
+    assert len(err.strip().splitlines()) == 1  # one paragraph
+    monkeypatch.setenv("TRAINER_DEBUG", "1")
+    with pytest.raises(BaseException) as raised:
+        cli.main(["boom"])
+    assert type(raised.value) is type(make_error())
+
+
+def test_an_unexpected_error_keeps_its_traceback(monkeypatch):
+    import sys
+    import types
+
+    command = types.ModuleType("fake_command")
+    command.run = lambda argv: [][1]
+    monkeypatch.setitem(sys.modules, "fake_command", command)
+    monkeypatch.setitem(cli.main.__globals__["COMMANDS"], "boom", ("fake_command", "run", ""))
+    with pytest.raises(IndexError):
+        cli.main(["boom"])  # a bug, not a user's mistake: shown in full
+
+
+def test_keras3_model_is_refused_by_find_learning_rate():
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip(f"keras {keras3.__version__} is not Keras 3")
+    import tensorflow as tf
+
+    from trainer.lr_finder import find_learning_rate
+
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((8, 3)), np.zeros((8, 1)))).batch(4)
+    with pytest.raises(TypeError, match="`model` is a Keras 3 object"):
+        find_learning_rate(model, data, steps=10)
