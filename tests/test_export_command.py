@@ -283,3 +283,14 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
         assert sidecar["verification"]["agreement"] >= 0.9
     for name, text in experiment.artifacts.items():
         assert (run_dir / "export" / name).read_text() == text
+
+
+def test_split_chooses_the_examples_and_a_bad_split_is_named(saved, tmp_path, capsys):
+    root, folder = saved
+    arguments = [str(root / "mine.keras"), f"--data={folder}", "--format=float32",
+                 f"--out={tmp_path}"]  # fmt: skip
+    assert run([*arguments, "--split=test"]) == 0
+    assert "12 images from" in capsys.readouterr().out  # the flat folder's 20% test split
+    assert _sidecar(tmp_path / "model_float32.json")["verification"]["examples"] == 12
+    assert run([*arguments, "--split=validation"]) == 1
+    assert "received 'validation'" in capsys.readouterr().err

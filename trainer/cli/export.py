@@ -36,18 +36,18 @@ RUN_INFO_FILE = "run.json"  # written by trainer train: names the recipe that ma
 
 @dataclasses.dataclass
 class ExportConfig:
-    data: str = ""  # data to verify on (image folder, .npz, .csv, CIFAR, IDX folder); a run folder uses its recipe's test set when empty
-    format: str = ""  # comma list of float32, float16, dynamic, int8; empty = the run's export formats, else float32,int8
-    max_accuracy_drop: str = ""  # accuracy-drop budget in percentage points for every format; empty = per format (float32/float16 0.1, dynamic/int8 0.5)
-    out: str = (
-        ""  # output folder; default RUN/export for a run, else <model name>_export beside the model
-    )
+    # data to verify on (image folder, .npz, .csv, CIFAR, IDX folder); empty = the run's test set
+    data: str = ""
+    # comma list of float32, float16, dynamic, int8; empty = the run's formats, else float32,int8
+    format: str = ""
+    # accuracy-drop budget (pp) for every format; empty = 0.1 float32/float16, 0.5 dynamic/int8
+    max_accuracy_drop: str = ""
+    # output folder; empty = RUN/export for a run, else <model name>_export beside the model
+    out: str = ""
     representative: int = 300  # inputs that calibrate int8, drawn from the data's training split
     split: str = "all"  # --data examples to verify on: all, train, val or test
     scale: float = 255.0  # image pixels are divided by this: 255 gives [0, 1], 1 keeps [0, 255]
-    allow_chance: bool = (
-        False  # export even when the Keras model scores at chance level on the data
-    )
+    allow_chance: bool = False  # export even if the Keras model scores at chance on the data
     seed: int = 0  # seeds the choice of representative inputs
 
 
@@ -283,8 +283,11 @@ def export(model_or_run: str, config: ExportConfig) -> int:
 
     path = Path(model_or_run)
     budgets = _budgets(config)
+    requested = parse_formats(config.format) if config.format else None
     if config.representative < 1:
         raise ValueError(f"--representative must be at least 1, received {config.representative}")
+    if config.scale <= 0:
+        raise ValueError(f"--scale must be positive (255 or 1), received {config.scale:g}")
     if is_run_dir(path):
         model = load_model(path / MODEL_FILE)
         data = source_data(model, config) if config.data else run_data(path)
@@ -298,7 +301,7 @@ def export(model_or_run: str, config: ExportConfig) -> int:
         model = load_model(path)
         data = source_data(model, config)
         out_dir = Path(config.out) if config.out else path.parent / f"{path.stem}_export"
-    formats = parse_formats(config.format) if config.format else list(data.formats)
+    formats = requested or list(data.formats)
     _check_matches_model(model, data)
     print(f"verifying on {data.description}", flush=True)
 
