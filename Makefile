@@ -8,7 +8,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup data demo test test-slow lint format bench notebooks clean
+.PHONY: setup data demo test test-slow lint format bench bench-real notebooks clean
 
 setup: data $(STAMP)
 
@@ -46,6 +46,14 @@ format: setup
 
 bench: setup
 	$(PY) bench/fashion_mnist.py $(ARGS)
+
+# bench/real_data.py's text set is Debian's package descriptions: apt keeps the long ones
+# (Translation-en) only when asked, so fetch them once if apt's lists lack them.
+bench-real: setup
+	@lists="$$(apt-get indextargets -o Acquire::Languages=en --format '$$(FILENAME)' \
+	  'Identifier: Translations' 'Language: en' 'Component: main')"; \
+	  { [ -n "$$lists" ] && ls $$lists >/dev/null 2>&1; } || $(SUDO) apt-get update -o Acquire::Languages=en
+	$(PY) bench/real_data.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
