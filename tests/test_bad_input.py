@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import trainer  # noqa: F401
-from trainer.config import choices, count, fraction, limit
+from trainer.config import choices, count, fraction, limit, option
 from trainer.files import atomic_write_json
 from trainer.runs import (HISTORY_FILE, METRICS_FILE, add_training_seconds, create_run_dir,
                           read_history, run_callbacks)
@@ -43,6 +43,7 @@ class Config:
     backup_every: int = limit(2, resumable=True)  # steps between backups
     stop_after_batches: int = limit(0, resumable=True)  # raise KeyboardInterrupt after N batches
     fail_before_training: bool = False  # raise before fit
+    fail_after_training: bool = option(False, resumable=True)  # raise after fit (as an export)
 
 
 def main(config):
@@ -71,6 +72,8 @@ def main(config):
     callbacks = [*run_callbacks(run_dir, tensorboard=False, backup_every=config.backup_every)]
     model.fit(data, epochs=config.epochs, verbose=0, callbacks=[Stop(), *callbacks])
     total = add_training_seconds(run_dir, 1.5)
+    if config.fail_after_training:
+        raise ValueError("failing on purpose after training")
     metrics = {"epochs": len(read_history(run_dir / HISTORY_FILE)["loss"]),
                "iterations": int(model.optimizer.iterations), "export": config.export,
                "training_seconds": total}
@@ -201,6 +204,17 @@ def test_failure_before_training_leaves_no_folder(recipe, tmp_path, capsys):
     assert not run_dir.exists()
 
 
+def test_failure_after_training_keeps_the_run_and_says_how_to_resume(recipe, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--fail_after_training")
+    assert code == 1 and "failing on purpose after training" in output
+    assert f"continue with `trainer train --resume={run_dir}`" in output
+    code, output = _train(capsys, f"--resume={run_dir}", "--fail_after_training=false")
+    assert code == 0, output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["iterations"] == 12  # nothing trained twice
+
+
 def test_run_dir_inside_the_data_is_refused(recipe, tmp_path, capsys):
     data = tmp_path / "images"
     (data / "cat").mkdir(parents=True)
@@ -222,7 +236,7 @@ def test_new_run_into_a_killed_runs_folder_is_refused_and_resume_finishes_it(
 
     code, output = _train(capsys, f"--resume={run_dir}", "--width=16", "--export=int8")
     assert code == 2 and "--resume cannot change width" in output, output
-    assert "export, backup_every, stop_after_batches" in output
+    assert "export, backup_every, stop_after_batches, fail_after_training" in output
     assert (run_dir / CONFIG_FILE).read_text() == saved
 
     code, output = _train(capsys, f"--resume={run_dir}", "--export=int8", "--stop_after_batches=0")

@@ -9,6 +9,7 @@ know any command's options.
 import errno
 import os
 import sys
+import zipfile
 
 from trainer.config import ConfigError
 
@@ -20,10 +21,13 @@ def _one_paragraph(text: str) -> str:
 
 
 def _resume_hint() -> str:
-    from trainer.runs import HISTORY_FILE, last_created_run_dir
+    """How to continue the run this command was training, if it got as far as training."""
+    from trainer.runs import HISTORY_FILE, METRICS_FILE, last_created_run_dir
 
     run_dir = last_created_run_dir()
     if run_dir is None or not (run_dir / HISTORY_FILE).exists():
+        return ""
+    if (run_dir / METRICS_FILE).exists():
         return ""
     return f" The run folder {run_dir} is kept: continue with `trainer train --resume={run_dir}`."
 
@@ -45,7 +49,7 @@ def _os_error_text(error: OSError) -> str:
                 "(for a run, --run_dir=...)")  # fmt: skip
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"the disk is full (writing{where}); free some space or choose a --run_dir on "
-                "another disk." + _resume_hint())  # fmt: skip
+                "another disk.")  # fmt: skip
     if error.errno == errno.ENOTDIR:
         return f"{path}: a part of this path is a file, not a folder; choose another path"
     if error.errno == errno.EEXIST:
@@ -72,7 +76,7 @@ def describe(error: BaseException) -> tuple[str, int] | None:
     if errors is not None and isinstance(error, errors.ResourceExhaustedError):
         message = _one_paragraph(getattr(error, "message", error))[:400]
         return (f"out of memory or disk space: {message}. Free memory (lower --batch_size) or disk "
-                "space." + _resume_hint()), 1  # fmt: skip
+                "space."), 1  # fmt: skip
     if errors is not None and isinstance(error, errors.OpError):
         message = _one_paragraph(getattr(error, "message", error))[:400]
         return (f"TensorFlow could not read or write a file: {message}. Check that the path "
@@ -82,6 +86,9 @@ def describe(error: BaseException) -> tuple[str, int] | None:
                 "or rename the file whose name is not UTF-8"), 1  # fmt: skip
     if isinstance(error, OSError):
         return _os_error_text(error), 1
+    if isinstance(error, EOFError | zipfile.BadZipFile):
+        return (f"a file ended early or is damaged ({_one_paragraph(error)}); it may be "
+                "truncated: make or copy it again"), 1  # fmt: skip
     if isinstance(error, ValueError | TypeError):
         return _one_paragraph(error), 1
     return None
@@ -96,6 +103,7 @@ def report_error(error: BaseException, program: str) -> int:
     if described is None or os.environ.get("TRAINER_DEBUG"):
         raise error
     text, code = described
-    hint = f" {DEBUG_HINT}" if code == 1 else ""
-    print(f"{program}: error: {text}{hint}", file=sys.stderr, flush=True)
+    if code == 1:
+        text = f"{text}{_resume_hint()} {DEBUG_HINT}"
+    print(f"{program}: error: {text}", file=sys.stderr, flush=True)
     return code
