@@ -2,7 +2,23 @@ from dataclasses import dataclass
 
 import pytest
 
-from trainer.config import ConfigError, field_comments, load_saved_config, parse_args, save_config
+from trainer.config import (
+    ConfigError,
+    choice,
+    choices,
+    count,
+    field_comments,
+    fraction,
+    help_text,
+    in_range,
+    limit,
+    load_saved_config,
+    parse_args,
+    positive,
+    resumable_options,
+    save_config,
+    validate,
+)
 
 
 @dataclass
@@ -95,3 +111,75 @@ def test_saved_config_round_trips(tmp_path):
     config = Config(epochs=4, learning_rate=0.25, name="a b", augment=False)
     save_config(config, tmp_path / "config.yaml")
     assert load_saved_config(Config, tmp_path / "config.yaml") == config
+
+
+@dataclass
+class Checked:
+    epochs: int = count(12)  # passes over the training set
+    learning_rate: float = positive(3e-3)  # peak learning rate
+    dropout: float = fraction(0.3)  # dropout before the head
+    optimizer: str = choice("adamw", "adamw", "adam", "sgd")  # optimizer
+    export: str = choices("float32,int8", "float32", "int8", resumable=True)  # TFLite formats
+    train_limit: int = limit(0)  # first N training images (0 = all)
+    momentum: float = in_range(0.99, 0.5, 1.0)  # batch-norm momentum
+    scale: float = 255.0  # no rule: only finite
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("--epochs=0", "epochs must be >= 1, received 0"),
+        ("--learning_rate=0", "learning_rate must be > 0, received 0.0"),
+        ("--learning_rate=inf", "learning_rate must be a finite number, received inf"),
+        ("--dropout=-0.1", "dropout must be in [0, 1], received -0.1"),
+        ("--optimizer=adagrad", "optimizer must be one of adamw, adam, sgd; received 'adagrad'"),
+        ("--export=float32,int4", "export must be comma-separated, each one of float32, int8"),
+        ("--export=", "export must be comma-separated"),
+        ("--train_limit=-5", "train_limit must be >= 0, received -5"),
+        ("--momentum=0.2", "momentum must be in [0.5, 1], received 0.2"),
+        ("--scale=nan", "scale must be a finite number, received nan"),
+    ],
+)
+def test_declared_rules_are_checked_with_the_option_name(argument, message):
+    with pytest.raises(ConfigError) as info:
+        parse_args(Checked, [argument])
+    assert message in str(info.value)
+
+
+def test_validate_checks_a_config_made_in_code_and_files_too(tmp_path):
+    assert validate(Checked()) == Checked()
+    with pytest.raises(ConfigError, match="epochs must be >= 1, received -1"):
+        validate(Checked(epochs=-1))
+    with pytest.raises(ConfigError, match="epochs expects int, received '3'"):
+        validate(Checked(epochs="3"))
+    path = tmp_path / "c.yaml"
+    path.write_text("dropout: 2\n")
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        parse_args(Checked, [f"--config={path}"])
+    with pytest.raises(ValueError, match="default 'x' is not one of"):
+        choice("x", "a", "b")
+
+
+def test_helper_fields_keep_comments_help_and_resumable():
+    assert field_comments(Checked)["dropout"] == "dropout before the head"
+    assert field_comments(Checked)["optimizer"] == "optimizer"
+    assert resumable_options(Checked) == ["export"]
+    assert parse_args(Checked, ["--epochs=3"]).epochs == 3
+    text = help_text(Checked, "demo")
+    assert "passes over the training set (>= 1)" in text
+    assert "dropout before the head (in [0, 1])" in text
+    assert "TFLite formats (--resume may change it)" in text
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("--config=", "names no file"),
+        ("--config={tmp}", "is a folder"),
+        ("--config={tmp}/latin1.yaml", "is not UTF-8 text"),
+    ],
+)
+def test_bad_config_file_arguments(tmp_path, argument, message):
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=message):
+        parse_args(Config, [argument.format(tmp=tmp_path)])
