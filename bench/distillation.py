@@ -85,17 +85,29 @@ def select_settings(teachers: dict, data, args) -> tuple[list[dict], dict]:
         for temperature in _floats(args.temperatures):
             for alpha in _floats(args.alphas):
                 accuracy = train_student(teacher, fit_data, val_data, 0, args, temperature, alpha)
-                rows.append({"teacher": run_dir, "temperature": temperature, "alpha": alpha,
-                             "val_accuracy": accuracy})  # fmt: skip
-                print(f"select: teacher {run_dir} T={temperature:g} alpha={alpha:g} "
-                      f"validation accuracy {accuracy:.4f}", flush=True)  # fmt: skip
+                rows.append(
+                    {
+                        "teacher": run_dir,
+                        "temperature": temperature,
+                        "alpha": alpha,
+                        "val_accuracy": accuracy,
+                    }
+                )
+                print(
+                    f"select: teacher {run_dir} T={temperature:g} alpha={alpha:g} "
+                    f"validation accuracy {accuracy:.4f}",
+                    flush=True,
+                )
     return rows, max(rows, key=lambda row: row["val_accuracy"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teachers", default="runs/compression-teacher,runs/teacher-no-smoothing",
-                        help="comma list of run directories whose model.keras can teach")  # fmt: skip
+    parser.add_argument(
+        "--teachers",
+        default="runs/compression-teacher,runs/teacher-no-smoothing",
+        help="comma list of run directories whose model.keras can teach",
+    )
     parser.add_argument("--temperatures", default="2,4")
     parser.add_argument("--alphas", default="0.1,0.5")
     parser.add_argument("--validation_size", type=int, default=5000)
@@ -109,29 +121,41 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = data[1]
     teacher_accuracy = {}
     for run_dir, teacher in teachers.items():
-        logits = teacher.predict(x_test[..., None].astype(np.float32) / 255.0, batch_size=1000,
-                                 verbose=0)  # fmt: skip
+        logits = teacher.predict(
+            x_test[..., None].astype(np.float32) / 255.0, batch_size=1000, verbose=0
+        )
         teacher_accuracy[run_dir] = float(np.mean(np.argmax(logits, axis=-1) == y_test))
 
     grid, chosen = select_settings(teachers, data, args)
-    print(f"chosen on validation: teacher {chosen['teacher']} T={chosen['temperature']:g} "
-          f"alpha={chosen['alpha']:g}", flush=True)  # fmt: skip
+    print(
+        f"chosen on validation: teacher {chosen['teacher']} T={chosen['temperature']:g} "
+        f"alpha={chosen['alpha']:g}",
+        flush=True,
+    )
     teacher = teachers[chosen["teacher"]]
     results = {"alone": [], "distilled": []}
     for seed in range(args.seeds):
         for kind in ("alone", "distilled"):
             accuracy = train_student(
-                None if kind == "alone" else teacher, data[0], data[1], seed, args,
-                chosen["temperature"], chosen["alpha"],
-            )  # fmt: skip
+                None if kind == "alone" else teacher,
+                data[0],
+                data[1],
+                seed,
+                args,
+                chosen["temperature"],
+                chosen["alpha"],
+            )
             results[kind].append(accuracy)
             print(f"seed {seed} {kind:<9} test accuracy {accuracy:.4f}", flush=True)
     seconds = time.perf_counter() - started
     summary = {
-        kind: {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-               "values": values}
+        kind: {
+            "mean": statistics.mean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values,
+        }
         for kind, values in results.items()
-    }  # fmt: skip
+    }
     gain = (summary["distilled"]["mean"] - summary["alone"]["mean"]) * 100
     student_params = small_cnn(width=args.width).count_params()
     print(
@@ -142,14 +166,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     for kind, values in summary.items():
         print(f"  {kind:<9} {values['mean']:.2%} +- {values['std'] * 100:.2f} pp")
-    print(f"  gain {gain:+.2f} pp (target >= +0.5 pp: {'MET' if gain >= 0.5 else 'MISSED'}); "
-          f"{seconds / 60:.1f} min")  # fmt: skip
+    print(
+        f"  gain {gain:+.2f} pp (target >= +0.5 pp: {'MET' if gain >= 0.5 else 'MISSED'}); "
+        f"{seconds / 60:.1f} min"
+    )
     atomic_write_json(
         Path("bench/results/distillation.json"),
-        {"date": datetime.now(UTC).isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-         "teacher_accuracy": teacher_accuracy, "settings": vars(args), "selection": grid,
-         "chosen": chosen, "summary": summary, "gain_pp": gain},
-    )  # fmt: skip
+        {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "teacher_accuracy": teacher_accuracy,
+            "settings": vars(args),
+            "selection": grid,
+            "chosen": chosen,
+            "summary": summary,
+            "gain_pp": gain,
+        },
+    )
     return 0
 
 

@@ -73,9 +73,13 @@ def _compiled_model():
     from trainer.models import small_cnn
 
     model = small_cnn(
-        (28, 28, 1), 10, width=RECIPE.width, dropout=RECIPE.dropout,
-        head_units=RECIPE.head_units, batch_norm_momentum=RECIPE.batch_norm_momentum,
-    )  # fmt: skip
+        (28, 28, 1),
+        10,
+        width=RECIPE.width,
+        dropout=RECIPE.dropout,
+        head_units=RECIPE.head_units,
+        batch_norm_momentum=RECIPE.batch_norm_momentum,
+    )
     # A constant learning rate: the recipe's warmup/cosine schedule costs the same per step.
     model.compile(
         optimizer=keras.optimizers.AdamW(RECIPE.learning_rate, weight_decay=RECIPE.weight_decay),
@@ -127,13 +131,22 @@ def epoch_times(x: np.ndarray, y: np.ndarray, rounds: int) -> tuple[_EpochTimer,
     in_memory, with_pipeline = _EpochTimer(), _EpochTimer()
     for index in range(rounds + 1):
         in_memory_model.fit(
-            x_float, y_one_hot, batch_size=BATCH_SIZE, epochs=index + 1, initial_epoch=index,
-            shuffle=True, callbacks=[in_memory.callback], verbose=0,
-        )  # fmt: skip
+            x_float,
+            y_one_hot,
+            batch_size=BATCH_SIZE,
+            epochs=index + 1,
+            initial_epoch=index,
+            shuffle=True,
+            callbacks=[in_memory.callback],
+            verbose=0,
+        )
         pipeline_model.fit(
-            pipeline, epochs=index + 1, initial_epoch=index,
-            callbacks=[with_pipeline.callback], verbose=0,
-        )  # fmt: skip
+            pipeline,
+            epochs=index + 1,
+            initial_epoch=index,
+            callbacks=[with_pipeline.callback],
+            verbose=0,
+        )
         print(
             f"  round {index}{' (warm-up)' if index == 0 else ''}: in-memory "
             f"{in_memory.seconds[-1]:.1f}s ({in_memory.cpu_seconds[-1]:.1f}s CPU), pipeline "
@@ -189,11 +202,22 @@ def main(argv: list[str] | None = None) -> int:
     recipe_rate = rates[f"pipeline alone, {RECIPE.augment} (recipe)"]
 
     rows = [(name, f"{rate:,.0f}", "", "") for name, rate in rates.items()]
-    rows.append(("train small_cnn, in-memory tensors, no augmentation (plain `fit(x, y)`)",
-                 f"{train_rate:,.0f}", f"{in_memory_epoch:.1f}", f"{in_memory_cpu:.1f}"))  # fmt: skip
-    rows.append((f"train small_cnn, `image_dataset` + {RECIPE.augment}",
-                 f"{len(x) / pipeline_epoch:,.0f}", f"{pipeline_epoch:.1f}",
-                 f"{pipeline_cpu:.1f}"))  # fmt: skip
+    rows.append(
+        (
+            "train small_cnn, in-memory tensors, no augmentation (plain `fit(x, y)`)",
+            f"{train_rate:,.0f}",
+            f"{in_memory_epoch:.1f}",
+            f"{in_memory_cpu:.1f}",
+        )
+    )
+    rows.append(
+        (
+            f"train small_cnn, `image_dataset` + {RECIPE.augment}",
+            f"{len(x) / pipeline_epoch:,.0f}",
+            f"{pipeline_epoch:.1f}",
+            f"{pipeline_cpu:.1f}",
+        )
+    )
     print(
         "\n| measurement | images/s | epoch wall s (median) | epoch CPU s (median) |"
         "\n|---|---:|---:|---:|"

@@ -103,38 +103,70 @@ def build(config: Config) -> Experiment:
         x_val, y_val = _as_float(x_train[held_out]), y_train[held_out]
         x_train, y_train = x_train[kept], y_train[kept]
     train = image_dataset(
-        x_train, y_train, num_classes=10, batch_size=config.batch_size, training=True,
-        augment=augmentations_from_config(config.augment), seed=config.seed,
-    )  # fmt: skip
-    print(f"data: {len(x_train)} train / {held} validation / {len(x_test)} test images "
-          f"from {config.data_dir}")  # fmt: skip
+        x_train,
+        y_train,
+        num_classes=10,
+        batch_size=config.batch_size,
+        training=True,
+        augment=augmentations_from_config(config.augment),
+        seed=config.seed,
+    )
+    print(
+        f"data: {len(x_train)} train / {held} validation / {len(x_test)} test images "
+        f"from {config.data_dir}"
+    )
 
     # Model and optimizer: warmup into the chosen schedule (cosine by default).
     momentum = config.batch_norm_momentum or batch_norm_momentum(len(train), config.epochs)
-    model = small_cnn((28, 28, 1), 10, width=config.width, dropout=config.dropout,
-                      head_units=config.head_units, batch_norm_momentum=momentum)  # fmt: skip
+    model = small_cnn(
+        (28, 28, 1),
+        10,
+        width=config.width,
+        dropout=config.dropout,
+        head_units=config.head_units,
+        batch_norm_momentum=momentum,
+    )
     if config.l1 or config.l2:
         model = regularize(model, l1=config.l1, l2=config.l2)
     model = float32_outputs(model)  # a no-op in float32; keeps mixed-precision logits stable
     optimizer = scheduled_optimizer(
-        config.optimizer, config.learning_rate, steps_per_epoch=len(train), epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs, schedule=config.schedule,
-        weight_decay=config.weight_decay, clipnorm=config.clipnorm,
-    )  # fmt: skip
+        config.optimizer,
+        config.learning_rate,
+        steps_per_epoch=len(train),
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        schedule=config.schedule,
+        weight_decay=config.weight_decay,
+        clipnorm=config.clipnorm,
+    )
     loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
     rng = np.random.default_rng(config.seed)
     representative = x_train[rng.choice(len(x_train), min(500, len(x_train)), replace=False)]
     return Experiment(
-        model=model, train=train, x_test=_as_float(x_test), y_test=y_test, class_names=classes,
-        representative=_as_float(representative), x_val=x_val, y_val=y_val,
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        export_formats=tuple(config.export.split(",")), title="Fashion-MNIST small CNN",
-        input_spec={"shape": [28, 28, 1], "dtype": "float32", "range": [0.0, 1.0],
-                    "layout": "NHWC", "preprocessing": "grayscale pixels / 255"},
+        model=model,
+        train=train,
+        x_test=_as_float(x_test),
+        y_test=y_test,
+        class_names=classes,
+        representative=_as_float(representative),
+        x_val=x_val,
+        y_val=y_val,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        export_formats=tuple(config.export.split(",")),
+        title="Fashion-MNIST small CNN",
+        input_spec={
+            "shape": [28, 28, 1],
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "layout": "NHWC",
+            "preprocessing": "grayscale pixels / 255",
+        },
         data_report=data_report,
-    )  # fmt: skip
+    )
 
 
 def main(config: Config) -> dict:

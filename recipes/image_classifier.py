@@ -35,7 +35,7 @@ from trainer.experiment import (
     finish,
     fit,
     start_run,
-)  # fmt: skip
+)
 from trainer.losses import build_loss
 from trainer.models import small_cnn
 from trainer.optimizers import scheduled_optimizer
@@ -87,14 +87,22 @@ def build(config: Config) -> Experiment:
     set_seed(config.seed)
 
     # Data: load, check, clean in memory, carve a stratified validation share from train.
-    options = SourceOptions(image_size=config.image_size, channels=config.channels,
-                            test_fraction=config.test_fraction, seed=config.seed,
-                            download=config.download, tfds_dir=config.tfds_dir, md5=config.md5)  # fmt: skip
+    options = SourceOptions(
+        image_size=config.image_size,
+        channels=config.channels,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        download=config.download,
+        tfds_dir=config.tfds_dir,
+        md5=config.md5,
+    )
     cleaning = Cleaning(config.drop_duplicates, config.drop_leaks, config.drop_label_errors)
     data, data_report = prepare_data(config.data, options, None, cleaning, config.val_fraction)
     if data.kind != "image":
-        raise ValueError(f"{config.data} holds {data.kind} data; image_classifier needs images "
-                         "(use recipes/text_classifier.py for text)")  # fmt: skip
+        raise ValueError(
+            f"{config.data} holds {data.kind} data; image_classifier needs images "
+            "(use recipes/text_classifier.py for text)"
+        )
     x_train, y_train = data.x_train, data.y_train
     if config.balance == "oversample":
         chosen = oversample_indices(y_train, config.seed)
@@ -104,42 +112,72 @@ def build(config: Config) -> Experiment:
     )
     batch_size = config.batch_size or auto_batch_size(len(x_train))
     train = image_dataset(
-        x_train, y_train, num_classes=data.num_classes, batch_size=batch_size, training=True,
-        augment=augmentations_from_config(config.augment), seed=config.seed,
-    )  # fmt: skip
+        x_train,
+        y_train,
+        num_classes=data.num_classes,
+        batch_size=batch_size,
+        training=True,
+        augment=augmentations_from_config(config.augment),
+        seed=config.seed,
+    )
     x_val = None if data.x_val is None else _as_float(data.x_val)
-    print(f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
-          f"{len(data.x_test)} test images {data.x_train.shape[1:]}, {data.num_classes} "
-          f"classes from {config.data}; batch size {batch_size}")  # fmt: skip
+    print(
+        f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
+        f"{len(data.x_test)} test images {data.x_train.shape[1:]}, {data.num_classes} "
+        f"classes from {config.data}; batch size {batch_size}"
+    )
 
     # Model and optimizer: warmup into the chosen schedule (cosine by default).
     momentum = config.batch_norm_momentum or batch_norm_momentum(len(train), config.epochs)
-    model = small_cnn(data.x_train.shape[1:], data.num_classes, width=config.width,
-                      dropout=config.dropout, batch_norm_momentum=momentum)  # fmt: skip
+    model = small_cnn(
+        data.x_train.shape[1:],
+        data.num_classes,
+        width=config.width,
+        dropout=config.dropout,
+        batch_norm_momentum=momentum,
+    )
     optimizer = scheduled_optimizer(
-        config.optimizer, config.learning_rate, steps_per_epoch=len(train), epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs, schedule=config.schedule,
+        config.optimizer,
+        config.learning_rate,
+        steps_per_epoch=len(train),
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        schedule=config.schedule,
         weight_decay=config.weight_decay,
-    )  # fmt: skip
+    )
     loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
     rng = np.random.default_rng(config.seed)
-    representative = data.x_train[rng.choice(len(data.x_train), min(300, len(data.x_train)),
-                                             replace=False)]  # fmt: skip
+    representative = data.x_train[
+        rng.choice(len(data.x_train), min(300, len(data.x_train)), replace=False)
+    ]
     height, width, channels = data.x_train.shape[1:]
     return Experiment(
-        model=model, train=train, x_test=_as_float(data.x_test), y_test=data.y_test,
-        class_names=data.class_names, representative=_as_float(representative),
-        x_val=x_val, y_val=data.y_val, epochs=config.epochs, batch_size=batch_size,
-        learning_rate=config.learning_rate, class_weight=weights,
+        model=model,
+        train=train,
+        x_test=_as_float(data.x_test),
+        y_test=data.y_test,
+        class_names=data.class_names,
+        representative=_as_float(representative),
+        x_val=x_val,
+        y_val=data.y_val,
+        epochs=config.epochs,
+        batch_size=batch_size,
+        learning_rate=config.learning_rate,
+        class_weight=weights,
         export_formats=tuple(config.export.split(",")),
-        title=f"Image classifier on {config.data}", data_report=data_report,
-        input_spec={"shape": [height, width, channels], "dtype": "float32",
-                    "range": [0.0, 1.0], "layout": "NHWC",
-                    "preprocessing": f"resize to {height}x{width}, "
-                    f"{'RGB' if channels == 3 else 'grayscale'}, pixels / 255"},
-    )  # fmt: skip
+        title=f"Image classifier on {config.data}",
+        data_report=data_report,
+        input_spec={
+            "shape": [height, width, channels],
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "layout": "NHWC",
+            "preprocessing": f"resize to {height}x{width}, "
+            f"{'RGB' if channels == 3 else 'grayscale'}, pixels / 255",
+        },
+    )
 
 
 def main(config: Config) -> dict:

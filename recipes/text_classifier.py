@@ -73,19 +73,28 @@ def build(config: Config) -> Experiment:
     check_balance_mode(config.balance)
     formats = parse_formats(config.export)
     if "int8" in formats:
-        raise ValueError(f"export={config.export!r}: int8 would quantize the token-id input; "
-                         "use float32, float16 or dynamic for text models")  # fmt: skip
+        raise ValueError(
+            f"export={config.export!r}: int8 would quantize the token-id input; "
+            "use float32, float16 or dynamic for text models"
+        )
     set_seed(config.seed)
 
     # Data: load, check, clean in memory, carve a stratified validation share from train.
-    options = SourceOptions(test_fraction=config.test_fraction, seed=config.seed,
-                            label_column=config.label_column, text_column=config.text_column,
-                            download=config.download, tfds_dir=config.tfds_dir)  # fmt: skip
+    options = SourceOptions(
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        label_column=config.label_column,
+        text_column=config.text_column,
+        download=config.download,
+        tfds_dir=config.tfds_dir,
+    )
     cleaning = Cleaning(config.drop_duplicates, config.drop_leaks, config.drop_label_errors)
     data, data_report = prepare_data(config.data, options, None, cleaning, config.val_fraction)
     if data.kind != "text":
-        raise ValueError(f"{config.data} holds {data.kind} data; text_classifier needs text "
-                         "(use recipes/image_classifier.py for images)")  # fmt: skip
+        raise ValueError(
+            f"{config.data} holds {data.kind} data; text_classifier needs text "
+            "(use recipes/image_classifier.py for images)"
+        )
     vectorizer = Vectorizer(config.vocab_size, config.sequence_length).adapt(data.x_train)
     x_train, y_train = vectorizer(data.x_train), data.y_train
     x_val = None if data.x_val is None else vectorizer(data.x_val)
@@ -99,36 +108,64 @@ def build(config: Config) -> Experiment:
     batch_size = config.batch_size or auto_batch_size(len(x_train))
     train = token_dataset(x_train, y_train, data.num_classes, batch_size, True, config.seed)
     words = len(vectorizer.vocabulary)
-    print(f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
-          f"{len(x_test)} test texts, {words} words, {data.num_classes} classes from "
-          f"{config.data}; batch size {batch_size}")  # fmt: skip
+    print(
+        f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
+        f"{len(x_test)} test texts, {words} words, {data.num_classes} classes from "
+        f"{config.data}; batch size {batch_size}"
+    )
 
-    model = text_classifier(config.sequence_length, words, data.num_classes,
-                            config.embedding_dim, config.width, config.dropout)  # fmt: skip
+    model = text_classifier(
+        config.sequence_length,
+        words,
+        data.num_classes,
+        config.embedding_dim,
+        config.width,
+        config.dropout,
+    )
     optimizer = scheduled_optimizer(
-        config.optimizer, config.learning_rate, steps_per_epoch=len(train), epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs, schedule=config.schedule,
+        config.optimizer,
+        config.learning_rate,
+        steps_per_epoch=len(train),
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        schedule=config.schedule,
         weight_decay=config.weight_decay,
-    )  # fmt: skip
+    )
     loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
     rng = np.random.default_rng(config.seed)
     representative = x_train[rng.choice(len(x_train), min(300, len(x_train)), replace=False)]
-    tokens = ("The model takes float32 token ids: lower-case, strip punctuation, split on "
-              "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
-              f"{config.sequence_length} ids per text.")  # fmt: skip
+    tokens = (
+        "The model takes float32 token ids: lower-case, strip punctuation, split on "
+        "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
+        f"{config.sequence_length} ids per text."
+    )
     return Experiment(
-        model=model, train=train, x_test=x_test, y_test=data.y_test,
-        class_names=data.class_names, representative=representative, x_val=x_val,
-        y_val=data.y_val, epochs=config.epochs, batch_size=batch_size,
-        learning_rate=config.learning_rate, class_weight=weights, export_formats=tuple(formats),
-        title=f"Text classifier on {config.data}", data_report=data_report,
-        input_spec={"shape": [config.sequence_length], "dtype": "float32",
-                    "preprocessing": tokens, "vocabulary": "vocabulary.txt"},
+        model=model,
+        train=train,
+        x_test=x_test,
+        y_test=data.y_test,
+        class_names=data.class_names,
+        representative=representative,
+        x_val=x_val,
+        y_val=data.y_val,
+        epochs=config.epochs,
+        batch_size=batch_size,
+        learning_rate=config.learning_rate,
+        class_weight=weights,
+        export_formats=tuple(formats),
+        title=f"Text classifier on {config.data}",
+        data_report=data_report,
+        input_spec={
+            "shape": [config.sequence_length],
+            "dtype": "float32",
+            "preprocessing": tokens,
+            "vocabulary": "vocabulary.txt",
+        },
         artifacts={"vocabulary.txt": "\n".join(vectorizer.vocabulary) + "\n"},
         report_sections={"Tokens": tokens},
-    )  # fmt: skip
+    )
 
 
 def main(config: Config) -> dict:

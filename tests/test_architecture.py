@@ -45,8 +45,9 @@ def _imports(path: Path, name: str, known: set[str]) -> set[str]:
     for module in found:
         # `import trainer` / `from trainer import keras` reach the package root only, which
         # every module may import (it sets the Keras 2 path before TensorFlow loads).
-        if module == "trainer" or not (module.startswith("trainer.") or module == "recipes"
-                                       or module.startswith("recipes.")):  # fmt: skip
+        if module == "trainer" or not (
+            module.startswith("trainer.") or module == "recipes" or module.startswith("recipes.")
+        ):
             continue
         while module not in known and "." in module and not module.startswith("recipes"):
             module = module.rpartition(".")[0]
@@ -62,8 +63,7 @@ def _graph() -> dict[str, set[str]]:
 
 def test_library_modules_never_import_the_command_line_or_recipes():
     wrong = {
-        name: sorted(target for target in targets
-                     if target.startswith(("trainer.cli", "recipes")))  # fmt: skip
+        name: sorted(target for target in targets if target.startswith(("trainer.cli", "recipes")))
         for name, targets in _graph().items()
         if not name.startswith("trainer.cli")
     }

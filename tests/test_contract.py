@@ -38,8 +38,15 @@ def test_user_recipe_trains_and_lr_find_sweeps_it(user_recipe, tmp_path, capsys)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85  # 10 classes: chance is 0.1
     assert metrics["at_chance"] is False and metrics["epochs"] == 8
-    for name in ("model.keras", "model_float32.tflite", "model_int8.tflite", "report.md",
-                 "learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png"):  # fmt: skip
+    for name in (
+        "model.keras",
+        "model_float32.tflite",
+        "model_int8.tflite",
+        "report.md",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "per_class_accuracy.png",
+    ):
         assert (run_dir / name).is_file(), name
     report = (run_dir / "report.md").read_text()
     assert "## Fit diagnosis" in report and "held out of the training data" in report
@@ -80,8 +87,16 @@ def test_quick_fashion_run_is_far_above_chance(tmp_path):
     """Two epochs on 6,000 images gave 10.0% test accuracy with Keras's BN momentum 0.99."""
     _fashion_or_skip()
     run_dir = tmp_path / "run"
-    args = ["train", "fashion_mnist", "--epochs=2", "--train_limit=6000", "--test_limit=1000",
-            f"--run_dir={run_dir}", "--export=float32", "--backup_every=0"]  # fmt: skip
+    args = [
+        "train",
+        "fashion_mnist",
+        "--epochs=2",
+        "--train_limit=6000",
+        "--test_limit=1000",
+        f"--run_dir={run_dir}",
+        "--export=float32",
+        "--backup_every=0",
+    ]
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.70 and metrics["at_chance"] is False
@@ -104,17 +119,28 @@ def test_small_image_folder_with_few_steps_per_epoch_is_far_above_chance(tmp_pat
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(_fashion_or_skip(), True)
     root = tmp_path / "photos"
-    for split, images, labels, count in (("train", x_train, y_train, 100),
-                                         ("test", x_test, y_test, 30)):  # fmt: skip
+    for split, images, labels, count in (
+        ("train", x_train, y_train, 100),
+        ("test", x_test, y_test, 30),
+    ):
         for label in range(10):
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True)
             for index in np.flatnonzero(labels == label)[:count]:
                 Image.fromarray(images[index]).save(folder / f"{index}.png")
     run_dir = tmp_path / "run"
-    args = ["train", "image_classifier", f"--data={root}", f"--run_dir={run_dir}",
-            "--epochs=4", "--batch_size=64", "--image_size=28", "--width=16",
-            "--export=float32", "--backup_every=0"]  # fmt: skip
+    args = [
+        "train",
+        "image_classifier",
+        f"--data={root}",
+        f"--run_dir={run_dir}",
+        "--epochs=4",
+        "--batch_size=64",
+        "--image_size=28",
+        "--width=16",
+        "--export=float32",
+        "--backup_every=0",
+    ]
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.65 and not metrics["at_chance"]

@@ -18,8 +18,9 @@ def blobs(count=1024, seed=0):
 
 def mlp(optimizer):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, "relu"),
-                              keras.layers.Dense(4)])  # fmt: skip
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(4)]
+    )
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
@@ -79,8 +80,17 @@ def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "sweep.png"
-    args = ["lr-find", "fashion_mnist", "--steps=40", "--min_lr=1e-5", "--max_lr=1",
-            f"--out={out}", f"--data_dir={fashion_dir}", "--batch_size=32", "--width=8"]  # fmt: skip
+    args = [
+        "lr-find",
+        "fashion_mnist",
+        "--steps=40",
+        "--min_lr=1e-5",
+        "--max_lr=1",
+        f"--out={out}",
+        f"--data_dir={fashion_dir}",
+        "--batch_size=32",
+        "--width=8",
+    ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "suggested learning rate: " in printed and f"plot: {out}" in printed

@@ -119,9 +119,14 @@ def test_scheduled_optimizer_warms_up_then_decays(
     steps_per_epoch, epochs, warmup_epochs, schedule, warmup_steps, total_steps
 ):
     optimizer = scheduled_optimizer(
-        "adamw", 0.01, steps_per_epoch=steps_per_epoch, epochs=epochs,
-        warmup_epochs=warmup_epochs, schedule=schedule, weight_decay=1e-4,
-    )  # fmt: skip
+        "adamw",
+        0.01,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        schedule=schedule,
+        weight_decay=1e-4,
+    )
     rate = optimizer._learning_rate  # the schedule; the public property is its current value
     peak = max(float(rate(step)) for step in range(total_steps))
     assert math.isclose(peak, 0.01, rel_tol=0.02)

@@ -123,8 +123,8 @@ class FitResult:
     the epoch whose weights the model holds, and the fit diagnosis."""
 
     history: dict[str, list[float]]
-    seconds: float
-    cpu_seconds: float
+    seconds: float  # training wall time, summed over the sessions of a resumed run
+    cpu_seconds: float  # process CPU time of this session
     best_epoch: int | None = None  # 1-based epoch whose weights were kept; None = the last
     findings: list = dataclasses.field(default_factory=list)
 
@@ -160,7 +160,14 @@ def fit(
     """
     from trainer.callbacks import FitDiagnosis
     from trainer.checkpoint import BestModelCheckpoint
-    from trainer.runs import HISTORY_FILE, fit_verbosity, read_history, run_callbacks
+    from trainer.runs import (
+        BEST_MODEL_FILE,
+        HISTORY_FILE,
+        add_training_seconds,
+        fit_verbosity,
+        read_history,
+        run_callbacks,
+    )
 
     run_dir = Path(run_dir)
     validation = validation_dataset(experiment)
@@ -180,13 +187,12 @@ def fit(
         verbose=fit_verbosity(),
     )
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    # A resumed run reports its training time over every session, not only the last one.
+    seconds = add_training_seconds(run_dir, seconds)
     # history.csv rather than fit's History, so that a resumed run reports all its epochs.
     history = read_history(run_dir / HISTORY_FILE)
     best_epoch = _restore_best(experiment.model, best, history)
     return FitResult(history, seconds, cpu_seconds, best_epoch, list(diagnosis.findings))
-
-
-BEST_MODEL_FILE = "best_epoch.keras"
 
 
 def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:

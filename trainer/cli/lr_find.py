@@ -53,8 +53,11 @@ def run(argv: list[str]) -> int:
         print("\nrecipe options: `trainer lr-find RECIPE --help`")
         return 0 if argv else 2
     if argv[0].startswith("-"):
-        print(f"{USAGE}\ntrainer lr-find: error: the first argument must be a recipe, received "
-              f"{argv[0]!r}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{USAGE}\ntrainer lr-find: error: the first argument must be a recipe, received "
+            f"{argv[0]!r}",
+            file=sys.stderr,
+        )
         return 2
     mine, recipe_args = _split(argv[1:])
     program = f"trainer lr-find {argv[0]}"
@@ -77,15 +80,19 @@ def run(argv: list[str]) -> int:
     from trainer.lr_finder import find_learning_rate
 
     experiment = module.build(config)
-    print(f"sweeping {options.steps} steps from {options.min_lr:.0e} to {options.max_lr:.0e}",
-          flush=True)  # fmt: skip
+    print(
+        f"sweeping {options.steps} steps from {options.min_lr:.0e} to {options.max_lr:.0e}",
+        flush=True,
+    )
     result = find_learning_rate(
         experiment.model, experiment.train, options.steps, options.min_lr, options.max_lr
     )
     path = result.plot(options.out)
     print(f"swept {len(result.learning_rates)} steps up to {result.learning_rates[-1]:.1e}")
-    print(f"lowest smoothed loss at {result.minimum_loss_rate:.2e}; steepest fall at "
-          f"{result.steepest_rate:.2e}")  # fmt: skip
+    print(
+        f"lowest smoothed loss at {result.minimum_loss_rate:.2e}; steepest fall at "
+        f"{result.steepest_rate:.2e}"
+    )
     for note in result.notes:
         print(f"note: {note}")
     print(
