@@ -243,6 +243,9 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
         run_dir,
         list(experiment.export_formats),
         representative_images=experiment.representative,
+        class_names=list(names),
+        input_spec=experiment.input_spec,
+        artifacts=list(experiment.artifacts),
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     history = fit.history
