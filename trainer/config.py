@@ -6,9 +6,9 @@ prints `--help` from the fields and their comments, and saves the resolved confi
 parsing and validation only; it must not know about any particular recipe.
 
 Each field may declare its allowed values next to it with a small helper (`count`, `limit`,
-`positive`, `non_negative`, `fraction`, `in_range`, `choice`, `choices`, `option`), stored in the field's
-metadata; `validate(config)` checks every field against them (and every float for being
-finite) before any work, so a new option cannot skip the checks. `parse_args` validates.
+`positive`, `at_least`, `fraction`, `in_range`, `choice`, `choices`, `option`), stored in the
+field's metadata; `validate(config)` checks every field against them (and every float for
+being finite) before any work, so a new option cannot skip the checks. `parse_args` validates.
 
 Example:
 
@@ -72,6 +72,12 @@ def limit(default: int | float, *, resumable: bool = False) -> Any:
 
 
 non_negative = limit
+
+
+def at_least(default: int | float, minimum: int | float, *, resumable: bool = False) -> Any:
+    """A number >= `minimum`, for options with a special value below 0 (e.g. -1 = automatic)."""
+    metadata = {"minimum": minimum, "resumable": resumable}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def positive(default: float, *, resumable: bool = False) -> Any:
