@@ -387,8 +387,10 @@ class Search:
 
     def ptq(self) -> Candidate:
         self._log("post-training quantization")
-        formats = ["float16", "dynamic", "int8"] if self.int8 == "int8" else ["float16"]
-        for format in formats[:-1]:
+        # The quantized format (int8, or dynamic standing in for it) is measured last and
+        # decides whether auto mode tries QAT.
+        lighter = ["float16", "dynamic"] if self.int8 == "int8" else ["float16"]
+        for format in lighter:
             self.measure("ptq", "", self.model, format, time.perf_counter())
         return self.measure("ptq", "", self.model, self.int8, time.perf_counter())
 
