@@ -99,12 +99,13 @@ def _digits(root: Path, quick: bool) -> str:
 
 
 # name -> (recipe module, builder(root, quick) -> a line saying where the data came from)
+# In order of cost, so that an interrupted run has its table for the cheap sets.
 SETS: dict[str, tuple[str, Callable[[Path, bool], str]]] = {
+    "digits": ("image_classifier", _digits),
     "fashion-50": ("image_classifier", _fashion(50)),
+    "debian-descriptions": ("text_classifier", _build_debian),
     "fashion-200": ("image_classifier", _fashion(200)),
     "fashion-1000": ("image_classifier", _fashion(1000)),
-    "digits": ("image_classifier", _digits),
-    "debian-descriptions": ("text_classifier", _build_debian),
 }
 
 
