@@ -397,3 +397,56 @@ def test_missing_run_files_and_help(text_run, tmp_path, capsys):
     assert "student_width" in capsys.readouterr().err
     assert trainer_main(["compress", "--help"]) == 0
     assert "--max_accuracy_drop" in capsys.readouterr().out
+
+
+def test_an_image_classifier_run_compresses(tmp_path):
+    from datagen import write_image_folder
+
+    photos = tmp_path / "photos"
+    write_image_folder(photos / "train", per_class=30, seed=1)
+    write_image_folder(photos / "test", per_class=10, seed=2)
+    run = tmp_path / "run"
+    train = ["train", "image_classifier", f"--data={photos}", f"--run_dir={run}", "--epochs=3",
+             "--image_size=16", "--width=8", "--batch_size=16", "--learning_rate=0.01",
+             "--export=float32,int8", "--augment=crop:2"]  # fmt: skip
+    assert trainer_main(train) == 0
+    out = tmp_path / "out"
+    args = ["compress", str(run), "--method=ptq,distill", "--distill_epochs=1",
+            "--max_accuracy_drop=100", f"--out_dir={out}"]  # fmt: skip
+    assert trainer_main(args) == 0
+    candidates = _metrics(out)["candidates"]
+    assert [c["name"] for c in candidates] == [
+        "original-float32", "ptq-float16", "ptq-dynamic", "ptq-int8",
+        "distill-width4-float32", "distill+ptq-width4-int8",
+    ]  # fmt: skip
+    # The run's own 16x16 RGB test images, scored through the recipe's preprocessing.
+    test_accuracy = json.loads((run / "metrics.json").read_text())["test_accuracy"]
+    assert candidates[0]["test_accuracy"] == pytest.approx(test_accuracy, abs=1 / 30)
+    assert candidates[4]["parameters"] < 0.5 * candidates[0]["parameters"]
+
+
+def test_a_text_classifier_run_compresses_with_dynamic_range(tmp_path):
+    from datagen import write_imdb
+
+    root = write_imdb(tmp_path / "aclImdb", per_class=20)
+    run = tmp_path / "run"
+    train = ["train", "text_classifier", f"--data={root}", f"--run_dir={run}", "--epochs=12",
+             "--sequence_length=24", "--embedding_dim=16", "--width=16", "--batch_size=8",
+             "--learning_rate=0.01"]  # fmt: skip
+    assert trainer_main(train) == 0
+    out = tmp_path / "out"
+    args = ["compress", str(run), "--method=ptq,structured,distill", "--structured_ratios=0.5",
+            "--structured_epochs=1", "--distill_epochs=1", "--max_accuracy_drop=100",
+            f"--out_dir={out}"]  # fmt: skip
+    assert trainer_main(args) == 0
+    metrics = _metrics(out)
+    assert [c["name"] for c in metrics["candidates"]] == [
+        "original-float32", "ptq-float16", "ptq-dynamic",
+        "structured-ratio0.5-float32", "structured+ptq-ratio0.5-dynamic",
+        "distill-width8-float32", "distill+ptq-width8-dynamic",
+    ]  # fmt: skip
+    by_name = {c["name"]: c for c in metrics["candidates"]}
+    assert (
+        by_name["ptq-dynamic"]["test_accuracy"]
+        >= by_name["original-float32"]["test_accuracy"] - 0.05
+    )
