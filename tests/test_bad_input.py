@@ -248,6 +248,20 @@ def test_new_run_into_a_killed_runs_folder_is_refused_and_resume_finishes_it(
     assert len(read_history(run_dir / "history.csv")["loss"]) == 3
 
 
+def test_a_run_saved_with_a_bad_export_format_can_be_finished(recipe, tmp_path, capsys):
+    # Before the rules, `--export=float32,int4` was refused only after training, and a resume
+    # took no overrides, so such a run could never finish.
+    run_dir = tmp_path / "run"
+    _killed_run(capsys, recipe, run_dir)
+    config = run_dir / CONFIG_FILE
+    config.write_text(config.read_text().replace("export: float32", "export: float32,int4"))
+    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    assert code == 2 and "export must be comma-separated" in output, output
+    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0", "--export=int8")
+    assert code == 0, output
+    assert json.loads((run_dir / "metrics.json").read_text())["iterations"] == 12
+
+
 def _truncate_data(pointer: Path) -> None:
     data = sorted(pointer.parent.glob("*.data-*"))[-1]
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])

@@ -326,12 +326,18 @@ def help_text(config_class: type, program: str) -> str:
 
 
 def parse_args(
-    config_class: type[ConfigT], argv: list[str] | None = None, program: str = "recipe"
+    config_class: type[ConfigT],
+    argv: list[str] | None = None,
+    program: str = "recipe",
+    *,
+    check: bool = True,
 ) -> ConfigT:
     """Builds a `config_class` instance from `--key=value` arguments.
 
     `--config=FILE` (YAML or JSON) sets defaults first; command-line values override them.
     A bare `--flag` sets a bool field to true. `--help` prints every field and exits.
+    `check=False` skips `validate` (only types are converted), e.g. to read an old run's
+    config.yaml whose values a newer rule would refuse.
 
     Raises:
         ConfigError: unknown key (listing the valid keys), a value of the wrong type or
@@ -378,7 +384,8 @@ def parse_args(
             values[key] = convert_value(key, types[key], value)
     for key, value in command_line.items():
         values[key] = convert_value(key, types[key], value)
-    return validate(config_class(**values))
+    config = config_class(**values)
+    return validate(config) if check else config
 
 
 def to_dict(config: Any) -> dict[str, Any]:

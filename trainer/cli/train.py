@@ -58,9 +58,9 @@ def run_recipe(config_class: type, main: Callable, argv: list[str] | None, progr
         return report_error(error, program)
 
 
-def _parse(config_class: type, argv: list[str] | None, program: str) -> Any:
+def _parse(config_class: type, argv: list[str] | None, program: str, check: bool = True) -> Any:
     try:
-        return parse_args(config_class, argv, program=program)
+        return parse_args(config_class, argv, program=program, check=check)
     except FileNotFoundError as error:  # a missing --config file is a bad option: exit 2
         raise ConfigError(str(error)) from None
 
@@ -129,7 +129,9 @@ def _resume(argv: list[str]) -> int:
         raise ConfigError(str(error)) from None
     module = _load_recipe(recipe)
     program = f"trainer train --resume={run_dir}"
-    saved = _parse(module.Config, options, program)
+    # Read without the rules: a run saved with a value a rule now refuses (say an unknown
+    # export format) can still be finished by overriding that resumable option.
+    saved = _parse(module.Config, options, program, check=False)
     config = _parse(module.Config, [*options, *overrides], program)
     allowed = resumable_options(module.Config)
     refused = [name for name in changed_options(saved, config) if name not in allowed]
