@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainer  # noqa: E402,F401  (selects the Keras 2 API before TensorFlow loads)
-from trainer.compression import CompressConfig, compress_run  # noqa: E402
+from trainer.compress import CompressConfig, compress_run  # noqa: E402
 from trainer.files import atomic_write_json  # noqa: E402
 
 
