@@ -210,3 +210,18 @@ def test_early_stopping_restores_best_weights_in_plain_fit():
 def test_resume_backup_rejects_bad_frequency(tmp_path):
     with pytest.raises(ValueError, match="save_freq must be 'epoch' or an int >= 1, received 0"):
         ResumeBackup(tmp_path, save_freq=0)
+
+
+def test_resume_backup_refuses_a_broken_backup_in_plain_fit(tmp_path):
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    backup = tmp_path / "backup"
+    _val_model().fit(x, y, epochs=1, verbose=0, callbacks=[ResumeBackup(backup, save_freq=1)])
+    pointer = next(backup.rglob("checkpoint"))
+    data = sorted(pointer.parent.glob("*.data-*"))[-1]
+    data.write_bytes(data.read_bytes()[:10])
+    with pytest.raises(ValueError, match=r"cannot be restored: reading .* failed"):
+        _val_model().fit(x, y, epochs=2, verbose=0, callbacks=[ResumeBackup(backup)])
+    pointer.write_text("garbage")
+    with pytest.raises(ValueError, match="names no checkpoint"):
+        _val_model().fit(x, y, epochs=2, verbose=0, callbacks=[ResumeBackup(backup)])

@@ -25,6 +25,7 @@ import tf_keras as keras
 
 from trainer.files import atomic_save, atomic_write_json
 from trainer.keras_path import check_keras_object
+from trainer.runs import backup_problem
 
 
 class ResumeBackup(keras.callbacks.BackupAndRestore):
@@ -58,6 +59,17 @@ class ResumeBackup(keras.callbacks.BackupAndRestore):
         # A Keras 3 model would fail deep inside tf_keras with an AttributeError.
         check_keras_object(model, "model")
         super().set_model(model)
+
+    def on_train_begin(self, logs=None):
+        # tf_keras would fail on a broken backup with an IndexError deep in the restore, or
+        # silently start from epoch 1 when the pointer file is garbage.
+        problem = backup_problem(self.backup_dir)
+        if problem:
+            raise ValueError(
+                f"the backup in {self.backup_dir} cannot be restored: {problem}. Delete that "
+                "folder to train from epoch 1 (with `trainer train`: --resume=RUN_DIR --restart)"
+            )
+        super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         # The parent saves at epoch ends only when save_freq == "epoch"; without this, a run

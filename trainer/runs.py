@@ -273,30 +273,17 @@ def has_backup(run_dir: str | Path) -> bool:
     return any((Path(run_dir) / BACKUP_DIR).rglob("checkpoint"))
 
 
-def check_backup(run_dir: str | Path) -> None:
-    """Reads every tensor of the backup in `run_dir` so a broken one is found before training.
-
-    Does nothing when there is no backup folder.
-
-    Raises:
-        BrokenBackupError: the `checkpoint` pointer is missing or garbage, a file it names is
-            missing, or a file is truncated; the message offers `--restart`.
-    """
-    backup = Path(run_dir) / BACKUP_DIR
+def backup_problem(backup_dir: str | Path) -> str | None:
+    """Why the `ResumeBackup` folder `backup_dir` cannot be restored, or None if it can (or
+    holds nothing). Reads every tensor, so a truncated file is found before training."""
+    backup = Path(backup_dir)
     if not backup.is_dir() or not any(backup.rglob("*")):
-        return
-    import tensorflow as tf
-
-    def broken(reason: str) -> BrokenBackupError:
-        return BrokenBackupError(
-            f"the training backup in {backup} is broken ({reason}), so the run cannot "
-            f"continue from it; start it again from epoch 1 in the same folder with "
-            f"`trainer train --resume={run_dir} --restart` (discards the backup and history)"
-        )
-
+        return None
     pointers = sorted(backup.rglob("checkpoint"))
     if not pointers:
-        raise broken("its `checkpoint` pointer file is missing")
+        return "its `checkpoint` pointer file is missing"
+    import tensorflow as tf
+
     for pointer in pointers:
         # Parsed here rather than by TensorFlow, which logs a ParseError and ignores it.
         try:
@@ -305,18 +292,35 @@ def check_backup(run_dir: str | Path) -> None:
             text = ""
         named = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
         if not named:
-            raise broken(f"its pointer file {pointer} names no checkpoint")
-        prefix = named.group(1)
-        prefix = str(pointer.parent / Path(prefix).name)
+            return f"its pointer file {pointer} names no checkpoint"
+        prefix = str(pointer.parent / Path(named.group(1)).name)
         if not Path(prefix + ".index").is_file():
-            raise broken(f"{prefix}.index is missing")
+            return f"{prefix}.index is missing"
         try:
             reader = tf.train.load_checkpoint(prefix)
             for name in reader.get_variable_to_shape_map():
                 reader.get_tensor(name)
         except (tf.errors.OpError, ValueError, IndexError) as error:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise broken(f"reading {prefix} failed: {first_line[:200]}") from None
+            return f"reading {prefix} failed: {first_line[:200]}"
+    return None
+
+
+def check_backup(run_dir: str | Path) -> None:
+    """Checks the backup of the run in `run_dir` before `--resume` trains (see `backup_problem`).
+
+    Raises:
+        BrokenBackupError: the `checkpoint` pointer is missing or garbage, a file it names is
+            missing, or a file is truncated; the message offers `--restart`.
+    """
+    backup = Path(run_dir) / BACKUP_DIR
+    problem = backup_problem(backup)
+    if problem:
+        raise BrokenBackupError(
+            f"the training backup in {backup} is broken ({problem}), so the run cannot "
+            f"continue from it; start it again from epoch 1 in the same folder with "
+            f"`trainer train --resume={run_dir} --restart` (discards the backup and history)"
+        )
 
 
 def discard_training_state(run_dir: str | Path) -> None:
