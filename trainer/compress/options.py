@@ -21,6 +21,7 @@ from trainer.config import (
 
 METHODS = ("ptq", "qat", "prune", "pqat", "cluster", "cqat", "structured", "distill")
 PREFER = ("size", "latency")
+MIN_PRUNED_WEIGHTS = 1024  # magnitude pruning leaves layers with fewer kernel weights unpruned
 CRITERIA = ("l1", "l2", "bn")  # as trainer.compression.structured; not imported: --help stays fast
 
 

@@ -1,20 +1,21 @@
 """The report of `trainer compress`: summary, candidate table, legend, plot and metrics.
 
 Writes `OUT_DIR/report.md`, `OUT_DIR/metrics.json` and `OUT_DIR/accuracy_vs_size.png` from a
-finished `Search`. This module must not train, convert or measure models.
+finished `trainer.compress.search.Search`. This module must not train, convert or measure models.
 """
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from trainer.compress.candidates import Candidate, candidates_table, kibibytes
+from trainer.compress.options import MIN_PRUNED_WEIGHTS
 
-if TYPE_CHECKING:
-    from trainer.compress.search import Search
+# `search` below is a finished `trainer.compress.search.Search`; it is not imported here,
+# because the search imports this module to write its report.
 
 
-def summary(best: Candidate, search: "Search", seconds: float) -> str:
+def summary(best: Candidate, search: Any, seconds: float) -> str:
     """The report's first paragraph: what was kept and what it gained and cost."""
     reference, config = search.candidates[0], search.config
     preferred = "gzip size" if config.prefer == "size" else "latency"
@@ -30,10 +31,8 @@ def summary(best: Candidate, search: "Search", seconds: float) -> str:
     )
 
 
-def legend(search: "Search") -> str:
+def legend(search: Any) -> str:
     """How to read the table: what selects, what scores, how candidates were trained."""
-    from trainer.compress.search import MIN_PRUNED_WEIGHTS
-
     experiment, config = search.experiment, search.config
     if experiment.validation_held_out:
         bias = (
@@ -77,7 +76,7 @@ def legend(search: "Search") -> str:
 
 
 def write_compression_report(
-    search: "Search", best: Candidate, run_dir: str | Path, seconds: float
+    search: Any, best: Candidate, run_dir: str | Path, seconds: float
 ) -> dict:
     """Writes report.md, metrics.json and accuracy_vs_size.png into the search's `out_dir`;
     returns the metrics."""

@@ -32,6 +32,7 @@ import tf_keras as keras
 
 from trainer.compress.candidates import Candidate, best_candidate
 from trainer.compress.options import (
+    MIN_PRUNED_WEIGHTS,
     CompressConfig,
     check_compress_options,
     parse_fractions,
@@ -50,7 +51,6 @@ from trainer.compression import (
 )
 from trainer.experiment import Experiment
 
-MIN_PRUNED_WEIGHTS = 1024  # the search leaves layers with fewer kernel weights unpruned
 STUDENT_RATIO = 0.5  # filters removed from the original for a student of a width-less recipe
 # Fine-tuning runs at a sixth of the run's peak learning rate unless --learning_rate says
 # otherwise (Fashion-MNIST: 5e-4 against 3e-3), QAT and clustering at a fifth of that again.
