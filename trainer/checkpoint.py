@@ -19,13 +19,13 @@ Example:
 
 import json
 import math
+import re
 from pathlib import Path
 
 import tf_keras as keras
 
 from trainer.files import atomic_save, atomic_write_json
 from trainer.keras_path import check_keras_object
-from trainer.runs import backup_problem
 
 
 class ResumeBackup(keras.callbacks.BackupAndRestore):
@@ -167,3 +167,36 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 def _save_model_atomically(model, path: Path) -> None:
     atomic_save(path, lambda temporary: model.save(temporary, overwrite=True))
+
+
+def backup_problem(backup_dir: str | Path) -> str | None:
+    """Why the `ResumeBackup` folder `backup_dir` cannot be restored, or None if it can (or
+    holds nothing). Reads every tensor, so a truncated file is found before training."""
+    backup = Path(backup_dir)
+    if not backup.is_dir() or not any(backup.rglob("*")):
+        return None
+    pointers = sorted(backup.rglob("checkpoint"))
+    if not pointers:
+        return "its `checkpoint` pointer file is missing"
+    import tensorflow as tf
+
+    for pointer in pointers:
+        # Parsed here rather than by TensorFlow, which logs a ParseError and ignores it.
+        try:
+            text = pointer.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        named = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
+        if not named:
+            return f"its pointer file {pointer} names no checkpoint"
+        prefix = str(pointer.parent / Path(named.group(1)).name)
+        if not Path(prefix + ".index").is_file():
+            return f"{prefix}.index is missing"
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+        except (tf.errors.OpError, ValueError, IndexError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            return f"reading {prefix} failed: {first_line[:200]}"
+    return None

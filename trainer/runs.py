@@ -20,7 +20,6 @@ import datetime
 import json
 import math
 import os
-import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -273,46 +272,16 @@ def has_backup(run_dir: str | Path) -> bool:
     return any((Path(run_dir) / BACKUP_DIR).rglob("checkpoint"))
 
 
-def backup_problem(backup_dir: str | Path) -> str | None:
-    """Why the `ResumeBackup` folder `backup_dir` cannot be restored, or None if it can (or
-    holds nothing). Reads every tensor, so a truncated file is found before training."""
-    backup = Path(backup_dir)
-    if not backup.is_dir() or not any(backup.rglob("*")):
-        return None
-    pointers = sorted(backup.rglob("checkpoint"))
-    if not pointers:
-        return "its `checkpoint` pointer file is missing"
-    import tensorflow as tf
-
-    for pointer in pointers:
-        # Parsed here rather than by TensorFlow, which logs a ParseError and ignores it.
-        try:
-            text = pointer.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            text = ""
-        named = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
-        if not named:
-            return f"its pointer file {pointer} names no checkpoint"
-        prefix = str(pointer.parent / Path(named.group(1)).name)
-        if not Path(prefix + ".index").is_file():
-            return f"{prefix}.index is missing"
-        try:
-            reader = tf.train.load_checkpoint(prefix)
-            for name in reader.get_variable_to_shape_map():
-                reader.get_tensor(name)
-        except (tf.errors.OpError, ValueError, IndexError) as error:
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            return f"reading {prefix} failed: {first_line[:200]}"
-    return None
-
-
 def check_backup(run_dir: str | Path) -> None:
-    """Checks the backup of the run in `run_dir` before `--resume` trains (see `backup_problem`).
+    """Checks the backup of the run in `run_dir` before `--resume` trains
+    (`trainer.checkpoint.backup_problem`).
 
     Raises:
         BrokenBackupError: the `checkpoint` pointer is missing or garbage, a file it names is
             missing, or a file is truncated; the message offers `--restart`.
     """
+    from trainer.checkpoint import backup_problem
+
     backup = Path(run_dir) / BACKUP_DIR
     problem = backup_problem(backup)
     if problem:
