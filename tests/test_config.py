@@ -183,3 +183,22 @@ def test_bad_config_file_arguments(tmp_path, argument, message):
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
     with pytest.raises(ConfigError, match=message):
         parse_args(Config, [argument.format(tmp=tmp_path)])
+
+
+@dataclass
+class Wrapped:
+    # the comment above
+    export: str = choices(
+        "float32,int8", "float32", "int8", "dynamic", resumable=True
+    )  # formats after the call
+    channels: int = choice(0, 0, 1, 3)  # 1 or 3; 0 = automatic
+    seed: int = 0  # a plain field after them
+
+
+def test_multi_line_fields_keep_their_comments_and_int_choices_work():
+    comments = field_comments(Wrapped)
+    assert comments["export"] == "the comment above formats after the call"
+    assert comments["channels"] == "1 or 3; 0 = automatic"
+    assert comments["seed"] == "a plain field after them"
+    with pytest.raises(ConfigError, match="channels must be one of 0, 1, 3; received 2"):
+        parse_args(Wrapped, ["--channels=2"])

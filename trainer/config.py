@@ -99,8 +99,8 @@ def in_range(default: float, minimum: float, maximum: float, *, resumable: bool 
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def choice(default: str, *allowed: str, resumable: bool = False) -> Any:
-    """A string that must be one of `allowed` (schedule, optimizer, balance...)."""
+def choice(default: Any, *allowed: Any, resumable: bool = False) -> Any:
+    """A value that must be one of `allowed` (schedule, optimizer, balance; or ints)."""
     if default not in allowed:
         raise ValueError(f"default {default!r} is not one of the allowed {allowed!r}")
     return dataclasses.field(default=default, metadata={"choices": allowed, "resumable": resumable})
@@ -124,7 +124,7 @@ def resumable_options(config_class: type) -> list[str]:
 def _rule_text(metadata: Any) -> str:
     """The allowed values in words, for `--help` and error messages; "" when unrestricted."""
     if "choices" in metadata:
-        return "one of " + ", ".join(metadata["choices"])
+        return "one of " + ", ".join(map(str, metadata["choices"]))
     if "items" in metadata:
         return "comma-separated, each one of " + ", ".join(metadata["items"])
     low, high = metadata.get("minimum"), metadata.get("maximum")
@@ -205,7 +205,8 @@ def field_comments(config_class: type) -> dict[str, str]:
     except (OSError, TypeError):
         return comments
     pending: list[str] = []
-    for line in source.splitlines()[1:]:
+    lines = iter(source.splitlines()[1:])
+    for line in lines:
         stripped = line.strip()
         if stripped.startswith("#"):
             pending.append(stripped.lstrip("#").strip())
@@ -213,6 +214,15 @@ def field_comments(config_class: type) -> dict[str, str]:
         match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", stripped)
         if match:
             trailing = match.group(2) or ""
+            # A field written over several lines (`count(\n    12\n)  # comment`): the comment
+            # follows the line that closes the brackets.
+            code = stripped.partition("#")[0]
+            depth = code.count("(") - code.count(")")
+            while depth > 0:
+                continued = next(lines, ")").strip()
+                code, _, comment = continued.partition("#")
+                depth += code.count("(") - code.count(")")
+                trailing = comment.strip() if depth <= 0 else trailing
             comments[match.group(1)] = " ".join([*pending, trailing]).strip()
         pending = []
     return comments
