@@ -13,6 +13,7 @@ from trainer.config import (
     in_range,
     limit,
     load_saved_config,
+    option,
     parse_args,
     positive,
     resumable_options,
@@ -202,3 +203,21 @@ def test_multi_line_fields_keep_their_comments_and_int_choices_work():
     assert comments["seed"] == "a plain field after them"
     with pytest.raises(ConfigError, match="channels must be one of 0, 1, 3; received 2"):
         parse_args(Wrapped, ["--channels=2"])
+
+
+def _parse_spec(text):
+    names = [part for part in text.split(",") if part]
+    unknown = [name for name in names if name not in ("flip", "crop")]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown[0]!r}")
+
+
+@dataclass
+class WithCheck:
+    augment: str = option("crop,flip", check=_parse_spec)  # augmentation spec
+
+
+def test_option_check_function_runs_before_any_work():
+    assert parse_args(WithCheck, ["--augment=flip"]).augment == "flip"
+    with pytest.raises(ConfigError, match="augment: unknown augmentation 'spin'; received"):
+        parse_args(WithCheck, ["--augment=flip,spin"])

@@ -33,6 +33,7 @@ import math
 import re
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,9 +57,13 @@ class ConfigError(ValueError):
 # formats, budgets, backup frequency): `trainer train --resume=RUN_DIR --key=value` may change it.
 
 
-def option(default: Any, *, resumable: bool = False) -> Any:
-    """A field with no range rule (floats must still be finite)."""
-    return dataclasses.field(default=default, metadata={"resumable": resumable})
+def option(
+    default: Any, *, check: Callable[[Any], Any] | None = None, resumable: bool = False
+) -> Any:
+    """A field with no range rule (floats must still be finite), or one checked by `check`, a
+    function that raises ValueError on a bad value, e.g. the parser of an augmentation spec:
+    `augment: str = option("crop:2,flip", check=augmentations_from_config)`."""
+    return dataclasses.field(default=default, metadata={"check": check, "resumable": resumable})
 
 
 def count(default: int, *, resumable: bool = False) -> Any:
@@ -159,6 +164,11 @@ def _check_value(name: str, expected: type, value: Any, metadata: Any) -> None:
         unknown = [item for item in items if item not in metadata["items"]]
         if unknown or not items:
             raise ConfigError(f"{name} must be {rule}; received {received}")
+    if metadata.get("check") is not None:
+        try:
+            metadata["check"](value)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{name}: {error}; received {received}") from None
     if isinstance(value, int | float):
         low, high = metadata.get("minimum"), metadata.get("maximum")
         too_low = low is not None and (
