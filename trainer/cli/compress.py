@@ -2,12 +2,12 @@
 
 Parses the options into `trainer.compress.CompressConfig` with the same parser every command
 uses (`--help`, `--config=FILE.yaml`, unknown keys listed), checks them all before any work and
-runs `trainer.compress.compress_run`. Bad options exit 2; a broken run (unreadable model.keras,
-a model that never learned) exits 1 with a one-paragraph message (`TRAINER_DEBUG=1` shows the
-traceback). This module must not contain compression logic.
+runs `trainer.compress.compress_run`. Bad options exit 2 here; a broken run (unreadable
+model.keras, a model that never learned) exits 1 through the error boundary of
+`trainer.cli.main` (one paragraph; `TRAINER_DEBUG=1` shows the traceback). This module must
+not contain compression logic.
 """
 
-import os
 import sys
 
 PROGRAM = "trainer compress RUN_DIR"
@@ -39,13 +39,7 @@ def run(argv: list[str]) -> int:
         return 2
     from trainer.compress.search import compress_run
 
-    try:
-        compress_run(run_dir, config)
-    except (FileNotFoundError, ValueError) as error:
-        if os.environ.get("TRAINER_DEBUG"):
-            raise
-        print(
-            f"{PROGRAM}: error: {error}\n(set TRAINER_DEBUG=1 for the traceback)", file=sys.stderr
-        )
-        return 1
+    # A broken run (unreadable model.keras, a model that never learned) raises; the error
+    # boundary in trainer.cli.main turns that into one paragraph and exit code 1.
+    compress_run(run_dir, config)
     return 0
