@@ -70,3 +70,26 @@ def test_tf_keras_objects_pass():
     check_keras_object(model, "model")
     check_keras_object(tf_keras.callbacks.EarlyStopping(), "callback")
     assert trainer.keras is tf_keras
+
+
+def test_import_trainer_then_tensorflow_prints_no_native_start_up_lines():
+    import subprocess
+    import sys
+
+    code = "import trainer, tensorflow, tf_keras; print(tensorflow.__version__)"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG")
+    }
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("2.")
+    assert "absl::InitializeLog" not in quiet.stderr and "oneDNN" not in quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "TRAINER_DEBUG": "1"},
+    )
+    # Under TRAINER_DEBUG the notices come back, so the quiet run above proves the hook works.
+    assert "oneDNN" in loud.stderr or "absl" in loud.stderr

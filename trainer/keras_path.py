@@ -5,6 +5,10 @@ keras-tuner, pruning, quantization and `TFLiteConverter.from_keras_model` only o
 This module owns the checks; it must not import TensorFlow unless TensorFlow is already loaded.
 """
 
+import contextlib
+import importlib.abc
+import importlib.util
+import logging
 import os
 import sys
 
@@ -75,26 +79,80 @@ def check_keras_object(obj: object, argument: str) -> None:
         )
 
 
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and tf_keras with native stderr silenced, unless the user chose a
-    `TF_CPP_MIN_LOG_LEVEL` or TensorFlow is already loaded.
-
-    TensorFlow 2.21 prints oneDNN and absl start-up notices from C++ before its log level
-    applies, so setting the variable from Python does not hide them. Python exceptions are
-    raised after stderr is restored, so a broken install still reports its error.
-    """
-    if "tensorflow" in sys.modules or USER_LOG_LEVEL is not None:
-        return
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Sends file descriptor 2 to /dev/null: C++ logging writes there, below Python's sys.stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-            import tf_keras  # noqa: F401
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _quiet_wanted() -> bool:
+    return USER_LOG_LEVEL is None and not os.environ.get("TRAINER_DEBUG")
+
+
+class _SlowCallbackNotice(logging.Filter):
+    """Drops Keras's "Callback method ... is slow compared to the batch time" warning.
+
+    On the small models of tests, notebooks and quick runs a batch takes a millisecond, so any
+    callback looks slow; the notice alarms users without telling them anything to do.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is slow compared to the batch time" not in record.getMessage()
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Imports `tensorflow` with native stderr silenced, the first time anything imports it.
+
+    TensorFlow 2.21 prints absl and oneDNN start-up notices from C++ while it loads, before its
+    log level applies, so setting TF_CPP_MIN_LOG_LEVEL from Python does not hide them. Hooking
+    the import (rather than importing TensorFlow in `import trainer`) keeps `import trainer`
+    fast and makes `import trainer; import tensorflow` quiet too. Python exceptions raised by
+    the import still propagate, after stderr is restored.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: the real finders locate the package
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not _quiet_wanted():
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            with _native_stderr_silenced():
+                loader_exec(module)
+            logging.getLogger("tensorflow").addFilter(_SlowCallbackNotice())
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Makes the first `import tensorflow` in this process quiet (see `_QuietTensorFlowFinder`).
+
+    Called by `import trainer`; a no-op if TensorFlow is already loaded, if the user chose a
+    `TF_CPP_MIN_LOG_LEVEL`, or under `TRAINER_DEBUG=1`.
+    """
+    if "tensorflow" in sys.modules or not _quiet_wanted():
+        return
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and tf_keras now, without their native start-up notices."""
+    quiet_tensorflow_import()
+    import tensorflow  # noqa: F401
+    import tf_keras  # noqa: F401
 
 
 def check_functional(model: object, who: str, otherwise: str = "") -> None:
