@@ -14,7 +14,7 @@ This module reads only.
 Example:
 
     from trainer.data.cifar import load_cifar
-    from trainer.data.sources import SourceOptions
+    from trainer.data.types import SourceOptions
     data = load_cifar("cifar-10-python.tar.gz", SourceOptions())
     print(data.x_train.shape, data.class_names[:3])  # (50000, 32, 32, 3) ['airplane', ...]
 """
@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from trainer.data.sources import LoadedData, Problem, SourceOptions, assemble
+from trainer.data.types import LoadedData, Problem, SourceOptions, assemble
 
 PUBLISHED_MD5 = {
     "cifar-10": "c58f30108f718f92721af3b95e74349a",  # cifar-10-python.tar.gz

@@ -11,24 +11,24 @@ module reads only; it must not write into the folder.
 Example:
 
     from trainer.data.folders import load_folder
-    from trainer.data.sources import SourceOptions
+    from trainer.data.types import SourceOptions
     data = load_folder("aclImdb", SourceOptions())     # train/pos, train/neg, test/...
     print(data.kind, data.class_names, len(data.x_train))  # text ['neg', 'pos'] 25000
 """
 
-import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from trainer.data.sources import (
+from trainer.data.images import decode_image, uniform_images
+from trainer.data.types import (
     IMAGE_EXTENSIONS,
     TEXT_EXTENSIONS,
     LoadedData,
     Problem,
     SourceOptions,
     assemble,
+    printable_path,
     require_two_classes,
     split_off_test,
 )
@@ -73,83 +73,10 @@ def _kind(files: list[Path], root: Path) -> str:
     texts = sum(path.suffix.lower() in TEXT_EXTENSIONS for path in files)
     if images == 0 and texts == 0:
         raise ValueError(
-            f"{root} holds no image ({', '.join(IMAGE_EXTENSIONS)}) or text (.txt) files in its "
+            f"{printable_path(root)} holds no image ({', '.join(IMAGE_EXTENSIONS)}) or text (.txt) files in its "
             "class subfolders; expected ROOT/<class>/<files> or ROOT/train/<class>/<files>"
         )
     return "image" if images >= texts else "text"
-
-
-def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
-    """Decodes PNG/JPEG/BMP/GIF bytes (first frame) to uint8 HWC, or (None, why not)."""
-    import tensorflow as tf
-
-    if not data:
-        return None, "zero-byte file"
-    try:
-        image = tf.io.decode_image(data, expand_animations=False).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        # TensorFlow prefixes "{{function_node ...}}"; keep only the sentence a user can read.
-        message = re.sub(r"\{\{.*?\}\}\s*", "", str(error)).strip().splitlines()[0][:120]
-        return None, f"cannot decode as an image ({message})"
-    if image.dtype != np.uint8:  # 16-bit PNG
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    return image, ""
-
-
-def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    have = image.shape[-1]
-    if have == channels:
-        return image
-    if channels == 1:
-        if have in (1, 2):
-            return image[..., :1]
-        weights = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma
-        return (image[..., :3].astype(np.float32) @ weights).round().astype(np.uint8)[..., None]
-    if have in (1, 2):
-        return np.repeat(image[..., :1], 3, axis=-1)
-    return image[..., :3]  # RGBA: drop alpha
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import tensorflow as tf
-
-    if image.shape[:2] == size:
-        return image
-    resized = tf.image.resize(image, size, antialias=True).numpy()
-    return np.clip(resized.round(), 0, 255).astype(np.uint8)
-
-
-def uniform_images(
-    images: list[np.ndarray], names: list[str], splits: list[str], options: SourceOptions
-) -> tuple[np.ndarray, list[Problem]]:
-    """Stacks images of mixed sizes and channel counts into one uint8 NHWC array.
-
-    The target size is `options.image_size` square, else the most common size; the target
-    channel count is `options.channels`, else 3 if any image has colour. Each image whose
-    size or channel count differs from the most common one is reported (action "fixed").
-    """
-    shapes = [image.shape for image in images]
-    common_size = Counter(shape[:2] for shape in shapes).most_common(1)[0][0]
-    common_channels = Counter(shape[2] for shape in shapes).most_common(1)[0][0]
-    size = (options.image_size, options.image_size) if options.image_size else common_size
-    channels = options.channels or (3 if any(shape[2] >= 3 for shape in shapes) else 1)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 0 (auto), 1 or 3, received {options.channels}")
-    problems = []
-    out = np.zeros((len(images), *size, channels), np.uint8)
-    for index, (image, name, split) in enumerate(zip(images, names, splits, strict=True)):
-        if image.shape[:2] != common_size:
-            problems.append(Problem(
-                "image_size", name, f"{image.shape[1]}x{image.shape[0]} pixels while most are "
-                f"{common_size[1]}x{common_size[0]}; resized to {size[1]}x{size[0]}", split, "fixed",
-            ))  # fmt: skip
-        if image.shape[2] != common_channels:
-            problems.append(Problem(
-                "image_channels", name, f"{image.shape[2]} channel(s) while most have "
-                f"{common_channels}; converted to {channels}", split, "fixed",
-            ))  # fmt: skip
-        out[index] = _resize(_to_channels(image, channels), size)
-    return out, problems
 
 
 def _read_text(path: Path) -> tuple[str | None, str, bool]:
@@ -176,16 +103,22 @@ def _collect(layout: dict[str, Path], root: Path) -> tuple[list, list[Problem], 
         for class_folder in _class_folders(folder):
             files = _files(class_folder)
             if not files:
-                problems.append(Problem(
-                    "empty_class", str(class_folder), "class folder holds no files; class left out",
-                    "" if split == "pool" else split, "skipped",
-                ))  # fmt: skip
+                problems.append(
+                    Problem(
+                        "empty_class",
+                        printable_path(class_folder),
+                        "class folder holds no files; class left out",
+                        "" if split == "pool" else split,
+                        "skipped",
+                    )
+                )
                 continue
-            classes[split].append(class_folder.name)
-            entries += [(split, class_folder.name, path) for path in files]
+            class_name = printable_path(class_folder.name)
+            classes[split].append(class_name)
+            entries += [(split, class_name, path) for path in files]
     if not any(classes.values()):
         raise ValueError(
-            f"{root} has no class subfolders with files; expected ROOT/<class>/<files> (one "
+            f"{printable_path(root)} has no class subfolders with files; expected ROOT/<class>/<files> (one "
             "subfolder per class) or ROOT/train/<class>/... and ROOT/test/<class>/..."
         )
     return entries, problems, classes
@@ -202,18 +135,32 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
     kind = _kind([path for _, _, path in entries], root)
     extensions = IMAGE_EXTENSIONS if kind == "image" else TEXT_EXTENSIONS
     class_names = sorted(classes["train" if "train" in classes else "pool"])
-    require_two_classes(class_names, str(root))
+    require_two_classes(class_names, printable_path(root))
     index = {name: i for i, name in enumerate(class_names)}
     samples, labels, names, splits = [], [], [], []
     for split, class_name, path in entries:
         shown_split = "" if split == "pool" else split
         if path.suffix.lower() not in extensions:
-            problems.append(Problem("unsupported_file", str(path), f"not a {kind} file "
-                                    f"({', '.join(extensions)}); ignored", shown_split, "skipped"))  # fmt: skip
+            problems.append(
+                Problem(
+                    "unsupported_file",
+                    printable_path(path),
+                    f"not a {kind} file ({', '.join(extensions)}); ignored",
+                    shown_split,
+                    "skipped",
+                )
+            )
             continue
         if class_name not in index:
-            problems.append(Problem("unknown_label", str(path), f"class {class_name!r} has no "
-                                    "training folder; skipped", shown_split, "skipped"))  # fmt: skip
+            problems.append(
+                Problem(
+                    "unknown_label",
+                    printable_path(path),
+                    f"class {class_name!r} has no training folder; skipped",
+                    shown_split,
+                    "skipped",
+                )
+            )
             continue
         if kind == "image":
             sample, why = decode_image(path.read_bytes())
@@ -224,16 +171,18 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
             check = "empty_file" if skipped else "encoding"
         if why:
             problems.append(
-                Problem(check, str(path), why, shown_split, "skipped" if skipped else "fixed")
+                Problem(
+                    check, printable_path(path), why, shown_split, "skipped" if skipped else "fixed"
+                )
             )
         if skipped:
             continue
         samples.append(sample)
         labels.append(index[class_name])
-        names.append(str(path))
+        names.append(printable_path(path))
         splits.append(split)
     if not samples:
-        raise ValueError(f"no readable {kind} file in {root}; {len(problems)} files were skipped")
+        raise ValueError(f"no readable {kind} file in {printable_path(root)}; {len(problems)} files were skipped")
     if kind == "image":
         x, image_problems = uniform_images(
             samples, names, [s if s != "pool" else "" for s in splits], options
@@ -258,4 +207,4 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
             chosen = splits_array == split
             if split in layout:
                 parts[split] = (x[chosen], y[chosen], list(names_array[chosen]))
-    return assemble(kind, class_names, parts, str(root), problems)
+    return assemble(kind, class_names, parts, printable_path(root), problems)

@@ -1,8 +1,9 @@
 """IDX files (the MNIST family's format), plain or gzip, read and written with checks.
 
 An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of dimensions),
-one big-endian uint32 per dimension, then the values. This module owns that format and the
-Fashion-MNIST layout on disk; it returns NumPy arrays and must not build `tf.data` pipelines.
+one big-endian uint32 per dimension, then the values. This module owns that format, the
+Fashion-MNIST layout on disk and the IDX folder as a data source (`load_idx_folder`); it
+returns NumPy arrays and must not build `tf.data` pipelines.
 
 Example:
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.data.types import LoadedData, SourceOptions, assemble
 from trainer.files import atomic_write_bytes
 
 # Type codes from the IDX specification (http://yann.lecun.com/exdb/mnist/).
@@ -173,3 +175,35 @@ def load_fashion_mnist(
             )
         splits.append((x, y))
     return splits[0], splits[1]
+
+
+def is_idx_folder(path: Path) -> bool:
+    """True for a folder holding MNIST-style training images (plain or gzip)."""
+    return any(
+        (Path(path) / name).is_file()
+        for name in ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")
+    )
+
+
+def load_idx_folder(path: str | Path, options: SourceOptions) -> LoadedData:
+    """A folder of MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-...) as a source.
+
+    Labels are class ids 0..N-1 with N = `options.num_classes` (10 by default); a folder
+    whose path names Fashion-MNIST gets its class names.
+    """
+    path = Path(path)
+    num_classes = options.num_classes or 10
+    x_train, y_train = load_idx_split(
+        path, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", num_classes
+    )
+    x_test, y_test = load_idx_split(
+        path, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", num_classes
+    )
+    is_fashion = "fashion" in str(path).lower() and num_classes == 10
+    names = list(FASHION_MNIST_CLASSES) if is_fashion else [str(i) for i in range(num_classes)]
+    # No ids: positions name the samples (train[12]), which is how IDX users refer to them.
+    splits = {
+        "train": (x_train[..., None], y_train, None),
+        "test": (x_test[..., None], y_test, None),
+    }
+    return assemble("image", names, splits, str(path), [])

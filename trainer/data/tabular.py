@@ -11,7 +11,7 @@ reads only; it must not write into the source.
 
 Example:
 
-    from trainer.data.sources import SourceOptions
+    from trainer.data.types import SourceOptions
     from trainer.data.tabular import load_csv
     data = load_csv("reviews.csv", SourceOptions(text_column="review", label_column="stars"))
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.sources import (
+from trainer.data.types import (
     SPLITS,
     LoadedData,
     Problem,

@@ -9,7 +9,7 @@ not write anywhere except through TFDS when downloading was asked for.
 
 Example:
 
-    from trainer.data.sources import SourceOptions
+    from trainer.data.types import SourceOptions
     from trainer.data.tfds_source import load_tfds
     data = load_tfds("mnist", SourceOptions(tfds_dir="/data/tfds"))
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.sources import LoadedData, SourceOptions, assemble
+from trainer.data.types import LoadedData, SourceOptions, assemble
 
 _SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "test": "test"}
 
@@ -82,7 +82,7 @@ def load_tfds(name: str, options: SourceOptions) -> LoadedData:
         )
     problems = []
     if kind == "image":
-        from trainer.data.folders import uniform_images
+        from trainer.data.images import uniform_images
 
         everything = [image for xs, _, _ in parts.values() for image in xs]
         names = [item for _, _, ids in parts.values() for item in ids]
