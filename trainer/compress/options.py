@@ -10,7 +10,6 @@ from pathlib import Path
 from trainer.config import (
     at_least,
     choice,
-    choices,
     count,
     fraction,
     limit,
@@ -25,14 +24,42 @@ MIN_PRUNED_WEIGHTS = 1024  # magnitude pruning leaves layers with fewer kernel w
 CRITERIA = ("l1", "l2", "bn")  # as trainer.compression.structured; not imported: --help stays fast
 
 
+def parse_fractions(text: str) -> list[float]:
+    """`"0.5,0.25"` -> `[0.25, 0.5]`; a ValueError unless each is a fraction in (0, 1)."""
+    try:
+        values = sorted(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = []
+    if not values or not all(0.0 < value < 1.0 for value in values):
+        raise ValueError("expects comma-separated fractions in (0, 1), e.g. 0.25,0.5")
+    return values
+
+
+def parse_methods(text: str) -> list[str]:
+    """`"auto"` -> `["auto"]`, or the comma list of methods, each one of `METHODS`."""
+    if text == "auto":
+        return ["auto"]
+    methods = [part.strip() for part in text.split(",") if part.strip()]
+    if not methods or any(method not in METHODS for method in methods):
+        raise ValueError(f"expects auto or a comma list of {', '.join(METHODS)}")
+    return methods
+
+
+def _check_batch_size(value: int) -> None:
+    if value == 0 or value < -1:
+        raise ValueError("must be >= 1, or -1 for the run's own batch size")
+
+
 @dataclasses.dataclass
 class CompressConfig:
     max_accuracy_drop: float = limit(0.5)  # largest accuracy drop allowed, percentage points
     # auto (cheapest first, within budget) or a comma list of: ptq, qat, prune, pqat, cluster,
     # cqat, structured, distill
-    method: str = choices("auto", "auto", *METHODS)
-    sparsities: str = option("0.5,0.75,0.9")  # magnitude-pruning targets, tried in rising order
-    structured_ratios: str = option("0.25,0.5")  # fractions of filters removed, in rising order
+    method: str = option("auto", check=parse_methods)
+    # magnitude-pruning targets, tried in rising order
+    sparsities: str = option("0.5,0.75,0.9", check=parse_fractions)
+    # fractions of filters removed, tried in rising order
+    structured_ratios: str = option("0.25,0.5", check=parse_fractions)
     # structured-pruning saliency: l1, l2 or bn (batch-norm scale)
     criterion: str = choice("bn", *CRITERIA)
     structured_epochs: float = positive(8.0)  # epochs of retraining after filter pruning
@@ -50,7 +77,7 @@ class CompressConfig:
     # peak fine-tuning learning rate (Adam, cosine decay); 0 = the run's learning rate / 6
     learning_rate: float = limit(0.0)
     # examples per fine-tuning step; -1 = the run's own batch size
-    batch_size: int = at_least(-1, -1)
+    batch_size: int = option(-1, check=_check_batch_size)
     # keep the smallest (size) or fastest (latency) within budget
     prefer: str = choice("size", *PREFER)
     # int8 candidates take and return int8 tensors (integer-only hardware)
@@ -59,34 +86,10 @@ class CompressConfig:
     seed: int = option(0)  # seeds fine-tuning and the student
 
 
-def parse_fractions(text: str, name: str) -> list[float]:
-    """`"0.5,0.25"` -> `[0.25, 0.5]`, each in (0, 1); a ValueError naming `--name` otherwise."""
-    try:
-        values = sorted(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"--{name} takes comma-separated fractions, received {text!r}") from None
-    if not values or not all(0.0 < value < 1.0 for value in values):
-        raise ValueError(f"--{name} values must be in (0, 1), received {text!r}")
-    return values
-
-
-def parse_methods(text: str) -> list[str]:
-    """`"auto"` -> `["auto"]`, or the comma list of methods, each one of `METHODS`."""
-    if text == "auto":
-        return ["auto"]
-    methods = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown or not methods:
-        raise ValueError(
-            f"unknown --method {text!r}; use auto or a comma list of {', '.join(METHODS)}"
-        )
-    return methods
-
-
 def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
     """Fails fast, before any work, on a missing run file or a bad option value.
 
-    Every message names the option (`--max_accuracy_drop must be ...`) and quotes the value.
+    Every message names the option ("max_accuracy_drop must be >= 0, received -1.0").
 
     Raises:
         FileNotFoundError: the run directory, its config.yaml, run.json or model.keras is
@@ -95,6 +98,7 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
     """
     from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
 
+    validate(config)  # every field against the rule declared beside it
     run_dir = Path(run_dir)
     required = [run_dir / CONFIG_FILE, run_dir / RUN_INFO_FILE, run_dir / MODEL_FILE]
     if config.teacher:
@@ -104,12 +108,6 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
             raise FileNotFoundError(
                 f"{path} is missing: pass a run directory made by `trainer train`"
             )
-    validate(config)  # every field against the rule declared beside it
-    if config.batch_size == 0:
-        raise ValueError("batch_size must be >= 1, or -1 for the run's own batch size; received 0")
-    parse_methods(config.method)
-    parse_fractions(config.sparsities, "sparsities")
-    parse_fractions(config.structured_ratios, "structured_ratios")
     if config.student_width:
         import yaml
 

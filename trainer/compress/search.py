@@ -566,8 +566,8 @@ class Search:
         budget)."""
         config = self.config
         auto = methods == ["auto"]
-        sparsities = parse_fractions(config.sparsities, "sparsities")
-        ratios = parse_fractions(config.structured_ratios, "structured_ratios")
+        sparsities = parse_fractions(config.sparsities)
+        ratios = parse_fractions(config.structured_ratios)
         self.baseline()
         ptq_ok = True
         if auto or "ptq" in methods:
