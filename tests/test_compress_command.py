@@ -450,3 +450,25 @@ def test_a_text_classifier_run_compresses_with_dynamic_range(tmp_path):
         by_name["ptq-dynamic"]["test_accuracy"]
         >= by_name["original-float32"]["test_accuracy"] - 0.05
     )
+
+
+def test_best_is_the_smallest_or_fastest_within_budget_else_the_original():
+    from trainer.compress import Candidate, best_candidate
+
+    def candidate(name, gzip_bytes, latency_ms, within_budget):
+        return Candidate(
+            technique=name, settings="", format="int8", path=f"{name}.tflite", val_accuracy=0.9,
+            val_drop_pp=0.0, test_accuracy=0.9, test_drop_pp=0.0, size_bytes=gzip_bytes,
+            gzip_bytes=gzip_bytes, latency_ms=latency_ms, parameters=1, nonzero_parameters=1,
+            flops=1, seconds=0.0, within_budget=within_budget,
+        )  # fmt: skip
+
+    original = candidate("original", 1000, 1.0, True)
+    small = candidate("small", 100, 0.8, True)
+    fast = candidate("fast", 300, 0.2, True)
+    tiny_but_over = candidate("tiny", 10, 0.1, False)
+    candidates = [original, small, fast, tiny_but_over]
+    assert best_candidate(candidates, "size") is small
+    assert best_candidate(candidates, "latency") is fast
+    original.within_budget = False  # even the original over budget: keep it all the same
+    assert best_candidate([original, tiny_but_over], "size") is original
