@@ -106,7 +106,14 @@ def build(config: Config) -> Experiment:
         class_weights(y_train, data.num_classes) if config.balance == "class_weights" else None
     )
     batch_size = config.batch_size or auto_batch_size(len(x_train))
-    train = token_dataset(x_train, y_train, data.num_classes, batch_size, True, config.seed)
+    train = token_dataset(
+        x_train,
+        y_train,
+        num_classes=data.num_classes,
+        batch_size=batch_size,
+        training=True,
+        seed=config.seed,
+    )
     words = len(vectorizer.vocabulary)
     print(
         f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "

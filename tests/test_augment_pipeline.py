@@ -80,7 +80,13 @@ def test_training_pipeline_is_reproducible_and_reshuffles_each_epoch():
 
     def epochs(seed):
         dataset = image_dataset(
-            x, y, 10, 16, training=True, augment=Compose([RandomFlip()]), seed=seed
+            x,
+            y,
+            num_classes=10,
+            batch_size=16,
+            training=True,
+            augment=Compose([RandomFlip()]),
+            seed=seed,
         )
         return [np.concatenate([b[0] for b in dataset]) for _ in range(2)]
 
@@ -93,7 +99,9 @@ def test_training_pipeline_is_reproducible_and_reshuffles_each_epoch():
 
 def test_pipeline_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="10 images but 9 labels"):
-        image_dataset(np.zeros((10, 4, 4), np.uint8), np.zeros(9), 2, 4, training=False)
+        image_dataset(
+            np.zeros((10, 4, 4), np.uint8), np.zeros(9), num_classes=2, batch_size=4, training=False
+        )
 
 
 def test_pipelines_run_without_tf_data_autotune():
@@ -103,10 +111,23 @@ def test_pipelines_run_without_tf_data_autotune():
 
     x, y = np.zeros((8, 28, 28), np.uint8), np.arange(8) % 2
     datasets = [
-        image_dataset(x, y, 2, 4, training=True, augment=RandomFlip(), seed=0),
-        image_dataset(x, y, 2, 4, training=False),
-        token_dataset(np.zeros((8, 5)), y, 2, 4, training=True),
+        image_dataset(x, y, num_classes=2, batch_size=4, training=True, augment=RandomFlip()),
+        image_dataset(x, y, num_classes=2, batch_size=4, training=False),
+        token_dataset(np.zeros((8, 5)), y, num_classes=2, batch_size=4, training=True),
     ]
     for dataset in datasets:
         assert dataset.options().autotune.enabled is False
         assert len(list(dataset)) == 2
+
+
+def test_pipelines_take_their_options_by_keyword_only():
+    # A bare `True` in a call cannot say what it switches on (issue 12): the signature refuses it.
+    from trainer.data.text import token_dataset
+
+    x, y = np.zeros((4, 4, 4), np.uint8), np.arange(4) % 2
+    with pytest.raises(TypeError, match="positional"):
+        image_dataset(x, y, 2, 4, True)
+    with pytest.raises(TypeError, match="positional"):
+        token_dataset(np.zeros((4, 3)), y, 2, 4, True)
+    with pytest.raises(ValueError, match="batch_size must be positive, received 0"):
+        token_dataset(np.zeros((4, 3)), y, num_classes=2, batch_size=0, training=False)

@@ -116,12 +116,15 @@ def test_report_is_never_written_inside_the_source(planted):
     assert not (planted / "r").exists()
 
 
-def test_cli_errors_exit_2(tmp_path, capsys):
+def test_cli_errors_exit_2_for_options_and_1_for_a_missing_source(tmp_path, capsys):
     assert cli.main(["data", "check"]) == 2
-    assert cli.main(["data", "check", str(tmp_path / "missing")]) == 2
+    assert "takes one SOURCE, received none" in capsys.readouterr().err
+    assert cli.main(["data", "check", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert cli.main(["data", "check", str(tmp_path), "--bogus=1"]) == 2
     assert "unknown config key 'bogus'" in capsys.readouterr().err
+    assert cli.main(["data", "check", str(tmp_path), "--channels=2"]) == 2
+    assert "channels" in capsys.readouterr().err
 
 
 def test_strict_exit_code(planted, tmp_path):
@@ -129,8 +132,60 @@ def test_strict_exit_code(planted, tmp_path):
 
 
 def test_help_lists_source_options_with_their_comments(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["data", "check", "--help"])
+    assert cli.main(["data", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "usage: trainer data check SOURCE" in out
-    assert "--image_size=INT" in out and "resize images to image_size x image_size" in out
+    assert "check " in out and "preview " in out and "unknown command" not in out
+    assert cli.main(["data", "check", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: trainer data check SOURCE")
+    assert "--image_size=INT" in out and "resize images to N x N" in out
+    assert "--label_column=STR" in out and "--text_column=STR" in out and "--fast=BOOL" in out
+
+
+def test_check_options_are_flat_and_cover_every_source_option():
+    # No config inheritance (STYLE.md): the command repeats SourceOptions' fields, all of them.
+    import dataclasses
+
+    from trainer.cli.data import CheckConfig, source_options
+    from trainer.data.types import SourceOptions
+
+    assert CheckConfig.__mro__[1] is object
+    check_fields = {field.name for field in dataclasses.fields(CheckConfig)}
+    assert {field.name for field in dataclasses.fields(SourceOptions)} <= check_fields
+    config = CheckConfig(label_column="stars", image_size=32, md5="abc")
+    assert source_options(config) == SourceOptions(label_column="stars", image_size=32, md5="abc")
+
+
+def test_every_reported_check_has_advice():
+    # Every problem kind any loader or the check can report prints advice under it.
+    import re
+
+    import trainer.data as package
+    from trainer.data.check import ADVICE
+
+    source = "".join(path.read_text() for path in Path(package.__file__).parent.glob("*.py"))
+    reported = set(re.findall(r'Problem\(\s*"([a-z_]+)"', source))
+    for line in re.findall(r"\bcheck = (.*)", source):  # check = "a" if ... else "b"
+        reported |= set(re.findall(r'"([a-z_]+)"', line))
+    assert {"missing_label", "empty_text", "missing_class", "undecodable"} <= reported
+    assert reported - set(ADVICE) == set()
+
+
+def test_console_lists_each_problem_row_with_its_path_and_advice(tmp_path, capsys):
+    rows = ["review,stars"] + [
+        f"{'great fun' if i % 2 else 'dull and bad'} film {i},{1 if i % 2 else 5}"
+        for i in range(30)
+    ]
+    rows[3] = "a missing label here,nan"
+    rows[4] = ",5"  # empty text
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    args = ["data", "check", str(path), "--text_column=review", "--label_column=stars"]
+    assert cli.main([*args, f"--out={tmp_path / 'out'}", "--fast"]) == 0
+    out = capsys.readouterr().out
+    assert "(text, 2 classes)" in out
+    from trainer.data.check import ADVICE
+
+    for check, row in (("missing_label", 4), ("empty_text", 5)):
+        assert f"{check} (1): {ADVICE[check]}" in out
+        assert f"{path}:row {row}" in out  # the row itself, by path, on the console

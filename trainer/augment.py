@@ -751,3 +751,18 @@ def augmentations_from_config(spec: str) -> Compose:
     if items in ([], ["none"]):
         return Compose([])
     return Compose([_one_augmentation(item) for item in items])
+
+
+def describe_spec(spec: str) -> str:
+    """One line naming what an augmentation spec builds, with every argument, e.g.
+    `"crop:2,flip"` -> `"RandomCropWithPadding(padding=2), RandomFlip(horizontal=True, ...)"`."""
+    augmentations = augmentations_from_config(spec).augmentations
+    if not augmentations:
+        return "no augmentation"
+    return ", ".join(
+        type(augmentation).__name__
+        + "("
+        + ", ".join(f"{key}={value!r}" for key, value in augmentation.get_config().items())
+        + ")"
+        for augmentation in augmentations
+    )

@@ -28,12 +28,11 @@ commands:
 # Each function takes the remaining arguments (list[str]) and returns an exit code; modules are
 # imported only when their command runs, so `trainer recipes` stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {}
-COMMANDS["data check"] = (
-    "trainer.data.check",
-    "cli_main",
-    "check a data source and write data_report/",
+COMMANDS["data"] = (
+    "trainer.cli.data",
+    "run",
+    "check SOURCE: data problems by path; preview SOURCE: augmented samples",
 )
-COMMANDS["data preview"] = ("trainer.data.preview", "cli_main", "PNG grid of augmented samples")
 COMMANDS["compress"] = (
     "trainer.cli.compress",
     "run",

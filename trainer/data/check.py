@@ -15,12 +15,11 @@ Example:
     from trainer.data.check import check_source
     report = check_source("path/to/photos", out_dir="data_report")
     print(report.summary())
-    # shell: trainer data check path/to/photos --out=data_report
+    # shell: trainer data check path/to/photos --out=data_report  (trainer.cli.data)
 """
 
 import dataclasses
 import hashlib
-import sys
 import time
 import warnings
 from collections import Counter
@@ -28,24 +27,35 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.sources import LoadedData, Problem, SourceOptions, class_counts, load_source
+from trainer.data.sources import load_source
+from trainer.data.types import LoadedData, Problem, SourceOptions, class_counts
 from trainer.files import atomic_write_json, atomic_write_text
 
+# What to do about each kind of problem, printed under it; every check any loader reports has
+# an entry (tests/test_data_check.py reads the loaders' sources to keep it so).
 ADVICE = {
     "undecodable": "the file is corrupt or not the format its name says; re-export or delete it",
     "empty_file": "zero-byte or blank files carry no sample; delete them or re-copy them",
+    "unsupported_file": "files of another type in a class folder are ignored; move them out",
+    "empty_class": "a class folder without files is left out; add samples or remove the folder",
     "duplicate": "identical samples in one split weigh double; training drops extra copies "
     "(--drop_duplicates=true, the default)",
     "leak": "the same sample is in train and in test/val, which inflates the test score; "
     "training drops the training copies (--drop_leaks=true, the default)",
     "likely_label_error": "check these by eye; training can drop them with --drop_label_errors=true",
     "class_imbalance": "use --balance=class_weights or --balance=oversample when training",
+    "missing_class": "a class with no training sample cannot be learned; add training samples "
+    "or remove the class",
     "image_size": "images were resized to one size; check they are the pictures you meant",
     "image_channels": "grayscale/RGBA images were converted to the common channel count",
     "encoding": "save text as UTF-8; these files were read as Latin-1",
     "missing_values": "empty cells were filled with the training median",
+    "missing_label": "rows without a label (empty, nan, null, None, NA, N/A) are skipped; "
+    "label them or delete them",
+    "empty_text": "rows whose text is empty are skipped; fill in the text or delete the rows",
     "label_out_of_range": "fix the label or --num_classes; these rows were skipped",
     "unknown_label": "a class that only appears outside train cannot be learned; rows skipped",
+    "unknown_split": "the split column must say train, val or test; these rows were skipped",
 }
 
 
@@ -66,10 +76,15 @@ class DataReport:
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "kind": self.kind, "class_names": self.class_names,
-            "counts": self.counts, "problem_counts": self.problem_counts(), "fast": self.fast,
-            "seconds": round(self.seconds, 2), "problems": [p.to_dict() for p in self.problems],
-        }  # fmt: skip
+            "source": self.source,
+            "kind": self.kind,
+            "class_names": self.class_names,
+            "counts": self.counts,
+            "problem_counts": self.problem_counts(),
+            "fast": self.fast,
+            "seconds": round(self.seconds, 2),
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
     def warnings(self) -> list[str]:
         """One line per kind of problem, for a training log."""
@@ -79,8 +94,9 @@ class DataReport:
             for check, count in sorted(self.problem_counts().items())
         ]
 
-    def summary(self) -> str:
-        """The short text `trainer data check` prints."""
+    def summary(self, max_rows: int = 10) -> str:
+        """The text `trainer data check` prints: counts, then each kind of problem with its
+        advice and up to `max_rows` of its items by path (all of them are in the report)."""
         lines = [f"data check: {self.source} ({self.kind}, {len(self.class_names)} classes)"]
         for split, counts in self.counts.items():
             per_class = " ".join(f"{name}={count}" for name, count in list(counts.items())[:12])
@@ -90,19 +106,31 @@ class DataReport:
             lines.append("  no problems found")
         else:
             lines.append(f"  {len(self.problems)} problem(s):")
-            for check, count in sorted(self.problem_counts().items()):
-                lines.append(f"    {check:<20} {count:>5}  {ADVICE.get(check, '')}")
+        for check, count in sorted(self.problem_counts().items()):
+            lines.append(f"  {check} ({count}): {ADVICE.get(check, '')}")
+            found = [problem for problem in self.problems if problem.check == check]
+            for problem in found[:max_rows]:
+                where = f" [{problem.split}]" if problem.split else ""
+                lines.append(f"    {problem.item}{where}: {problem.detail} ({problem.action})")
+            if len(found) > max_rows:
+                lines.append(f"    ... and {len(found) - max_rows} more in data_report.md")
         if self.fast:
             lines.append("  (fast mode: likely label errors were not searched)")
         return "\n".join(lines)
 
     def to_markdown(self, max_items: int = 50) -> str:
         splits = list(self.counts)
-        lines = [f"# Data report: {self.source}", "",
-                 f"Kind: {self.kind}. Classes: {len(self.class_names)}. Checked in "
-                 f"{self.seconds:.1f}s{' (fast mode, no label-error search)' if self.fast else ''}.",
-                 "", "## Samples per class", "", "| class | " + " | ".join(splits) + " |",
-                 "|---|" + "---|" * len(splits)]  # fmt: skip
+        lines = [
+            f"# Data report: {self.source}",
+            "",
+            f"Kind: {self.kind}. Classes: {len(self.class_names)}. Checked in "
+            f"{self.seconds:.1f}s{' (fast mode, no label-error search)' if self.fast else ''}.",
+            "",
+            "## Samples per class",
+            "",
+            "| class | " + " | ".join(splits) + " |",
+            "|---|" + "---|" * len(splits),
+        ]
         for name in self.class_names:
             lines.append(
                 f"| {name} | " + " | ".join(str(self.counts[s][name]) for s in splits) + " |"
@@ -186,15 +214,27 @@ def find_imbalance(data: LoadedData, ratio: float = 3.0) -> list[Problem]:
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
-        problems.append(Problem("missing_class", "train", f"{len(empty)} class(es) without a "
-                                f"training sample: {shown}", "train"))  # fmt: skip
+        problems.append(
+            Problem(
+                "missing_class",
+                "train",
+                f"{len(empty)} class(es) without a training sample: {shown}",
+                "train",
+            )
+        )
     present = {name: count for name, count in counts.items() if count}
     largest, smallest = max(present, key=present.get), min(present, key=present.get)
     if present[largest] > ratio * present[smallest]:
-        problems.append(Problem("class_imbalance", "train", f"largest class {largest!r} has "
-                                f"{present[largest]} samples, smallest {smallest!r} has "
-                                f"{present[smallest]} (ratio {present[largest] / present[smallest]:.1f})",
-                                "train"))  # fmt: skip
+        problems.append(
+            Problem(
+                "class_imbalance",
+                "train",
+                f"largest class {largest!r} has "
+                f"{present[largest]} samples, smallest {smallest!r} has "
+                f"{present[smallest]} (ratio {present[largest] / present[smallest]:.1f})",
+                "train",
+            )
+        )
     return problems
 
 
@@ -266,16 +306,20 @@ def find_label_errors(
     problems = []
     for index in flagged:
         split, row = pools[positions[index]]
-        problems.append(Problem(
-            "likely_label_error", data.split_ids(split)[row],
-            f"labelled {data.class_names[labels[index]]!r} (p={given[index]:.2f}) but looks like "
-            f"{data.class_names[order[best[index]]]!r} (p={best_p[index]:.2f})", split,
-        ))  # fmt: skip
+        problems.append(
+            Problem(
+                "likely_label_error",
+                data.split_ids(split)[row],
+                f"labelled {data.class_names[labels[index]]!r} (p={given[index]:.2f}) but looks like "
+                f"{data.class_names[order[best[index]]]!r} (p={best_p[index]:.2f})",
+                split,
+            )
+        )
     return problems
 
 
 def check_data(
-    data: LoadedData, label_errors: bool = True, imbalance_ratio: float = 3.0, seed: int = 0
+    data: LoadedData, *, label_errors: bool = True, imbalance_ratio: float = 3.0, seed: int = 0
 ) -> DataReport:
     """Checks loaded data; `label_errors=False` is the fast mode used before training."""
     started = time.perf_counter()
@@ -286,13 +330,21 @@ def check_data(
     counts = {
         split: class_counts(data.arrays(split)[1], data.class_names) for split in data.split_names()
     }
-    return DataReport(data.source, data.kind, data.class_names, counts, problems,
-                      fast=not label_errors, seconds=time.perf_counter() - started)  # fmt: skip
+    return DataReport(
+        data.source,
+        data.kind,
+        data.class_names,
+        counts,
+        problems,
+        fast=not label_errors,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def clean_data(
     data: LoadedData,
     report: DataReport | None = None,
+    *,
     drop_duplicates: bool = True,
     drop_leaks: bool = True,
     drop_label_errors: bool = False,
@@ -305,8 +357,12 @@ def clean_data(
             ids = data.split_ids(problem.split)
             data = data.without(problem.split, [ids.index(problem.item)])
     if drop_leaks:
-        held_out = {key for split in data.split_names() if split != "train"
-                    for key in fingerprints(data.arrays(split)[0])}  # fmt: skip
+        held_out = {
+            key
+            for split in data.split_names()
+            if split != "train"
+            for key in fingerprints(data.arrays(split)[0])
+        }
         leaked = [i for i, key in enumerate(fingerprints(data.x_train)) if key in held_out]
         data = data.without("train", leaked)
     if drop_label_errors and report is not None:
@@ -325,10 +381,11 @@ def write_data_report(report: DataReport, out_dir: str | Path) -> tuple[Path, Pa
     return json_path, atomic_write_text(out_dir / "data_report.md", report.to_markdown())
 
 
-def _refuse_inside_source(source: str, out_dir: Path) -> None:
+def refuse_inside_source(source: str, out_dir: str | Path) -> None:
+    """Raises ValueError when `out_dir` is the source folder or inside it: never write there."""
     if source.startswith("tfds:"):
         return
-    source_path, out_path = Path(source).resolve(), out_dir.resolve()
+    source_path, out_path = Path(source).resolve(), Path(out_dir).resolve()
     if source_path.is_dir() and (out_path == source_path or source_path in out_path.parents):
         raise ValueError(
             f"report folder {out_dir} is inside the data source {source}; the source is never "
@@ -337,52 +394,22 @@ def _refuse_inside_source(source: str, out_dir: Path) -> None:
 
 
 def check_source(
-    spec: str, out_dir: str | Path = "data_report", options: SourceOptions | None = None,
-    label_errors: bool = True, imbalance_ratio: float = 3.0,
-) -> DataReport:  # fmt: skip
-    """Loads `spec`, checks it and writes the two report files into `out_dir`."""
-    _refuse_inside_source(str(spec), Path(out_dir))
+    spec: str,
+    out_dir: str | Path = "data_report",
+    options: SourceOptions | None = None,
+    *,
+    label_errors: bool = True,
+    imbalance_ratio: float = 3.0,
+) -> DataReport:
+    """Loads `spec`, checks it and writes the two report files into `out_dir`.
+
+    `label_errors=False` skips the likely-label-error search (the fast mode training uses).
+    """
+    refuse_inside_source(str(spec), Path(out_dir))
     started = time.perf_counter()
     data = load_source(spec, options)
-    report = check_data(data, label_errors, imbalance_ratio, seed=(options or SourceOptions()).seed)
+    seed = (options or SourceOptions()).seed
+    report = check_data(data, label_errors=label_errors, imbalance_ratio=imbalance_ratio, seed=seed)
     report.seconds = time.perf_counter() - started
     write_data_report(report, out_dir)
     return report
-
-
-@dataclasses.dataclass
-class CheckConfig(SourceOptions):
-    """Options of `trainer data check SOURCE`."""
-
-    out: str = "data_report"  # folder for data_report.json and .md (never inside the source)
-    fast: bool = False  # skip the likely-label-error search (what training runs)
-    imbalance_ratio: float = 3.0  # report imbalance when largest/smallest class exceeds this
-    strict: bool = False  # exit with status 1 when any problem is found
-
-
-def cli_main(argv: list[str]) -> int:
-    """`trainer data check SOURCE [--out=DIR] [--fast] [--image_size=N ...]`."""
-    from trainer.config import ConfigError, parse_args
-
-    usage = "usage: trainer data check SOURCE [--out=DIR] [--fast] [--key=value ...]"
-    sources = [arg for arg in argv if not arg.startswith("-")]
-    if len(sources) != 1 and not {"-h", "--help"} & set(argv):
-        print(f"{usage}\nSOURCE: a folder, .csv, .npz, CIFAR tarball/folder or tfds:NAME; "
-              f"received {len(sources)} sources", file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        config = parse_args(
-            CheckConfig, [a for a in argv if a.startswith("-")], "trainer data check SOURCE"
-        )
-        options = SourceOptions(
-            **{f.name: getattr(config, f.name) for f in dataclasses.fields(SourceOptions)}
-        )
-        report = check_source(
-            sources[0], config.out, options, not config.fast, config.imbalance_ratio
-        )
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        print(f"trainer data check: error: {error}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"  report: {Path(config.out) / 'data_report.md'} and data_report.json")
-    return 1 if config.strict and report.problems else 0

@@ -53,12 +53,12 @@ def _as_images(x: np.ndarray) -> np.ndarray:
 def image_dataset(
     x: np.ndarray,
     y: np.ndarray,
+    *,
     num_classes: int,
     batch_size: int,
     training: bool,
     augment: Callable | None = None,
     seed: int = 0,
-    deterministic: bool = True,
 ) -> tf.data.Dataset:
     """Builds a batched dataset of (float32 images in [0, 1], one-hot labels).
 
@@ -69,8 +69,8 @@ def image_dataset(
         batch_size: examples per batch.
         training: shuffle every epoch and apply `augment`; otherwise keep order.
         augment: callable `(images, labels, seed) -> (images, labels)` from `trainer.augment`.
-        seed: makes shuffling and augmentation reproducible.
-        deterministic: keep element order fixed under parallel map (slightly slower).
+        seed: makes shuffling and augmentation reproducible (element order is kept fixed
+            under the parallel map, so a seed gives the same batches every time).
     """
     x = _as_images(x)
     y = np.asarray(y).astype(np.int64)
@@ -105,4 +105,4 @@ def image_dataset(
         dataset = dataset.map(augmented, num_parallel_calls=PARALLEL_CALLS)
     else:
         dataset = dataset.map(to_float, num_parallel_calls=PARALLEL_CALLS)
-    return finish(dataset, deterministic)
+    return finish(dataset)

@@ -17,8 +17,9 @@ import dataclasses
 from pathlib import Path
 
 from trainer.data.check import DataReport, check_data, clean_data, write_data_report
-from trainer.data.sources import LoadedData, SourceOptions, load_source
+from trainer.data.sources import load_source
 from trainer.data.split import stratified_split
+from trainer.data.types import LoadedData, SourceOptions
 
 
 @dataclasses.dataclass
@@ -38,10 +39,12 @@ def with_validation(data: LoadedData, fraction: float, seed: int = 0) -> LoadedD
     ids = data.split_ids("train")
     return dataclasses.replace(
         data,
-        x_train=data.x_train[kept], y_train=data.y_train[kept],
-        x_val=data.x_train[held], y_val=data.y_train[held],
+        x_train=data.x_train[kept],
+        y_train=data.y_train[kept],
+        x_val=data.x_train[held],
+        y_val=data.y_train[held],
         ids={**data.ids, "train": [ids[i] for i in kept], "val": [ids[i] for i in held]},
-    )  # fmt: skip
+    )
 
 
 def prepare_data(
@@ -67,6 +70,11 @@ def prepare_data(
     where = f" (see {Path(run_dir) / 'data_report.md'})" if run_dir is not None else ""
     for line in report.warnings():
         print(f"WARNING {line}{where}")
-    data = clean_data(data, report, cleaning.drop_duplicates, cleaning.drop_leaks,
-                      cleaning.drop_label_errors)  # fmt: skip
+    data = clean_data(
+        data,
+        report,
+        drop_duplicates=cleaning.drop_duplicates,
+        drop_leaks=cleaning.drop_leaks,
+        drop_label_errors=cleaning.drop_label_errors,
+    )
     return with_validation(data, val_fraction, options.seed), report

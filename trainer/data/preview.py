@@ -5,6 +5,7 @@ A user looks at this before training to see what the augmentation really does to
 images go through the same `image_dataset` pipeline training uses, so the grid shows exactly
 what the model would receive; MixUp/CutMix images are titled with their two largest label
 weights. This module draws and writes the figure; it must not train or change the source.
+The command line is `trainer.cli.data`.
 
 Example:
 
@@ -14,14 +15,12 @@ Example:
 
     x = np.random.default_rng(0).integers(0, 255, (64, 28, 28), dtype=np.uint8)
     y = np.arange(64) % 10
-    preview_grid(x, y, [f"class {i}" for i in range(10)],
-                 augmentations_from_config("crop:2,flip,rotate:15"), "preview.png")
+    preview_grid(x, y, class_names=[f"class {i}" for i in range(10)],
+                 augment=augmentations_from_config("crop:2,flip,rotate:15"), path="preview.png")
 """
 
-import argparse
 import io
 import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ DEFAULT_AUGMENT = "crop:2,flip"  # the Fashion-MNIST recipe's augmentation
 def augmented_samples(
     x: np.ndarray,
     y: np.ndarray,
+    *,
     num_classes: int,
     augment: Callable | None,
     count: int = 16,
@@ -55,9 +55,14 @@ def augmented_samples(
     rng = np.random.default_rng(seed)
     indices = np.sort(rng.choice(len(x), size=min(count, len(x)), replace=False))
     dataset = image_dataset(
-        x[indices], y[indices], num_classes, batch_size=len(indices), training=True,
-        augment=augment, seed=seed,
-    )  # fmt: skip
+        x[indices],
+        y[indices],
+        num_classes=num_classes,
+        batch_size=len(indices),
+        training=True,
+        augment=augment,
+        seed=seed,
+    )
     images, labels = next(iter(dataset))
     return images.numpy(), labels.numpy()
 
@@ -78,6 +83,7 @@ def label_text(label_row: np.ndarray, class_names: Sequence[str]) -> str:
 def preview_grid(
     x: np.ndarray,
     y: np.ndarray,
+    *,
     class_names: Sequence[str],
     augment: Callable | None,
     path: str | Path,
@@ -102,7 +108,9 @@ def preview_grid(
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as pyplot
 
-    images, labels = augmented_samples(x, y, len(class_names), augment, count, seed)
+    images, labels = augmented_samples(
+        x, y, num_classes=len(class_names), augment=augment, count=count, seed=seed
+    )
     if images.shape[-1] not in (1, 3):
         raise ValueError(
             f"can only draw images with 1 or 3 channels, received shape {images.shape[1:]}"
@@ -129,40 +137,3 @@ def preview_grid(
     figure.savefig(buffer, format="png", dpi=110)
     pyplot.close(figure)
     return atomic_write_bytes(path, buffer.getvalue())
-
-
-def cli_main(argv: list[str]) -> int:
-    """`trainer data preview SOURCE [--augment=SPEC] [--out=preview.png] [--count=16]`."""
-    parser = argparse.ArgumentParser(
-        prog="trainer data preview",
-        description="Write a PNG grid of augmented training samples with their labels.",
-    )
-    parser.add_argument("source", help="a data source, e.g. a Fashion-MNIST IDX folder or .npz")
-    parser.add_argument(
-        "--augment",
-        default=DEFAULT_AUGMENT,
-        help=f"augmentations, e.g. 'crop:4,flip,rotate:15,mixup:0.2' (default {DEFAULT_AUGMENT})",
-    )
-    parser.add_argument("--out", default="preview.png", help="PNG file to write")
-    parser.add_argument("--count", type=int, default=16, help="samples to show")
-    parser.add_argument("--seed", type=int, default=0, help="picks samples and augmentation")
-    args = parser.parse_args(argv)
-
-    import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
-    from trainer.augment import augmentations_from_config
-    from trainer.data.sources import load_source
-
-    try:
-        augment = augmentations_from_config(args.augment)
-        data = load_source(args.source)
-        if data.kind != "image":
-            raise ValueError(f"{args.source} holds {data.kind} data; preview draws images only")
-        path = preview_grid(
-            data.x_train, data.y_train, data.class_names, augment, args.out,
-            count=args.count, seed=args.seed, title=f"{args.source}  augment={args.augment}",
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError, TypeError) as error:
-        print(f"trainer data preview: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({min(args.count, len(data.x_train))} augmented training samples)")
-    return 0

@@ -56,8 +56,10 @@ class Vectorizer:
     def __call__(self, texts, batch_size: int = 1024) -> np.ndarray:
         """float32 token ids, shape (len(texts), sequence_length), zero-padded."""
         texts = [str(text) for text in texts]
-        rows = [self.layer(tf.constant(texts[i : i + batch_size])).numpy()
-                for i in range(0, len(texts), batch_size)]  # fmt: skip
+        rows = [
+            self.layer(tf.constant(texts[i : i + batch_size])).numpy()
+            for i in range(0, len(texts), batch_size)
+        ]
         if not rows:
             return np.zeros((0, self.sequence_length), np.float32)
         return np.concatenate(rows).astype(np.float32)
@@ -77,6 +79,7 @@ class Vectorizer:
 def token_dataset(
     ids: np.ndarray,
     labels: np.ndarray,
+    *,
     num_classes: int,
     batch_size: int,
     training: bool,
@@ -85,6 +88,8 @@ def token_dataset(
     """Batches of (float32 token ids, one-hot labels); shuffled each epoch when training."""
     if len(ids) != len(labels):
         raise ValueError(f"{len(ids)} rows of ids but {len(labels)} labels; they must match")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, received {batch_size}")
     dataset = tf.data.Dataset.from_tensor_slices((np.asarray(ids, np.float32), np.asarray(labels)))
     if training:
         dataset = dataset.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
