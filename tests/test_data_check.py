@@ -189,3 +189,34 @@ def test_console_lists_each_problem_row_with_its_path_and_advice(tmp_path, capsy
     for check, row in (("missing_label", 4), ("empty_text", 5)):
         assert f"{check} (1): {ADVICE[check]}" in out
         assert f"{path}:row {row}" in out  # the row itself, by path, on the console
+
+
+def test_non_utf8_file_name_is_reported_escaped_by_the_command(tmp_path, capsys):
+    # Was: "'utf-8' codec can't encode ... surrogates" when writing or printing the report.
+    import os
+
+    root = write_image_folder(tmp_path / "photos", per_class=8, seed=6)
+    copy = os.fsdecode(bytes(root / "b") + b"/copy\xff.png")
+    Path(copy).write_bytes((root / "b/000.png").read_bytes())
+    out = tmp_path / "out"
+    assert cli.main(["data", "check", str(root), f"--out={out}", "--fast"]) == 0
+    printed = capsys.readouterr().out
+    assert "duplicate (1)" in printed and "copy\\xff.png" in printed
+    report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
+    (duplicate,) = [p for p in report["problems"] if p["check"] == "duplicate"]
+    assert duplicate["item"].endswith("copy\\xff.png") or "copy\\xff.png" in duplicate["detail"]
+    assert "copy\\xff.png" in (out / "data_report.md").read_text(encoding="utf-8")
+
+
+def test_prepare_data_drops_rows_with_missing_labels(tmp_path):
+    from trainer.data.prepare import prepare_data
+
+    lines = ["text,label"] + [f"{'good' if i % 2 else 'bad'} film {i},{i % 2}" for i in range(30)]
+    lines += ["no label film,NaN", "another one,null"]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    data, report = prepare_data(str(path), SourceOptions(), val_fraction=0.2)
+    assert data.class_names == ["0", "1"]
+    every_text = [*data.x_train, *data.x_val, *data.x_test]
+    assert len(every_text) == 30 and "no label film" not in every_text
+    assert report.problem_counts()["missing_label"] == 2

@@ -1,5 +1,4 @@
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -237,13 +236,30 @@ def test_cifar_wrong_checksum_and_unsafe_members(tmp_path):
 # --- TFDS --------------------------------------------------------------------------------------
 
 
-def test_tfds_not_prepared_fails_fast_naming_the_folder(tmp_path):
-    started = time.perf_counter()
-    with pytest.raises(
-        FileNotFoundError, match=r"'mnist' is not prepared in .*tfds.*--download=true"
-    ):
-        load_source("tfds:mnist", SourceOptions(tfds_dir=str(tmp_path / "tfds")))
-    assert time.perf_counter() - started < 30  # no network retries (TFDS's own take minutes)
+def test_tfds_not_prepared_never_downloads_or_touches_the_network(tmp_path, monkeypatch):
+    import socket
+
+    import tensorflow_datasets as tfds
+
+    attempts = []
+
+    def refuse_connection(*args, **kwargs):
+        attempts.append(("connect", args))
+        raise OSError("the test forbids network access")
+
+    def record_download(self, *args, **kwargs):
+        attempts.append(("download_and_prepare", self.name))
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_connection)
+    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", record_download)
+    searched = tmp_path / "tfds"
+    with pytest.raises(FileNotFoundError) as raised:
+        load_source("tfds:mnist", SourceOptions(tfds_dir=str(searched)))
+    assert attempts == []  # no download was started and no connection was tried
+    message = str(raised.value)
+    assert "'mnist' is not prepared in" in message and str(searched) in message
+    assert "--download=true" in message and "tfds build mnist" in message
     with pytest.raises(ValueError, match="TFDS has no dataset named 'no_such_set_xyz'"):
         load_source("tfds:no_such_set_xyz", SourceOptions(tfds_dir=str(tmp_path)))
 
@@ -290,3 +306,95 @@ def test_csv_label_only_in_test_is_unknown_and_skipped(tmp_path):
     assert data.class_names == ["a", "b"] and len(data.x_test) == 2
     found = {(p.check, p.item.rsplit(":", 1)[1]) for p in data.problems}
     assert found == {("unknown_label", "row 12"), ("unknown_split", "row 13")}
+
+
+# --- labels: integers, missing values ----------------------------------------------------------
+
+
+def test_csv_integer_labels_are_the_values_seen_in_numeric_order(tmp_path):
+    # Star ratings 2, 7, 10: three classes named by their values, not 11 with 8 empty ones.
+    stars = [2, 7, 10] * 8
+    lines = ["x,stars"] + [f"{i},{label}" for i, label in enumerate(stars)]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    data = load_source(tmp_path / "s.csv", SourceOptions(label_column="stars"))
+    assert data.class_names == ["2", "7", "10"]  # numeric order, not text order
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        np.testing.assert_array_equal(
+            [data.class_names[label] for label in y], [str(stars[int(row)]) for row in x[:, 0]]
+        )
+    assert data.problems == []
+    # A declared class count keeps integer labels as class ids 0..N-1.
+    declared = load_source(tmp_path / "s.csv", SourceOptions(label_column="stars", num_classes=11))
+    assert declared.class_names == [str(i) for i in range(11)]
+    assert sorted(set(declared.y_train.tolist())) == [2, 7, 10]
+
+
+MISSING_MARKERS = ["nan", "NaN", "null", "None", "NA", "N/A", "", "  "]
+
+
+@pytest.mark.parametrize("labels", [("cat", "dog"), ("1", "3")])
+def test_csv_missing_labels_are_reported_and_dropped_never_a_class(tmp_path, labels):
+    lines = ["x,label"] + [f"{i},{labels[i % 2]}" for i in range(20)]
+    lines += [f"{100 + i},{marker}" for i, marker in enumerate(MISSING_MARKERS)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    data = load_source(tmp_path / "m.csv")
+    assert data.class_names == sorted(labels, key=lambda v: int(v) if v.isdigit() else v)
+    missing = [problem for problem in data.problems if problem.check == "missing_label"]
+    assert len(missing) == len(MISSING_MARKERS)
+    assert {problem.action for problem in missing} == {"skipped"}
+    assert missing[0].item.endswith("m.csv:row 22") and "'nan'" in missing[0].detail
+    kept = np.concatenate([data.x_train[:, 0], data.x_test[:, 0]])
+    assert len(kept) == 20 and kept.max() < 100  # every row without a label was dropped
+
+
+def test_npz_nan_labels_are_missing_and_dropped(tmp_path):
+    x = np.arange(24, dtype=np.float32).reshape(12, 2)
+    y_train = np.array([0, 1, np.nan, 1, 0, 1, 0, np.nan, 1, 0, 1, 0])
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y_train, x_test=x[:4], y_test=[0, 1, 0, np.nan])
+    data = load_source(tmp_path / "d.npz")
+    assert data.class_names == ["0", "1"]
+    assert len(data.x_train) == 10 and len(data.x_test) == 3
+    found = sorted(p.item.rsplit(":", 1)[1] for p in data.problems if p.check == "missing_label")
+    assert found == ["y_test[3]", "y_train[2]", "y_train[7]"]
+    np.testing.assert_array_equal(data.x_train[:, 0], np.delete(x[:, 0], [2, 7]))
+
+
+def test_folder_file_names_that_are_not_utf8_are_escaped(tmp_path):
+    import os
+
+    root = write_image_folder(tmp_path / "photos", per_class=6, seed=4)
+    bad_name = os.fsdecode(bytes(root / "a") + b"/caf\xe9.png")  # Latin-1 bytes on disk
+    Path(bad_name).write_bytes((root / "a/000.png").read_bytes())
+    data = load_source(root)
+    names = data.ids["train"] + data.ids["test"]
+    assert any(name.endswith("caf\\xe9.png") for name in names)
+    for name in names:
+        name.encode("utf-8")  # printable and writable: no surrogate escapes left
+
+
+def test_data_modules_import_one_way_without_cycles():
+    # types <- images/split <- loaders (idx, folders, tabular, cifar, tfds_source) <- sources
+    # <- check <- prepare: a loader never imports sources, and no import cycle exists.
+    import ast
+
+    import trainer.data as package
+
+    folder = Path(package.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trainer.data."):
+                imported.add(node.module.rsplit(".", 1)[1])
+        graph[path.stem] = imported
+    for loader in ("types", "images", "idx", "folders", "tabular", "cifar", "tfds_source"):
+        assert "sources" not in graph[loader], loader
+    assert graph["types"] <= {"split"} and graph["split"] == set()
+
+    def visit(module, trail):
+        assert module not in trail, " -> ".join([*trail, module])
+        for target in graph.get(module, ()):
+            visit(target, [*trail, module])
+
+    for module in graph:
+        visit(module, [])

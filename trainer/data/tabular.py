@@ -17,6 +17,7 @@ Example:
 """
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ from trainer.data.types import (
     split_off_test,
 )
 
-MISSING = {"", "na", "nan", "null", "none", "?"}
+# Cells that mean "no value". A missing label skips its row; a missing feature is filled in.
+MISSING_LABELS = {"", "na", "n/a", "nan", "null", "none"}
+MISSING = MISSING_LABELS | {"?"}
 _SPLIT_VALUES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
 
@@ -42,9 +45,15 @@ def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str], list[Proble
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         text = raw.decode("latin-1")
-        problems.append(Problem("encoding", str(path), f"not valid UTF-8 (byte "
-                                f"0x{raw[error.start]:02x} at offset {error.start}); read as Latin-1",
-                                action="fixed"))  # fmt: skip
+        problems.append(
+            Problem(
+                "encoding",
+                str(path),
+                f"not valid UTF-8 (byte "
+                f"0x{raw[error.start]:02x} at offset {error.start}); read as Latin-1",
+                action="fixed",
+            )
+        )
     reader = csv.DictReader(text.splitlines())
     columns = list(reader.fieldnames or [])
     if not columns:
@@ -52,36 +61,79 @@ def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str], list[Proble
     return list(reader), columns, problems
 
 
+def is_missing_label(value: object) -> bool:
+    """True for an empty cell, a missing-value marker (nan, NaN, null, None, NA, N/A) or NaN."""
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    return str(value).strip().lower() in MISSING_LABELS
+
+
 def _labels(
     values: list[str], rows: list[int], splits: list[str], path: Path, options: SourceOptions
 ) -> tuple[list[str], np.ndarray, list[Problem]]:
-    """Class names, an int label per row (-1 = skip), and the problems found."""
+    """Class names, an int label per row (-1 = skip), and the problems found.
+
+    Class names are the distinct labels of the training rows, sorted: integer labels in
+    numeric order (1, 3, 5 are three classes "1", "3", "5"), others as text. With a declared
+    `options.num_classes`, integer labels are class ids 0..N-1 instead. Missing labels are
+    skipped and reported, never a class.
+    """
     problems = []
-    is_integer = all(value.lstrip("-").isdigit() for value in values if value.strip())
     labels = np.full(len(values), -1, np.int64)
-    if is_integer:
-        numbers = [int(value) if value.strip() else None for value in values]
-        present = [number for number in numbers if number is not None]
-        num_classes = options.num_classes or (max(present) + 1 if present else 0)
-        class_names = [str(i) for i in range(num_classes)]
+    cleaned = [None if is_missing_label(value) else value.strip() for value in values]
+    present = [value for value in cleaned if value is not None]
+    is_integer = bool(present) and all(re.fullmatch(r"[+-]?\d+", value) for value in present)
+    train_values = {
+        value
+        for value, split in zip(cleaned, splits, strict=True)
+        if split == "train" and value is not None
+    }
+    if is_integer and options.num_classes:
+        class_names = [str(i) for i in range(options.num_classes)]
+        index = {number: number for number in range(options.num_classes)}
+    elif is_integer:
+        seen = sorted({int(value) for value in train_values})
+        class_names = [str(number) for number in seen]
+        index = {number: position for position, number in enumerate(seen)}
     else:
-        train_values = {
-            value for value, split in zip(values, splits, strict=True) if split == "train"
-        }
-        class_names = sorted(value for value in train_values if value.strip())
-        numbers = [class_names.index(value) if value in class_names else value for value in values]
-    for position, (number, row, split) in enumerate(zip(numbers, rows, splits, strict=True)):
+        class_names = sorted(train_values)
+        index = {name: position for position, name in enumerate(class_names)}
+    for position, (value, row, split) in enumerate(zip(cleaned, rows, splits, strict=True)):
         item = f"{path}:row {row}"
-        if number is None or (isinstance(number, str) and not number.strip()):
-            problems.append(Problem("missing_label", item, "label cell is empty", split, "skipped"))
-        elif isinstance(number, str):
-            problems.append(Problem("unknown_label", item, f"label {number!r} never occurs in "
-                                    "the training rows", split, "skipped"))  # fmt: skip
-        elif not 0 <= number < len(class_names):
-            problems.append(Problem("label_out_of_range", item, f"label {number} outside "
-                                    f"0..{len(class_names) - 1}", split, "skipped"))  # fmt: skip
+        key = int(value) if is_integer and value is not None else value
+        if value is None:
+            shown = "empty" if not values[position].strip() else f"{values[position].strip()!r}"
+            problems.append(
+                Problem(
+                    "missing_label",
+                    item,
+                    f"label is missing ({shown}); row skipped",
+                    split,
+                    "skipped",
+                )
+            )
+        elif key in index:
+            labels[position] = index[key]
+        elif is_integer and options.num_classes:
+            problems.append(
+                Problem(
+                    "label_out_of_range",
+                    item,
+                    f"label {key} outside 0..{len(class_names) - 1}",
+                    split,
+                    "skipped",
+                )
+            )
         else:
-            labels[position] = number
+            problems.append(
+                Problem(
+                    "unknown_label",
+                    item,
+                    f"label {value!r} never occurs in the training rows",
+                    split,
+                    "skipped",
+                )
+            )
     return class_names, labels, problems
 
 
@@ -119,9 +171,16 @@ def _fill_missing(splits: dict, columns: list[str], path: Path) -> list[Problem]
             where += [f"{split} {ids[i].rsplit(':', 1)[-1]}" for i in missing]
         if where:
             shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
-            problems.append(Problem("missing_values", f"{path}:column {column}", f"{len(where)} "
-                                    f"empty cell(s) ({shown}); filled with the training median "
-                                    f"{medians[j]:g}", action="fixed"))  # fmt: skip
+            problems.append(
+                Problem(
+                    "missing_values",
+                    f"{path}:column {column}",
+                    f"{len(where)} "
+                    f"empty cell(s) ({shown}); filled with the training median "
+                    f"{medians[j]:g}",
+                    action="fixed",
+                )
+            )
     return problems
 
 
@@ -141,13 +200,20 @@ def load_csv(path: str | Path, options: SourceOptions) -> LoadedData:
         )
     row_numbers = list(range(2, len(rows) + 2))  # row 1 is the header, as a spreadsheet counts
     has_split = "split" in columns and options.label_column != "split"
-    splits = [_SPLIT_VALUES.get((row.get("split") or "").strip().lower(), "?") if has_split
-              else "train" for row in rows]  # fmt: skip
+    splits = [
+        _SPLIT_VALUES.get((row.get("split") or "").strip().lower(), "?") if has_split else "train"
+        for row in rows
+    ]
     for position, split in enumerate(splits):
         if split == "?":
-            problems.append(Problem("unknown_split", f"{path}:row {row_numbers[position]}",
-                                    f"split {rows[position].get('split')!r} is not train, val or "
-                                    "test", action="skipped"))  # fmt: skip
+            problems.append(
+                Problem(
+                    "unknown_split",
+                    f"{path}:row {row_numbers[position]}",
+                    f"split {rows[position].get('split')!r} is not train, val or test",
+                    action="skipped",
+                )
+            )
     values = [(row.get(options.label_column) or "") for row in rows]
     class_names, labels, label_problems = _labels(values, row_numbers, splits, path, options)
     problems += label_problems
@@ -157,8 +223,15 @@ def load_csv(path: str | Path, options: SourceOptions) -> LoadedData:
         x = np.array([row.get(text_column) or "" for row in rows], dtype=object)
         for position, text in enumerate(x):
             if not text.strip() and labels[position] >= 0:
-                problems.append(Problem("empty_text", f"{path}:row {row_numbers[position]}",
-                                        "text cell is empty", splits[position], "skipped"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        "empty_text",
+                        f"{path}:row {row_numbers[position]}",
+                        "text cell is empty",
+                        splits[position],
+                        "skipped",
+                    )
+                )
                 labels[position] = -1
     else:
         if not feature_columns:
@@ -170,9 +243,15 @@ def load_csv(path: str | Path, options: SourceOptions) -> LoadedData:
     usable = (labels >= 0) & (np.array(splits) != "?")
     split_array = np.array(splits)
     if has_split:
-        parts = {s: (x[usable & (split_array == s)], labels[usable & (split_array == s)],
-                     list(ids[usable & (split_array == s)])) for s in SPLITS
-                 if np.any(usable & (split_array == s))}  # fmt: skip
+        parts = {
+            s: (
+                x[usable & (split_array == s)],
+                labels[usable & (split_array == s)],
+                list(ids[usable & (split_array == s)]),
+            )
+            for s in SPLITS
+            if np.any(usable & (split_array == s))
+        }
     else:
         parts = split_off_test(x[usable], labels[usable], list(ids[usable]), options)
     if not text_column and "train" in parts:
@@ -207,13 +286,18 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
     labels_all = np.concatenate(
         [arrays[f"y_{s}"].reshape(-1) for s in SPLITS if f"y_{s}" in arrays]
     )
-    if labels_all.dtype.kind not in "iuf" or (
-        labels_all.dtype.kind == "f" and np.any(labels_all % 1)
-    ):
+    # Float labels may hold NaN for "no label": those rows are skipped, never a class.
+    known = labels_all[~np.isnan(labels_all)] if labels_all.dtype.kind == "f" else labels_all
+    if labels_all.dtype.kind not in "iuf" or np.any(known % 1):
         raise ValueError(
-            f"{path}: labels must be integer class ids, received dtype {labels_all.dtype}"
+            f"{path}: labels must be integer class ids (NaN for a missing label), received "
+            f"dtype {labels_all.dtype}"
         )
-    num_classes = options.num_classes or int(arrays["y_train"].max()) + 1
+    train_labels = arrays["y_train"].reshape(-1)
+    train_known = (
+        train_labels[~np.isnan(train_labels)] if train_labels.dtype.kind == "f" else train_labels
+    )
+    num_classes = options.num_classes or (int(train_known.max()) + 1 if len(train_known) else 0)
     if "class_names" in arrays:
         class_names = [str(name) for name in arrays["class_names"]]
         num_classes = len(class_names)
@@ -225,12 +309,36 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
         x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
         if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or len(y) != len(x):
             shape = None if y is None else y.shape
-            raise ValueError(f"{path}: y_{split} must hold one integer label per row of x_{split} "
-                             f"{x.shape}, received shape {shape} (one-hot labels: store argmax)")  # fmt: skip
-        y = y.reshape(-1).astype(np.int64)
-        bad = np.flatnonzero((y < 0) | (y >= num_classes))
-        problems += [Problem("label_out_of_range", f"{path}:y_{split}[{i}]", f"label {y[i]} "
-                             f"outside 0..{num_classes - 1}", split, "skipped") for i in bad]  # fmt: skip
+            raise ValueError(
+                f"{path}: y_{split} must hold one integer label per row of x_{split} "
+                f"{x.shape}, received shape {shape} (one-hot labels: store argmax)"
+            )
+        y = y.reshape(-1)
+        missing = np.flatnonzero(np.isnan(y)) if y.dtype.kind == "f" else np.array([], np.int64)
+        problems += [
+            Problem(
+                "missing_label",
+                f"{path}:y_{split}[{i}]",
+                "label is NaN (missing); row skipped",
+                split,
+                "skipped",
+            )
+            for i in missing
+        ]
+        y = np.where(np.isin(np.arange(len(y)), missing), -1, np.nan_to_num(y)).astype(np.int64)
+        out_of_range = np.flatnonzero((y < 0) | (y >= num_classes))
+        out_of_range = np.setdiff1d(out_of_range, missing)
+        problems += [
+            Problem(
+                "label_out_of_range",
+                f"{path}:y_{split}[{i}]",
+                f"label {y[i]} outside 0..{num_classes - 1}",
+                split,
+                "skipped",
+            )
+            for i in out_of_range
+        ]
+        bad = np.union1d(out_of_range, missing)
         keep = np.setdiff1d(np.arange(len(y)), bad)
         if kind == "image" and x.ndim == 3:
             x = x[..., None]
