@@ -24,6 +24,7 @@ from trainer.augment import (
     _apply_transforms,
     _rotation_matrix,
     augmentations_from_config,
+    describe_spec,
 )
 from trainer.data.pipeline import image_dataset
 
@@ -273,7 +274,9 @@ def test_pipeline_with_config_string_is_reproducible_and_keeps_label_mass():
     augment = augmentations_from_config("rotate:10,erase,cutmix")
 
     def first_epoch(seed):
-        dataset = image_dataset(x, y, 10, 32, training=True, augment=augment, seed=seed)
+        dataset = image_dataset(
+            x, y, num_classes=10, batch_size=32, training=True, augment=augment, seed=seed
+        )
         return [(images.numpy(), labels.numpy()) for images, labels in dataset]
 
     batches = first_epoch(0)
@@ -296,3 +299,35 @@ def test_compose_config_names_every_step():
             {"class_name": "RandomFlip", "config": {"horizontal": True, "vertical": False}},
         ]
     }
+
+
+def test_every_augmentation_class_is_reachable_from_the_spec_string():
+    # A class added to trainer.augment but not to the spec parser could never be used from
+    # a recipe's --augment or `trainer data preview --augment`.
+    import inspect
+
+    import trainer.augment as module
+
+    defined = {
+        name
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and value.__module__ == module.__name__
+        and "__call__" in vars(value)
+        and hasattr(value, "get_config")
+        and name != "Compose"
+    }
+    built = augmentations_from_config(",".join(AUGMENTATION_NAMES)).get_config()["augmentations"]
+    assert {item["class_name"] for item in built} == defined
+    assert len(defined) == len(AUGMENTATION_NAMES) == 11
+
+
+def test_describe_spec_names_each_class_with_its_arguments():
+    text = describe_spec("crop:2,flip:vertical,mixup:0.4")
+    assert text == (
+        "RandomCropWithPadding(padding=2), RandomFlip(horizontal=False, vertical=True), "
+        "MixUp(alpha=0.4)"
+    )
+    assert describe_spec("none") == "no augmentation"
+    with pytest.raises(ValueError, match="unknown augmentation 'warp' in 'warp:3'"):
+        describe_spec("flip,warp:3")
