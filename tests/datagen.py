@@ -42,9 +42,13 @@ def encode(image: np.ndarray, extension: str) -> bytes:
 
 
 def write_image_folder(
-    root: Path, classes=("a", "b", "c"), per_class: int = 12, seed: int = 0,
-    extension: str = ".png", size: int = 16,
-) -> Path:  # fmt: skip
+    root: Path,
+    classes=("a", "b", "c"),
+    per_class: int = 12,
+    seed: int = 0,
+    extension: str = ".png",
+    size: int = 16,
+) -> Path:
     """root/<class>/NNN.png with bar images, one bar band per class."""
     rng = np.random.default_rng(seed)
     for label, name in enumerate(classes):
@@ -89,8 +93,15 @@ def cifar_batches(variant: str, per_split: tuple[int, int] = (20, 10), seed: int
     def batch(count: int) -> bytes:
         labels = [int(v) for v in rng.integers(0, num_classes, size=count)]
         data = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
-        return pickle.dumps({b"batch_label": b"generated", label_key: labels, b"data": data,
-                             b"filenames": [b"x.png"] * count}, protocol=2)  # fmt: skip
+        return pickle.dumps(
+            {
+                b"batch_label": b"generated",
+                label_key: labels,
+                b"data": data,
+                b"filenames": [b"x.png"] * count,
+            },
+            protocol=2,
+        )
 
     if variant == "cifar-10":
         names = [f"class{i}".encode() for i in range(10)]

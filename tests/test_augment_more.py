@@ -75,10 +75,16 @@ def test_shape_range_label_mass_and_seed(augmentation):
 
 @pytest.mark.parametrize(
     "augmentation",
-    [RandomRotation(0), RandomZoom(0), RandomTranslation(0), RandomBrightness(0),
-     RandomContrast(0), RandomErasing(0.0)],
+    [
+        RandomRotation(0),
+        RandomZoom(0),
+        RandomTranslation(0),
+        RandomBrightness(0),
+        RandomContrast(0),
+        RandomErasing(0.0),
+    ],
     ids=lambda a: type(a).__name__,
-)  # fmt: skip
+)
 def test_zero_strength_is_identity(augmentation):
     images, labels = _batch()
     np.testing.assert_allclose(augmentation(images, labels, SEED)[0], images, atol=1e-6)
@@ -86,8 +92,9 @@ def test_zero_strength_is_identity(augmentation):
 
 def test_transform_convention_matches_numpy_rotation():
     images, _ = _batch(batch=2, size=9)
-    transforms = _affine_transforms(images, _rotation_matrix(tf.constant([math.pi / 2] * 2)),
-                                    tf.zeros([2, 2]))  # fmt: skip
+    transforms = _affine_transforms(
+        images, _rotation_matrix(tf.constant([math.pi / 2] * 2)), tf.zeros([2, 2])
+    )
     rotated = _apply_transforms(images, transforms, 0.0).numpy()
     expected = [np.rot90(images.numpy(), k, axes=(1, 2)) for k in (1, -1)]
     assert any(np.allclose(rotated, candidate, atol=1e-5) for candidate in expected)
@@ -115,8 +122,12 @@ def test_translation_is_an_integer_shift_within_bounds():
     padded = np.pad(source, [(0, 0), (2, 2), (2, 2), (0, 0)])
     shifts = []
     for index in range(8):
-        found = [(r - 2, c - 2) for r in range(5) for c in range(5)
-                 if np.allclose(out[index], padded[index, r : r + 10, c : c + 10], atol=1e-5)]  # fmt: skip
+        found = [
+            (r - 2, c - 2)
+            for r in range(5)
+            for c in range(5)
+            if np.allclose(out[index], padded[index, r : r + 10, c : c + 10], atol=1e-5)
+        ]
         assert found, f"image {index} is not a whole-pixel shift of at most 2"
         shifts.append(found[0])
     assert len(set(shifts)) > 1
@@ -227,7 +238,7 @@ def test_config_string_builds_the_listed_augmentations_in_order():
         "RandomCropWithPadding", "RandomFlip", "RandomRotation", "RandomZoom",
         "RandomTranslation", "RandomBrightness", "RandomContrast", "RandomErasing",
         "RandAugment", "MixUp", "CutMix",
-    ]  # fmt: skip
+    ]  # fmt: skip  # a table: rows read better than one item per line
     assert config[0]["config"] == {"padding": 3}
     assert config[1]["config"] == {"horizontal": True, "vertical": True}
     assert config[2]["config"]["degrees"] == 10.0 and config[3]["config"]["factor"] == 0.1

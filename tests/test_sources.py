@@ -123,8 +123,10 @@ def test_non_utf8_text_is_read_as_latin1_and_reported(tmp_path):
 
 def test_csv_numeric_features_with_split_column(tmp_path):
     lines = ["f1,f2,label,split"]
-    lines += [f"{i},{i * 0.5},{'cat' if i % 2 else 'dog'},{'test' if i % 4 == 0 else 'train'}"
-              for i in range(20)]  # fmt: skip
+    lines += [
+        f"{i},{i * 0.5},{'cat' if i % 2 else 'dog'},{'test' if i % 4 == 0 else 'train'}"
+        for i in range(20)
+    ]
     (tmp_path / "t.csv").write_text("\n".join(lines))
     data = load_source(tmp_path / "t.csv")
     assert data.kind == "tabular" and data.class_names == ["cat", "dog"]
@@ -161,9 +163,14 @@ def test_csv_missing_value_is_filled_with_training_median(tmp_path):
 def test_npz_image_and_labels_outside_range(tmp_path):
     rng = np.random.default_rng(0)
     y_train, y_test = np.arange(12) % 3, np.array([0, 1, 2, 5])
-    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 255, (12, 8, 8), np.uint8),
-             y_train=y_train, x_test=rng.integers(0, 255, (4, 8, 8), np.uint8),
-             y_test=y_test, class_names=np.array(["r", "g", "b"]))  # fmt: skip
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 255, (12, 8, 8), np.uint8),
+        y_train=y_train,
+        x_test=rng.integers(0, 255, (4, 8, 8), np.uint8),
+        y_test=y_test,
+        class_names=np.array(["r", "g", "b"]),
+    )
     data = load_source(tmp_path / "d.npz")
     assert data.kind == "image" and data.x_train.shape == (12, 8, 8, 1)
     assert data.class_names == ["r", "g", "b"] and len(data.x_test) == 3
@@ -275,12 +282,14 @@ def test_tfds_prepared_dataset_loads(tmp_path):
 
         def _info(self):
             return self.dataset_info_from_configs(
-                features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Image(shape=(16, 16, 3)),
-                    "label": tfds.features.ClassLabel(names=["a", "b"]),
-                }),
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(16, 16, 3)),
+                        "label": tfds.features.ClassLabel(names=["a", "b"]),
+                    }
+                ),
                 supervised_keys=("image", "label"),
-            )  # fmt: skip
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(12, 0), "test": self._generate_examples(4, 1)}

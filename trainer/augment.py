@@ -520,7 +520,7 @@ class CutMix:
 RANDAUGMENT_OPS = (
     "identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "zoom",
     "brightness", "contrast", "solarize", "posterize", "autocontrast",
-)  # fmt: skip
+)  # fmt: skip  # a table: rows read better than one item per line
 _MAX_ROTATE_DEGREES = 30.0
 _MAX_SHEAR = 0.3
 _MAX_TRANSLATE = 0.3  # fraction of the image side; the paper's 0.45 loses most of a 28x28 image

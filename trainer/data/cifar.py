@@ -38,7 +38,7 @@ FILES = {
     "cifar-10": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
                  "meta": "batches.meta"},
     "cifar-100": {"train": ["train"], "test": ["test"], "meta": "meta"},
-}  # fmt: skip
+}  # fmt: skip  # a table: rows read better than one item per line
 _LABEL_KEYS = {
     "cifar-10": (b"labels", b"label_names"),
     "cifar-100": (b"fine_labels", b"fine_label_names"),
@@ -58,7 +58,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"), ("numpy", "dtype"), ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
         ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
-    }  # fmt: skip
+    }  # fmt: skip  # a table: rows read better than one item per line
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -199,9 +199,16 @@ def load_cifar(path: str | Path, options: SourceOptions) -> LoadedData:
                 )
             images = data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             bad = (labels < 0) | (labels >= len(class_names))
-            problems += [Problem("label_out_of_range", f"{where}[{i}]", f"label {labels[i]} "
-                                 f"outside 0..{len(class_names) - 1}", split, "skipped")
-                         for i in np.flatnonzero(bad)]  # fmt: skip
+            problems += [
+                Problem(
+                    "label_out_of_range",
+                    f"{where}[{i}]",
+                    f"label {labels[i]} outside 0..{len(class_names) - 1}",
+                    split,
+                    "skipped",
+                )
+                for i in np.flatnonzero(bad)
+            ]
             xs.append(images[~bad])
             ys.append(labels[~bad])
             ids += [f"{where}[{i}]" for i in np.flatnonzero(~bad)]
