@@ -4,7 +4,10 @@ A CSV has a header row, a label column (`--label_column`, default `label`) and e
 column (`--text_column`, or a column named `text`) or numeric feature columns (every other
 column). An optional `split` column (train/val/test) gives the splits; otherwise they come
 from a seeded stratified split. Empty feature cells are filled with the training median and
-reported; rows without a label or with a label out of range are skipped and reported. An
+reported. The classes are the distinct labels of the training rows, sorted (integers in numeric
+order: labels 1, 3, 5 are the classes "1", "3", "5"). Rows whose label is missing (empty, nan,
+NaN, null, None, NA, N/A, or a float NaN in an .npz) are skipped and reported as
+`missing_label`, never made a class; so are labels unknown to training or out of range. An
 `.npz` holds `x_train`, `y_train`, `x_test`, `y_test` (optionally `x_val`, `y_val` and
 `class_names`); it is opened without pickle support, so it cannot run code. This module
 reads only; it must not write into the source.
@@ -28,6 +31,7 @@ from trainer.data.types import (
     Problem,
     SourceOptions,
     assemble,
+    printable_path,
     require_two_classes,
     split_off_test,
 )
@@ -48,7 +52,7 @@ def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str], list[Proble
         problems.append(
             Problem(
                 "encoding",
-                str(path),
+                printable_path(path),
                 f"not valid UTF-8 (byte "
                 f"0x{raw[error.start]:02x} at offset {error.start}); read as Latin-1",
                 action="fixed",
@@ -69,7 +73,7 @@ def is_missing_label(value: object) -> bool:
 
 
 def _labels(
-    values: list[str], rows: list[int], splits: list[str], path: Path, options: SourceOptions
+    values: list[str], rows: list[int], splits: list[str], path: str, options: SourceOptions
 ) -> tuple[list[str], np.ndarray, list[Problem]]:
     """Class names, an int label per row (-1 = skip), and the problems found.
 
@@ -138,7 +142,7 @@ def _labels(
 
 
 def _features(
-    rows: list[dict[str, str]], columns: list[str], row_numbers: list[int], path: Path
+    rows: list[dict[str, str]], columns: list[str], row_numbers: list[int], path: str
 ) -> np.ndarray:
     """float32 matrix with NaN for missing cells; ValueError naming a non-numeric cell."""
     matrix = np.full((len(rows), len(columns)), np.nan, np.float32)
@@ -158,7 +162,7 @@ def _features(
     return matrix
 
 
-def _fill_missing(splits: dict, columns: list[str], path: Path) -> list[Problem]:
+def _fill_missing(splits: dict, columns: list[str], path: str) -> list[Problem]:
     """Fills NaN cells with the training median of their column, one problem per column."""
     x_train = splits["train"][0]
     medians = np.nan_to_num(np.nanmedian(np.where(np.isnan(x_train).all(0), 0, x_train), axis=0))
@@ -188,6 +192,7 @@ def load_csv(path: str | Path, options: SourceOptions) -> LoadedData:
     """Reads a labelled CSV (see the module docstring)."""
     path = Path(path)
     rows, columns, problems = _read_rows(path)
+    path = printable_path(path)  # it names rows in problems and ids, which must print as UTF-8
     if options.label_column not in columns:
         raise ValueError(
             f"{path} has no label column {options.label_column!r}; its columns are "
@@ -281,6 +286,7 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
                 f"x_test, y_test (it has: {', '.join(sorted(keys)) or 'nothing'})"
             )
         arrays = {key: archive[key] for key in keys}
+    path = printable_path(path)  # it names rows in problems and ids, which must print as UTF-8
     kind = _npz_kind(arrays["x_train"])
     problems, parts = [], {}
     labels_all = np.concatenate(
