@@ -189,6 +189,9 @@ def test_console_lists_each_problem_row_with_its_path_and_advice(tmp_path, capsy
     for check, row in (("missing_label", 4), ("empty_text", 5)):
         assert f"{check} (1): {ADVICE[check]}" in out
         assert f"{path}:row {row}" in out  # the row itself, by path, on the console
+    # Star ratings 1 and 5 are two classes; the report maps each class id to its label.
+    markdown = (tmp_path / "out" / "data_report.md").read_text()
+    assert "| 0 | 1 |" in markdown and "| 1 | 5 |" in markdown and "| 2 |" not in markdown
 
 
 def test_non_utf8_file_name_is_reported_escaped_by_the_command(tmp_path, capsys):

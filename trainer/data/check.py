@@ -128,15 +128,21 @@ class DataReport:
             "",
             "## Samples per class",
             "",
-            "| class | " + " | ".join(splits) + " |",
-            "|---|" + "---|" * len(splits),
+            "The class id is the model's output index; the name is the label in the source.",
+            "",
+            "| id | class | " + " | ".join(splits) + " |",
+            "|---|---|" + "---|" * len(splits),
         ]
-        for name in self.class_names:
+        for index, name in enumerate(self.class_names):
             lines.append(
-                f"| {name} | " + " | ".join(str(self.counts[s][name]) for s in splits) + " |"
+                f"| {index} | {name} | "
+                + " | ".join(str(self.counts[s][name]) for s in splits)
+                + " |"
             )
         lines.append(
-            "| **total** | " + " | ".join(str(sum(self.counts[s].values())) for s in splits) + " |"
+            "| | **total** | "
+            + " | ".join(str(sum(self.counts[s].values())) for s in splits)
+            + " |"
         )
         lines += ["", f"## Problems ({len(self.problems)})", ""]
         if not self.problems:
