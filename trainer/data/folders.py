@@ -182,7 +182,9 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
         names.append(printable_path(path))
         splits.append(split)
     if not samples:
-        raise ValueError(f"no readable {kind} file in {printable_path(root)}; {len(problems)} files were skipped")
+        raise ValueError(
+            f"no readable {kind} file in {printable_path(root)}; {len(problems)} files were skipped"
+        )
     if kind == "image":
         x, image_problems = uniform_images(
             samples, names, [s if s != "pool" else "" for s in splits], options
