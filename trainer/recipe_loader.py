@@ -13,6 +13,7 @@ import pkgutil
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 def _recipes_package() -> ModuleType:
@@ -75,3 +76,45 @@ def load_recipe(name_or_path: str) -> ModuleType:
                 "dataclass and main(config) -> dict"
             )
     return module
+
+
+def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, Any]:
+    """The recipe that made the run in `run_dir` and the run's saved config.
+
+    `run.json` names the recipe (a recipe outside the `recipes` package by its file);
+    `config.yaml` is parsed back into the recipe's `Config` and validated. The recipe must have
+    `build(config)`: commands that rebuild a run's data and model (`compress`, `export`) call
+    it; `needed_for` says which, in the error.
+
+    Raises:
+        FileNotFoundError: run.json or config.yaml is missing, or the recipe file is gone.
+        ValueError: run.json names no recipe, or the recipe has no `build`.
+    """
+    from trainer.config import load_saved_config
+    from trainer.runs import CONFIG_FILE, RUN_INFO_FILE, read_run_info
+
+    run_dir = Path(run_dir)
+    for name in (RUN_INFO_FILE, CONFIG_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / name} is missing: pass a run folder made by `trainer train`"
+            )
+    info = read_run_info(run_dir)
+    recipe_name, recipe_file = info.get("recipe"), info.get("recipe_file")
+    if recipe_file and Path(recipe_file).parent.name != "recipes":
+        # A recipe outside the package is found by its path.
+        if not Path(recipe_file).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / RUN_INFO_FILE} names the recipe file {recipe_file}, which no longer "
+                f"exists; put it back to {needed_for}"
+            )
+        recipe_name = recipe_file
+    if not recipe_name:
+        raise ValueError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
+    recipe = load_recipe(recipe_name)
+    if not hasattr(recipe, "build"):
+        raise ValueError(
+            f"the recipe that made {run_dir} ({recipe_name}) has no build(config) -> Experiment, "
+            f"which is needed to {needed_for}; see README 'Write your own recipe'"
+        )
+    return recipe, load_saved_config(recipe.Config, run_dir / CONFIG_FILE)

@@ -19,7 +19,6 @@ This module parses options, finds the data and prints; conversion and verificati
 """
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -111,24 +110,11 @@ def load_model(path: Path):
 def run_data(run_dir: Path) -> ExportData:
     """The run's test set, representative inputs, labels and input spec, rebuilt through the
     recipe that made the run."""
-    from trainer.config import load_saved_config
-    from trainer.recipe_loader import load_recipe
-    from trainer.runs import CONFIG_FILE
+    from trainer.recipe_loader import load_run_recipe
 
-    info = json.loads((run_dir / RUN_INFO_FILE).read_text(encoding="utf-8"))
-    name, recipe_file = info.get("recipe"), info.get("recipe_file")
-    # A recipe outside the package is found by its file, one in it by its name.
-    if recipe_file and Path(recipe_file).is_file() and Path(recipe_file).parent.name != "recipes":
-        name = recipe_file
-    if not name:
-        raise ValueError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
-    recipe = load_recipe(name)
-    if not hasattr(recipe, "build"):
-        raise ValueError(
-            f"the recipe that made {run_dir} ({recipe.__name__}) has no build(config), so its "
-            "test data cannot be rebuilt: pass --data=SOURCE to verify on a data source"
-        )
-    config = load_saved_config(recipe.Config, run_dir / CONFIG_FILE)
+    recipe, config = load_run_recipe(
+        run_dir, "rebuild its test data (or pass --data=SOURCE to verify on a data source)"
+    )
     experiment = recipe.build(config)
     return ExportData(
         x=np.asarray(experiment.x_test),

@@ -71,31 +71,10 @@ def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
         ValueError: `run.json` names no recipe, or the recipe has no `build` (the recipe
             contract), or its `build` returned no validation data.
     """
-    from trainer.config import load_saved_config
-    from trainer.recipe_loader import load_recipe
-    from trainer.runs import CONFIG_FILE, RUN_INFO_FILE, read_run_info
+    from trainer.recipe_loader import load_run_recipe
 
-    run_dir = Path(run_dir)
-    info_path = run_dir / RUN_INFO_FILE
-    info = read_run_info(run_dir)
-    recipe_name, recipe_file = info.get("recipe"), info.get("recipe_file")
-    if recipe_file and Path(recipe_file).parent.name != "recipes":
-        # A recipe outside the package is found by its path.
-        if not Path(recipe_file).is_file():
-            raise FileNotFoundError(
-                f"{info_path} names the recipe file {recipe_file}, which no longer exists; "
-                "put it back to compress this run"
-            )
-        recipe_name = recipe_file
-    if not recipe_name:
-        raise ValueError(f"{info_path} names no recipe, received {info!r}")
-    recipe = load_recipe(recipe_name)
-    if not hasattr(recipe, "build"):
-        raise ValueError(
-            f"recipe {recipe_name!r} has no build(config) -> Experiment, which compress uses "
-            "to rebuild the run's data and model; see trainer.experiment for the contract"
-        )
-    config = load_saved_config(recipe.Config, run_dir / CONFIG_FILE)
+    recipe, config = load_run_recipe(run_dir, "rebuild the run's data and model for compress")
+    recipe_name = recipe.__name__
     experiment = recipe.build(config)
     if experiment.x_val is None or experiment.y_val is None or len(experiment.x_val) == 0:
         raise ValueError(
