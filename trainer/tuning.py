@@ -477,7 +477,9 @@ def _classes() -> dict[str, type]:
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
             self.trials_run.append(trial.trial_id)
-            score = f"{OBJECTIVE} {trial.score:.4f}" if trial.score is not None else record["error"]
+            score = record["error"] or (
+                f"{OBJECTIVE} {trial.score:.4f}" if trial.score is not None else "done"
+            )
             print(f"trial {trial.trial_id} {status.lower()}: {score}", flush=True)
 
     tuner_classes = {
@@ -669,6 +671,9 @@ def search(
     hypermodel = recipe_hypermodel(
         recipe, base_config, dimensions, options.max_epochs, options.trial_patience
     )
+    if options.workers and not os.environ.get("KERASTUNER_ORACLE_IP"):
+        return _search_with_workers(hypermodel, recipe, base_config, directory, options)
+    _quiet_retracing_warnings()
     tuner_object = _make_tuner(hypermodel, options, directory, overwrite=False)
     deadline = time.time() + options.time_budget if options.time_budget else None
     tuner_object.setup_recording(directory / TRIAL_LOG_FILE, deadline)
@@ -683,6 +688,87 @@ def search(
     result = write_results(tuner_object.oracle, recipe, base_config, directory, options)
     result.stopped_by_budget, result.trials_run_here = stopped, tuner_object.trials_run
     return result
+
+
+# What each worker process runs: the search of the tuning folder, as a client of the chief.
+WORKER_CODE = (
+    "import sys, trainer.keras_path as path, trainer.tuning as tuning; "
+    "path.import_tensorflow_quietly(); tuning.resume(sys.argv[1])"
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _search_with_workers(hypermodel, recipe, base_config, directory: Path, options: TuneOptions):
+    """keras-tuner's distributed mode on this machine: the oracle serves from a thread of this
+    process (the chief) and `options.workers` processes run the trials, each asking the chief
+    for its next trial, so no trial runs twice. Returns when every worker has exited.
+
+    On several machines, run the same search on each with the environment variables set by
+    hand: KERASTUNER_TUNER_ID=chief on one (it only serves the oracle) and worker0, worker1, ...
+    on the others, all with KERASTUNER_ORACLE_IP=<the chief's address> and
+    KERASTUNER_ORACLE_PORT=<a free port>, and a shared --tune_dir (see README).
+    """
+    import subprocess
+    import threading
+
+    address = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    previous = {name: os.environ.get(name) for name in [*address, "KERASTUNER_TUNER_ID"]}
+    os.environ.update(address, KERASTUNER_TUNER_ID="chief")
+    try:
+        chief = _make_tuner(hypermodel, options, directory, overwrite=False)
+        # keras-tuner's chief blocks serving until every worker has asked for a trial and
+        # been told to stop; a thread lets this process collect the results however the
+        # workers end (done, budget spent, crashed).
+        threading.Thread(target=chief.search, kwargs={"verbose": 0}, daemon=True).start()
+        workers = []
+        for index in range(options.workers):
+            environment = {**os.environ, **address, "KERASTUNER_TUNER_ID": f"worker{index}"}
+            command = [sys.executable, "-c", WORKER_CODE, str(directory)]
+            workers.append(subprocess.Popen(command, env=environment))
+        print(
+            f"chief oracle on port {address['KERASTUNER_ORACLE_PORT']}, "
+            f"{options.workers} workers running",
+            flush=True,
+        )
+        failed = [index for index, worker in enumerate(workers) if worker.wait() != 0]
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if failed:
+        print(
+            f"warning: worker(s) {', '.join(map(str, failed))} exited with an error; the "
+            "results below hold the trials that finished",
+            flush=True,
+        )
+    return write_results(chief.oracle, recipe, base_config, directory, options)
+
+
+class _RetracingFilter:
+    """Drops TensorFlow's "triggered tf.function retracing" warning: every trial builds a new
+    model after `clear_session`, so its functions are traced anew by design."""
+
+    def filter(self, record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_retracing_warnings() -> None:
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    if not os.environ.get("TRAINER_DEBUG") and not any(
+        isinstance(existing, _RetracingFilter) for existing in logger.filters
+    ):
+        logger.addFilter(_RetracingFilter())
 
 
 def _is_worker() -> bool:
@@ -720,7 +806,8 @@ def resume(directory: str | Path, time_budget: float | None = None) -> SearchRes
     recipe, base_config, options = load_search(directory)
     if time_budget is not None:
         options.time_budget = time_budget
-    print(f"resuming the search in {directory}", flush=True)
+    worker = os.environ.get("KERASTUNER_TUNER_ID", "") if _is_worker() else ""
+    print(f"{worker or 'resuming'}: the search in {directory}", flush=True)
     return search(recipe, base_config, options.search, options=options)
 
 
@@ -889,7 +976,7 @@ def plot_objective_vs_parameters(
     trials: list[TrialRecord], names: list[str], path: str | Path
 ) -> Path:
     """The objective against each of `names` (the most influential parameters), one panel each;
-    numbers on a log axis when they span more than a factor of 20."""
+    numbers on a log axis when they span a factor of 9 or more."""
     from trainer.plots import pyplot, save_figure
 
     names = names or ["(none)"]
@@ -901,7 +988,7 @@ def plot_objective_vs_parameters(
         if numeric:
             axis.scatter(values, objectives, color="tab:blue", s=25)
             positive = [v for v in values if v > 0]
-            if positive and len(positive) == len(values) and max(values) / min(values) > 20:
+            if positive and len(positive) == len(values) and max(values) / min(values) >= 9:
                 axis.set_xscale("log")
         else:
             labels = list(dict.fromkeys(str(v) for v in values))
