@@ -1,12 +1,22 @@
-"""Schedules against their plain-Python formulas, and save/reload without custom_objects."""
+"""Schedules against their plain-Python formulas, and save/reload without custom_objects.
+
+The tests that wrap or save a schedule run with both Kerases (the `keras` fixture): tf_keras
+and Keras 3 take the same classes.
+"""
 
 import math
 
 import numpy as np
 import pytest
-import tf_keras as keras
+from kerases import KERASES, keras3, tf_keras
 
 from trainer.schedules import Constant, OneCycle, Warmup, build_schedule
+
+
+@pytest.fixture(params=KERASES)
+def keras(request):
+    return request.param
+
 
 STEPS = [0, 1, 2, 7, 49, 50, 51, 99, 100, 101, 250, 499, 500, 777, 999, 1000, 1500]
 
@@ -34,7 +44,7 @@ def assert_matches(schedule, formula):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-9)
 
 
-def test_linear_warmup_then_cosine_delays_the_decay():
+def test_linear_warmup_then_cosine_delays_the_decay(keras):
     schedule = Warmup(keras.optimizers.schedules.CosineDecay(0.1, 900), warmup_steps=100)
 
     def formula(step):
@@ -53,7 +63,7 @@ def test_exponential_warmup_is_geometric():
     assert float(schedule(50)) == pytest.approx(1e-2, rel=1e-5)  # halfway in log space
 
 
-def test_warmup_without_delay_scales_the_running_schedule():
+def test_warmup_without_delay_scales_the_running_schedule(keras):
     inner = keras.optimizers.schedules.CosineDecay(0.1, 1000)
     schedule = Warmup(inner, warmup_steps=100, delay_decay=False)
 
@@ -117,14 +127,16 @@ def test_bad_arguments_name_the_value():
         Warmup(0.1, 10, warmup_type="exponential")
     with pytest.raises(ValueError, match="warmup_type must be one of .* received 'cos'"):
         Warmup(0.1, 10, warmup_type="cos")
-    with pytest.raises(TypeError, match="after_warmup must be a tf_keras LearningRateSchedule"):
+    with pytest.raises(
+        TypeError, match="after_warmup must be a LearningRateSchedule .* or a float"
+    ):
         Warmup("0.1", 10)
     with pytest.raises(ValueError, match="pct_start must be in \\(0, 1\\), received 1.5"):
         OneCycle(0.1, 100, pct_start=1.5)
 
 
-def _schedule_under_test():
-    # Nesting covers both our classes and a tf_keras one inside ours.
+def _schedule_under_test(keras):
+    # Nesting covers both our classes and a Keras one inside ours.
     return Warmup(
         keras.optimizers.schedules.CosineDecayRestarts(0.05, 40),
         warmup_steps=10,
@@ -133,13 +145,20 @@ def _schedule_under_test():
     )
 
 
-@pytest.mark.parametrize("file_name", ["model.keras", "saved_model", "model.h5"])
-@pytest.mark.parametrize("make_schedule", [_schedule_under_test, lambda: OneCycle(0.1, 50)])
+# Keras 3 saves whole models only as .keras.
+SAVE_FORMATS = [
+    pytest.param(tf_keras, name, id=f"tf_keras-{name}")
+    for name in ("model.keras", "saved_model", "model.h5")
+] + [pytest.param(keras3, "model.keras", id="keras3-model.keras")]
+
+
+@pytest.mark.parametrize(("keras", "file_name"), SAVE_FORMATS)
+@pytest.mark.parametrize("make_schedule", [_schedule_under_test, lambda _: OneCycle(0.1, 50)])
 def test_model_with_schedule_saves_and_reloads_without_custom_objects(
-    tmp_path, file_name, make_schedule
+    tmp_path, file_name, make_schedule, keras
 ):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    schedule = make_schedule()
+    schedule = make_schedule(keras)
     model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
     x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
     model.fit(x, y, batch_size=4, epochs=3, verbose=0)  # 6 optimizer steps
@@ -153,5 +172,5 @@ def test_model_with_schedule_saves_and_reloads_without_custom_objects(
     assert restored_schedule.get_config() == schedule.get_config()
     for step in (0, 5, 12, 30, 60):
         assert float(restored_schedule(step)) == pytest.approx(float(schedule(step)), rel=1e-6)
-    if file_name.endswith(".keras"):  # only .keras restores tf_keras optimizer state
+    if file_name.endswith(".keras"):  # only .keras restores the optimizer's state
         assert int(restored.optimizer.iterations) == 6

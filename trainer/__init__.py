@@ -1,11 +1,14 @@
 """trainer: train Keras models from a dataset to a small, fast, verified mobile model.
 
-Importing this package selects the Keras 2 API (`tf_keras`) for TensorFlow by setting
-`TF_USE_LEGACY_KERAS=1` before TensorFlow loads, because TF-MOT (pruning, clustering,
-quantization-aware training) rejects Keras 3 models. It also quiets TensorFlow's C++ start-up
-log (absl and oneDNN notices) the first time TensorFlow is imported, unless the user chose a
-level or set TRAINER_DEBUG=1. Import `trainer` before `tensorflow`, or set both variables
-in the environment. Submodules are imported on demand so that `import trainer` stays fast.
+Importing this package selects the Keras 2 API (`tf_keras`) for `tf.keras` by setting
+`TF_USE_LEGACY_KERAS=1` (effective while `tf.keras` has not been used yet), because TF-MOT
+(pruning, clustering, quantization-aware training) rejects Keras 3 models. Import order does
+not matter otherwise: in a script that imported `keras` (Keras 3) or used `tf.keras` first,
+the schedules, callbacks, LR finder and Distiller work
+with Keras 3 too, and only the TF-MOT helpers and export refuse a Keras 3 model (with the
+conversion `trainer.keras_path.to_tf_keras`). It also quiets TensorFlow's C++ start-up log
+(absl and oneDNN notices) the first time TensorFlow is imported, unless the user chose a
+level or set TRAINER_DEBUG=1. Submodules are imported on demand so `import trainer` stays fast.
 
 Example:
 
@@ -15,12 +18,16 @@ Example:
 """
 
 # Importing keras_path sets TF_USE_LEGACY_KERAS=1 and the default TF_CPP_MIN_LOG_LEVEL=2.
-from trainer.keras_path import check_keras_object, ensure_legacy_keras, quiet_tensorflow_import
+from trainer.keras_path import (
+    check_keras_object,
+    ensure_legacy_keras,
+    quiet_tensorflow_import,
+    to_tf_keras,
+)
 
 __version__ = "0.1.0"
-__all__ = ["check_keras_object", "ensure_legacy_keras", "keras", "__version__"]
+__all__ = ["check_keras_object", "ensure_legacy_keras", "keras", "to_tf_keras", "__version__"]
 
-ensure_legacy_keras()
 quiet_tensorflow_import()
 
 

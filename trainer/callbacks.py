@@ -1,7 +1,13 @@
 """Keras callbacks that work in any user's `model.fit`, not only in trainer's recipes.
 
 Each callback does one thing through Keras's own `Callback` seam and has side effects only.
-This module must not build models, datasets or run directories.
+They are tf_keras `Callback`s and also work in a Keras 3 `model.fit`, which calls any object
+with the callback hooks: what differs between the two Kerases (reading a learning rate,
+schedules) goes through `trainer.keras_compat`, detected from the model the callback is given.
+`ExponentialMovingAverage` and `LearningRateWarmup` change weights or the optimizer between
+steps with TensorFlow ops, so under Keras 3's JAX or PyTorch backends they refuse at
+construction, naming the backend. This module must not build models, datasets or run
+directories.
 """
 
 import sys
@@ -10,17 +16,25 @@ import time
 import numpy as np
 import tf_keras as keras
 
+from trainer import keras_compat
+
 
 def current_learning_rate(model) -> float | None:
-    """The optimizer's learning rate at its current step, whether constant or a schedule."""
+    """The optimizer's learning rate at its current step, whether constant or a schedule.
+
+    Works for tf_keras and Keras 3 models (on Keras 3 `optimizer.learning_rate` is already
+    the current value; under JAX the model's state is synced first, as Keras 3 callbacks do).
+    """
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return None
     rate = optimizer.learning_rate
-    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+    if keras_compat.is_schedule(rate):
         rate = rate(optimizer.iterations)
     try:
-        return float(keras.backend.get_value(rate))
+        return keras_compat.to_float(rate)
     except (TypeError, ValueError):
         return None
 
@@ -202,6 +216,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
 
     def __init__(self, decay: float = 0.999):
         super().__init__()
+        keras_compat.require_tensorflow_backend("ExponentialMovingAverage")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), received {decay!r}")
         self.decay = decay
@@ -213,6 +228,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         import tensorflow as tf
 
+        keras_compat.require_tensorflow_backend("ExponentialMovingAverage", self.model)
         self._in_fit, self._holds_average = True, False
         weights = self.model.trainable_weights
         self._average = [tf.Variable(weight, trainable=False) for weight in weights]
@@ -341,6 +357,7 @@ class LearningRateWarmup(keras.callbacks.Callback):
             raise ValueError(f"warmup_steps must be an int >= 1, received {warmup_steps!r}")
         if not 0.0 <= initial_factor < 1.0:
             raise ValueError(f"initial_factor must be in [0, 1), received {initial_factor!r}")
+        keras_compat.require_tensorflow_backend("LearningRateWarmup")
         self.warmup_steps = warmup_steps
         self.initial_factor = initial_factor
         self._base_rate = None
@@ -349,16 +366,17 @@ class LearningRateWarmup(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from trainer.schedules import Warmup
 
+        keras_compat.require_tensorflow_backend("LearningRateWarmup", self.model)
         optimizer = self.model.optimizer
         schedule = getattr(optimizer, "_learning_rate", None)
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        if keras_compat.is_schedule(schedule):
             self._original_schedule = schedule
             start = float(schedule(0)) * self.initial_factor
             optimizer.learning_rate = Warmup(schedule, self.warmup_steps, start, delay_decay=False)
             # fit traced its train step before this hook; trace again so the wrapper is used.
             self.model.train_function = self.model.make_train_function(force=True)
         else:
-            self._base_rate = float(keras.backend.get_value(optimizer.learning_rate))
+            self._base_rate = keras_compat.to_float(optimizer.learning_rate)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._base_rate is None:

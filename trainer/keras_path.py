@@ -1,8 +1,12 @@
-"""Keeps every model on the Keras 2 path (`tf_keras`) and rejects Keras 3 objects early.
+"""Keeps the models that TF-MOT and export see on the Keras 2 path (`tf_keras`).
 
 TF-MOT 0.8.1 only accepts Keras 2 models, so one model object can go through training,
 keras-tuner, pruning, quantization and `TFLiteConverter.from_keras_model` only on `tf_keras`.
-This module owns the checks; it must not import TensorFlow unless TensorFlow is already loaded.
+The schedules and callbacks serve Keras 3 as well (`trainer.keras_compat`); the helpers that
+need tf_keras reject a Keras 3 model with `check_keras_object`, whose message offers
+`to_tf_keras(model)`: the same functional or Sequential model rebuilt in tf_keras. This module
+owns the checks and the conversion; it must not import TensorFlow unless TensorFlow is
+already loaded or a conversion is asked for.
 """
 
 import contextlib
@@ -18,9 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 _HOW_TO_FIX = (
-    "trainer uses the Keras 2 API (tf_keras). Build the object with `import tf_keras as keras` "
-    "(or `from trainer import keras`), or `import trainer` before `tensorflow`, or set "
-    "TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
+    "TF-MOT compression and trainer's export and recipes use the Keras 2 API (tf_keras). "
+    "Convert a functional or Sequential model with `trainer.keras_path.to_tf_keras(model)` "
+    "(weights copied, outputs checked), or build the object with `import tf_keras as keras` "
+    "(or `from trainer import keras`), or set TF_USE_LEGACY_KERAS=1 before TensorFlow loads."
 )
 
 
@@ -29,7 +34,9 @@ def ensure_legacy_keras() -> None:
 
     TensorFlow picks the Keras behind `tf.keras` on first access, reading
     `TF_USE_LEGACY_KERAS`. If that happened before `import trainer`, models built with
-    `tf.keras` are Keras 3 and TF-MOT will reject them deep inside a traceback.
+    `tf.keras` are Keras 3, which TF-MOT rejects. `import trainer` no longer calls this (our
+    schedules and callbacks serve Keras 3 too, and TF-MOT helpers check the model itself);
+    a tf_keras-only script may call it to fail at its start rather than at compression.
 
     Raises:
         ImportError: naming the problem and the fix.
@@ -176,3 +183,161 @@ def check_functional(model: object, who: str, otherwise: str = "") -> None:
         f"{who} needs a functional or Sequential tf_keras model, received "
         f"{type(model).__qualname__}{advice}"
     )
+
+
+def to_tf_keras(model, sample=None, tolerance: float = 1e-5):
+    """The same functional or Sequential Keras 3 model rebuilt in tf_keras, with its weights.
+
+    Each layer is rebuilt from its config by the tf_keras layer class of the same name, the
+    graph is rewired in the same order, the weights are copied layer by layer, and both models
+    are run on a batch to check that their outputs agree. Use it to hand a Keras 3 model to
+    TF-MOT (pruning, clustering, quantization-aware training) or to trainer's export.
+
+    Args:
+        model: a built functional or Sequential Keras 3 model of standard Keras layers.
+        sample: a batch of inputs for the check; default 4 random rows (integers 0-1 for
+            integer inputs such as token ids, standard normal values otherwise).
+        tolerance: the largest absolute difference allowed between the two outputs.
+
+    Raises:
+        TypeError: not a Keras 3 model, a subclassed model, or a layer without a tf_keras
+            counterpart (custom layers, `keras.ops` calls in the graph, nested models).
+        ValueError: the rebuilt model's outputs differ (the message gives the difference).
+
+    Example:
+
+        import keras
+        import trainer.keras_path
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu")])
+        legacy = trainer.keras_path.to_tf_keras(model)  # a tf_keras model: prune it, export it
+    """
+    import numpy as np
+
+    if not is_keras3_object(model):
+        raise TypeError(
+            f"to_tf_keras converts Keras 3 models, received {type(model).__module__}."
+            f"{type(model).__qualname__}; a tf_keras model needs no conversion"
+        )
+    import tf_keras
+    from keras.src.models.functional import Functional
+
+    from trainer.keras_compat import keras_of
+
+    keras3 = keras_of(model)
+
+    if not model.built or not getattr(model, "inputs", None):
+        raise TypeError(
+            f"to_tf_keras needs a built functional or Sequential model with an Input; "
+            f"{model.name!r} ({type(model).__qualname__}) has no input graph. Start it with "
+            "keras.Input(shape) or call model.build(input_shape) first"
+        )
+    converted: dict[int, tuple] = {}  # id(Keras 3 layer) -> (Keras 3 layer, tf_keras layer)
+    if isinstance(model, keras3.Sequential):
+        first = model.inputs[0]
+        layers = [tf_keras.Input(shape=tuple(first.shape[1:]), dtype=first.dtype)]
+        for layer in model.layers:
+            converted[id(layer)] = (layer, _tf_keras_layer(layer, tf_keras))
+            layers.append(converted[id(layer)][1])
+        rebuilt = tf_keras.Sequential(layers, name=model.name)
+    elif isinstance(model, Functional):
+        rebuilt = _rebuild_graph(model, keras3, tf_keras, converted)
+    else:
+        raise TypeError(
+            f"to_tf_keras needs a functional or Sequential model; {model.name!r} is a "
+            f"subclassed {type(model).__qualname__}, whose call() has no graph to rebuild. "
+            "Rewrite it with the functional API, or build it with tf_keras"
+        )
+    for old, new in converted.values():
+        new.set_weights(old.get_weights())
+    if sample is None:
+        rng = np.random.default_rng(0)
+        sample = [
+            rng.integers(0, 2, (4, *tensor.shape[1:])).astype(tensor.dtype)
+            if "int" in str(tensor.dtype)
+            else rng.standard_normal((4, *tensor.shape[1:])).astype(tensor.dtype)
+            for tensor in model.inputs
+        ]
+        sample = sample[0] if len(sample) == 1 else sample
+    expected = [np.asarray(value) for value in keras3.tree.flatten(model(sample, training=False))]
+    got = [np.asarray(value) for value in _flatten(rebuilt(sample, training=False))]
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, got, strict=True))
+    if not difference <= tolerance:
+        raise ValueError(
+            f"the tf_keras rebuild of {model.name!r} gives outputs up to {difference:.3g} away "
+            f"from the Keras 3 model's (tolerance {tolerance}); a layer's config or weight "
+            "order differs between the Kerases. Build this model with tf_keras instead"
+        )
+    return rebuilt
+
+
+def _flatten(structure) -> list:
+    import tensorflow as tf
+
+    return tf.nest.flatten(structure)
+
+
+# Config keys Keras 3 writes that tf_keras layers do not take, or that need no copying (the
+# initializers: the weights are copied over after the rebuild).
+_KERAS3_ONLY_KEYS = ("quantization_config", "lora_rank", "lora_alpha", "synchronized")
+
+
+def _tf_keras_layer(layer, tf_keras):
+    """The tf_keras layer of the same class and config as the Keras 3 `layer` (not yet built)."""
+    name = type(layer).__name__
+    target = getattr(tf_keras.layers, name, None)
+    if target is None or not type(layer).__module__.startswith("keras.src.layers"):
+        raise TypeError(
+            f"to_tf_keras rebuilds standard Keras layers only; layer {layer.name!r} is "
+            f"{type(layer).__module__}.{type(layer).__qualname__}, which has no tf_keras "
+            "counterpart. Rebuild the model with tf_keras layers (a custom layer can subclass "
+            "tf_keras.layers.Layer with the same code)"
+        )
+    config = {}
+    for key, value in layer.get_config().items():
+        if key in _KERAS3_ONLY_KEYS or key.endswith("_initializer"):
+            continue
+        if key == "dtype" and isinstance(value, dict):  # a DTypePolicy: tf_keras takes its name
+            value = value.get("config", {}).get("name", "float32")
+        config[key] = value
+    try:
+        return target.from_config(config)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"to_tf_keras could not rebuild layer {layer.name!r} ({name}) in tf_keras: {error}"
+        ) from None
+
+
+def _rebuild_graph(model, keras3, tf_keras, converted: dict):
+    """Walks a Keras 3 functional graph from its outputs and calls tf_keras layers the same way."""
+    tensors: dict[int, object] = {}
+    inputs = []
+    for tensor in model.inputs:
+        layer = tensor._keras_history.operation
+        rebuilt = tf_keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=layer.name)
+        tensors[id(tensor)] = rebuilt
+        inputs.append(rebuilt)
+
+    def convert(tensor):
+        if not isinstance(tensor, keras3.KerasTensor):
+            return tensor
+        if id(tensor) in tensors:
+            return tensors[id(tensor)]
+        operation, node_index, _ = tensor._keras_history
+        if not isinstance(operation, keras3.layers.Layer) or isinstance(operation, keras3.Model):
+            raise TypeError(
+                f"to_tf_keras rebuilds graphs of standard layers only; {operation.name!r} is a "
+                f"{type(operation).__qualname__} (a keras.ops call or a nested model). Use "
+                "layers such as keras.layers.Add for it, or build the model with tf_keras"
+            )
+        node = operation._inbound_nodes[node_index]
+        args = keras3.tree.map_structure(convert, node.arguments.args)
+        kwargs = keras3.tree.map_structure(convert, node.arguments.kwargs)
+        if id(operation) not in converted:
+            converted[id(operation)] = (operation, _tf_keras_layer(operation, tf_keras))
+        outputs = converted[id(operation)][1](*args, **kwargs)
+        for old, new in zip(node.output_tensors, _flatten(outputs), strict=True):
+            tensors[id(old)] = new
+        return tensors[id(tensor)]
+
+    outputs = keras3.tree.map_structure(convert, model._outputs_struct)
+    return tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)

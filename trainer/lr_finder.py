@@ -6,7 +6,8 @@ steps while the learning rate grows exponentially from `min_learning_rate` to
 model's weights back, and suggests a rate: one tenth of the rate where the smoothed loss was
 lowest (Smith 2017; fastai's "minimum/10"), which sits on the steep, stable part of the curve.
 The user's model, optimizer and weights are left as they were. `trainer lr-find RECIPE` runs it
-on a recipe's model and data. This module must not train for real or choose the schedule.
+on a recipe's model and data. It takes tf_keras and Keras 3 (TensorFlow backend) models alike
+(`trainer.keras_compat`). This module must not train for real or choose the schedule.
 
 Example:
 
@@ -24,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+from trainer import keras_compat
+from trainer.keras_path import is_keras3_object
 
 
 @dataclass
@@ -65,7 +69,7 @@ class LearningRateFinderResult:
 def _sweep_optimizer(model, optimizer):
     source = optimizer if optimizer is not None else getattr(model, "optimizer", None)
     if source is None:
-        return keras.optimizers.Adam(1e-3)
+        return keras_compat.keras_of(model).optimizers.Adam(1e-3)
     config = source.get_config()
     config["learning_rate"] = 1e-3  # replaced by a plain variable: the sweep sets it each step
     return type(source).from_config(config)
@@ -83,7 +87,8 @@ def find_learning_rate(
     """Sweeps the learning rate exponentially over `steps` batches and suggests one.
 
     Args:
-        model: a compiled tf_keras model (its compiled loss, with regularization, is used).
+        model: a compiled tf_keras or Keras 3 model (its compiled loss, with regularization,
+            is used); Keras 3 needs its TensorFlow backend.
         data: a `tf.data.Dataset` of (inputs, targets) batches; repeated if too short.
         steps: batches in the sweep; a few hundred is enough.
         min_learning_rate: first rate tried.
@@ -93,11 +98,10 @@ def find_learning_rate(
 
     Raises:
         ValueError: model not compiled, bad range or step count.
+        RuntimeError: a Keras 3 model on the JAX or PyTorch backend.
     """
-    from trainer.keras_path import check_keras_object
-
-    check_keras_object(model, "model")
-    if getattr(model, "compiled_loss", None) is None:
+    keras_compat.require_tensorflow_backend("find_learning_rate", model)
+    if not keras_compat.is_compiled(model):
         raise ValueError("find_learning_rate needs a compiled model (model.compile(...) first)")
     if not 0 < min_learning_rate < max_learning_rate:
         raise ValueError(
@@ -113,13 +117,19 @@ def find_learning_rate(
 
     saved_weights = model.get_weights()
     sweep_optimizer = _sweep_optimizer(model, optimizer)
+    keras3 = is_keras3_object(model)
+    if keras3:  # Keras 3 creates optimizer variables on first use: not inside the tf.function
+        sweep_optimizer.build(model.trainable_variables)
 
     @tf.function
     def train_step(inputs, targets, rate):
         sweep_optimizer.learning_rate.assign(rate)
         with tf.GradientTape() as tape:
             predictions = model(inputs, training=True)
-            loss = model.compiled_loss(targets, predictions, regularization_losses=model.losses)
+            if keras3:  # the compiled loss plus the model's regularization losses
+                loss = model.compute_loss(x=inputs, y=targets, y_pred=predictions)
+            else:
+                loss = model.compiled_loss(targets, predictions, regularization_losses=model.losses)
         gradients = tape.gradient(loss, model.trainable_variables)
         sweep_optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss

@@ -7,6 +7,12 @@ adds only `Warmup` (linear or exponential, around *any* schedule or a constant),
 so a model compiled with it saves and reloads (`.keras`, SavedModel, h5) without
 `custom_objects`, as long as `trainer.schedules` was imported. This module must not train.
 
+The same classes serve Keras 3 (`import keras`): when the process has imported Keras 3, a
+schedule is built as a subclass that is also a Keras 3 `LearningRateSchedule` (made once per
+class, registered with Keras 3's serialization too), and its arithmetic goes through
+`trainer.keras_compat.math_ops`: TensorFlow ops, or `keras.ops` under a JAX or PyTorch
+backend. `build_schedule` builds tf_keras's own schedules (the recipes' path).
+
 Example:
 
     import trainer
@@ -20,8 +26,9 @@ Example:
 
 import math
 
-import tensorflow as tf
 import tf_keras as keras
+
+from trainer import keras_compat
 
 schedules = keras.optimizers.schedules
 LearningRateSchedule = schedules.LearningRateSchedule
@@ -38,11 +45,54 @@ SCHEDULE_NAMES = (
 )
 
 
-def _rate_at(rate, step):
+def _rate_at(rate, step, ops):
     """The value of a schedule or a constant at `step`, as float32."""
-    if isinstance(rate, LearningRateSchedule):
-        return tf.cast(rate(step), tf.float32)
-    return tf.constant(rate, tf.float32)
+    if keras_compat.is_schedule(rate):
+        return ops.cast(rate(step), "float32")
+    return ops.convert_to_tensor(rate, "float32")
+
+
+class _Schedule(LearningRateSchedule):
+    """Base of our schedules: a tf_keras schedule, and also a Keras 3 one once Keras 3 is loaded."""
+
+    _keras3 = False  # True on the subclasses made by `_keras3_class`
+
+    def __new__(cls, *args, **kwargs):
+        keras3 = keras_compat.loaded_keras3()
+        if keras3 is not None and not cls._keras3:
+            cls = _keras3_class(cls, keras3)
+        return super().__new__(cls)
+
+    @classmethod
+    def _deserialize(cls, config: dict):
+        # Keras 3's loader finds the Keras 3 subclass (registered with Keras 3), tf_keras's the
+        # base class, so `cls` says which Keras wrote the nested schedule's config.
+        keras_module = keras_compat.loaded_keras3() if cls._keras3 else keras
+        return keras_module.optimizers.schedules.deserialize(config)
+
+
+_KERAS3_CLASSES: dict[type, type] = {}
+
+
+def _keras3_class(cls: type, keras3) -> type:
+    """`cls` with Keras 3's `LearningRateSchedule` as a second base, registered with Keras 3.
+
+    Both bases are plain classes with `__call__`, `get_config` and `from_config`, so the
+    subclass is the same schedule to either Keras: one implementation, two isinstance checks.
+    """
+    if cls not in _KERAS3_CLASSES:
+        attributes = {
+            "_keras3": True,
+            "__module__": cls.__module__,
+            "__doc__": cls.__doc__,
+            "__qualname__": cls.__qualname__,
+        }
+        both = type(
+            cls.__name__, (cls, keras3.optimizers.schedules.LearningRateSchedule), attributes
+        )
+        keras3.saving.register_keras_serializable(package="trainer", name=cls.__name__)(both)
+        _KERAS3_CLASSES[cls] = both
+    return _KERAS3_CLASSES[cls]
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -52,7 +102,7 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
 
 
 @keras.saving.register_keras_serializable(package="trainer")
-class Constant(LearningRateSchedule):
+class Constant(_Schedule):
     """A learning rate that never changes, as a schedule (so it can be wrapped or swapped).
 
     Args:
@@ -71,14 +121,14 @@ class Constant(LearningRateSchedule):
         self.name = name
 
     def __call__(self, step):
-        return tf.constant(self.learning_rate, tf.float32, name=self.name or "Constant")
+        return keras_compat.math_ops(step).convert_to_tensor(self.learning_rate, "float32")
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="trainer")
-class Warmup(LearningRateSchedule):
+class Warmup(_Schedule):
     """Ramps the learning rate up over `warmup_steps`, then hands over to another schedule.
 
     The ramp goes from `initial_learning_rate` to the wrapped schedule's rate, linearly or
@@ -88,7 +138,8 @@ class Warmup(LearningRateSchedule):
     warmup only scales its early values, which suits a schedule already sized for the whole run.
 
     Args:
-        after_warmup: any `LearningRateSchedule`, or a float for a constant rate.
+        after_warmup: any `LearningRateSchedule` (tf_keras or Keras 3), or a float for a
+            constant rate.
         warmup_steps: number of optimizer steps the ramp lasts (0 disables warmup).
         initial_learning_rate: rate at step 0.
         warmup_type: "linear" or "exponential".
@@ -114,9 +165,10 @@ class Warmup(LearningRateSchedule):
         name: str | None = None,
     ):
         super().__init__()
-        if not isinstance(after_warmup, LearningRateSchedule | int | float):
+        if not (keras_compat.is_schedule(after_warmup) or isinstance(after_warmup, int | float)):
             raise TypeError(
-                "after_warmup must be a tf_keras LearningRateSchedule or a float, received "
+                "after_warmup must be a LearningRateSchedule (tf_keras or Keras 3) or a float, "
+                "received "
                 f"{type(after_warmup).__module__}.{type(after_warmup).__qualname__}"
             )
         if not isinstance(warmup_steps, int) or warmup_steps < 0:
@@ -138,25 +190,25 @@ class Warmup(LearningRateSchedule):
         self.name = name
 
     def __call__(self, step):
-        with tf.name_scope(self.name or "Warmup"):
-            step = tf.cast(step, tf.float32)
-            warmup_steps = tf.constant(float(self.warmup_steps), tf.float32)
-            decay_step = tf.maximum(step - warmup_steps, 0.0) if self.delay_decay else step
-            target = _rate_at(self.after_warmup, decay_step)
-            if self.warmup_steps == 0:
-                return target
-            fraction = tf.minimum(step / warmup_steps, 1.0)
-            start = tf.constant(self.initial_learning_rate, tf.float32)
-            if self.warmup_type == "linear":
-                ramp = start + (target - start) * fraction
-            else:
-                ramp = start * tf.pow(target / start, fraction)
-            return tf.where(step < warmup_steps, ramp, target)
+        ops = keras_compat.math_ops(step)
+        step = ops.cast(step, "float32")
+        warmup_steps = float(self.warmup_steps)
+        decay_step = ops.maximum(step - warmup_steps, 0.0) if self.delay_decay else step
+        target = _rate_at(self.after_warmup, decay_step, ops)
+        if self.warmup_steps == 0:
+            return target
+        fraction = ops.minimum(step / warmup_steps, 1.0)
+        start = float(self.initial_learning_rate)
+        if self.warmup_type == "linear":
+            ramp = start + (target - start) * fraction
+        else:
+            ramp = start * ops.power(target / start, fraction)
+        return ops.where(step < warmup_steps, ramp, target)
 
     def get_config(self):
         after = self.after_warmup
-        if isinstance(after, LearningRateSchedule):
-            after = schedules.serialize(after)
+        if keras_compat.is_schedule(after):
+            after = keras_compat.keras_of(after).optimizers.schedules.serialize(after)
         return {
             "after_warmup": after,
             "warmup_steps": self.warmup_steps,
@@ -170,12 +222,12 @@ class Warmup(LearningRateSchedule):
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config["after_warmup"], dict):
-            config["after_warmup"] = schedules.deserialize(config["after_warmup"])
+            config["after_warmup"] = cls._deserialize(config["after_warmup"])
         return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="trainer")
-class OneCycle(LearningRateSchedule):
+class OneCycle(_Schedule):
     """The one-cycle policy (Smith & Topin, 2018): cosine up to a peak, then cosine far down.
 
     From `max_learning_rate / div_factor` the rate rises to `max_learning_rate` over the first
@@ -222,20 +274,20 @@ class OneCycle(LearningRateSchedule):
         self.name = name
 
     def __call__(self, step):
-        with tf.name_scope(self.name or "OneCycle"):
-            step = tf.minimum(tf.cast(step, tf.float32), float(self.total_steps))
-            peak = float(self.max_learning_rate)
-            start = peak / self.div_factor
-            final = start / self.final_div_factor
-            rise_steps = float(self.pct_start * self.total_steps)
-            fall_steps = float(self.total_steps) - rise_steps
+        ops = keras_compat.math_ops(step)
+        step = ops.minimum(ops.cast(step, "float32"), float(self.total_steps))
+        peak = float(self.max_learning_rate)
+        start = peak / self.div_factor
+        final = start / self.final_div_factor
+        rise_steps = float(self.pct_start * self.total_steps)
+        fall_steps = float(self.total_steps) - rise_steps
 
-            def cosine(from_rate, to_rate, fraction):
-                return to_rate + (from_rate - to_rate) * 0.5 * (1.0 + tf.cos(math.pi * fraction))
+        def cosine(from_rate, to_rate, fraction):
+            return to_rate + (from_rate - to_rate) * 0.5 * (1.0 + ops.cos(math.pi * fraction))
 
-            rising = cosine(start, peak, step / rise_steps)
-            falling = cosine(peak, final, (step - rise_steps) / fall_steps)
-            return tf.where(step <= rise_steps, rising, falling)
+        rising = cosine(start, peak, step / rise_steps)
+        falling = cosine(peak, final, (step - rise_steps) / fall_steps)
+        return ops.where(step <= rise_steps, rising, falling)
 
     def get_config(self):
         return {
@@ -324,3 +376,13 @@ def build_schedule(
 # put only "trainer>Warmup"; without this alias h5 reloads fail with "Unknown decay".
 for _schedule_class in (Constant, Warmup, OneCycle):
     keras.utils.get_custom_objects().setdefault(_schedule_class.__name__, _schedule_class)
+
+
+def _register_with_keras3(keras3) -> None:
+    for schedule_class in (Constant, Warmup, OneCycle):
+        _keras3_class(schedule_class, keras3)
+
+
+# Keras 3's loader needs the classes registered before it reads a file, even when no schedule
+# was built yet in this process: now if Keras 3 is loaded, else when it is first imported.
+keras_compat.when_keras3_imported(_register_with_keras3)
