@@ -77,6 +77,14 @@ class Config:
     backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
 
+# What `trainer tune image_classifier` varies unless --search says otherwise (trainer.tuning).
+SEARCH_SPACE = (
+    "learning_rate=log:3e-4:1e-2; schedule=cosine,one_cycle,constant; optimizer=adamw,sgd; "
+    "weight_decay=log:1e-5:2e-3; dropout=0.0:0.5; augment=none|crop:2,flip|crop:2,flip,erase:0.25; "
+    "batch_size=16,32,64; width=16,32,64; label_smoothing=0.0:0.2"
+)
+
+
 def _as_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0  # what the model and TFLite file take
 

@@ -67,6 +67,14 @@ class Config:
     backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
 
+# What `trainer tune text_classifier` varies unless --search says otherwise (trainer.tuning).
+SEARCH_SPACE = (
+    "learning_rate=log:3e-4:1e-2; schedule=cosine,one_cycle,constant; optimizer=adamw,sgd; "
+    "weight_decay=log:1e-5:1e-3; dropout=0.0:0.5; batch_size=16,32,64; width=32,64,128; "
+    "embedding_dim=32,64,128"
+)
+
+
 def build(config: Config) -> Experiment:
     """Data, vocabulary, model and optimizer for one run; writes nothing (see
     trainer.experiment)."""
