@@ -373,8 +373,9 @@ class LearningRateWarmup(keras.callbacks.Callback):
             self._original_schedule = schedule
             start = float(schedule(0)) * self.initial_factor
             optimizer.learning_rate = Warmup(schedule, self.warmup_steps, start, delay_decay=False)
-            # fit traced its train step before this hook; trace again so the wrapper is used.
-            self.model.train_function = self.model.make_train_function(force=True)
+            # fit traced its train step before this hook; trace again so the wrapper is used
+            # (tf_keras returns the new function, Keras 3 only sets it: both set it).
+            self.model.make_train_function(force=True)
         else:
             self._base_rate = keras_compat.to_float(optimizer.learning_rate)
 
