@@ -1,0 +1,434 @@
+"""Hyperparameter search (trainer.tuning, `trainer tune`): spaces, the four keras-tuner tuners on
+our tf_keras models through the CLI, results, failing trials, budgets, kill -9 and resume, and
+a chief with two workers. Tiny data: scikit-learn's digits and a generated image folder."""
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from datagen import write_image_folder
+
+from conftest import REPO
+from trainer.cli.main import main as trainer_main
+from trainer.config import ConfigError, fraction
+
+# A user's own recipe file: `mode` picks a healthy trial, an exception in build, a NaN loss,
+# or a model without a held-out validation set. Each trial takes well under a second.
+FLAKY_RECIPE = """
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import keras
+from trainer.experiment import Experiment
+
+
+@dataclass
+class Config:
+    run_dir: str = ""  # output folder
+    epochs: int = 2  # passes
+    mode: str = "ok"  # ok, broken, nan or no_validation
+    units: int = 8  # hidden units
+    sleep: float = 0.0  # seconds to sleep per epoch (makes a trial slow enough to kill)
+
+
+class Sleep(keras.callbacks.Callback):
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        time.sleep(self.seconds)
+
+
+def build(config):
+    if config.mode == "broken":
+        raise ValueError("this combination is impossible")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(config.units, "relu"),
+                              keras.layers.Dense(2)])
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    if config.mode == "nan":
+        loss = lambda labels, logits: tf.reduce_mean(logits) * float("nan")  # noqa: E731
+    model.compile(keras.optimizers.Adam(0.01), loss, metrics=["accuracy"])
+    if config.sleep:
+        model.fit = _slow(model.fit, config.sleep)
+    train = tf.data.Dataset.from_tensor_slices((x[:200], tf.one_hot(y[:200], 2))).batch(50)
+    has_validation = config.mode != "no_validation"
+    return Experiment(model=model, train=train, x_test=x[:0], y_test=y[:0],
+                      class_names=["neg", "pos"], representative=x[:10],
+                      x_val=x[200:] if has_validation else None,
+                      y_val=y[200:] if has_validation else None, epochs=config.epochs)
+
+
+def _slow(fit, seconds):
+    def slow_fit(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, Sleep(seconds)], **kwargs)
+
+    return slow_fit
+
+
+def main(config):
+    raise NotImplementedError("not needed by these tests")
+"""
+
+
+@pytest.fixture
+def flaky_recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "flaky_recipe.py"
+    path.write_text(FLAKY_RECIPE, encoding="utf-8")
+    return path
+
+
+def _rows(tune_dir: Path) -> list[dict]:
+    with open(tune_dir / "trials.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _log(tune_dir: Path) -> list[dict]:
+    lines = (tune_dir / "trial_log.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+# --- search spaces (no TensorFlow work) ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SpaceConfig:
+    run_dir: str = ""  # output
+    epochs: int = 3  # passes
+    learning_rate: float = 1e-3  # rate
+    width: int = 16  # filters
+    dropout: float = fraction(0.3)  # dropout
+    augment: str = "crop:2,flip"  # augmentation
+    optimizer: str = "adamw"  # optimizer
+
+
+def test_parse_space_reads_ranges_logs_steps_and_choices():
+    from trainer.tuning import parse_space
+
+    space = parse_space(
+        "learning_rate=log:1e-4:1e-2; width=16,32,64\n dropout=0.1:0.5:0.1; "
+        "augment=none|crop:2,flip|crop:4,flip,erase:0.25",
+        SpaceConfig(),
+    )
+    by_name = {dimension.name: dimension for dimension in space}
+    assert by_name["learning_rate"].log and by_name["learning_rate"].low == 1e-4
+    assert by_name["width"].choices == (16, 32, 64)  # ints, the field's type
+    assert by_name["dropout"].step == pytest.approx(0.1) and not by_name["dropout"].integer
+    assert by_name["augment"].choices == ("none", "crop:2,flip", "crop:4,flip,erase:0.25")
+    assert [dimension.text() for dimension in space][1] == "width=16,32,64"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("depth=1,2", "unknown field 'depth'"),
+        ("dropout=0.2:1.5", "dropout must be in [0, 1]"),
+        ("learning_rate=log:0:1e-2", "needs LOW > 0"),
+        ("learning_rate=1e-2:1e-4", "LOW must be below HIGH"),
+        ("width=16,abc", "width expects int, received 'abc'"),
+        ("epochs=2,4", "--max_epochs"),
+        ("width=16,32; width=8", "appears twice"),
+        ("width", "has no values"),
+    ],
+)
+def test_parse_space_refuses_bad_entries_quoting_them(text, message):
+    from trainer.tuning import parse_space
+
+    with pytest.raises(ConfigError, match=None) as error:
+        parse_space(text, SpaceConfig())
+    assert message in str(error.value)
+
+
+def test_generic_space_covers_the_issue_fields_and_every_value_is_valid():
+    import recipes.digits as digits
+    import recipes.fashion_mnist as fashion_mnist
+    from trainer.tuning import default_space, generic_space, parse_space
+
+    names = {
+        d.name for d in parse_space(generic_space(fashion_mnist.Config()), fashion_mnist.Config())
+    }
+    assert {
+        "learning_rate",
+        "schedule",
+        "optimizer",
+        "weight_decay",
+        "dropout",
+        "augment",
+        "batch_size",
+        "width",
+        "head_units",
+        "label_smoothing",
+    } <= names
+    # digits declares no SEARCH_SPACE: the generic default from the fields it has
+    assert default_space(digits, digits.Config()) == (
+        "batch_size=16,32,64; learning_rate=log:0.0003:0.009; width=8,16,32"
+    )
+    assert default_space(fashion_mnist, fashion_mnist.Config()) == fashion_mnist.SEARCH_SPACE
+
+
+# --- keras-tuner on tf_keras -----------------------------------------------------------------
+
+
+def test_keras_tuner_is_imported_for_tf_keras_and_keras_is_restored():
+    import tf_keras
+
+    before = sys.modules.get("keras")
+    from trainer.tuning import keras_tuner
+
+    kt = keras_tuner()
+    from keras_tuner.src.backend import config, keras
+
+    assert not config.multi_backend()
+    assert keras.Model is tf_keras.Model  # the tuner's isinstance check accepts our models
+    assert sys.modules.get("keras") is before
+    assert kt.RandomSearch and kt.GridSearch and kt.BayesianOptimization and kt.Hyperband
+
+
+def test_recipe_hypermodel_works_with_keras_tuners_own_api(tmp_path):
+    import recipes.digits as digits
+    from trainer.tuning import keras_tuner, recipe_hypermodel
+
+    hypermodel = recipe_hypermodel(digits, digits.Config(), "width=4,8", max_epochs=1)
+    tuner = keras_tuner().GridSearch(
+        hypermodel, objective="val_accuracy", directory=str(tmp_path), project_name="grid"
+    )
+    tuner.search(verbose=0)
+    trials = tuner.oracle.trials.values()
+    assert sorted(trial.hyperparameters.values["width"] for trial in trials) == [4, 8]
+    assert all(0.0 < trial.score <= 1.0 for trial in trials)
+
+
+# --- the command, all four tuners ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
+def test_all_four_tuners_from_the_cli_on_digits(tuner, tmp_path, capsys):
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        "digits",
+        f"--tuner={tuner}",
+        "--max_trials=2",
+        "--max_epochs=2",
+        "--search=learning_rate=log:3e-3:3e-2; width=4,8",
+        f"--tune_dir={tune_dir}",
+        "--batch_size=64",
+    ]
+    assert trainer_main(arguments) == 0
+    rows = _rows(tune_dir)
+    assert len(rows) == 2 and all(row["status"] == "COMPLETED" for row in rows)
+    objectives = [float(row["val_accuracy"]) for row in rows]
+    assert objectives == sorted(objectives, reverse=True)  # best first
+    assert all(row["width"] in ("4", "8") and 1 <= int(row["epochs"]) <= 2 for row in rows)
+    if tuner == "grid":
+        assert {row["width"] for row in rows} == {"4", "8"}
+    best = yaml.safe_load((tune_dir / "best.yaml").read_text())
+    assert best["batch_size"] == 64  # the fixed option
+    assert best["width"] == int(rows[0]["width"])
+    assert best["learning_rate"] == pytest.approx(float(rows[0]["learning_rate"]))
+    for name in ("trials.md", "report.md", "objective_vs_trial.png", "objective_vs_parameters.png"):
+        assert (tune_dir / name).stat().st_size > 0
+    assert "best: trial" in capsys.readouterr().out
+
+
+TUNERS_BUT_RANDOM = ("grid", "bayesian", "hyperband")
+
+
+@pytest.fixture
+def small_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    write_image_folder(root / "train", per_class=16, seed=1)
+    write_image_folder(root / "test", per_class=4, seed=2)
+    return root
+
+
+# random runs in every test session; the other three (about 8 s each) with `pytest -m slow`.
+@pytest.mark.parametrize(
+    "tuner",
+    ["random", *(pytest.param(name, marks=pytest.mark.slow) for name in TUNERS_BUT_RANDOM)],
+)
+def test_tuners_from_the_cli_on_image_classifier(tuner, small_folder, tmp_path):
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        "image_classifier",
+        f"--tuner={tuner}",
+        "--max_trials=2",
+        "--max_epochs=2",
+        "--search=learning_rate=log:3e-3:3e-2; width=4,8",
+        f"--tune_dir={tune_dir}",
+        f"--data={small_folder}",
+        "--image_size=16",
+        "--batch_size=16",
+    ]
+    assert trainer_main(arguments) == 0
+    rows = _rows(tune_dir)
+    assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
+    assert float(rows[0]["val_accuracy"]) > 0
+
+
+def test_best_yaml_trains_unchanged_and_final_scores_the_test_set_once(tmp_path):
+    tune_dir = tmp_path / "tune"
+    assert (
+        trainer_main(
+            [
+                "tune",
+                "digits",
+                "--max_trials=2",
+                "--max_epochs=2",
+                "--search=width=4,8",
+                f"--tune_dir={tune_dir}",
+            ]
+        )
+        == 0
+    )
+    # the test set is not touched by the search: no metrics.json, no test accuracy anywhere
+    assert "test" not in (tune_dir / "trials.csv").read_text().lower()
+    run_dir = tmp_path / "run"
+    arguments = ["train", "digits", f"--config={tune_dir / 'best.yaml'}", f"--run_dir={run_dir}"]
+    assert trainer_main(arguments) == 0
+    trained = yaml.safe_load((run_dir / "config.yaml").read_text())
+    best = yaml.safe_load((tune_dir / "best.yaml").read_text())
+    assert {key: trained[key] for key in best if key != "run_dir"} == {
+        key: value for key, value in best.items() if key != "run_dir"
+    }
+    assert trainer_main(["tune", f"--resume={tune_dir}", "--final=true"]) == 0
+    metrics = json.loads((tune_dir / "final" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5 and metrics["exports"]
+    assert "## Final model" in (tune_dir / "report.md").read_text()
+
+
+def test_cli_refuses_a_field_both_searched_and_fixed(tmp_path, capsys):
+    code = trainer_main(
+        ["tune", "digits", "--search=width=4,8", "--width=8", f"--tune_dir={tmp_path / 't'}"]
+    )
+    assert code == 2
+    assert "width is both searched and fixed" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+def test_cli_refuses_an_unknown_search_field_listing_the_fields(tmp_path, capsys):
+    code = trainer_main(["tune", "digits", "--search=depth=1,2", f"--tune_dir={tmp_path / 't'}"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "unknown field 'depth'" in error and "learning_rate" in error
+
+
+# --- isolation, budgets, resume, workers -----------------------------------------------------
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(flaky_recipe, tmp_path):
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        str(flaky_recipe),
+        "--tuner=grid",
+        "--max_epochs=2",
+        "--search=mode=broken,nan,no_validation,ok",
+        f"--tune_dir={tune_dir}",
+    ]
+    assert trainer_main(arguments) == 0
+    rows = {row["mode"]: row for row in _rows(tune_dir)}
+    assert rows["ok"]["status"] == "COMPLETED" and float(rows["ok"]["val_accuracy"]) > 0.5
+    assert rows["broken"]["status"] == "FAILED"
+    assert "this combination is impossible" in rows["broken"]["error"]
+    assert rows["nan"]["status"] == "FAILED" and "loss became nan" in rows["nan"]["error"]
+    assert "no validation set" in rows["no_validation"]["error"]
+    assert int(rows["ok"]["trial"]) == 3  # the grid's last trial ran after three failures
+    assert yaml.safe_load((tune_dir / "best.yaml").read_text())["mode"] == "ok"
+    assert "failed" in (tune_dir / "trials.md").read_text()
+
+
+def test_time_budget_stops_cleanly_and_still_writes_results(flaky_recipe, tmp_path):
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import TuneOptions, search
+
+    recipe = load_recipe(str(flaky_recipe))
+    options = TuneOptions(
+        max_trials=20,
+        max_epochs=50,
+        trial_patience=0,
+        time_budget=1.0,
+        tune_dir=str(tmp_path / "tune"),
+    )
+    result = search(recipe, recipe.Config(sleep=0.05), "units=2:64", options=options)
+    assert result.stopped_by_budget
+    assert 1 <= len(result.trials) < 20
+    assert result.trials[0].epochs < 50  # the running trial stopped at an epoch end
+    assert (result.directory / "best.yaml").is_file() and (result.directory / "report.md").is_file()
+
+
+def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_recipe, tmp_path):
+    from trainer.tuning import resume
+
+    tune_dir = tmp_path / "tune"
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "tune",
+        str(flaky_recipe),
+        "--max_trials=4",
+        "--max_epochs=4",
+        "--trial_patience=0",
+        "--search=units=2:64",
+        f"--tune_dir={tune_dir}",
+        "--sleep=0.1",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    started = []
+    for line in process.stdout:  # wait for trial 1 to start: trial 0 has completed
+        if line.startswith("trial ") and "started" in line:
+            started.append(line.split()[1])
+        if len(started) == 2:
+            time.sleep(0.5)  # inside trial 1's first epochs
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    completed_before = {record["trial"] for record in _log(tune_dir)}
+    assert completed_before == {"0"}
+
+    result = resume(tune_dir)
+    assert sorted(result.trials_run_here) == ["1", "2", "3"]  # trial 0 is not run again
+    assert [record["trial"] for record in _log(tune_dir)].count("0") == 1
+    assert len(result.trials) == 4 and all(t.status == "COMPLETED" for t in result.trials)
+
+
+def test_a_chief_and_two_workers_finish_a_search_with_no_trial_run_twice(flaky_recipe, tmp_path):
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        str(flaky_recipe),
+        "--max_trials=4",
+        "--max_epochs=2",
+        "--search=units=2:64",
+        f"--tune_dir={tune_dir}",
+        "--workers=2",
+    ]
+    assert trainer_main(arguments) == 0
+    records = _log(tune_dir)
+    trial_ids = [record["trial"] for record in records]
+    assert sorted(trial_ids) == ["0", "1", "2", "3"]  # each trial once
+    assert {record["worker"] for record in records} == {"worker0", "worker1"}
+    assert len(_rows(tune_dir)) == 4 and (tune_dir / "best.yaml").is_file()
