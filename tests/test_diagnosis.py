@@ -1,15 +1,23 @@
-"""Fit diagnosis: verdict rules on written curves, and real runs built to fail in plain fit."""
+"""Fit diagnosis: verdict rules on written curves, and real runs built to fail in plain fit.
+
+The real runs go through both Kerases' `fit` (the `keras` fixture: tf_keras and Keras 3).
+"""
 
 import io
 
 import numpy as np
 import pytest
-import tf_keras as keras
+from kerases import KERASES
 
 from trainer.callbacks import FitDiagnosis
 from trainer.diagnosis import Thresholds, diagnose, format_findings
 
 SEED = 0  # seeds 0-6 all checked to give the same verdicts
+
+
+@pytest.fixture(params=KERASES)
+def keras(request):
+    return request.param
 
 
 def kinds(history):
@@ -64,7 +72,7 @@ def _fit(model, x, y, validation, epochs, **compile_args):
     return diagnosis, history, stream.getvalue()
 
 
-def test_run_built_to_overfit_is_called_overfitting():
+def test_run_built_to_overfit_is_called_overfitting(keras):
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 20)), rng.integers(0, 2, 32)  # random labels: only memorizable
@@ -79,7 +87,7 @@ def test_run_built_to_overfit_is_called_overfitting():
     assert printed.count("[overfitting]") == 2  # once when first seen, once in the summary
 
 
-def test_run_built_to_underfit_is_called_underfitting():
+def test_run_built_to_underfit_is_called_underfitting(keras):
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, size=(400, 2))
@@ -93,7 +101,7 @@ def test_run_built_to_underfit_is_called_underfitting():
     assert "bigger model" in printed
 
 
-def test_diverging_run_is_stopped_and_called_divergence():
+def test_diverging_run_is_stopped_and_called_divergence(keras):
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(64, 4)) * 10
@@ -105,7 +113,7 @@ def test_diverging_run_is_stopped_and_called_divergence():
     assert "lower the learning rate" in printed
 
 
-def test_tiny_learning_rate_is_called_too_low():
+def test_tiny_learning_rate_is_called_too_low(keras):
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(64, 4))
