@@ -8,21 +8,21 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup data demo test test-slow lint format bench bench-real notebooks clean
+.PHONY: setup data demo test test-slow lint format docs bench bench-real notebooks clean
 
 setup: data $(STAMP)
 
-# Debian ships Fashion-MNIST as IDX gzip files: the embedded default data set (DESIGN.md).
+# Debian ships Fashion-MNIST as IDX gzip files: the embedded default data set (README, "Install, step by step").
 data:
 	@[ -f $(DATA_DIR)/t10k-labels-idx1-ubyte.gz ] || \
 	  $(SUDO) apt-get install -y dataset-fashion-mnist || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
 
 # Two steps, versions from setup.cfg: the [trainer.no_deps] list goes in with --no-deps
-# so that the CUDA `tensorflow` wheel never replaces `tensorflow-cpu` (DESIGN.md).
+# so that the CUDA `tensorflow` wheel never replaces `tensorflow-cpu` (README, "Install, step by step").
 $(STAMP): setup.cfg pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test,notebooks]'
+	$(PY) -m pip install --quiet -e '.[test,notebooks,docs]'
 	$(PY) -m pip install --quiet --no-deps $$($(PY) -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(' '.join(c['trainer.no_deps']['packages'].split()))")
 	$(PY) -c "import trainer, tf_keras, tensorflow_model_optimization; print('trainer', trainer.__version__, 'ready')"
 	touch $(STAMP)
@@ -44,6 +44,10 @@ format: setup
 	$(VENV)/bin/ruff format trainer recipes tests bench notebooks
 	$(VENV)/bin/ruff check --fix trainer recipes tests bench notebooks
 
+# The documentation site (mkdocs.yml; pages generated from the code by docs/hooks.py) in site/.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 bench: setup
 	$(PY) bench/fashion_mnist.py $(ARGS)
 
@@ -56,4 +60,4 @@ bench-real: setup
 	$(PY) bench/real_data.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info
