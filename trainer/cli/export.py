@@ -333,8 +333,8 @@ def run(argv: list[str]) -> int:
     from trainer.config import ConfigError, help_text, parse_args
 
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[1])
         print(help_text(ExportConfig, PROGRAM))
+        print("\nexamples:\n" + __doc__.split("\n\n")[1])
         return 0 if argv else 2
     if argv[0].startswith("-"):
         print(f"{PROGRAM}: error: the first argument must be a run folder or a saved model, "

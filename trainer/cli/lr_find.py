@@ -1,5 +1,7 @@
-"""`trainer lr-find RECIPE [--steps=200 --min_lr=1e-7 --max_lr=10 --out=lr_find.png]
-[recipe options]`: sweeps the learning rate on the recipe's model and training data.
+"""`trainer lr-find RECIPE`: sweep the learning rate on a recipe's model, plot, suggest one.
+
+    trainer lr-find RECIPE [--steps=200 --min_lr=1e-7 --max_lr=10 --out=lr_find.png]
+                           [recipe options]
 
 The recipe's `build(config)` gives the compiled model and the training pipeline (the same
 `Experiment` that `trainer train` fits), so the sweep sees exactly the run's loss, optimizer,

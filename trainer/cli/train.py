@@ -25,10 +25,22 @@ USAGE = (
     "usage: trainer train RECIPE [--key=value ...]\n"
     "       trainer train --resume=RUN_DIR [--restart] [--key=value ...]"
 )
+HELP = """options:
+  RECIPE            a name from `trainer recipes` or a path to a .py recipe file;
+                    `trainer train RECIPE --help` lists that recipe's options
+  --resume=RUN_DIR  continue a killed run from its last backup, with its saved config
+  --restart         with --resume: start that run again from epoch 1
+  --key=value       with --resume: change an option the recipe marks resumable
+"""
 
 
 def run(argv: list[str]) -> int:
     """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        from trainer.recipe_loader import list_recipes
+
+        print(USAGE + "\n\n" + HELP + "recipes: " + ", ".join(list_recipes()))
+        return 0
     if any(arg == "--resume" or arg.startswith("--resume=") for arg in argv):
         return _resume(argv)
     if not argv or argv[0].startswith("-"):
