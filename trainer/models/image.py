@@ -1,8 +1,7 @@
-"""Model builders: plain functions with explicit arguments that return `tf_keras` models.
+"""Image model builders: a small CNN, the CIFAR ResNets of He et al. and a ResNet-9.
 
-Every builder returns an uncompiled functional model whose output is logits (no softmax), so
-losses use `from_logits=True` and exported TFLite files give logits too. This module must not
-compile, train or export.
+Plain functions with explicit arguments returning uncompiled functional `tf_keras` models whose
+output is logits. This module must not compile, train or export.
 
 Example:
 
@@ -121,36 +120,41 @@ def resnet(
     return keras.Model(inputs, outputs, name=f"resnet{depth}")
 
 
-def text_classifier(
-    sequence_length: int = 200,
-    vocab_size: int = 20000,
-    num_classes: int = 2,
-    embedding_dim: int = 64,
+def resnet9(
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    num_classes: int = 10,
     width: int = 64,
-    dropout: float = 0.3,
+    l2: float = 0.0,
+    batch_norm_momentum: float = 0.9,
+    logit_scale: float = 0.125,
 ) -> keras.Model:
-    """A word-embedding, 1-D convolution, global-max-pool text classifier over token ids.
+    """The fast CIFAR ResNet-9 of the DAWNBench entries (Page 2018, Myrtle.ai; airbench).
 
-    The input is token ids from `trainer.data.text.Vectorizer`, given as float32 so that the
-    exported TFLite file takes the same float input as the image models (ids below 2**24 are
-    exact in float32); the Embedding layer casts them to integers. String processing stays out
-    of the model, so it converts to TFLite with builtin ops only.
-
-    Example:
-
-        model = text_classifier(sequence_length=100, vocab_size=5000, num_classes=2)
+    prep (width) -> conv 2*width + pool + residual(2 convs) -> conv 4*width + pool -> conv
+    8*width + pool + residual(2 convs) -> global max pool -> linear, logits multiplied by
+    `logit_scale` (0.125 in the original, which keeps the softmax soft early on). width=64
+    gives the published 6.6M-parameter network; width=32 a quarter of it for CPUs.
     """
-    if sequence_length < 1 or vocab_size < 2 or embedding_dim < 1 or width < 1:
-        raise ValueError(
-            "sequence_length, embedding_dim and width must be positive and vocab_size at least "
-            f"2, received {sequence_length}, {embedding_dim}, {width} and {vocab_size}"
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}")
-    inputs = keras.Input(shape=(sequence_length,), dtype="float32", name="token_ids")
-    x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
-    x = layers.Conv1D(width, 5, padding="same", activation="relu", name="conv")(x)
-    x = layers.GlobalMaxPooling1D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name="text_classifier")
+    if width < 1:
+        raise ValueError(f"width must be at least 1, received {width}")
+    regularizer = keras.regularizers.l2(l2) if l2 else None
+
+    def residual(x, filters: int, name: str):
+        y = _conv_bn_relu(x, filters, l2, batch_norm_momentum, name=f"{name}_a")
+        y = _conv_bn_relu(y, filters, l2, batch_norm_momentum, name=f"{name}_b")
+        return layers.Add(name=f"{name}_add")([x, y])
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv_bn_relu(inputs, width, l2, batch_norm_momentum, name="prep")
+    x = _conv_bn_relu(x, 2 * width, l2, batch_norm_momentum, name="layer1")
+    x = layers.MaxPool2D(name="layer1_pool")(x)
+    x = residual(x, 2 * width, "layer1_residual")
+    x = _conv_bn_relu(x, 4 * width, l2, batch_norm_momentum, name="layer2")
+    x = layers.MaxPool2D(name="layer2_pool")(x)
+    x = _conv_bn_relu(x, 8 * width, l2, batch_norm_momentum, name="layer3")
+    x = layers.MaxPool2D(name="layer3_pool")(x)
+    x = residual(x, 8 * width, "layer3_residual")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_regularizer=regularizer, name="linear")(x)
+    outputs = layers.Rescaling(logit_scale, name="logits")(x)
+    return keras.Model(inputs, outputs, name="resnet9")
