@@ -428,7 +428,26 @@ def test_a_chief_and_two_workers_finish_a_search_with_no_trial_run_twice(flaky_r
     ]
     assert trainer_main(arguments) == 0
     records = _log(tune_dir)
-    trial_ids = [record["trial"] for record in records]
-    assert sorted(trial_ids) == ["0", "1", "2", "3"]  # each trial once
+    assert sorted(record["trial"] for record in records) == ["0", "1", "2", "3"]  # each once
     assert {record["worker"] for record in records} == {"worker0", "worker1"}
     assert len(_rows(tune_dir)) == 4 and (tune_dir / "best.yaml").is_file()
+
+
+@pytest.mark.slow  # about 25 s: four worker processes, each importing TensorFlow
+def test_trials_per_process_replaces_each_worker_process(flaky_recipe, tmp_path):
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        str(flaky_recipe),
+        "--max_trials=4",
+        "--max_epochs=2",
+        "--search=units=2:64",
+        f"--tune_dir={tune_dir}",
+        "--workers=2",
+        "--trials_per_process=1",
+    ]
+    assert trainer_main(arguments) == 0
+    records = _log(tune_dir)
+    assert sorted(record["trial"] for record in records) == ["0", "1", "2", "3"]
+    assert len({record["process"] for record in records}) == 4  # a fresh process per trial
+    assert all(record["rss_mb"] > 0 for record in records)

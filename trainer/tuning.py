@@ -91,6 +91,9 @@ class TuneOptions:
     tune_dir: str = ""  # output folder; default runs/tune-<recipe>-<timestamp>
     final: bool = False  # retrain the best config with the recipe's main (export, verify, test)
     workers: int = limit(0)  # run trials in N worker processes around one chief oracle; 0 = here
+    # start a fresh worker process after this many trials (TensorFlow keeps about 3 MB per
+    # model even after clear_session); 0 = never. Runs the trials in workers (at least one).
+    trials_per_process: int = limit(0)
     resume: str = ""  # a tuning folder to continue (its options and space are reused)
 
 
@@ -338,6 +341,17 @@ class BudgetSpent(Exception):
     """Raised between trials when the search's wall-clock budget is spent."""
 
 
+class ProcessSpent(Exception):
+    """Raised between trials when a worker has run its `trials_per_process`."""
+
+
+# Exit code of a worker process that ran its `trials_per_process`: the chief starts another.
+RECYCLE_EXIT_CODE = 3
+# Set by the chief for its workers: the search's deadline (time.time()), so that a restarted
+# worker does not start the budget again.
+DEADLINE_VARIABLE = "TRAINER_TUNE_DEADLINE"
+
+
 @functools.cache
 def _classes() -> dict[str, type]:
     """The HyperModel and the recording tuners, defined once keras-tuner is importable."""
@@ -443,8 +457,8 @@ def _classes() -> dict[str, type]:
         """Mixed into keras-tuner's tuners: times each trial, appends its epochs, seconds and
         error to the trial log, and stops between trials when the budget is spent."""
 
-        def setup_recording(self, log_path: Path, deadline: float | None):
-            self.log_path, self.deadline = log_path, deadline
+        def setup_recording(self, log_path: Path, deadline: float | None, per_process: int = 0):
+            self.log_path, self.deadline, self.per_process = log_path, deadline, per_process
             self.hypermodel.deadline = deadline
             self.trials_run: list[str] = []
 
@@ -452,6 +466,8 @@ def _classes() -> dict[str, type]:
             super().pre_create_trial()
             if self.deadline is not None and time.time() >= self.deadline:
                 raise BudgetSpent()
+            if self.per_process and len(self.trials_run) >= self.per_process:
+                raise ProcessSpent()
 
         def on_trial_begin(self, trial):
             self.trial_started = time.perf_counter()
@@ -473,6 +489,8 @@ def _classes() -> dict[str, type]:
                 "seconds": round(time.perf_counter() - self.trial_started, 2),
                 "error": _last_line(trial.message) if status != "COMPLETED" else "",
                 "worker": self.tuner_id,
+                "rss_mb": _resident_megabytes(),
+                "process": os.getpid(),
             }
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
@@ -489,6 +507,18 @@ def _classes() -> dict[str, type]:
         "hyperband": type("Hyperband", (Recording, kt.Hyperband), {}),
     }
     return {"hypermodel": RecipeHyperModel, **tuner_classes}
+
+
+def _resident_megabytes() -> float | None:
+    """This process's resident memory (VmRSS) in MB, or None where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def _last_line(message: str | None) -> str:
@@ -593,6 +623,7 @@ class SearchResult:
     best_config: Any
     stopped_by_budget: bool = False
     trials_run_here: list[str] = dataclasses.field(default_factory=list)
+    recycled: bool = False  # a worker that ran its trials_per_process and should be replaced
 
 
 def new_tune_dir(recipe_name: str, root: str | Path = "runs") -> Path:
@@ -671,20 +702,28 @@ def search(
     hypermodel = recipe_hypermodel(
         recipe, base_config, dimensions, options.max_epochs, options.trial_patience
     )
-    if options.workers and not os.environ.get("KERASTUNER_ORACLE_IP"):
+    deadline = time.time() + options.time_budget if options.time_budget else None
+    if os.environ.get(DEADLINE_VARIABLE):
+        deadline = float(os.environ[DEADLINE_VARIABLE])
+    in_workers = options.workers or options.trials_per_process
+    if in_workers and not os.environ.get("KERASTUNER_ORACLE_IP"):
         return _search_with_workers(hypermodel, recipe, base_config, directory, options)
     _quiet_retracing_warnings()
     tuner_object = _make_tuner(hypermodel, options, directory, overwrite=False)
-    deadline = time.time() + options.time_budget if options.time_budget else None
-    tuner_object.setup_recording(directory / TRIAL_LOG_FILE, deadline)
-    stopped = False
+    per_process = options.trials_per_process if _is_worker() else 0
+    tuner_object.setup_recording(directory / TRIAL_LOG_FILE, deadline, per_process)
+    stopped = recycled = False
     try:
         tuner_object.search(verbose=0)
     except BudgetSpent:
         stopped = True
         print(f"time budget of {options.time_budget:g}s spent: stopping the search", flush=True)
+    except ProcessSpent:
+        recycled = True
     if _is_worker():
-        return SearchResult(directory, [], None, None, stopped, tuner_object.trials_run)
+        result = SearchResult(directory, [], None, None, stopped, tuner_object.trials_run)
+        result.recycled = recycled
+        return result
     result = write_results(tuner_object.oracle, recipe, base_config, directory, options)
     result.stopped_by_budget, result.trials_run_here = stopped, tuner_object.trials_run
     return result
@@ -693,7 +732,8 @@ def search(
 # What each worker process runs: the search of the tuning folder, as a client of the chief.
 WORKER_CODE = (
     "import sys, trainer.keras_path as path, trainer.tuning as tuning; "
-    "path.import_tensorflow_quietly(); tuning.resume(sys.argv[1])"
+    "path.import_tensorflow_quietly(); "
+    f"sys.exit({RECYCLE_EXIT_CODE} if tuning.resume(sys.argv[1]).recycled else 0)"
 )
 
 
@@ -708,7 +748,9 @@ def _free_port() -> int:
 def _search_with_workers(hypermodel, recipe, base_config, directory: Path, options: TuneOptions):
     """keras-tuner's distributed mode on this machine: the oracle serves from a thread of this
     process (the chief) and `options.workers` processes run the trials, each asking the chief
-    for its next trial, so no trial runs twice. Returns when every worker has exited.
+    for its next trial, so no trial runs twice. A worker that has run `trials_per_process`
+    trials exits and the chief starts a fresh one under the same id, which frees the memory
+    TensorFlow keeps per model. Returns when every worker has finished.
 
     On several machines, run the same search on each with the environment variables set by
     hand: KERASTUNER_TUNER_ID=chief on one (it only serves the oracle) and worker0, worker1, ...
@@ -727,17 +769,28 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         # been told to stop; a thread lets this process collect the results however the
         # workers end (done, budget spent, crashed).
         threading.Thread(target=chief.search, kwargs={"verbose": 0}, daemon=True).start()
-        workers = []
-        for index in range(options.workers):
+        count = max(options.workers, 1)
+        deadline = {DEADLINE_VARIABLE: str(time.time() + options.time_budget)}
+
+        def start(index: int):
             environment = {**os.environ, **address, "KERASTUNER_TUNER_ID": f"worker{index}"}
+            environment.update(deadline if options.time_budget else {})
             command = [sys.executable, "-c", WORKER_CODE, str(directory)]
-            workers.append(subprocess.Popen(command, env=environment))
-        print(
-            f"chief oracle on port {address['KERASTUNER_ORACLE_PORT']}, "
-            f"{options.workers} workers running",
-            flush=True,
-        )
-        failed = [index for index, worker in enumerate(workers) if worker.wait() != 0]
+            return subprocess.Popen(command, env=environment)
+
+        running = {index: start(index) for index in range(count)}
+        port = address["KERASTUNER_ORACLE_PORT"]
+        print(f"chief oracle on port {port}, {count} worker processes", flush=True)
+        failed = []
+        while running:
+            time.sleep(0.2)
+            for index, worker in list(running.items()):
+                code = worker.poll()
+                if code == RECYCLE_EXIT_CODE:
+                    running[index] = start(index)
+                elif code is not None:
+                    del running[index]
+                    failed += [index] if code != 0 else []
     finally:
         for name, value in previous.items():
             if value is None:
