@@ -4,7 +4,7 @@ saves and reloads, our callbacks and schedules work, bad arguments are rejected.
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
+from kerases import KERASES, tf_keras
 
 from conftest import make_class_images
 from trainer.callbacks import LearningRateLogger
@@ -12,17 +12,41 @@ from trainer.distill import Distiller, distillation_loss, load_teacher
 from trainer.models import small_cnn
 
 
+@pytest.fixture(scope="module", params=KERASES)
+def keras(request):
+    """tf_keras, then Keras 3: the same Distiller class takes either's models."""
+    return request.param
+
+
+def cnn(keras, width, num_classes=10):
+    """trainer's small CNN (tf_keras); for Keras 3 the same layers from Keras 3."""
+    if keras is tf_keras:
+        return small_cnn(width=width, dropout=0.0, num_classes=num_classes)
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(width, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(width * 2, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(num_classes),
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def data():
     x, y = make_class_images(256, seed=5)
-    return x[..., None].astype(np.float32) / 255.0, y, keras.utils.to_categorical(y, 10)
+    return x[..., None].astype(np.float32) / 255.0, y, np.eye(10, dtype=np.float32)[y]
 
 
 @pytest.fixture(scope="module")
-def teacher(data):
+def teacher(data, keras):
     x, _, y_one_hot = data
     keras.utils.set_random_seed(0)
-    model = small_cnn(width=8, dropout=0.0)
+    model = cnn(keras, 8)
     model.compile(
         keras.optimizers.Adam(3e-3), keras.losses.CategoricalCrossentropy(from_logits=True)
     )
@@ -51,11 +75,11 @@ def test_distillation_loss_matches_the_formula():
     assert same == pytest.approx(0.0, abs=1e-6)
 
 
-def test_training_lowers_the_loss_and_never_touches_the_teacher(data, teacher, tmp_path):
+def test_training_lowers_the_loss_and_never_touches_the_teacher(data, teacher, keras, tmp_path):
     x, y, y_one_hot = data
     teacher_weights = [weight.copy() for weight in teacher.get_weights()]
     keras.utils.set_random_seed(1)
-    student = small_cnn(width=4, dropout=0.0)
+    student = cnn(keras, 4)
     distiller = Distiller(student, teacher, temperature=4.0, alpha=0.3)
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=40)
     distiller.compile(optimizer=keras.optimizers.Adam(schedule), metrics=["accuracy"])
@@ -81,13 +105,13 @@ def test_training_lowers_the_loss_and_never_touches_the_teacher(data, teacher, t
     )
 
 
-def test_alpha_one_is_plain_training(data, teacher):
+def test_alpha_one_is_plain_training(data, teacher, keras):
     """With alpha=1 the teacher has no say: the result equals training on labels alone."""
     x, _, y_one_hot = data
     results = []
     for use_distiller in (True, False):
         keras.utils.set_random_seed(2)
-        student = small_cnn(width=4, dropout=0.0)
+        student = cnn(keras, 4)
         loss = keras.losses.CategoricalCrossentropy(from_logits=True)
         if use_distiller:
             model = Distiller(student, teacher, alpha=1.0, student_loss=loss)
@@ -100,16 +124,20 @@ def test_alpha_one_is_plain_training(data, teacher):
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
 
 
-def test_bad_arguments_are_rejected(teacher):
+def test_bad_arguments_are_rejected(teacher, keras):
     with pytest.raises(ValueError, match="-1"):
-        Distiller(small_cnn(width=4), teacher, temperature=-1)
+        Distiller(cnn(keras, 4), teacher, temperature=-1)
     with pytest.raises(ValueError, match="1.5"):
-        Distiller(small_cnn(width=4), teacher, alpha=1.5)
+        Distiller(cnn(keras, 4), teacher, alpha=1.5)
     with pytest.raises(ValueError, match="3 classes"):
-        Distiller(small_cnn(width=4, num_classes=3), teacher)
+        Distiller(cnn(keras, 4, num_classes=3), teacher)
+    other = tf_keras if keras is not tf_keras else __import__("keras")
+    with pytest.raises(TypeError, match="come from different Kerases.*to_tf_keras"):
+        Distiller(cnn(other, 4), teacher)
 
 
-def test_load_teacher_from_a_run_directory(teacher, tmp_path):
+def test_load_teacher_from_a_run_directory(tmp_path):
+    teacher = small_cnn(width=4)  # a run folder's model is tf_keras
     with pytest.raises(FileNotFoundError, match="trainer train"):
         load_teacher(tmp_path)
     teacher.save(tmp_path / "model.keras")

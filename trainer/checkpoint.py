@@ -25,7 +25,7 @@ from pathlib import Path
 import tf_keras as keras
 
 from trainer.files import atomic_save, atomic_write_json
-from trainer.keras_path import check_keras_object
+from trainer.keras_path import is_keras3_object
 
 
 class ResumeBackup(keras.callbacks.BackupAndRestore):
@@ -54,13 +54,43 @@ class ResumeBackup(keras.callbacks.BackupAndRestore):
         if save_freq != "epoch" and (not isinstance(save_freq, int) or save_freq < 1):
             raise ValueError(f"save_freq must be 'epoch' or an int >= 1, received {save_freq!r}")
         super().__init__(str(backup_dir), save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+        self._keras3_backup = None  # Keras 3's BackupAndRestore, in a Keras 3 fit
 
     def set_model(self, model):
-        # A Keras 3 model would fail deep inside tf_keras with an AttributeError.
-        check_keras_object(model, "model")
+        # tf_keras's BackupAndRestore needs tf_keras's fit to restore the epoch; in a Keras 3
+        # fit, Keras 3's own BackupAndRestore does the work (weights with the optimizer's
+        # state, epoch; a resumed epoch restarts at its first batch), in its own file format.
+        self._keras3_backup = None
+        if is_keras3_object(model):
+            from trainer.keras_compat import keras_of
+
+            self._keras3_backup = keras_of(model).callbacks.BackupAndRestore(
+                self.backup_dir, self.save_freq, delete_checkpoint=self.delete_checkpoint
+            )
+            self._keras3_backup.set_model(model)
         super().set_model(model)
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._keras3_backup is None:
+            super().on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._keras3_backup is not None:
+            return self._keras3_backup.on_train_batch_end(batch, logs)
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._keras3_backup is None:
+            super().on_epoch_begin(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._keras3_backup is not None:
+            return self._keras3_backup.on_train_end(logs)
+        super().on_train_end(logs)
+
     def on_train_begin(self, logs=None):
+        if self._keras3_backup is not None:
+            return self._keras3_backup.on_train_begin(logs)
         # tf_keras would fail on a broken backup with an IndexError deep in the restore, or
         # silently start from epoch 1 when the pointer file is garbage.
         problem = backup_problem(self.backup_dir)
@@ -74,6 +104,11 @@ class ResumeBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         # The parent saves at epoch ends only when save_freq == "epoch"; without this, a run
         # killed during validation or export would redo the tail of its last epoch.
+        if self._keras3_backup is not None:
+            self._keras3_backup.on_epoch_end(epoch, logs)
+            if self.save_freq != "epoch":
+                self._keras3_backup._save_model()
+            return
         self._backup(epoch=epoch)
 
     def get_config(self):
@@ -117,10 +152,6 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.verbose = verbose
         self.best = None
         self.best_epoch = None
-
-    def set_model(self, model):
-        check_keras_object(model, "model")
-        super().set_model(model)
 
     @property
     def state_path(self) -> Path:

@@ -4,8 +4,10 @@ The student learns from two signals: the true labels (hard loss) and the teacher
 distribution softened by a temperature (Hinton et al., 2015), which says how similar the
 classes look to the teacher. `Distiller` is a `keras.Model` with its own `train_step`, so it
 takes our callbacks, schedules and `tf.data` pipelines through plain `compile`/`fit`. Teacher
-and student must both output logits, as every builder in `trainer.models` does. This module
-must not build datasets or export models.
+and student must both output logits, as every builder in `trainer.models` does. The logic is
+written once (`_Distillation`); `Distiller` puts it over tf_keras's `Model`, and given Keras 3
+models it is built as the same logic over Keras 3's `Model` (TensorFlow backend), a class
+made once from that one source. This module must not build datasets or export models.
 
 Example:
 
@@ -23,7 +25,8 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.keras_path import check_keras_object
+from trainer import keras_compat
+from trainer.keras_path import is_keras3_object
 
 
 def load_teacher(run_dir: str | Path) -> keras.Model:
@@ -67,7 +70,107 @@ def _hard_loss(labels, logits):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-class Distiller(keras.Model):
+class _Distillation:
+    """The distiller's logic, over the `Model` of the Keras in `_keras`: see `Distiller`."""
+
+    _keras = keras  # the Keras whose `Model` follows this class in the bases
+
+    def __init__(
+        self,
+        student,
+        teacher,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        student_loss=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if is_keras3_object(student) != is_keras3_object(teacher):
+            raise TypeError(
+                f"student ({type(student).__module__}) and teacher ({type(teacher).__module__}) "
+                "come from different Kerases; build both with one, or convert the Keras 3 one "
+                "with trainer.keras_path.to_tf_keras(model)"
+            )
+        keras_compat.require_tensorflow_backend("Distiller", student)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, received {temperature}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], received {alpha}")
+        student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
+        if student_classes != teacher_classes:
+            raise ValueError(
+                f"student outputs {student_classes} classes but teacher outputs "
+                f"{teacher_classes}; they must predict the same classes"
+            )
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.student_loss_fn = student_loss or _hard_loss
+        self.loss_tracker = self._keras.metrics.Mean(name="loss")
+        self.student_loss_tracker = self._keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = self._keras.metrics.Mean(name="distillation_loss")
+
+    @property
+    def metrics(self):
+        # Listed here so Keras resets them each epoch, next to the compiled metrics; last, so
+        # that where Keras reads results by name (Keras 3's epoch logs) our `loss` wins over
+        # Keras 3's own loss tracker, which this train_step leaves unused.
+        trackers = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        return [metric for metric in super().metrics if metric not in trackers] + trackers
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def _forward(self, x, y, sample_weight, training: bool):
+        student_logits = self.student(x, training=training)
+        teacher_logits = self.teacher(x, training=False)
+        hard = self.student_loss_fn(y, student_logits)
+        if sample_weight is not None:
+            hard = hard * tf.cast(tf.reshape(sample_weight, tf.shape(hard)), hard.dtype)
+        hard = tf.reduce_mean(hard)
+        soft = distillation_loss(teacher_logits, student_logits, self.temperature)
+        return student_logits, hard, soft
+
+    def train_step(self, data):
+        x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            student_logits, hard, soft = self._forward(x, y, sample_weight, training=True)
+            loss = self.alpha * hard + (1.0 - self.alpha) * soft
+            if self.student.losses:  # weight regularizers of the student
+                loss += tf.add_n(self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return self._update_metrics(y, student_logits, loss, hard, soft)
+
+    def test_step(self, data):
+        x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
+        student_logits, hard, soft = self._forward(x, y, sample_weight, training=False)
+        loss = self.alpha * hard + (1.0 - self.alpha) * soft
+        return self._update_metrics(y, student_logits, loss, hard, soft)
+
+    def _update_metrics(self, y, student_logits, loss, hard, soft):
+        self.loss_tracker.update_state(loss)
+        self.student_loss_tracker.update_state(hard)
+        self.distillation_loss_tracker.update_state(soft)
+        # tf_keras keeps the compiled metrics in `compiled_metrics`; Keras 3 in `_compile_metrics`
+        # (its `compiled_metrics` is a deprecated shim that would feed every metric, ours too).
+        if self._keras is keras:
+            self.compiled_metrics.update_state(y, student_logits)
+        elif self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, student_logits)
+        results = {}
+        for metric in self.metrics:  # Keras 3's compiled metrics give a dict of results
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
+
+    def get_config(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha, "name": self.name}
+
+
+class Distiller(_Distillation, keras.Model):
     """Trains `student` on `alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher || student)`.
 
     The teacher runs in inference mode and is never updated; only the student's weights
@@ -91,80 +194,23 @@ class Distiller(keras.Model):
         distiller.student.save("student.keras")
     """
 
-    def __init__(
-        self,
-        student: keras.Model,
-        teacher: keras.Model,
-        temperature: float = 4.0,
-        alpha: float = 0.5,
-        student_loss=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        check_keras_object(student, "student")
-        check_keras_object(teacher, "teacher")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, received {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], received {alpha}")
-        student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
-        if student_classes != teacher_classes:
-            raise ValueError(
-                f"student outputs {student_classes} classes but teacher outputs "
-                f"{teacher_classes}; they must predict the same classes"
-            )
-        self.student = student
-        self.teacher = teacher
-        self.teacher.trainable = False
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
-        self.student_loss_fn = student_loss or _hard_loss
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+    def __new__(cls, *args, **kwargs):
+        student = kwargs["student"] if "student" in kwargs else (args[0] if args else None)
+        if cls is Distiller and is_keras3_object(student):
+            twin = _keras3_distiller(keras_compat.keras_of(student))
+            distiller = twin.__new__(twin, *args, **kwargs)
+            # Not a Distiller subclass, so Python would not call __init__ itself.
+            distiller.__init__(*args, **kwargs)
+            return distiller
+        return super().__new__(cls, *args, **kwargs)
 
-    @property
-    def metrics(self):
-        # Listed here so Keras resets them each epoch, next to the compiled metrics.
-        trackers = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
-        return trackers + super().metrics
 
-    def call(self, inputs, training=False):
-        return self.student(inputs, training=training)
+_KERAS3_DISTILLERS: dict[object, type] = {}
 
-    def _forward(self, x, y, sample_weight, training: bool):
-        student_logits = self.student(x, training=training)
-        teacher_logits = self.teacher(x, training=False)
-        hard = self.student_loss_fn(y, student_logits)
-        if sample_weight is not None:
-            hard = hard * tf.cast(tf.reshape(sample_weight, tf.shape(hard)), hard.dtype)
-        hard = tf.reduce_mean(hard)
-        soft = distillation_loss(teacher_logits, student_logits, self.temperature)
-        return student_logits, hard, soft
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            student_logits, hard, soft = self._forward(x, y, sample_weight, training=True)
-            loss = self.alpha * hard + (1.0 - self.alpha) * soft
-            if self.student.losses:  # weight regularizers of the student
-                loss += tf.add_n(self.student.losses)
-        variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return self._update_metrics(y, student_logits, loss, hard, soft)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        student_logits, hard, soft = self._forward(x, y, sample_weight, training=False)
-        loss = self.alpha * hard + (1.0 - self.alpha) * soft
-        return self._update_metrics(y, student_logits, loss, hard, soft)
-
-    def _update_metrics(self, y, student_logits, loss, hard, soft):
-        self.loss_tracker.update_state(loss)
-        self.student_loss_tracker.update_state(hard)
-        self.distillation_loss_tracker.update_state(soft)
-        self.compiled_metrics.update_state(y, student_logits)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def get_config(self) -> dict:
-        return {"temperature": self.temperature, "alpha": self.alpha, "name": self.name}
+def _keras3_distiller(keras3) -> type:
+    """The `_Distillation` logic over Keras 3's `Model`, made once per process."""
+    if keras3 not in _KERAS3_DISTILLERS:
+        attributes = {"_keras": keras3, "__module__": __name__, "__doc__": Distiller.__doc__}
+        _KERAS3_DISTILLERS[keras3] = type("Distiller", (_Distillation, keras3.Model), attributes)
+    return _KERAS3_DISTILLERS[keras3]
