@@ -110,8 +110,14 @@ def batch_norm_momentum(steps_per_epoch: int, epochs: int) -> float:
 
 def start_run(recipe: str, config: Any, run_dir: str | Path = "") -> Path:
     """Creates the run folder (config.yaml, run.json) and prints where it is."""
+    from trainer.distribute import worker_run_dir
     from trainer.runs import create_run_dir
 
+    # Multi-worker (trainer.distribute): only the chief writes the run folder; the others
+    # train into a scratch folder they remove, reading the chief's backup.
+    scratch = worker_run_dir(run_dir)
+    if scratch is not None:
+        return scratch
     path = create_run_dir(recipe, config, run_dir or None)
     print(f"run directory: {path}", flush=True)
     return path
@@ -171,6 +177,12 @@ def fit(
 
     run_dir = Path(run_dir)
     validation = validation_dataset(experiment)
+    # tf.distribute (trainer.distribute): the input's auto-shard policy, and backups at every
+    # epoch at least in a multi-worker job, which restarts from them when a worker dies.
+    from trainer.distribute import in_multi_worker, prepare_input
+
+    train, validation = prepare_input(experiment.train), prepare_input(validation)
+    backup_every = backup_every or ("epoch" if in_multi_worker() else 0)
     diagnosis = FitDiagnosis()
     best = None
     if keep_best and validation is not None and experiment.validation_held_out:
@@ -179,7 +191,7 @@ def fit(
     fit_callbacks += run_callbacks(run_dir, backup_every=backup_every)
     started, cpu_started = time.perf_counter(), time.process_time()
     experiment.model.fit(
-        experiment.train,
+        train,
         epochs=experiment.epochs,
         validation_data=validation,
         class_weight=experiment.class_weight,

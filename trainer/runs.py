@@ -151,15 +151,7 @@ def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) 
     """
     validate(config)
     check_run_dir(config, run_dir or "")
-    if run_dir:
-        path = Path(run_dir)
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = RUNS_ROOT / f"{recipe}-{stamp}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = RUNS_ROOT / f"{recipe}-{stamp}-{suffix}"
+    path = Path(run_dir) if run_dir else default_run_dir(recipe)
     resumed = _resuming == path.resolve()
     _created.clear()
     _created.update(path=path, new_folder=not path.exists(), resumed=resumed)
@@ -173,6 +165,17 @@ def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) 
     )
     info.setdefault("training_seconds", 0.0)
     atomic_write_json(path / RUN_INFO_FILE, info)
+    return path
+
+
+def default_run_dir(recipe: str) -> Path:
+    """A new folder name for a run of `recipe`: `runs/<recipe>-<YYYYmmdd-HHMMSS>`."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RUNS_ROOT / f"{recipe}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = RUNS_ROOT / f"{recipe}-{stamp}-{suffix}"
     return path
 
 
@@ -368,6 +371,9 @@ def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: i
         callbacks.append(EpochLogger())
     if backup_every:
         from trainer.checkpoint import ResumeBackup
+        from trainer.distribute import shared_run_dir
 
-        callbacks.append(ResumeBackup(run_dir / BACKUP_DIR, save_freq=backup_every))
+        # Every worker of a multi-worker job restores the chief's backup in the shared folder.
+        backup = shared_run_dir(run_dir) / BACKUP_DIR
+        callbacks.append(ResumeBackup(backup, save_freq=backup_every))
     return callbacks

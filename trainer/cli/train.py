@@ -31,11 +31,64 @@ HELP = """options:
   --resume=RUN_DIR  continue a killed run from its last backup, with its saved config
   --restart         with --resume: start that run again from epoch 1
   --key=value       with --resume: change an option the recipe marks resumable
+scaling out (README "Scaling out"; options of this command, not of the recipe):
+  --strategy=auto|default|mirrored|multi_worker|tpu    auto: multi_worker with a cluster,
+                    mirrored with several GPUs, else default
+  --local_workers=N          N worker processes on this machine (loopback), restarted from
+                             the last backup when one dies (--max_restarts=3)
+  --workers=HOST:PORT,... --task_index=I   this process in a cluster (or set TF_CONFIG)
+  --per_replica_batch_size=B the global batch becomes B x replicas (default: batch_size)
+  --scale_learning_rate=none|linear   linear: learning_rate x global batch / batch_size
 """
 
 
 def run(argv: list[str]) -> int:
     """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
+    from trainer.distribute import DistributeOptions, cluster_spec, distributed, split_arguments
+
+    # Distribution options belong to the command, not to the recipe's Config.
+    distribute_options, argv = split_arguments(argv)
+    if distribute_options.local_workers:
+        return _run_local_workers(distribute_options, argv)
+    if distribute_options == DistributeOptions() and cluster_spec() is None:
+        return _run(argv)
+    from trainer.keras_path import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    with distributed(distribute_options):
+        return _run(argv)
+
+
+def _run_local_workers(options: Any, argv: list[str]) -> int:
+    """`--local_workers=N`: N processes of this command on this machine, one cluster."""
+    from trainer.distribute import local_worker_command, supervise_local_workers
+    from trainer.runs import default_run_dir
+
+    passed_on = [
+        "--strategy=multi_worker",
+        f"--scale_learning_rate={options.scale_learning_rate}",
+        f"--per_replica_batch_size={options.per_replica_batch_size}",
+    ]
+    resume = [arg.partition("=")[2] for arg in argv if arg.startswith("--resume=")]
+    if resume:
+        run_dir = Path(resume[0])
+        first = local_worker_command([*argv, "--strategy=multi_worker"])
+    else:
+        if not argv or argv[0].startswith("-"):
+            raise ConfigError(f"--local_workers needs a recipe: {USAGE.splitlines()[0]}")
+        module = _load_recipe(argv[0])
+        recipe = Path(inspect.getfile(module)).stem
+        config = _parse(module.Config, argv[1:], f"trainer train {recipe}")
+        _check_new_run_dir(config)
+        run_dir = Path(getattr(config, "run_dir", "") or default_run_dir(recipe))
+        first = local_worker_command([*argv, f"--run_dir={run_dir}", *passed_on])
+    again = local_worker_command([f"--resume={run_dir}", "--strategy=multi_worker"])
+    return supervise_local_workers(
+        options.local_workers, first, again, run_dir, options.max_restarts
+    )
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trainer.recipe_loader import list_recipes
 
@@ -52,7 +105,11 @@ def run(argv: list[str]) -> int:
     module = _load_recipe(argv[0])
     program = f"trainer train {Path(inspect.getfile(module)).stem}"
     config = _parse(module.Config, argv[1:], program)
-    _check_new_run_dir(config)
+    from trainer.distribute import is_chief, scale_config
+
+    config = scale_config(config)  # the global batch and learning rate over the replicas
+    if is_chief():  # the other workers of a cluster write nothing into the run folder
+        _check_new_run_dir(config)
     return _run_main(module.main, config)
 
 
@@ -154,12 +211,14 @@ def _resume(argv: list[str]) -> int:
             f"data of the run in {run_dir}. Options --resume may change: {can}. To train with "
             "other options, start a new run with another --run_dir"
         )
-    if restart:
+    from trainer.distribute import is_chief
+
+    if restart and is_chief():  # in a cluster only the chief changes the run folder
         discard_training_state(run_dir)
         print(f"restarting {run_dir} from epoch 1 (backup and history discarded)", flush=True)
     else:
         check_backup(run_dir)
-    if not restart and not has_backup(run_dir):
+    if not restart and not has_backup(run_dir) and is_chief():
         # Without a backup training starts over; old history rows would mix with the new.
         discard_training_state(run_dir)
         print(

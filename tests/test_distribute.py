@@ -1,0 +1,217 @@
+"""tf.distribute on this machine: two workers over loopback, a killed worker, two logical CPUs.
+
+Every distributed run happens in subprocesses (collective ops and logical devices are fixed
+when TensorFlow starts). The model is the digits recipe's (one convolution, 1,212 training
+images), so each process trains in a few seconds; the network is 127.0.0.1 only.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.config import ConfigError
+from trainer.distribute import (
+    DistributeOptions,
+    cluster_spec,
+    free_port,
+    is_chief,
+    shard_policy,
+    split_arguments,
+    worker_count,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Trains the digits recipe's model for 2 epochs under `distributed(...)` and writes its loss
+# curve and final weights to argv[1] (.npz). argv[2:] are `trainer train` distribution options.
+TRAIN_SCRIPT = """
+import json, sys
+import numpy as np
+import trainer.keras_path as path
+path.import_tensorflow_quietly()
+import tensorflow as tf
+if "--strategy=mirrored" in sys.argv:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from trainer.distribute import distributed, prepare_input, split_arguments
+from trainer.recipe_loader import load_recipe
+recipe = load_recipe("digits")
+options, _ = split_arguments(sys.argv[2:])
+with distributed(options) as strategy:
+    experiment = recipe.build(recipe.Config(epochs=2, batch_size=32))
+    history = experiment.model.fit(prepare_input(experiment.train), epochs=2, verbose=0)
+np.savez(sys.argv[1], loss=np.array(history.history["loss"]),
+         replicas=strategy.num_replicas_in_sync, *experiment.model.get_weights())
+"""
+
+
+def _environment(tmp_path: Path) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    environment["PYTHONPATH"] = str(REPO) + os.pathsep + environment.get("PYTHONPATH", "")
+    environment["TMPDIR"] = str(tmp_path / "tmp")  # to see that workers remove their scratch
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return environment
+
+
+def _train(tmp_path: Path, name: str, *options: str) -> subprocess.Popen:
+    command = [sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path / f"{name}.npz"), *options]
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (the process holds it)
+    return subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=_environment(tmp_path), cwd=tmp_path
+    )
+
+
+def _finish(tmp_path: Path, name: str, process: subprocess.Popen, timeout: float = 240):
+    code = process.wait(timeout)
+    log = (tmp_path / f"{name}.log").read_text()
+    assert code == 0, f"{name} exited {code}:\n{log[-3000:]}"
+    result = np.load(tmp_path / f"{name}.npz")
+    weights = [result[key] for key in sorted(result.files) if key.startswith("arr_")]
+    return result["loss"], int(result["replicas"]), weights, log
+
+
+def test_two_workers_end_with_identical_weights_and_the_single_process_loss_curve(tmp_path):
+    workers = f"--workers=127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    processes = [_train(tmp_path, f"worker{i}", workers, f"--task_index={i}") for i in (0, 1)]
+    single = _train(tmp_path, "single")
+    loss0, replicas0, weights0, log0 = _finish(tmp_path, "worker0", processes[0])
+    loss1, replicas1, weights1, _ = _finish(tmp_path, "worker1", processes[1])
+    loss, replicas, weights, _ = _finish(tmp_path, "single", single)
+
+    assert (replicas0, replicas1, replicas) == (2, 2, 1)
+    assert "MultiWorkerMirroredStrategy, 2 replica(s) over 2 process(es)" in log0
+    # All-reduced gradients: both workers apply the same update in every step.
+    for a, b in zip(weights0, weights1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # The same global batch of 32 (16 per worker, DATA sharding of the same shuffled order):
+    # the loss curve matches one process within 1% (summation order differs), and the
+    # weights within 1e-3 after 76 steps.
+    np.testing.assert_allclose(loss0, loss, rtol=0.01)
+    assert loss[-1] < loss[0] * 0.6  # it trained
+    for a, b in zip(weights0, weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path):
+    mirrored = _train(tmp_path, "mirrored", "--strategy=mirrored")
+    single = _train(tmp_path, "single", "--strategy=default")
+    loss_mirrored, replicas, weights_mirrored, log = _finish(tmp_path, "mirrored", mirrored)
+    loss, single_replicas, weights, single_log = _finish(tmp_path, "single", single)
+    assert (replicas, single_replicas) == (2, 1)
+    assert "MirroredStrategy, 2 replica(s)" in log
+    assert "default (one device), 1 replica(s)" in single_log
+    np.testing.assert_allclose(loss_mirrored, loss, rtol=0.01)
+    for a, b in zip(weights_mirrored, weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def _history_epochs(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line.split(",")[0] for line in path.read_text().splitlines()[1:] if line]
+
+
+def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
+    """`trainer train digits --local_workers=2`: kill -9 worker 1 after the first epoch; the
+    supervisor restarts both from the chief's backup and the run ends with 6 epochs, epoch 1
+    logged once (not trained again), one report and no scratch folder left."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "trainer.cli", "train", "digits", "--local_workers=2",
+               "--epochs=6", f"--run_dir={run_dir}"]  # fmt: skip
+    environment = _environment(tmp_path)
+    supervisor = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=environment, cwd=tmp_path,
+    )  # fmt: skip
+    lines, worker_pid = [], None
+    while worker_pid is None:
+        line = supervisor.stdout.readline()
+        assert line, "the supervisor ended before starting worker 1:\n" + "".join(lines)
+        lines.append(line)
+        if line.startswith("worker 1: pid "):
+            worker_pid = int(line.split()[3])
+    deadline = time.monotonic() + 180
+    while len(_history_epochs(run_dir / "history.csv")) < 1:
+        assert time.monotonic() < deadline and supervisor.poll() is None, "".join(lines)
+        time.sleep(0.1)
+    os.kill(worker_pid, signal.SIGKILL)
+    output = "".join(lines) + supervisor.communicate(timeout=300)[0]
+    assert supervisor.returncode == 0, output[-4000:]
+
+    assert "worker 1 stopped with signal SIGKILL" in output
+    assert "restarting all 2 workers from the last backup" in output
+    epochs = _history_epochs(run_dir / "history.csv")
+    assert epochs.count("0") == 1, f"epoch 1 was trained again: {epochs}"
+    assert sorted(set(epochs)) == [str(epoch) for epoch in range(6)]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 6 and metrics["test_accuracy"] > 0.8
+    assert output.count("report: ") == 1  # only the chief writes a report
+    assert sorted(path.name for path in (tmp_path / "tmp").iterdir()) == []
+    assert not list((run_dir / "backup").glob("workertemp_*"))
+
+
+def test_split_arguments_keeps_the_recipe_options_and_checks_its_own():
+    options, rest = split_arguments(
+        ["--epochs=2", "--strategy=mirrored", "--scale_learning_rate=linear"]
+    )
+    assert rest == ["--epochs=2"]
+    assert (options.strategy, options.scale_learning_rate) == ("mirrored", "linear")
+    with pytest.raises(ConfigError, match="task_index"):
+        split_arguments(["--workers=127.0.0.1:2222,127.0.0.1:2223"])
+    with pytest.raises(ConfigError, match="--task_index=2 is not in --workers"):
+        split_arguments(["--workers=127.0.0.1:2222,127.0.0.1:2223", "--task_index=2"])
+    with pytest.raises(ConfigError, match="host:port"):
+        split_arguments(["--workers=127.0.0.1", "--task_index=0"])
+    with pytest.raises(ConfigError, match="strategy"):
+        split_arguments(["--strategy=gpu"])
+
+
+def test_tf_config_decides_the_chief(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_spec() is None and is_chief() and worker_count() == 1
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]}
+    for index, chief in ((0, True), (2, False)):
+        task = {"type": "worker", "index": index}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert is_chief() is chief and worker_count() == 3
+    # With an explicit chief task, worker 0 is an ordinary worker.
+    spec = {
+        "cluster": {"chief": ["127.0.0.1:9"], **cluster},
+        "task": {"type": "worker", "index": 0},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(spec))
+    assert not is_chief() and worker_count() == 4
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        cluster_spec()
+
+
+def test_shard_policy_is_file_for_file_readers_and_data_for_arrays(tmp_path):
+    import tensorflow as tf
+
+    arrays = tf.data.Dataset.from_tensor_slices(np.zeros((8, 2), np.float32)).batch(4)
+    assert shard_policy(arrays) == "DATA"
+    (tmp_path / "a.txt").write_text("x\ny\n")
+    files = tf.data.Dataset.list_files(str(tmp_path / "*.txt"), shuffle=False)
+    lines = files.interleave(tf.data.TextLineDataset, cycle_length=1).batch(2)
+    assert shard_policy(lines) == "FILE"
+
+
+def test_strategy_errors_say_what_to_do(monkeypatch):
+    from trainer.distribute import create_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(ValueError, match="--local_workers=2"):
+        create_strategy("multi_worker")
+    if not Path("/dev/accel0").exists():
+        with pytest.raises(ValueError, match="found no TPU"):
+            create_strategy("tpu")
+    assert DistributeOptions().strategy == "auto"
