@@ -326,7 +326,12 @@ def keras_tuner() -> ModuleType:
             else:
                 sys.modules["keras"] = previous
     module = sys.modules["keras_tuner"]
+    from keras_tuner.src import config as tuner_config
     from keras_tuner.src.backend import config as backend_config
+
+    # keras-tuner prints the traceback of every failed trial; the trials table keeps its last
+    # line (and trial.json the whole of it). TRAINER_DEBUG=1 prints them.
+    tuner_config.DEBUG = bool(os.environ.get("TRAINER_DEBUG"))
 
     if backend_config.multi_backend():
         raise RuntimeError(
