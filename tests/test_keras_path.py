@@ -29,11 +29,22 @@ def test_import_sets_legacy_keras_and_tf_keras_is_keras2():
     assert "ok" in result.stdout
 
 
-def test_tensorflow_imported_first_with_keras3_fails_with_fix():
-    result = _run("import tensorflow as tf\ntf.keras.layers\nimport trainer")
-    assert result.returncode != 0
-    assert "ImportError" in result.stderr
-    assert "Keras 3" in result.stderr and "TF_USE_LEGACY_KERAS=1" in result.stderr
+def test_tensorflow_imported_first_with_keras3_still_serves_keras3():
+    # A Keras 3 script that used tf.keras before importing trainer: import order does not
+    # matter for the schedules; only a tf_keras-only script's explicit check refuses.
+    result = _run(
+        "import tensorflow as tf\ntf.keras.layers\nimport trainer\n"
+        "from trainer.schedules import Warmup\n"
+        "schedule = Warmup(tf.keras.optimizers.schedules.CosineDecay(1e-2, 500), warmup_steps=50)\n"
+        "assert isinstance(schedule, tf.keras.optimizers.schedules.LearningRateSchedule)\n"
+        "print('rate', round(float(schedule(25)), 6))\n"
+        "try:\n    trainer.ensure_legacy_keras()\n"
+        "except ImportError as error:\n    print('refused:', error)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rate 0.005" in result.stdout
+    assert "refused: TensorFlow was imported before trainer with Keras 3" in result.stdout
+    assert "to_tf_keras(model)" in result.stdout
 
 
 def test_tensorflow_imported_first_without_touching_keras_is_fine():
@@ -49,7 +60,9 @@ def test_keras3_model_rejected_with_object_name():
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
     assert is_keras3_object(model)
     with pytest.raises(
-        TypeError, match=r"`model` is a Keras 3 object \(keras\.src\..*Sequential\)"
+        TypeError,
+        match=r"`model` is a Keras 3 object \(keras\.src\..*Sequential\)\. .*"
+        r"trainer\.keras_path\.to_tf_keras\(model\)",
     ):
         check_keras_object(model, "model")
     with pytest.raises(TypeError, match="`callback` is a Keras 3 object"):
@@ -61,7 +74,7 @@ def test_keras3_model_rejected_by_export():
     from trainer.export import convert
 
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
-    with pytest.raises(TypeError, match="Keras 3 object"):
+    with pytest.raises(TypeError, match="Keras 3 object.*to_tf_keras"):
         convert(model, "float32")
 
 
