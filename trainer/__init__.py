@@ -4,11 +4,11 @@ Importing this package selects the Keras 2 API (`tf_keras`) for `tf.keras` by se
 `TF_USE_LEGACY_KERAS=1` (effective while `tf.keras` has not been used yet), because TF-MOT
 (pruning, clustering, quantization-aware training) rejects Keras 3 models. Import order does
 not matter otherwise: in a script that imported `keras` (Keras 3) or used `tf.keras` first,
-the schedules, callbacks, LR finder and Distiller work
-with Keras 3 too, and only the TF-MOT helpers and export refuse a Keras 3 model (with the
-conversion `trainer.keras_path.to_tf_keras`). It also quiets TensorFlow's C++ start-up log
-(absl and oneDNN notices) the first time TensorFlow is imported, unless the user chose a
-level or set TRAINER_DEBUG=1. Submodules are imported on demand so `import trainer` stays fast.
+the schedules, callbacks, LR finder and Distiller work with Keras 3 too, and only the TF-MOT
+helpers and export refuse a Keras 3 model, naming the conversion `to_tf_keras`. It also
+quiets TensorFlow's C++ start-up log (absl and oneDNN notices) the first time TensorFlow is
+imported, unless the user chose a level or set TRAINER_DEBUG=1. Submodules are imported on
+demand so that `import trainer` stays fast.
 
 Example:
 

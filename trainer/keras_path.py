@@ -218,12 +218,9 @@ def to_tf_keras(model, sample=None, tolerance: float = 1e-5):
             f"to_tf_keras converts Keras 3 models, received {type(model).__module__}."
             f"{type(model).__qualname__}; a tf_keras model needs no conversion"
         )
+    import keras as keras3  # already loaded: `model` is a Keras 3 object
     import tf_keras
     from keras.src.models.functional import Functional
-
-    from trainer.keras_compat import keras_of
-
-    keras3 = keras_of(model)
 
     if not model.built or not getattr(model, "inputs", None):
         raise TypeError(
