@@ -24,52 +24,61 @@ import numpy as np
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import augmentations_from_config
 from trainer.cli import run_recipe
+from trainer.config import at_least, choice, choices, count, fraction, limit, option, positive
 from trainer.data.check import check_data
 from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 from trainer.data.pipeline import image_dataset
 from trainer.data.sources import LoadedData
 from trainer.data.split import holdout_split
 from trainer.experiment import Experiment, batch_norm_momentum, finish, fit, holdout_size, start_run
+from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
-from trainer.optimizers import scheduled_optimizer
+from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.precision import float32_outputs, set_precision
 from trainer.regularizers import regularize
 from trainer.reproducibility import set_seed
+from trainer.schedules import SCHEDULE_NAMES
 
 
 @dataclass
 class Config:
     data_dir: str = FASHION_MNIST_DIR  # folder with the four IDX files (.gz or plain)
     run_dir: str = ""  # output folder; default runs/fashion_mnist-<timestamp>
-    epochs: int = 12  # passes over the training set
-    batch_size: int = 128  # examples per step
-    learning_rate: float = 3e-3  # peak learning rate, reached after warmup
-    warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
+    epochs: int = count(12)  # passes over the training set
+    batch_size: int = count(128)  # examples per step
+    learning_rate: float = positive(3e-3)  # peak learning rate, reached after warmup
+    warmup_epochs: float = limit(1.0)  # linear warmup length, then the schedule below
     # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
-    schedule: str = "cosine"
-    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
-    weight_decay: float = 5e-4  # decoupled weight decay (adamw, sgd, rmsprop)
-    clipnorm: float = 0.0  # clip each gradient to this L2 norm (0 = off)
-    l1: float = 0.0  # L1 kernel regularizer on conv and dense layers
-    l2: float = 0.0  # L2 kernel regularizer on conv and dense layers
-    label_smoothing: float = 0.1  # mass moved from the true class to the others
-    width: int = 32  # filters in the first conv stage (doubles per stage)
-    dropout: float = 0.3  # dropout before each dense layer
-    head_units: int = 0  # hidden dense units before the logits (0 = none; 128 adds 25% time)
-    batch_norm_momentum: float = 0.0  # 0 = derived from the run's step count (short runs: 0.9)
+    schedule: str = choice("cosine", *SCHEDULE_NAMES)
+    optimizer: str = choice("adamw", *OPTIMIZER_NAMES)  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = limit(5e-4)  # decoupled weight decay (adamw, sgd, rmsprop)
+    clipnorm: float = limit(0.0)  # clip each gradient to this L2 norm (0 = off)
+    l1: float = limit(0.0)  # L1 kernel regularizer on conv and dense layers
+    l2: float = limit(0.0)  # L2 kernel regularizer on conv and dense layers
+    # mass moved from the true class to the others
+    label_smoothing: float = fraction(0.1, below_one=True)
+    width: int = count(32)  # filters in the first conv stage (doubles per stage)
+    dropout: float = fraction(0.3, below_one=True)  # dropout before each dense layer
+    head_units: int = limit(0)  # hidden dense units before the logits (0 = none; 128 adds 25% time)
+    # 0 = derived from the run's step count (short runs: 0.9)
+    batch_norm_momentum: float = fraction(0.0, below_one=True)
     # augmentation in the tf.data pipeline, e.g. "crop:2,flip,erase:0.25" ("none" = off);
     # names: crop, flip, rotate, zoom, translate, brightness, contrast, erase, mixup, cutmix,
     # randaugment (see `trainer data preview --help`)
-    augment: str = "crop:2,flip"
-    train_limit: int = 0  # use only the first N training images (0 = all); for quick runs
-    test_limit: int = 0  # use only the first N test images (0 = all)
-    validation_size: int = -1  # training images held out to validate on; -1 = 10%, max 5000
-    export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
+    augment: str = option("crop:2,flip", check=augmentations_from_config)
+    train_limit: int = limit(0)  # use only the first N training images (0 = all); for quick runs
+    test_limit: int = limit(0)  # use only the first N test images (0 = all)
+    # training images held out to validate on; -1 = 10%, max 5000
+    validation_size: int = at_least(-1, -1)
+    # TFLite formats: float32, float16, dynamic, int8
+    export: str = choices("float32,int8", *FORMATS, resumable=True)
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # deterministic TF ops: identical metrics on reruns, slower
-    precision: str = "float32"  # float32; mixed_float16 needs a GPU
-    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    # float32; mixed_float16 needs a GPU
+    precision: str = choice("float32", "float32", "mixed_float16", "mixed_bfloat16")
+    # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    backup_every: int = limit(200, resumable=True)
 
 
 # What `trainer tune fashion_mnist` varies unless --search says otherwise (trainer.tuning).

@@ -24,10 +24,11 @@ import numpy as np
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import augmentations_from_config
 from trainer.cli import run_recipe
+from trainer.config import choice, choices, count, fraction, limit, option, positive
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
-from trainer.data.split import check_balance_mode, class_weights, oversample_indices
+from trainer.data.split import BALANCE_MODES, check_balance_mode, class_weights, oversample_indices
 from trainer.experiment import (
     Experiment,
     auto_batch_size,
@@ -36,45 +37,55 @@ from trainer.experiment import (
     fit,
     start_run,
 )
+from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
-from trainer.optimizers import scheduled_optimizer
+from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
+from trainer.schedules import SCHEDULE_NAMES
 
 
 @dataclass
 class Config:
     data: str = ""  # folder, .npz, CIFAR tarball/folder, IDX folder, or tfds:NAME
     run_dir: str = ""  # output folder; default runs/image_classifier-<timestamp>
-    image_size: int = 32  # images are resized to image_size x image_size; 0 = most common size
-    channels: int = 0  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
-    width: int = 32  # model size: filters in the first conv stage (doubles per stage)
-    dropout: float = 0.3  # dropout before the logits layer
-    epochs: int = 15  # passes over the training set
-    batch_size: int = 0  # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
-    learning_rate: float = 2e-3  # peak learning rate, reached after warmup
-    warmup_epochs: float = 1.0  # linear warmup length, then the schedule below
+    # images are resized to image_size x image_size; 0 = most common size
+    image_size: int = limit(32)
+    channels: int = choice(0, 0, 1, 3)  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
+    width: int = count(32)  # model size: filters in the first conv stage (doubles per stage)
+    dropout: float = fraction(0.3, below_one=True)  # dropout before the logits layer
+    epochs: int = count(15)  # passes over the training set
+    # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
+    batch_size: int = limit(0)
+    learning_rate: float = positive(2e-3)  # peak learning rate, reached after warmup
+    warmup_epochs: float = limit(1.0)  # linear warmup length, then the schedule below
     # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
-    schedule: str = "cosine"
-    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
-    weight_decay: float = 5e-4  # decoupled weight decay (adamw, sgd, rmsprop)
-    label_smoothing: float = 0.1  # soft targets
-    batch_norm_momentum: float = 0.0  # 0 = derived from the run's step count (short runs: 0.9)
+    schedule: str = choice("cosine", *SCHEDULE_NAMES)
+    optimizer: str = choice("adamw", *OPTIMIZER_NAMES)  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = limit(5e-4)  # decoupled weight decay (adamw, sgd, rmsprop)
+    label_smoothing: float = fraction(0.1, below_one=True)  # soft targets
+    # 0 = derived from the run's step count (short runs: 0.9)
+    batch_norm_momentum: float = fraction(0.0, below_one=True)
     # augmentation in the tf.data pipeline, e.g. "crop:2,flip,erase:0.25" ("none" = off; drop
     # flip for digits or text-like images); see `trainer data preview --help` for every name
-    augment: str = "crop:2,flip"
-    val_fraction: float = 0.1  # share of train held out for validation if the source has none
-    test_fraction: float = 0.2  # share held out as test if the source has no test split
-    balance: str = "none"  # imbalanced classes: none, class_weights or oversample
+    augment: str = option("crop:2,flip", check=augmentations_from_config)
+    # share of train held out for validation if the source has none
+    val_fraction: float = fraction(0.1, below_one=True)
+    # share held out as test if the source has no test split
+    test_fraction: float = fraction(0.2, below_one=True)
+    # imbalanced classes: none, class_weights or oversample
+    balance: str = choice("none", *BALANCE_MODES)
     drop_duplicates: bool = True  # drop extra copies of a sample within a split
     drop_leaks: bool = True  # drop training copies of samples that are also in val/test
     drop_label_errors: bool = False  # search for and drop likely label errors (slower check)
-    export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
+    # TFLite formats: float32, float16, dynamic, int8
+    export: str = choices("float32,int8", *FORMATS, resumable=True)
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     md5: str = ""  # expected md5 of a CIFAR tarball you built ("" = the published one)
     seed: int = 0  # seeds the splits, weights, shuffling and augmentation
-    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    backup_every: int = limit(200, resumable=True)
 
 
 # What `trainer tune image_classifier` varies unless --search says otherwise (trainer.tuning).
