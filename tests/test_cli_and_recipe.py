@@ -129,3 +129,65 @@ def test_default_recipe_reaches_target_on_real_data(tmp_path):
     exports = {e["format"]: e for e in metrics["exports"]}
     assert exports["float32"]["drop_pp"] <= 0.1 and exports["int8"]["drop_pp"] <= 0.5
     assert np.isfinite(metrics["train_seconds"])
+
+
+# A data path that does not exist: only a check made before loading can answer with exit 2.
+MISSING_DATA = {
+    "fashion_mnist": ["--data_dir=/nonexistent/fashion"],
+    "image_classifier": ["--data=/nonexistent/images"],
+}
+RECIPES = list(MISSING_DATA)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize(
+    ("option", "phrase"),
+    [
+        ("--epochs=0", "epochs must be >= 1, received 0"),
+        ("--learning_rate=nan", "learning_rate must be a finite number"),
+        ("--width=-5", "width must be >= 1, received -5"),
+        ("--backup_every=-1", "backup_every must be >= 0"),
+    ],
+)
+def test_every_recipe_checks_its_options_before_loading_data(
+    recipe, option, phrase, tmp_path, capsys
+):
+    args = ["train", recipe, option, *MISSING_DATA[recipe], f"--run_dir={tmp_path / 'run'}"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "option", "phrase"),
+    [
+        ("fashion_mnist", "--export=float32,int4", "export must be comma-separated"),
+        ("fashion_mnist", "--train_limit=-5", "train_limit must be >= 0"),
+        ("fashion_mnist", "--validation_size=-2", "validation_size must be >= -1"),
+        ("fashion_mnist", "--optimizer=adagrad", "optimizer must be one of"),
+        ("fashion_mnist", "--augment=spin", "augment: unknown augmentation 'spin'"),
+        ("image_classifier", "--image_size=-5", "image_size must be >= 0, received -5"),
+        ("image_classifier", "--channels=2", "channels must be one of 0, 1, 3"),
+        ("image_classifier", "--balance=x", "balance must be one of none, class_weights"),
+        ("image_classifier", "--dropout=1", "dropout must be in [0, 1)"),
+    ],
+)
+def test_recipe_option_rules(recipe, option, phrase, tmp_path, capsys):
+    args = ["train", recipe, option, *MISSING_DATA[recipe], f"--run_dir={tmp_path / 'run'}"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err
+
+
+def test_lr_find_refuses_negative_limits_before_loading(capsys):
+    args = ["lr-find", "fashion_mnist", "--train_limit=-5", *MISSING_DATA["fashion_mnist"]]
+    assert cli.main(args) == 2
+    assert "train_limit must be >= 0, received -5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_only_export_and_backup_options_change_on_resume(recipe):
+    from trainer.config import resumable_options
+
+    assert resumable_options(cli.load_recipe(recipe).Config) == ["export", "backup_every"]
