@@ -407,10 +407,16 @@ def prepare_input(dataset):
 def worker_run_dir(run_dir: str | Path) -> Path | None:
     """A scratch folder that stands in for `run_dir` on a non-chief worker (None on the
     chief): the worker writes there what the chief writes into the run folder, and the folder
-    is removed when `distributed` ends or the process exits."""
+    is removed when `distributed` ends or the process exits. Its name is fixed by the run
+    folder and the task, so a worker restarted after kill -9 removes what it left before."""
     if is_chief():
         return None
-    scratch = Path(tempfile.mkdtemp(prefix=f"trainer-{task_name().replace(' ', '')}-"))
+    import hashlib
+
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    scratch = Path(tempfile.gettempdir()) / f"trainer-{task_name().replace(' ', '')}-{digest}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
     _scratch[scratch] = Path(run_dir)
     return scratch
 
