@@ -77,14 +77,15 @@ NOT_SEARCHABLE = ("run_dir", "backup_every", "epochs")
 
 @dataclasses.dataclass
 class TuneOptions:
-    tuner: str = choice(
-        "random", *TUNERS
-    )  # keras-tuner's search: random, grid, bayesian, hyperband
-    max_trials: int = limit(
-        10
-    )  # trials to run (hyperband: its brackets decide; grid: stops when done)
+    """The options of a search (`trainer tune`'s own options; the rest go to the recipe)."""
+
+    tuner: str = choice("random", *TUNERS)  # keras-tuner's random, grid, bayesian or hyperband
+    # trials to run (hyperband: its brackets decide; grid: at most the grid); 0 = until the
+    # time budget is spent (random, bayesian) or the grid is done
+    max_trials: int = limit(10)
     max_epochs: int = limit(0)  # epochs per trial at most; 0 = the recipe's epochs
-    search: str = ""  # search space, e.g. "learning_rate=log:1e-4:1e-2; width=16,32"; "" = recipe's
+    # search space, e.g. "learning_rate=log:1e-4:1e-2; width=16,32"; "" = the recipe's
+    search: str = ""
     trial_patience: int = limit(3)  # early stopping: epochs without val_accuracy gain; 0 = off
     time_budget: float = limit(0.0, resumable=True)  # seconds for the whole search; 0 = none
     search_seed: int = 0  # seeds keras-tuner's oracle
@@ -577,17 +578,17 @@ def _make_tuner(hypermodel, options: TuneOptions, directory: Path, overwrite: bo
         "overwrite": overwrite,
         "seed": options.search_seed,
         # Failed trials are recorded and the search goes on, however many fail in a row.
-        "max_consecutive_failed_trials": max(options.max_trials, 1) + 1000,
+        "max_consecutive_failed_trials": 10**9,
     }
     max_trials = options.max_trials or None
     hypermodel.declare_only = True  # keras-tuner builds once at start to learn the space
     try:
         if options.tuner == "random":
-            return classes["random"](hypermodel, max_trials=max_trials or 10, **common)
+            return classes["random"](hypermodel, max_trials=max_trials, **common)
         if options.tuner == "grid":
             return classes["grid"](hypermodel, max_trials=max_trials, **common)
         if options.tuner == "bayesian":
-            return classes["bayesian"](hypermodel, max_trials=max_trials or 10, **common)
+            return classes["bayesian"](hypermodel, max_trials=max_trials, **common)
         if options.tuner == "hyperband":
             return classes["hyperband"](
                 hypermodel,
@@ -683,6 +684,15 @@ def search(
             "calls once per trial (see README, 'Write your own recipe')"
         )
     validate(base_config)
+    if (
+        not options.max_trials
+        and options.tuner in ("random", "bayesian")
+        and not (options.time_budget)
+    ):
+        raise ConfigError(
+            f"max_trials=0 (no limit) needs a --time_budget=SECONDS for the {options.tuner} "
+            "tuner, which would otherwise run forever; set one, or a --max_trials"
+        )
     space_text = space or options.search or default_space(recipe, base_config)
     dimensions = parse_space(space_text, base_config)
     if options.max_epochs == 0:
