@@ -1,18 +1,24 @@
-"""Your own texts: a word-embedding CNN on any text source, checked, trained, exported, verified.
+"""Your own texts: bag of n-grams, CNN, LSTM/GRU, Transformer or BERT, checked, trained, exported.
 
 Data: `--data=` a folder with one subfolder of `.txt` files per class (or train/ and test/
 folders of them, e.g. aclImdb: train/pos, train/neg, test/..., `unsup` ignored), a `.csv`
 with a text column (`--text_column`, default `text`) and a label column, an `.npz` of strings,
 or `tfds:NAME` (e.g. tfds:imdb_reviews once prepared). The data check runs first (fast mode);
 duplicates and train/test leaks are dropped in memory. Texts become token ids in the pipeline
-(vocabulary from train only, saved as vocabulary.txt), so the exported TFLite model takes
-float32 token ids and needs no string ops. Model: `trainer.models.text_classifier`; AdamW
-with warmup and cosine decay; the best epoch by validation accuracy is kept.
+(vocabulary from train only, saved as vocabulary.txt; WordPiece over the BERT folder's
+vocab.txt for bert), so the exported TFLite model takes float32 token ids and needs no string
+ops. Model (`--model=`, builders in `trainer.models`): `bow` TF-IDF of words and bigrams into a
+linear layer, `cnn` word-embedding CNN, `lstm` / `gru` bidirectional and masking padding,
+`transformer` a small encoder from scratch, `bert` a pretrained BERT from `--bert_dir` (the
+original checkpoint folder; never downloaded). AdamW with warmup, then cosine decay (linear
+decay for bert); the best epoch by validation accuracy is kept.
 
-Expected: depends on your data; see the README's real-data table (bench/real_data.py). The
+Expected: depends on your data; see the README's real-data table (bench/real_data.py). On the
+8-class Debian descriptions set, `bow` is the strongest and smallest default (see README). The
 smoke test (40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
 
-Run:  trainer train text_classifier --data=path/to/aclImdb --sequence_length=256 --epochs=5
+Run:  trainer train text_classifier --data=path/to/aclImdb --model=bow --epochs=5
+      trainer train text_classifier --data=texts/ --model=bert --bert_dir=models/bert/small
 """
 
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.cli import run_recipe
+from trainer.config import choice
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import check_balance_mode, class_weights, oversample_indices
@@ -28,9 +35,11 @@ from trainer.data.text import Vectorizer, token_dataset
 from trainer.experiment import Experiment, auto_batch_size, finish, fit, start_run
 from trainer.export import parse_formats
 from trainer.losses import build_loss
-from trainer.models import text_classifier
+from trainer.models import bag_of_ngrams, ngram_idf, text_classifier, text_rnn, text_transformer
 from trainer.optimizers import scheduled_optimizer
 from trainer.reproducibility import set_seed
+
+TEXT_MODELS = ("bow", "cnn", "lstm", "gru", "transformer", "bert")
 
 
 @dataclass
@@ -39,17 +48,26 @@ class Config:
     run_dir: str = ""  # output folder; default runs/text_classifier-<timestamp>
     text_column: str = ""  # CSV column with the text ("" = a column named text)
     label_column: str = "label"  # CSV column with the label
+    model: str = choice(
+        "bow", *TEXT_MODELS
+    )  # bow, cnn, lstm, gru, transformer or bert (see the module docstring)
+    bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = 200  # tokens per text: longer texts are cut, shorter padded
     vocab_size: int = 20000  # most frequent training words kept; others map to "unknown"
-    embedding_dim: int = 64  # model size: width of the word embeddings
-    width: int = 64  # model size: convolution filters
-    dropout: float = 0.3  # dropout before the logits layer
+    embedding_dim: int = 64  # model size: width of the word embeddings (not bow, bert)
+    width: int = 64  # model size: convolution filters, units per LSTM/GRU direction
+    heads: int = 4  # transformer: attention heads (embedding_dim must be a multiple)
+    blocks: int = 2  # transformer: encoder blocks
+    buckets: int = 65536  # bow: hashed word-bigram slots
+    hidden_units: int = 0  # bow: a ReLU layer of this size before the logits (0 = linear)
+    dropout: float = -1.0  # dropout before the logits layer; -1 = the model's default
     epochs: int = 5  # passes over the training set
     batch_size: int = 0  # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
-    learning_rate: float = 2e-3  # peak learning rate, reached after warmup
+    learning_rate: float = 0.0  # peak learning rate after warmup; 0 = the model's default
     warmup_epochs: float = 0.5  # linear warmup length, then the schedule below
-    # after warmup: cosine, cosine_restarts, step, exponential, polynomial, constant, one_cycle
-    schedule: str = "cosine"
+    # after warmup: cosine, cosine_restarts, step, exponential, polynomial (linear decay),
+    # constant, one_cycle; "" = the model's default (polynomial for bert, else cosine)
+    schedule: str = ""
     optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
     weight_decay: float = 1e-4  # decoupled weight decay (adamw, sgd, rmsprop)
     label_smoothing: float = 0.0  # soft targets
@@ -66,6 +84,16 @@ class Config:
     seed: int = 0  # seeds the splits, shuffling and weights
     backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
 
+
+# Per model: (learning rate, dropout). BERT fine-tunes gently, the linear bag needs large steps.
+MODEL_DEFAULTS = {
+    "bow": (2e-2, 0.0),
+    "cnn": (2e-3, 0.3),
+    "lstm": (2e-3, 0.3),
+    "gru": (2e-3, 0.3),
+    "transformer": (1e-3, 0.1),
+    "bert": (5e-5, 0.1),
+}
 
 # What `trainer tune text_classifier` varies unless --search says otherwise (trainer.tuning).
 SEARCH_SPACE = (
@@ -103,10 +131,22 @@ def build(config: Config) -> Experiment:
             f"{config.data} holds {data.kind} data; text_classifier needs text "
             "(use recipes/image_classifier.py for images)"
         )
-    vectorizer = Vectorizer(config.vocab_size, config.sequence_length).adapt(data.x_train)
-    x_train, y_train = vectorizer(data.x_train), data.y_train
-    x_val = None if data.x_val is None else vectorizer(data.x_val)
-    x_test = vectorizer(data.x_test)
+    # Tokens: WordPiece over the BERT vocabulary, or a word vocabulary from train only.
+    if config.model == "bert":
+        from trainer.models.bert import WordPieceTokenizer, bert_classifier, check_bert_folder
+
+        bert_dir = check_bert_folder(config.bert_dir)
+        tokenizer = WordPieceTokenizer(bert_dir / "vocab.txt")
+        vocabulary = (bert_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+
+        def vectorize(texts):
+            return tokenizer(texts, config.sequence_length)
+    else:
+        vectorizer = Vectorizer(config.vocab_size, config.sequence_length).adapt(data.x_train)
+        vocabulary, vectorize = vectorizer.vocabulary, vectorizer
+    x_train, y_train = vectorize(data.x_train), data.y_train
+    x_val = None if data.x_val is None else vectorize(data.x_val)
+    x_test = vectorize(data.x_test)
     if config.balance == "oversample":
         chosen = oversample_indices(y_train, config.seed)
         x_train, y_train = x_train[chosen], y_train[chosen]
@@ -122,28 +162,42 @@ def build(config: Config) -> Experiment:
         training=True,
         seed=config.seed,
     )
-    words = len(vectorizer.vocabulary)
+    words = len(vocabulary)
     print(
         f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
-        f"{len(x_test)} test texts, {words} words, {data.num_classes} classes from "
-        f"{config.data}; batch size {batch_size}"
+        f"{len(x_test)} test texts, {words} tokens, {data.num_classes} classes from "
+        f"{config.data}; batch size {batch_size}; model {config.model}"
     )
 
-    model = text_classifier(
-        config.sequence_length,
-        words,
-        data.num_classes,
-        config.embedding_dim,
-        config.width,
-        config.dropout,
-    )
+    default_rate, default_dropout = MODEL_DEFAULTS[config.model]
+    dropout = default_dropout if config.dropout < 0 else config.dropout
+    length, classes = config.sequence_length, data.num_classes
+    if config.model == "bow":
+        idf = ngram_idf(x_train, words, config.buckets)
+        model = bag_of_ngrams(
+            length, words, classes, config.buckets, config.hidden_units, dropout, idf
+        )
+    elif config.model == "cnn":
+        model = text_classifier(length, words, classes, config.embedding_dim, config.width, dropout)
+    elif config.model in ("lstm", "gru"):
+        model = text_rnn(
+            length, words, classes, config.embedding_dim, config.width, dropout, config.model
+        )
+    elif config.model == "transformer":
+        model = text_transformer(
+            length, words, classes, config.embedding_dim, config.heads, config.blocks, dropout
+        )
+    else:
+        model = bert_classifier(bert_dir, length, classes, dropout)
+    learning_rate = config.learning_rate or default_rate
+    schedule = config.schedule or ("polynomial" if config.model == "bert" else "cosine")
     optimizer = scheduled_optimizer(
         config.optimizer,
-        config.learning_rate,
+        learning_rate,
         steps_per_epoch=len(train),
         epochs=config.epochs,
         warmup_epochs=config.warmup_epochs,
-        schedule=config.schedule,
+        schedule=schedule,
         weight_decay=config.weight_decay,
     )
     loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
@@ -152,10 +206,13 @@ def build(config: Config) -> Experiment:
     rng = np.random.default_rng(config.seed)
     representative = x_train[rng.choice(len(x_train), min(300, len(x_train)), replace=False)]
     tokens = (
-        "The model takes float32 token ids: lower-case, strip punctuation, split on "
+        "The model takes float32 token ids: BERT's WordPiece over vocabulary.txt (uncased: "
+        "lower-case, strip accents, split on spaces and punctuation, longest-match pieces), "
+        "[CLS] pieces [SEP], 0 padding, "
+        if config.model == "bert"
+        else "The model takes float32 token ids: lower-case, strip punctuation, split on "
         "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
-        f"{config.sequence_length} ids per text."
-    )
+    ) + f"{config.sequence_length} ids per text."
     return Experiment(
         model=model,
         train=train,
@@ -167,10 +224,10 @@ def build(config: Config) -> Experiment:
         y_val=data.y_val,
         epochs=config.epochs,
         batch_size=batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         class_weight=weights,
         export_formats=tuple(formats),
-        title=f"Text classifier on {config.data}",
+        title=f"Text classifier ({config.model}) on {config.data}",
         data_report=data_report,
         input_spec={
             "shape": [config.sequence_length],
@@ -178,7 +235,7 @@ def build(config: Config) -> Experiment:
             "preprocessing": tokens,
             "vocabulary": "vocabulary.txt",
         },
-        artifacts={"vocabulary.txt": "\n".join(vectorizer.vocabulary) + "\n"},
+        artifacts={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
         report_sections={"Tokens": tokens},
     )
 

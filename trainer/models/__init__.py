@@ -14,7 +14,7 @@ Example:
     model.summary()
 """
 
-from trainer.models.image import resnet, resnet9, small_cnn
+from trainer.models.image import resnet, resnet9, small_cnn, with_test_time_flip
 from trainer.models.text import (
     bag_of_ngrams,
     ngram_idf,
@@ -32,4 +32,5 @@ __all__ = [
     "text_classifier",
     "text_rnn",
     "text_transformer",
+    "with_test_time_flip",
 ]

@@ -158,3 +158,25 @@ def resnet9(
     x = layers.Dense(num_classes, use_bias=False, kernel_regularizer=regularizer, name="linear")(x)
     outputs = layers.Rescaling(logit_scale, name="logits")(x)
     return keras.Model(inputs, outputs, name="resnet9")
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class HorizontalFlip(layers.Layer):
+    """Mirrors NHWC images left-right (always, not at random: for test-time flipping)."""
+
+    def call(self, images):
+        return images[:, :, ::-1, :]
+
+
+def with_test_time_flip(model: keras.Model) -> keras.Model:
+    """The mean of a model's logits on an image and on its mirror image, as one model (so the
+    exported TFLite file flips too, at twice the cost). Shares the weights of `model`.
+
+    Example:
+
+        model = with_test_time_flip(resnet9())
+    """
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    both = [model(inputs), model(HorizontalFlip(name="mirror")(inputs))]
+    outputs = layers.Average(name="logits_mean")(both)
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
