@@ -359,6 +359,18 @@ def test_time_budget_stops_cleanly_and_still_writes_results(flaky_recipe, tmp_pa
     assert (result.directory / "best.yaml").is_file() and (result.directory / "report.md").is_file()
 
 
+def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_recipe, tmp_path):
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import TuneOptions, search
+
+    recipe = load_recipe(str(flaky_recipe))
+    options = TuneOptions(
+        max_trials=1, max_epochs=40, trial_patience=1, tune_dir=str(tmp_path / "tune")
+    )
+    result = search(recipe, recipe.Config(), "units=8,16", options=options)
+    assert 2 <= result.trials[0].epochs < 40  # 40 samples: accuracy stalls within a few epochs
+
+
 def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_recipe, tmp_path):
     from trainer.tuning import resume
 
