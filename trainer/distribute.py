@@ -228,7 +228,11 @@ def create_strategy(name: str):
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
         )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        # Starting the collective server reprints TensorFlow's native start-up notices.
+        from trainer.keras_path import _native_stderr_silenced, _quiet_wanted
+
+        with _native_stderr_silenced() if _quiet_wanted() else contextlib.nullcontext():
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "mirrored":
         if spec is not None:
             raise ValueError(
@@ -495,7 +499,12 @@ def supervise_local_workers(
     """
     run_dir = Path(run_dir)
     attempt = 0
-    environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    from trainer.keras_path import USER_LOG_LEVEL
+
+    # The TF_CPP_MIN_LOG_LEVEL that `import trainer` set here would make the workers believe
+    # the user chose one, and print TensorFlow's start-up notices.
+    dropped = {"TF_CONFIG", *(() if USER_LOG_LEVEL else ("TF_CPP_MIN_LOG_LEVEL",))}
+    environment = {key: value for key, value in os.environ.items() if key not in dropped}
     while True:
         # New ports on each attempt: the old ones may still be held by the killed processes.
         addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(count))
