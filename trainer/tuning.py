@@ -797,15 +797,11 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         port = address["KERASTUNER_ORACLE_PORT"]
         print(f"chief oracle on port {port}, {count} worker processes", flush=True)
         failed = []
-        while running:
-            time.sleep(0.2)
-            for index, worker in list(running.items()):
-                code = worker.poll()
-                if code == RECYCLE_EXIT_CODE:
-                    running[index] = start(index)
-                elif code is not None:
-                    del running[index]
-                    failed += [index] if code != 0 else []
+        try:
+            _wait_for_workers(running, start, failed)
+        finally:
+            for worker in running.values():  # interrupted: stop the workers this search started
+                worker.terminate()
     finally:
         for name, value in previous.items():
             if value is None:
@@ -819,6 +815,20 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
             flush=True,
         )
     return write_results(chief.oracle, recipe, base_config, directory, options)
+
+
+def _wait_for_workers(running: dict, start, failed: list) -> None:
+    """Waits until every worker has finished, starting a fresh process for each worker that
+    exits after its `trials_per_process` trials; `running` holds the live ones."""
+    while running:
+        time.sleep(0.2)
+        for index, worker in list(running.items()):
+            code = worker.poll()
+            if code == RECYCLE_EXIT_CODE:
+                running[index] = start(index)
+            elif code is not None:
+                del running[index]
+                failed += [index] if code != 0 else []
 
 
 class _RetracingFilter:
