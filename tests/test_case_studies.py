@@ -1,0 +1,96 @@
+"""The case-study recipes on generated files in their real formats: CIFAR-10 (python batches)
+with ResNet-20 and ResNet-9, and IMDb (the aclImdb folder tree)."""
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datagen import write_imdb
+
+from trainer import cli
+
+
+def write_cifar10_folder(root: Path, per_class: tuple[int, int] = (10, 4), seed: int = 0) -> Path:
+    """cifar-10-batches-py/ as the official tarball unpacks, with images a model can learn:
+    class k brightens colour channel k % 3 and draws a white band at rows 3k..3k+2."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def batch(count: int) -> bytes:
+        labels = np.resize(np.arange(10), count)
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, size=(count, 32, 32, 3)).astype(np.uint8)
+        for index, label in enumerate(labels):
+            images[index, :, :, label % 3] += np.uint8(120 + 10 * (label // 3))
+            images[index, 3 * label : 3 * label + 3] = 250
+        data = images.transpose(0, 3, 1, 2).reshape(count, 3072)  # channel-major rows
+        return pickle.dumps({b"labels": [int(v) for v in labels], b"data": data}, protocol=2)
+
+    for index in range(1, 6):
+        (folder / f"data_batch_{index}").write_bytes(batch(per_class[0] * 10 // 5))
+    (folder / "test_batch").write_bytes(batch(per_class[1] * 10))
+    names = [name.encode() for name in ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                        "frog", "horse", "ship", "truck")]  # fmt: skip
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    return folder
+
+
+def _history_losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    column = lines[0].split(",").index("loss")
+    return [float(line.split(",")[column]) for line in lines[1:]]
+
+
+def _check_run(run_dir: Path, formats: set[str]) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    losses = _history_losses(run_dir)
+    assert losses[-1] < losses[0], losses
+    for name in ("config.yaml", "model.keras", "report.md", "learning_curves.png",
+                 "confusion_matrix.png", *(f"model_{f}.tflite" for f in formats)):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    exports = {export["format"]: export for export in metrics["exports"]}
+    assert set(exports) == formats
+    assert exports["float32"]["agreement"] == 1.0  # the TFLite file was verified
+    return metrics
+
+
+def test_cifar10_resnet20_on_the_python_folder(tmp_path):
+    folder = write_cifar10_folder(tmp_path / "cifar")
+    run_dir = tmp_path / "run"
+    args = ["train", "cifar10_resnet", f"--data={folder.parent}", f"--run_dir={run_dir}",
+            "--model=resnet20", "--width=4", "--epochs=3", "--batch_size=16",
+            "--learning_rate=0.05", "--export=float32,int8", "--backup_every=0"]  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = _check_run(run_dir, {"float32", "int8"})
+    assert metrics["class_names"][:2] == ["airplane", "automobile"]
+    assert metrics["parameters"] < 20_000  # width 4: a sixteenth of ResNet-20
+    config = (run_dir / "config.yaml").read_text()
+    assert "model: resnet20" in config
+
+
+@pytest.mark.slow
+def test_cifar10_resnet9_with_test_time_flip(tmp_path):
+    folder = write_cifar10_folder(tmp_path / "cifar")
+    run_dir = tmp_path / "run"
+    args = ["train", "cifar10_resnet", f"--data={folder}", f"--run_dir={run_dir}",
+            "--model=resnet9", "--width=8", "--epochs=3", "--batch_size=16",
+            "--test_time_flip=true", "--export=float32", "--backup_every=0"]  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = _check_run(run_dir, {"float32"})
+    assert "test-time flip" in (run_dir / "report.md").read_text()
+    assert metrics["test_accuracy"] > 0.2  # chance is 0.1
+
+
+def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
+    root = write_imdb(tmp_path / "aclImdb", per_class=24)
+    run_dir = tmp_path / "run"
+    args = ["train", "imdb", f"--data={root}", f"--run_dir={run_dir}", "--model=bow",
+            "--sequence_length=24", "--epochs=4", "--batch_size=8", "--learning_rate=0.05",
+            "--export=float32", "--backup_every=0"]  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = _check_run(run_dir, {"float32"})
+    assert metrics["class_names"] == ["neg", "pos"]
+    assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
