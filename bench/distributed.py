@@ -17,7 +17,8 @@ its own process, with the same global batch:
   like the model's trainable weights across both workers, timed over `--reduce_calls` calls.
 
 Step time is the median time between consecutive `on_train_batch_end` calls in the last epoch
-(the first epoch includes tracing). Prints the table and writes
+(the first epoch includes tracing); examples per second are over that whole epoch. The load
+average at the start is printed: other processes on the machine slow every run. Prints the table and writes
 bench/results/distributed.{json,md}.
 
 Run:  .venv/bin/python bench/distributed.py            # about 2-4 min on 2 cores
@@ -138,6 +139,7 @@ def compare(args) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0]
     # One after the other: each run gets both cores to itself.
     reference = _wait(_spawn(args, "reference", [], folder), folder, "reference")
     workers = f"--workers=127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
@@ -151,7 +153,8 @@ def compare(args) -> dict:
     table = ["| run | step time (median) | examples/s | epoch time | final loss | ratio |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
-        row["examples_per_second"] = batch / row["step_seconds_median"]
+        # Throughput over the whole last epoch: the median step hides the slow steps.
+        row["examples_per_second"] = batch * row["steps_per_epoch"] / row["epoch_seconds_last"]
         ratio = row["examples_per_second"] / reference["examples_per_second"]
         table.append(
             f"| {name} | {row['step_seconds_median'] * 1000:.1f} ms | "
@@ -165,6 +168,7 @@ def compare(args) -> dict:
     summary = {
         "date": when,
         "machine": _machine(),
+        "load_average_1min_at_start": load,
         "train_limit": args.train_limit,
         "epochs": args.epochs,
         "global_batch": batch,
@@ -177,7 +181,8 @@ def compare(args) -> dict:
     }
     text = "\n".join(
         [
-            f"Distributed training on localhost, {when}, {_machine()}.",
+            f"Distributed training on localhost, {when}, {_machine()}, load average {load:.1f} "
+            "at start.",
             "Loopback measurement: both workers share the same CPU cores, so two workers are "
             "not expected to be faster here.",
             "",
