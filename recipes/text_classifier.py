@@ -48,9 +48,7 @@ class Config:
     run_dir: str = ""  # output folder; default runs/text_classifier-<timestamp>
     text_column: str = ""  # CSV column with the text ("" = a column named text)
     label_column: str = "label"  # CSV column with the label
-    model: str = choice(
-        "bow", *TEXT_MODELS
-    )  # bow, cnn, lstm, gru, transformer or bert (see the module docstring)
+    model: str = choice("cnn", *TEXT_MODELS)  # bow, cnn, lstm, gru, transformer or bert
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = 200  # tokens per text: longer texts are cut, shorter padded
     vocab_size: int = 20000  # most frequent training words kept; others map to "unknown"
@@ -58,7 +56,7 @@ class Config:
     width: int = 64  # model size: convolution filters, units per LSTM/GRU direction
     heads: int = 4  # transformer: attention heads (embedding_dim must be a multiple)
     blocks: int = 2  # transformer: encoder blocks
-    buckets: int = 65536  # bow: hashed word-bigram slots
+    buckets: int = 262144  # bow: hashed word-bigram slots (fewer collisions, larger table)
     hidden_units: int = 0  # bow: a ReLU layer of this size before the logits (0 = linear)
     dropout: float = -1.0  # dropout before the logits layer; -1 = the model's default
     epochs: int = 5  # passes over the training set

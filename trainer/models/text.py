@@ -109,7 +109,9 @@ class NgramTfIdf(layers.Layer):
     come from comparing the n-grams of one text with each other. Builtin TFLite ops only.
     """
 
-    def __init__(self, vocab_size: int, buckets: int, units: int, idf=None, **kwargs):
+    def __init__(
+        self, vocab_size: int, buckets: int, units: int, idf=None, initializer="zeros", **kwargs
+    ):
         super().__init__(**kwargs)
         if vocab_size > LARGEST_BAG_VOCABULARY or buckets < 1:
             raise ValueError(
@@ -117,6 +119,7 @@ class NgramTfIdf(layers.Layer):
                 f"1, received {vocab_size} and {buckets}; lower --vocab_size"
             )
         self.vocab_size, self.buckets, self.units = vocab_size, buckets, units
+        self.initializer = keras.initializers.get(initializer)
         self._initial_idf = None if idf is None else np.asarray(idf, np.float32)
 
     def build(self, input_shape):
@@ -126,7 +129,7 @@ class NgramTfIdf(layers.Layer):
                 f"idf must have vocab_size + buckets = {size} values, received "
                 f"{self._initial_idf.shape}"
             )
-        self.table = self.add_weight("table", (size, self.units), initializer="zeros")
+        self.table = self.add_weight("table", (size, self.units), initializer=self.initializer)
         initial = self._initial_idf
         self.idf = self.add_weight(
             "idf",
@@ -153,6 +156,7 @@ class NgramTfIdf(layers.Layer):
             "vocab_size": self.vocab_size,
             "buckets": self.buckets,
             "units": self.units,
+            "initializer": keras.initializers.serialize(self.initializer),
         }
 
 
@@ -180,7 +184,10 @@ def bag_of_ngrams(
     inputs = _token_input(sequence_length)
     # With hidden units the table is the hidden layer (its bias-free weights).
     units = hidden_units or num_classes
-    x = NgramTfIdf(vocab_size, buckets, units, idf=idf, name="tf_idf")(inputs)
+    # A linear model starts at zero like logistic regression; a hidden layer needs random
+    # weights, or every unit stays at zero.
+    initializer = "glorot_uniform" if hidden_units else "zeros"
+    x = NgramTfIdf(vocab_size, buckets, units, idf, initializer, name="tf_idf")(inputs)
     if hidden_units:
         x = layers.ReLU(name="hidden")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
