@@ -188,7 +188,7 @@ def _train_text(tmp_path, model, *options):
 MODELS = [
     ("bow", ["--learning_rate=0.05"]),
     pytest.param("lstm", ["--learning_rate=0.01"], marks=pytest.mark.slow),
-    ("gru", ["--learning_rate=0.01"]),
+    pytest.param("gru", ["--learning_rate=0.01"], marks=pytest.mark.slow),
     pytest.param("transformer", ["--learning_rate=0.003", "--heads=2"], marks=pytest.mark.slow),
 ]
 
