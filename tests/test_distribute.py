@@ -181,6 +181,10 @@ def test_split_arguments_keeps_the_recipe_options_and_checks_its_own():
         split_arguments(["--workers=127.0.0.1", "--task_index=0"])
     with pytest.raises(ConfigError, match="strategy"):
         split_arguments(["--strategy=gpu"])
+    with pytest.raises(ConfigError, match="takes no --workers"):
+        split_arguments(["--local_workers=2", "--workers=127.0.0.1:2222", "--task_index=0"])
+    with pytest.raises(ConfigError, match="received --strategy=mirrored"):
+        split_arguments(["--local_workers=2", "--strategy=mirrored"])
 
 
 def test_tf_config_decides_the_chief(monkeypatch):
@@ -302,3 +306,22 @@ def test_callbacks_pruning_qat_and_distillation_train_under_mirrored_strategy(tm
     assert 0.45 <= found["pruned_sparsity"] <= 0.55
     assert found["qat"] is True
     assert found["student_moved"] > 1e-4
+
+
+def test_per_replica_batch_and_linear_learning_rate_rule_are_applied_and_printed(capsys):
+    from recipes.digits import Config
+    from trainer.distribute import distributed, scale_config
+
+    options = DistributeOptions(
+        strategy="default", per_replica_batch_size=8, scale_learning_rate="linear"
+    )
+    with distributed(options):
+        config = scale_config(Config(batch_size=32, learning_rate=4e-3))
+    assert (config.batch_size, config.learning_rate) == (8, pytest.approx(1e-3))
+    printed = capsys.readouterr().out
+    assert "global batch 8 = 8 per replica x 1 replicas" in printed
+    assert "linear: 0.004 x 8/32 = 0.001" in printed
+    with distributed(DistributeOptions(strategy="default")):
+        unchanged = scale_config(Config(batch_size=32, learning_rate=4e-3))
+    assert (unchanged.batch_size, unchanged.learning_rate) == (32, 4e-3)
+    assert "learning-rate scaling none" in capsys.readouterr().out

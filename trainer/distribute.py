@@ -109,13 +109,16 @@ def split_arguments(argv: list[str]) -> tuple[DistributeOptions, list[str]]:
                 f"--task_index={options.task_index} is not in --workers, which lists {count} "
                 f"workers: use 0 to {count - 1}"
             )
-    if options.local_workers and (
-        options.workers or options.strategy not in ("auto", "multi_worker")
-    ):
+    if options.local_workers and options.workers:
         raise ConfigError(
-            f"--local_workers={options.local_workers} starts its own multi_worker cluster on "
-            f"this machine; leave out --workers/--task_index and --strategy="
-            f"{options.strategy} (received both)"
+            f"--local_workers={options.local_workers} starts its own cluster on this machine, "
+            f"so it takes no --workers (received {options.workers!r}) or --task_index; use "
+            "one or the other"
+        )
+    if options.local_workers and options.strategy not in ("auto", "multi_worker"):
+        raise ConfigError(
+            f"--local_workers={options.local_workers} trains with multi_worker, received "
+            f"--strategy={options.strategy}; leave --strategy out"
         )
     if options.local_workers == 1:
         raise ConfigError("--local_workers=1 is one process: use 2 or more, or leave it out")
