@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -60,20 +61,28 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     assert "epoch 2/2" in out  # one line per epoch when not a terminal
 
 
-def test_held_out_validation_slice_is_the_one_compress_selects_on(fashion_dir):
-    import dataclasses
-
+def test_held_out_validation_is_never_in_the_training_pipeline(fashion_dir):
+    """Compress and the best-epoch choice select on `x_val`: it must be held out of training."""
     from recipes.fashion_mnist import Config, build
-    from trainer.compression import load_run_data
 
-    config = Config(data_dir=str(fashion_dir), validation_size=100, seed=3, epochs=1)
-    _, _, validation, (x_train, _, x_test, _) = build(config)
-    assert len(x_train) == 500 and len(x_test) == 200
-    monitored = np.concatenate([images.numpy() for images, _ in validation])
-    # The run's own slice wins over compress's validation_size (5000 would not even fit).
-    data = load_run_data(dataclasses.asdict(config), validation_size=5000, seed=0)
-    np.testing.assert_allclose(data.x_val, monitored)
-    assert {image.tobytes() for image in data.x_fit} == {image.tobytes() for image in x_train}
+    # No augmentation, so that training batches hold the images exactly as they are stored.
+    config = Config(
+        data_dir=str(fashion_dir), validation_size=100, seed=3, epochs=1, augment="none"
+    )
+    experiment = build(config)
+    assert experiment.validation_held_out and len(experiment.x_val) == 100
+    trained = {
+        image.tobytes()
+        for images, _ in experiment.train
+        for image in (images.numpy() * 255).round().astype(np.uint8)
+    }
+    assert len(trained) == 500
+    held_out = {(image * 255).round().astype(np.uint8).tobytes() for image in experiment.x_val}
+    assert not trained & held_out
+    # The 600 training images are distinct, so train and validation together are all of them.
+    everything = build(dataclasses.replace(config, validation_size=0))
+    assert len(trained | held_out) == 600 and everything.x_val is None
+    assert len(experiment.x_test) == 200 and experiment.x_test.dtype == np.float32
 
 
 def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path, capsys):
