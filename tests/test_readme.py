@@ -201,6 +201,8 @@ RUN_FOLDERS = {
 
 
 def test_file_table_matches_the_run_folders_the_readme_wrote(workspace):
+    if not (workspace / "runs").is_dir():
+        pytest.skip("needs the README examples above to have run in this session")
     _check_file_table(workspace, RUN_FOLDERS)
 
 
