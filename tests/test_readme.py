@@ -15,6 +15,7 @@ run here (`tests/` as a whole is what `make test` runs).
 """
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -204,6 +205,17 @@ def test_file_table_matches_the_run_folders_the_readme_wrote(workspace):
     if not (workspace / "runs").is_dir():
         pytest.skip("needs the README examples above to have run in this session")
     _check_file_table(workspace, RUN_FOLDERS)
+
+
+def test_star_ratings_are_the_classes_in_sorted_order(workspace):
+    """README: integer labels 1, 3, 5 are classes '1', '3', '5'; the mapping is in the run."""
+    run = workspace / RUN_FOLDERS["text_classifier"]
+    if not run.is_dir():
+        pytest.skip("needs the README examples above to have run in this session")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == ["1", "3", "5"]
+    for sidecar in run.glob("model_*.json"):
+        assert json.loads(sidecar.read_text())["class_names"] == ["1", "3", "5"]
 
 
 def _check_file_table(workspace: Path, folders: dict[str, str]) -> None:
