@@ -46,7 +46,7 @@ format: setup
 
 # The documentation site (mkdocs.yml; pages generated from the code by docs/hooks.py) in site/.
 docs: setup
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 bench: setup
 	$(PY) bench/fashion_mnist.py $(ARGS)
