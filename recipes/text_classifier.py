@@ -27,17 +27,18 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.cli import run_recipe
-from trainer.config import choice
+from trainer.config import choice, choices, count, fraction, in_range, limit
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
-from trainer.data.split import check_balance_mode, class_weights, oversample_indices
+from trainer.data.split import BALANCE_MODES, check_balance_mode, class_weights, oversample_indices
 from trainer.data.text import Vectorizer, token_dataset
 from trainer.experiment import Experiment, auto_batch_size, finish, fit, start_run
 from trainer.export import parse_formats
 from trainer.losses import build_loss
 from trainer.models import bag_of_ngrams, ngram_idf, text_classifier, text_rnn, text_transformer
-from trainer.optimizers import scheduled_optimizer
+from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
+from trainer.schedules import SCHEDULE_NAMES
 
 TEXT_MODELS = ("bow", "cnn", "lstm", "gru", "transformer", "bert")
 
@@ -50,37 +51,43 @@ class Config:
     label_column: str = "label"  # CSV column with the label
     model: str = choice("cnn", *TEXT_MODELS)  # bow, cnn, lstm, gru, transformer or bert
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
-    sequence_length: int = 200  # tokens per text: longer texts are cut, shorter padded
-    vocab_size: int = 20000  # most frequent training words kept; others map to "unknown"
-    embedding_dim: int = 64  # model size: width of the word embeddings (not bow, bert)
-    width: int = 64  # model size: convolution filters, units per LSTM/GRU direction
-    heads: int = 4  # transformer: attention heads (embedding_dim must be a multiple)
-    blocks: int = 2  # transformer: encoder blocks
-    buckets: int = 262144  # bow: hashed word-bigram slots (fewer collisions, larger table)
-    hidden_units: int = 0  # bow: a ReLU layer of this size before the logits (0 = linear)
-    dropout: float = -1.0  # dropout before the logits layer; -1 = the model's default
-    epochs: int = 5  # passes over the training set
-    batch_size: int = 0  # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
-    learning_rate: float = 0.0  # peak learning rate after warmup; 0 = the model's default
-    warmup_epochs: float = 0.5  # linear warmup length, then the schedule below
+    sequence_length: int = count(200)  # tokens per text: longer texts are cut, shorter padded
+    vocab_size: int = count(20000)  # most frequent training words kept; others map to "unknown"
+    embedding_dim: int = count(64)  # model size: width of the word embeddings (not bow, bert)
+    width: int = count(64)  # model size: convolution filters, units per LSTM/GRU direction
+    heads: int = count(4)  # transformer: attention heads (embedding_dim must be a multiple)
+    blocks: int = count(2)  # transformer: encoder blocks
+    buckets: int = count(262144)  # bow: hashed word-bigram slots (fewer collisions, larger table)
+    hidden_units: int = limit(0)  # bow: a ReLU layer of this size before the logits (0 = linear)
+    # dropout before the logits layer; -1 = the model's default
+    dropout: float = in_range(-1.0, -1, 0.99)
+    epochs: int = count(5)  # passes over the training set
+    # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
+    batch_size: int = limit(0)
+    learning_rate: float = limit(0.0)  # peak learning rate after warmup; 0 = the model's default
+    warmup_epochs: float = limit(0.5)  # linear warmup length, then the schedule below
     # after warmup: cosine, cosine_restarts, step, exponential, polynomial (linear decay),
     # constant, one_cycle; "" = the model's default (polynomial for bert, else cosine)
-    schedule: str = ""
-    optimizer: str = "adamw"  # adamw, adam, sgd (momentum 0.9) or rmsprop
-    weight_decay: float = 1e-4  # decoupled weight decay (adamw, sgd, rmsprop)
-    label_smoothing: float = 0.0  # soft targets
-    val_fraction: float = 0.1  # share of train held out for validation if the source has none
-    test_fraction: float = 0.2  # share held out as test if the source has no test split
-    balance: str = "none"  # imbalanced classes: none, class_weights or oversample
+    schedule: str = choice("", "", *SCHEDULE_NAMES)
+    optimizer: str = choice("adamw", *OPTIMIZER_NAMES)  # adamw, adam, sgd (momentum 0.9) or rmsprop
+    weight_decay: float = limit(1e-4)  # decoupled weight decay (adamw, sgd, rmsprop)
+    label_smoothing: float = fraction(0.0, below_one=True)  # soft targets
+    # share of train held out for validation if the source has none
+    val_fraction: float = fraction(0.1, below_one=True)
+    # share held out as test if the source has no test split
+    test_fraction: float = fraction(0.2, below_one=True)
+    # imbalanced classes: none, class_weights or oversample
+    balance: str = choice("none", *BALANCE_MODES)
     drop_duplicates: bool = True  # drop extra copies of a text within a split
     drop_leaks: bool = True  # drop training copies of texts that are also in val/test
     drop_label_errors: bool = False  # search for and drop likely label errors (slower check)
     # TFLite formats: float32, float16, dynamic. Not int8: quantizing token ids breaks them.
-    export: str = "float32,dynamic"
+    export: str = choices("float32,dynamic", "float32", "float16", "dynamic", resumable=True)
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     seed: int = 0  # seeds the splits, shuffling and weights
-    backup_every: int = 200  # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
+    backup_every: int = limit(200, resumable=True)
 
 
 # Per model: (learning rate, dropout). BERT fine-tunes gently, the linear bag needs large steps.

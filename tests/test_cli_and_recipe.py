@@ -144,6 +144,7 @@ def test_default_recipe_reaches_target_on_real_data(tmp_path):
 MISSING_DATA = {
     "fashion_mnist": ["--data_dir=/nonexistent/fashion"],
     "image_classifier": ["--data=/nonexistent/images"],
+    "text_classifier": ["--data=/nonexistent/texts"],
 }
 RECIPES = list(MISSING_DATA)
 
@@ -180,6 +181,9 @@ def test_every_recipe_checks_its_options_before_loading_data(
         ("image_classifier", "--channels=2", "channels must be one of 0, 1, 3"),
         ("image_classifier", "--balance=x", "balance must be one of none, class_weights"),
         ("image_classifier", "--dropout=1", "dropout must be in [0, 1)"),
+        ("text_classifier", "--export=int8", "export must be comma-separated"),
+        ("text_classifier", "--schedule=linear", "schedule must be one of"),
+        ("text_classifier", "--heads=0", "heads must be >= 1, received 0"),
     ],
 )
 def test_recipe_option_rules(recipe, option, phrase, tmp_path, capsys):
