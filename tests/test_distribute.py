@@ -126,7 +126,7 @@ def _history_epochs(path: Path) -> list[str]:
     return [line.split(",")[0] for line in path.read_text().splitlines()[1:] if line]
 
 
-@pytest.mark.slow  # about 75 s: four worker start-ups and two runs' exports on 2 cores
+@pytest.mark.slow  # 75 s alone, 2.5 min on a loaded machine: four start-ups, two exports
 def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
     """`trainer train digits --local_workers=2`: kill -9 worker 1 after the first epoch; the
     supervisor restarts both from the chief's backup and the run ends with 4 epochs, epoch 1
@@ -325,3 +325,19 @@ def test_per_replica_batch_and_linear_learning_rate_rule_are_applied_and_printed
         unchanged = scale_config(Config(batch_size=32, learning_rate=4e-3))
     assert (unchanged.batch_size, unchanged.learning_rate) == (32, 4e-3)
     assert "learning-rate scaling none" in capsys.readouterr().out
+
+
+def test_a_killed_workers_scratch_copy_of_the_backup_is_neither_restored_nor_broken(tmp_path):
+    from trainer.checkpoint import backup_problem
+    from trainer.runs import has_backup
+
+    leftover = tmp_path / "run" / "backup" / "workertemp_1"
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint").write_text("half-written garbage")
+    assert not has_backup(tmp_path / "run")
+    (tmp_path / "run" / "backup" / "chief").mkdir()
+    (tmp_path / "run" / "backup" / "chief" / "checkpoint").write_text("garbage")
+    assert has_backup(tmp_path / "run")
+    # The chief's broken pointer is still reported; the worker's leftover is not read.
+    assert "names no checkpoint" in backup_problem(tmp_path / "run" / "backup")
+    assert "chief" in backup_problem(tmp_path / "run" / "backup")

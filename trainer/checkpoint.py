@@ -206,7 +206,9 @@ def backup_problem(backup_dir: str | Path) -> str | None:
     backup = Path(backup_dir)
     if not backup.is_dir() or not any(backup.rglob("*")):
         return None
-    pointers = sorted(backup.rglob("checkpoint"))
+    # A multi-worker backup's `workertemp_N` folders are other workers' scratch copies, which
+    # tf_keras deletes after each save; one left by a killed worker is never restored.
+    pointers = sorted(p for p in backup.rglob("checkpoint") if "workertemp_" not in str(p))
     if not pointers:
         return "its `checkpoint` pointer file is missing"
     import tensorflow as tf

@@ -553,6 +553,9 @@ def supervise_local_workers(
             )
             return code if code > 0 else 1
         attempt += 1
+        # A worker killed while saving leaves its scratch copy of the backup behind.
+        for leftover in (run_dir / "backup").glob("workertemp_*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         print(
             f"restarting all {count} workers from the last backup in {run_dir / 'backup'} "
             f"(restart {attempt} of {max_restarts})",

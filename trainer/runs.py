@@ -272,7 +272,9 @@ def changed_options(saved: Any, wanted: Any) -> list[str]:
 def has_backup(run_dir: str | Path) -> bool:
     """True if `run_dir` holds a training backup that `ResumeBackup` will restore."""
     # tf_keras keeps the chief worker's checkpoint in a `chief/` subfolder.
-    return any((Path(run_dir) / BACKUP_DIR).rglob("checkpoint"))
+    # A killed worker's `workertemp_N` scratch copy of a multi-worker backup is never restored.
+    pointers = (Path(run_dir) / BACKUP_DIR).rglob("checkpoint")
+    return any("workertemp_" not in str(pointer) for pointer in pointers)
 
 
 def check_backup(run_dir: str | Path) -> None:
