@@ -341,3 +341,19 @@ def test_a_killed_workers_scratch_copy_of_the_backup_is_neither_restored_nor_bro
     # The chief's broken pointer is still reported; the worker's leftover is not read.
     assert "names no checkpoint" in backup_problem(tmp_path / "run" / "backup")
     assert "chief" in backup_problem(tmp_path / "run" / "backup")
+
+
+def test_a_lost_worker_becomes_one_message_that_says_how_to_continue(monkeypatch):
+    import tensorflow as tf
+
+    import trainer.distribute as distribute
+
+    monkeypatch.setattr(distribute, "in_multi_worker", lambda: True)
+    aborted = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: connect")
+    with pytest.raises(distribute.WorkerLostError, match="--resume=RUN_DIR") as caught:
+        with distribute.distributed(DistributeOptions(strategy="default")):
+            raise aborted
+    assert "Collective ops is aborted" in str(caught.value)
+    with pytest.raises(KeyError):  # any other error passes through unchanged
+        with distribute.distributed(DistributeOptions(strategy="default")):
+            raise KeyError("not a cluster problem")

@@ -53,6 +53,10 @@ LEARNING_RATE_RULES = ("none", "linear")
 OPTION_ERROR_EXIT_CODE = 2
 
 
+class WorkerLostError(ValueError):
+    """Another worker of the cluster stopped answering (killed, crashed, its machine gone)."""
+
+
 def _check_workers(text: str) -> None:
     for address in filter(None, text.split(",")):
         host, _, port = address.rpartition(":")
@@ -291,9 +295,28 @@ def distributed(options: DistributeOptions) -> Iterator[Any]:
     try:
         with strategy.scope():
             yield strategy
+    except Exception as error:
+        if in_multi_worker() and _lost_a_worker(error):
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise WorkerLostError(
+                f"another worker of the cluster stopped answering ({first_line[:300]}), so "
+                "this one stopped too. Restart every worker with `trainer train "
+                "--resume=RUN_DIR` and the same --workers or TF_CONFIG: training continues from "
+                "the last backup (--local_workers does this for you)"
+            ) from error
+        raise
     finally:
         _state.update(strategy=None, options=None)
         remove_scratch_folders()
+
+
+def _lost_a_worker(error: Exception) -> bool:
+    """True for the errors collective ops raise when a peer is gone (TensorFlow aborts them
+    within seconds, from gRPC's "unavailable"), rather than a hang."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+    return isinstance(error, lost) or "Collective ops is aborted" in str(error)
 
 
 def active_strategy():
