@@ -40,6 +40,7 @@ from trainer.experiment import (
 from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
+from trainer.models.transfer import transfer_model, unfreeze_top
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
@@ -148,13 +149,23 @@ def build(config: Config) -> Experiment:
 
     # Model and optimizer: warmup into the chosen schedule (cosine by default).
     momentum = config.batch_norm_momentum or batch_norm_momentum(len(train), config.epochs)
-    model = small_cnn(
-        data.x_train.shape[1:],
-        data.num_classes,
-        width=config.width,
-        dropout=config.dropout,
-        batch_norm_momentum=momentum,
-    )
+    if config.backbone:  # the backbone frozen first; main() fine-tunes its top after
+        model, _ = transfer_model(
+            config.backbone,
+            data.x_train.shape[1:],
+            data.num_classes,
+            config.weights,
+            config.dropout,
+        )
+        print(f"backbone {config.backbone}: {model.weights_source}")
+    else:
+        model = small_cnn(
+            data.x_train.shape[1:],
+            data.num_classes,
+            width=config.width,
+            dropout=config.dropout,
+            batch_norm_momentum=momentum,
+        )
     optimizer = scheduled_optimizer(
         config.optimizer,
         config.learning_rate,
@@ -203,6 +214,22 @@ def main(config: Config) -> dict:
     experiment = build(config)
     run_dir = start_run("image_classifier", config, config.run_dir)
     result = fit(experiment, run_dir, backup_every=config.backup_every)
+    if config.backbone and config.fine_tune_epochs:
+        # Phase 2: the top of the backbone learns too, slowly; batch norm stays in inference mode.
+        model = experiment.model
+        opened = unfreeze_top(model.get_layer(config.backbone), 0.2)
+        print(f"fine-tuning {opened} backbone layers for {config.fine_tune_epochs} epochs")
+        optimizer = scheduled_optimizer(
+            config.optimizer,
+            config.learning_rate / 10,
+            steps_per_epoch=len(experiment.train),
+            epochs=config.fine_tune_epochs,
+            warmup_epochs=0,
+            weight_decay=config.weight_decay,
+        )
+        model.compile(optimizer=optimizer, loss=model.loss, metrics=["accuracy"])
+        experiment.epochs = config.fine_tune_epochs
+        result = fit(experiment, run_dir, backup_every=0)
     return finish(experiment, run_dir, result)
 
 
