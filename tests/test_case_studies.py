@@ -94,3 +94,22 @@ def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
     metrics = _check_run(run_dir, {"float32"})
     assert metrics["class_names"] == ["neg", "pos"]
     assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
+
+
+@pytest.mark.slow
+def test_image_classifier_transfers_a_backbone_from_an_earlier_run(tmp_path):
+    from datagen import write_image_folder
+
+    write_image_folder(tmp_path / "first", per_class=12, size=32, seed=1)
+    write_image_folder(tmp_path / "second", per_class=12, size=32, seed=2)
+    common = ["--backbone=mobilenet_v2", "--image_size=32", "--batch_size=8", "--epochs=2",
+              "--export=float32", "--backup_every=0", "--augment=none"]  # fmt: skip
+    first, second = tmp_path / "run1", tmp_path / "run2"
+    assert cli.main(["train", "image_classifier", f"--data={tmp_path / 'first'}",
+                     f"--run_dir={first}", *common]) == 0  # fmt: skip
+    assert cli.main(["train", "image_classifier", f"--data={tmp_path / 'second'}",
+                     f"--run_dir={second}", f"--weights={first}", "--fine_tune_epochs=1",
+                     *common]) == 0  # fmt: skip
+    history = (second / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 2 + 1  # head epochs, then the fine-tuning epoch
+    _check_run(second, {"float32"})

@@ -35,3 +35,33 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
     np.testing.assert_allclose(flipped(images).numpy(), expected, atol=1e-5)
     assert not np.allclose(flipped(images).numpy(), model(images).numpy(), atol=1e-4)
     assert flipped.count_params() == model.count_params()  # shared weights
+
+
+def test_transfer_model_loads_a_weights_file_and_opens_only_the_top(tmp_path):
+    from trainer.models.transfer import transfer_model, unfreeze_top
+
+    model, base = transfer_model("mobilenet_v2", (32, 32, 1), num_classes=3, weights="none")
+    assert model.output_shape == (None, 3)
+    trainable_before = len(model.trainable_weights)
+    assert trainable_before == 2  # only the new head learns in the first phase
+    path = tmp_path / "backbone.weights.h5"
+    base.save_weights(str(path))
+    again, again_base = transfer_model("mobilenet_v2", (32, 32, 1), 3, weights=str(path))
+    for mine, theirs in zip(base.get_weights(), again_base.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert again.weights_source == "weights file backbone.weights.h5"
+    opened = unfreeze_top(base, 0.2)
+    assert 0 < opened < len(base.layers) * 0.2 + 1
+    assert not any(
+        layer.trainable for layer in base.layers if "BatchNormalization" in type(layer).__name__
+    )
+    assert len(model.trainable_weights) > trainable_before
+
+
+def test_transfer_weights_that_do_not_exist_fail_fast(tmp_path):
+    from trainer.models.transfer import transfer_model
+
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        transfer_model("resnet50", (32, 32, 3), 2, weights=str(tmp_path / "imagenet.h5"))
+    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
+        transfer_model("vgg16", (32, 32, 3), 2)
