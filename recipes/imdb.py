@@ -31,9 +31,7 @@ from trainer.experiment import Experiment, finish, fit, start_run
 class Config:
     data: str = "tfds:imdb_reviews"  # the aclImdb/ folder or tfds:imdb_reviews
     run_dir: str = ""  # output folder; default runs/imdb-<timestamp>
-    model: str = choice(
-        "bow", *text_classifier.TEXT_MODELS
-    )  # bow, cnn, lstm, gru, transformer, bert
+    model: str = choice("bow", *text_classifier.TEXT_MODELS)  # bow, cnn, lstm, gru, ...
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = 400  # tokens per review (median review: about 175 words)
     vocab_size: int = 30000  # most frequent training words kept (bow: at most 46340)
