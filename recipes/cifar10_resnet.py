@@ -14,11 +14,12 @@ model at twice its cost).
 Published (test accuracy): ResNet-20 91.25%, ResNet-32 92.49%, ResNet-56 93.03% (He et al.
 2016, Table 6; 64k iterations = 182 epochs, step decay); ResNet-9 94% in about 10 epochs (Page
 2018, "How to train your ResNet"). Not measured here: CIFAR-10 is not on this machine.
-Expected time, estimated from a measured epoch on generated 32x32 images scaled to 50,000
-(2-core CPU, tensorflow-cpu 2.21, 2026-11-25, see the README): ResNet-20 about 5.5 min per
-epoch, so about 16 hours for the 182-epoch schedule (`--epochs=30` about 3 hours, expect
-about 90%); ResNet-9 at width 64 about 40 min per epoch, about 7 hours for 10 epochs. On a GPU:
-not measured here (published: minutes).
+Expected time on a 2-core CPU, from one measured training epoch on 640 generated 32x32 images
+scaled to 45,000 (tensorflow-cpu 2.21, 2026-11-25 22:15 UTC, the 2 cores shared with other
+jobs at load average about 9, so an idle machine is faster): ResNet-20 2.7 min per epoch, about
+8 hours for the paper's 182 epochs, 1.4 hours for the default 30 (expect a point or two below
+the paper); ResNet-9 at width 64 79 min per epoch, about 13 hours for 10 epochs (`--width=32`
+is about 4x cheaper). On a GPU: not measured here (published: minutes).
 
 Run:  trainer train cifar10_resnet --data=cifar-10-python.tar.gz --model=resnet20 --epochs=182
       trainer train cifar10_resnet --data=cifar-10-python.tar.gz --model=resnet9 --epochs=10
