@@ -17,8 +17,8 @@ Published (test accuracy): ResNet-20 91.25%, ResNet-32 92.49%, ResNet-56 93.03% 
 Expected time on a 2-core CPU, from one measured training epoch on 640 generated 32x32 images
 scaled to 45,000 (tensorflow-cpu 2.21, 2026-11-25 22:15 UTC, the 2 cores shared with other
 jobs at load average about 9, so an idle machine is faster): ResNet-20 2.7 min per epoch, about
-8 hours for the paper's 182 epochs, 1.4 hours for the default 30 (expect a point or two below
-the paper); ResNet-9 at width 64 79 min per epoch, about 13 hours for 10 epochs (`--width=32`
+8 hours for the paper's 182 epochs, 1.4 hours for the default 30 (its accuracy: not measured
+here); ResNet-9 at width 64 79 min per epoch, about 13 hours for 10 epochs (`--width=32`
 is about 4x cheaper). On a GPU: not measured here (published: minutes).
 
 Run:  trainer train cifar10_resnet --data=cifar-10-python.tar.gz --model=resnet20 --epochs=182
