@@ -204,7 +204,54 @@ def fit(
     # history.csv rather than fit's History, so that a resumed run reports all its epochs.
     history = read_history(run_dir / HISTORY_FILE)
     best_epoch = _restore_best(experiment.model, best, history)
+    recalibrate_batch_norm(experiment.model, experiment.train)
     return FitResult(history, seconds, cpu_seconds, best_epoch, list(diagnosis.findings))
+
+
+def recalibrate_batch_norm(model, dataset, batches: int = 50) -> int:
+    """Re-estimates every trainable batch-norm layer's moving mean and variance with the final
+    weights, as a plain average over `batches` training batches. Returns the layers updated.
+
+    During `fit` the moving statistics are an exponential average over weights that kept
+    changing; on a run of a few dozen steps they never catch up, and evaluation collapses to
+    chance while training accuracy is high (measured: Fashion-MNIST, 1 epoch of 15 steps:
+    10% test accuracy). Averaging the statistics of the finished model over the training data
+    ("precise BN") is exact whatever the run length and costs a few seconds. Layers that are
+    frozen (`trainable=False`, e.g. a pretrained backbone kept in inference mode) are left as
+    they are. Under a multi-replica tf.distribute strategy it does nothing: each replica would
+    average different batches.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        return 0
+    layers = [
+        layer
+        for layer in model.submodules
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if not layers:
+        return 0
+    saved = [
+        (layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy())
+        for layer in layers
+    ]
+    try:
+        for index, (inputs, *_) in enumerate(dataset.take(batches)):
+            for layer in layers:
+                # momentum k/(k+1) makes the moving value the plain mean of the k+1 batches seen.
+                layer.momentum = index / (index + 1)
+            model(inputs, training=True)
+    except Exception:
+        for layer, (_, mean, variance) in zip(layers, saved, strict=True):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+        raise
+    finally:
+        for layer, (momentum, _, _) in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+    return len(layers)
 
 
 def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:
