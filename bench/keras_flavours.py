@@ -9,7 +9,9 @@ times: the reference is plain Keras (its own `CosineDecay`, no callbacks); ours 
 
 With --compare_with=DIR (a folder holding an older `trainer/`, e.g. from `git archive`) it
 runs the tf_keras measurement in fresh processes, alternating this tree and DIR, and prints
-the median ratio of each, so a change to the tf_keras path shows as a higher ratio:
+the median ratio of each, so a change to the tf_keras path shows as a higher ratio, and the
+CPU time per call of our per-step code on its own (a traced `Warmup`, an EMA update,
+`FitDiagnosis`'s batch hook; best of 5), which the load of a shared machine blurs less:
 
     git archive c6471f0 trainer | tar -x -C /tmp/old_trainer
     .venv/bin/python bench/keras_flavours.py --compare_with=/tmp/old_trainer --rounds=3
@@ -64,12 +66,57 @@ def measure(keras, repeats: int) -> tuple[float, float]:
     return statistics.median(times[False]), statistics.median(times[True])
 
 
+def per_call_microseconds() -> tuple[float, float, float]:
+    """CPU microseconds per call: a traced Warmup step, an EMA update, FitDiagnosis's hook."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from trainer.callbacks import ExponentialMovingAverage, FitDiagnosis
+    from trainer.schedules import Warmup
+
+    schedule = Warmup(keras.optimizers.schedules.CosineDecay(3e-3, 400), warmup_steps=WARMUP)
+    step = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def next_rate():
+        step.assign_add(1)
+        return schedule(step)
+
+    def best_of_five(function, calls: int) -> float:
+        times = []
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(calls):
+                function()
+            times.append((time.process_time() - started) / calls * 1e6)
+        return min(times)
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(10)])
+    model.compile("adam", "mse")
+    average = ExponentialMovingAverage(0.99)
+    average.set_model(model)
+    average.on_train_begin()
+    diagnosis = FitDiagnosis(stream=io.StringIO())
+    diagnosis.set_model(model)
+    diagnosis.on_train_begin()
+    logs = {"loss": tf.constant(0.5)}
+    next_rate(), average.on_train_batch_end(0)  # trace both first
+    return (
+        best_of_five(next_rate, 2000),
+        best_of_five(lambda: average.on_train_batch_end(1), 1000),
+        best_of_five(lambda: diagnosis.on_train_batch_end(1, logs), 20000),
+    )
+
+
 def _child(tree: Path, repeats: int) -> float:
     """Runs the tf_keras measurement with `tree`'s trainer in a fresh process; the ratio."""
     code = (
         f"import sys; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(REPO)!r})\n"
         "import tf_keras, trainer\n"
         "from bench.keras_flavours import measure\n"
+        "from bench.keras_flavours import per_call_microseconds\n"
+        "print('per call (us): schedule %.1f, EMA update %.1f, FitDiagnosis hook %.2f'"
+        " % per_call_microseconds())\n"
         f"plain, ours = measure(tf_keras, {repeats})\n"
         "print(trainer.__file__, plain, ours)\n"
     )
@@ -78,6 +125,7 @@ def _child(tree: Path, repeats: int) -> float:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True
     )
     source, plain, ours = result.stdout.split()[-3:]
+    print(f"  {result.stdout.splitlines()[-2]}")
     print(
         f"  {source}: plain {float(plain):.3f} s CPU, ours {float(ours):.3f} s CPU, "
         f"ratio {float(ours) / float(plain):.3f}",
