@@ -54,6 +54,10 @@ class Config:
     image_size: int = limit(32)
     channels: int = choice(0, 0, 1, 3)  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
     width: int = count(32)  # model size: filters in the first conv stage (doubles per stage)
+    # transfer learning: mobilenet_v2, efficientnet_b0 or resnet50 ("" = the small CNN)
+    backbone: str = choice("", "", "mobilenet_v2", "efficientnet_b0", "resnet50")
+    weights: str = "none"  # backbone weights: none, a local weights file, or an earlier RUN_DIR
+    fine_tune_epochs: int = 0  # then unfreeze the top 20% at learning_rate / 10 for this long
     dropout: float = fraction(0.3, below_one=True)  # dropout before the logits layer
     epochs: int = count(15)  # passes over the training set
     # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
