@@ -40,7 +40,7 @@ from trainer.experiment import (
 from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
-from trainer.models.transfer import transfer_model, unfreeze_top
+from trainer.models.transfer import BACKBONES, transfer_model, unfreeze_top
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
@@ -54,8 +54,7 @@ class Config:
     image_size: int = limit(32)
     channels: int = choice(0, 0, 1, 3)  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
     width: int = count(32)  # model size: filters in the first conv stage (doubles per stage)
-    # transfer learning: mobilenet_v2, efficientnet_b0 or resnet50 ("" = the small CNN)
-    backbone: str = choice("", "", "mobilenet_v2", "efficientnet_b0", "resnet50")
+    backbone: str = choice("", "", *BACKBONES)  # mobilenet_v2, efficientnet_b0, resnet50; "" = CNN
     weights: str = "none"  # backbone weights: none, a local weights file, or an earlier RUN_DIR
     fine_tune_epochs: int = 0  # then unfreeze the top 20% at learning_rate / 10 for this long
     dropout: float = fraction(0.3, below_one=True)  # dropout before the logits layer
