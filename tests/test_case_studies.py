@@ -44,10 +44,10 @@ def _history_losses(run_dir: Path) -> list[float]:
     return [float(line.split(",")[column]) for line in lines[1:]]
 
 
-def _check_run(run_dir: Path, formats: set[str]) -> dict:
+def _check_run(run_dir: Path, formats: set[str], learns: bool = True) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     losses = _history_losses(run_dir)
-    assert losses[-1] < losses[0], losses
+    assert not learns or losses[-1] < losses[0], losses
     for name in ("config.yaml", "model.keras", "report.md", "learning_curves.png",
                  "confusion_matrix.png", *(f"model_{f}.tflite" for f in formats)):  # fmt: skip
         assert (run_dir / name).is_file(), name
@@ -109,7 +109,17 @@ def test_image_classifier_transfers_a_backbone_from_an_earlier_run(tmp_path):
                      f"--run_dir={first}", *common]) == 0  # fmt: skip
     assert cli.main(["train", "image_classifier", f"--data={tmp_path / 'second'}",
                      f"--run_dir={second}", f"--weights={first}", "--fine_tune_epochs=1",
-                     *common]) == 0  # fmt: skip
+                     "--seed=1", *common]) == 0  # fmt: skip
     history = (second / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 + 1  # head epochs, then the fine-tuning epoch
-    _check_run(second, {"float32"})
+    # A random backbone gives near-constant features, so the loss need not fall here; what
+    # matters is that the bottom of the backbone (never unfrozen) is the first run's, not the
+    # seed-1 initialization of the second run.
+    _check_run(second, {"float32"}, learns=False)
+    from trainer import keras
+
+    def bottom_kernel(run):
+        model = keras.models.load_model(run / "model.keras", compile=False)
+        return model.get_layer("mobilenet_v2").get_layer("Conv1").get_weights()[0]
+
+    np.testing.assert_array_equal(bottom_kernel(first), bottom_kernel(second))
