@@ -12,7 +12,8 @@ Which to pick (measured 2026-11-25 on the 8-class Debian descriptions set of
 bench/real_data.py, 5 epochs, 2-core CPU; TF-IDF + logistic regression: 84.3%): the Transformer
 scores best (84.2%, 1.4M parameters, about 1 ms per text in TFLite) but trains 27x longer than
 the bag of n-grams (82.1%, or 83.6% with vocab_size=40000; the cheapest to train); the CNN
-(82.3%) gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). See the README for the LSTM/GRU rows.
+(82.3%) gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). See the
+README for the LSTM/GRU rows.
 
 Example:
 
