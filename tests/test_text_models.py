@@ -209,3 +209,24 @@ def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
         float(line.split(",")[2]) for line in (run_dir / "history.csv").read_text().split()[1:]
     ]
     assert rates[0] > rates[1] > rates[2]  # linear decay after the warmup
+
+
+def test_every_text_model_exports_to_builtin_tflite_ops(tiny_bert):
+    from trainer.export import convert, predict_tflite
+    from trainer.models import text_classifier
+
+    ids = np.array([[3, 7, 1, 12, 5, 0, 0, 0], [9, 9, 4, 0, 0, 0, 0, 0]], np.float32)
+    models = {
+        "bow": bag_of_ngrams(8, 20, 3, buckets=16, hidden_units=4),
+        "cnn": text_classifier(8, 20, 3, embedding_dim=8, width=4),
+        "lstm": text_rnn(8, 20, 3, embedding_dim=8, width=4, cell="lstm"),
+        "gru": text_rnn(8, 20, 3, embedding_dim=8, width=4, cell="gru"),
+        "transformer": text_transformer(8, 20, 3, embedding_dim=8, heads=2, blocks=1),
+        "bert": bert_classifier(tiny_bert[0], sequence_length=8, num_classes=3),
+    }
+    for name, model in models.items():
+        content = convert(model, "float32")
+        assert b"Flex" not in content, f"{name} needs select TF ops"
+        np.testing.assert_allclose(
+            predict_tflite(content, ids), model(ids).numpy(), atol=1e-4, err_msg=name
+        )

@@ -134,7 +134,7 @@ def convert(
     """
     check_keras_object(model, "model")
     _check_format(format)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     if format != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if format == "float16":
@@ -158,6 +158,26 @@ def convert(
             converter.inference_output_type = tf.int8
     with quiet_native_output():
         return converter.convert()
+
+
+def _has_recurrent_layer(layer) -> bool:
+    import tf_keras as keras
+
+    if isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional):
+        return True
+    return any(_has_recurrent_layer(inner) for inner in getattr(layer, "layers", []))
+
+
+def _converter(model):
+    """The TFLite converter for a Keras model. Models with recurrent layers (LSTM, GRU) are
+    converted at a fixed batch size of 1: at a dynamic batch size their loops keep TensorList
+    ops that only run with the Flex delegate (select TF ops); at batch size 1 they become
+    builtin ops, so every model here runs on the plain LiteRT interpreter."""
+    if not _has_recurrent_layer(model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
 def _interpreter(model_content: bytes, num_threads: int | None):
@@ -194,6 +214,8 @@ def predict_tflite(
     input_detail = interpreter.get_input_details()[0]
     output_index = interpreter.get_output_details()[0]["index"]
     x = np.asarray(x, dtype=np.float32)
+    if list(input_detail["shape_signature"][:1]) == [1]:  # converted at batch 1 (recurrent)
+        batch_size = 1
     outputs = []
     resized_to = None
     for start in range(0, len(x), batch_size):
