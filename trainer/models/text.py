@@ -12,8 +12,10 @@ Which to pick (measured 2026-11-25 on the 8-class Debian descriptions set of
 bench/real_data.py, 5 epochs, 2-core CPU; TF-IDF + logistic regression: 84.3%): the Transformer
 scores best (84.2%, 1.4M parameters, about 1 ms per text in TFLite) but trains 27x longer than
 the bag of n-grams (82.1%, or 83.6% with vocab_size=40000; the cheapest to train); the CNN
-(82.3%) gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). See the
-README for the LSTM/GRU rows.
+(82.3%) gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text); the
+bidirectional LSTM (83.1%) and GRU (82.5%) take 2-3 min and about 1 ms per text. The LSTM and GRU
+files are converted at batch size 1 (trainer.export) so they need no select TF ops; none of
+these models does.
 
 Example:
 
