@@ -14,10 +14,11 @@ original checkpoint folder; never downloaded). AdamW with warmup, then cosine de
 decay for bert); the best epoch by validation accuracy is kept.
 
 Expected: depends on your data; see the README's real-data table (bench/real_data.py). On the
-8-class Debian descriptions set (TF-IDF + logistic regression 84.3%, 5 epochs each, measured
-2026-11-25 on a 2-core CPU) `transformer` scored 84.2% (16 min), `lstm` 83.1% (2 min), `gru` 82.5% (3 min), `cnn` 82.3% (46 s), `bow`
-82.1% (35 s; 83.6% with --vocab_size=40000); `cnn` gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). The
-smoke test (40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
+8-class Debian descriptions set (TF-IDF + logistic regression 84.3%; 5 epochs each, measured
+2026-11-25 on a shared 2-core CPU): `transformer` 84.2% (16 min), `lstm` 83.1% (2 min), `gru`
+82.5% (3 min), `cnn` 82.3% (46 s), `bow` 82.1% (35 s; 83.6% with --vocab_size=40000). `cnn`
+gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). The smoke test
+(40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
 
 Run:  trainer train text_classifier --data=path/to/aclImdb --model=bow --epochs=5
       trainer train text_classifier --data=texts/ --model=bert --bert_dir=models/bert/small
