@@ -34,6 +34,9 @@ OVERRIDES = {
     "train image_classifier --data=photos": "--epochs=1",
     "train text_classifier --data=reviews.csv": "--epochs=1",
     "tune digits --max_trials=3": "--max_trials=2 --max_epochs=1",
+    # The fast suite's one-epoch photos model can lose 0.5 pp in int8 (the 5-epoch one of the
+    # README does not; the slow test runs that one with the default budget).
+    "export runs/photos/model.keras": "--max_accuracy_drop=2",
 }
 # A substring naming one README command or Python block -> why it only runs with -m slow.
 SLOW = {
