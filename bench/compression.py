@@ -43,8 +43,10 @@ def _cpu_name() -> str:
 def _find(candidates: list[dict], technique: str, settings: str = "", format: str = "int8"):
     for candidate in candidates:
         if (candidate["technique"], candidate["settings"], candidate["format"]) == (
-            technique, settings, format,
-        ):  # fmt: skip
+            technique,
+            settings,
+            format,
+        ):
             return candidate
     return None
 
@@ -69,8 +71,9 @@ def check_targets(metrics: dict) -> list[dict]:
             measured += f", {size_key.replace('_bytes', '')} {size:.3f}x (<= {size_limit})"
         if speed_limit is not None:
             measured += f", {speed:.2f}x faster (>= {speed_limit})"
-        rows.append({"target": name, "candidate": candidate["name"], "met": bool(met),
-                     "measured": measured})  # fmt: skip
+        rows.append(
+            {"target": name, "candidate": candidate["name"], "met": bool(met), "measured": measured}
+        )
 
     add("PTQ int8", _find(candidates, "ptq"), 0.5, "size_bytes", 0.27, 1.5)
     add("QAT int8", _find(candidates, "qat"), 0.2, "size_bytes", 0.27, 1.5)
@@ -110,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = compress_run(args.run_dir, config)
     seconds = time.perf_counter() - started
     rows = check_targets(metrics)
-    print(f"\nbenchmark: {_cpu_name()}, {datetime.now(UTC):%Y-%m-%d}, {seconds / 60:.1f} min "
-          "(shared machine: other users were training at the same time)")  # fmt: skip
+    print(
+        f"\nbenchmark: {_cpu_name()}, {datetime.now(UTC):%Y-%m-%d}, {seconds / 60:.1f} min "
+        "(shared machine: other users were training at the same time)"
+    )
     for row in rows:
         print(f"  {'MET ' if row['met'] else 'MISS'}  {row['target']:<32} {row['measured']}")
     results = {

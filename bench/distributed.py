@@ -58,9 +58,14 @@ def _train(args, output: str, distribute_options: list[str]) -> None:
     from trainer.distribute import distributed, prepare_input, split_arguments
 
     config = fashion_mnist.Config(
-        train_limit=args.train_limit, epochs=args.epochs, batch_size=args.batch_size,
-        augment="none", dropout=0.0, backup_every=0, seed=0,
-    )  # fmt: skip
+        train_limit=args.train_limit,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        augment="none",
+        dropout=0.0,
+        backup_every=0,
+        seed=0,
+    )
 
     class StepTimes(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -118,9 +123,17 @@ class _no_strategy:
 
 
 def _spawn(args, name: str, options: list[str], folder: Path) -> subprocess.Popen:
-    command = [sys.executable, __file__, "_run", str(folder / f"{name}.json"), *options,
-               f"--train_limit={args.train_limit}", f"--epochs={args.epochs}",
-               f"--batch_size={args.batch_size}", f"--reduce_calls={args.reduce_calls}"]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "_run",
+        str(folder / f"{name}.json"),
+        *options,
+        f"--train_limit={args.train_limit}",
+        f"--epochs={args.epochs}",
+        f"--batch_size={args.batch_size}",
+        f"--reduce_calls={args.reduce_calls}",
+    ]
     environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     log = open(folder / f"{name}.log", "w")  # noqa: SIM115 (the process holds it)
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
@@ -150,8 +163,10 @@ def compare(args) -> dict:
         "one process, plain Keras (reference)": reference,
         "two workers, loopback (chief)": chief,
     }
-    table = ["| run | step time (median) | examples/s | epoch time | final loss | ratio |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    table = [
+        "| run | step time (median) | examples/s | epoch time | final loss | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         # Throughput over the whole last epoch: the median step hides the slow steps.
         row["examples_per_second"] = batch * row["steps_per_epoch"] / row["epoch_seconds_last"]

@@ -71,18 +71,25 @@ def main() -> None:
             "training CPU time (steadier on shared hosts)",
             f"{ours.get('train_cpu_seconds', 0):.0f}s",
             f"{reference.get('train_cpu_seconds', 0):.0f}s",
-        ),  # fmt: skip
+        ),
         ("wall time (load, train, export, verify)", f"{ours_wall:.0f}s", f"{reference_wall:.0f}s"),
         ("parameters", f"{ours['parameters']:,}", f"{reference['parameters']:,}"),
     ]
     for name in ("float32", "int8"):
         if name in exports:
-            rows.append((f"TFLite {name} accuracy (drop)",
-                         f"{exports[name]['accuracy'] * 100:.2f}% ({exports[name]['drop_pp']:+.2f} pp)", "-"))  # fmt: skip
+            rows.append(
+                (
+                    f"TFLite {name} accuracy (drop)",
+                    f"{exports[name]['accuracy'] * 100:.2f}% ({exports[name]['drop_pp']:+.2f} pp)",
+                    "-",
+                )
+            )
     width = max(len(row[0]) for row in rows)
-    print(f"\nhardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}; load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after (other processes slow both runs alike)")  # fmt: skip
+    print(
+        f"\nhardware: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other processes slow both runs alike)"
+    )
     for row in rows:
         print(f"{row[0]:<{width}}  {row[1]:>22}  {row[2]:>22}")
     print(

@@ -47,8 +47,10 @@ work = Path(tempfile.mkdtemp(prefix="text-models-"))
 # %%
 rng = np.random.default_rng(0)
 neutral = "the a film movie story plot actor scene it was is and of to in this that".split()
-sentiment = {"pos": "great wonderful superb moving brilliant".split(),
-             "neg": "awful dull boring terrible weak".split()}  # fmt: skip
+sentiment = {
+    "pos": "great wonderful superb moving brilliant".split(),
+    "neg": "awful dull boring terrible weak".split(),
+}
 for split, count in (("train", 60 if QUICK else 400), ("test", 20 if QUICK else 200)):
     for label, words in sentiment.items():
         folder = work / "reviews" / split / label
@@ -93,9 +95,11 @@ for model in ("bow", "cnn", "transformer"):
 print(f"{'model':12} {'Keras':>7} {'TFLite':>7} {'params':>9} {'file KiB':>9} {'ms/text':>8}")
 for model, metrics in results.items():
     (export,) = metrics["exports"]
-    print(f"{model:12} {metrics['test_accuracy']:7.2%} {export['accuracy']:7.2%} "
-          f"{metrics['parameters']:9,} {export['size_bytes'] / 1024:9.0f} "
-          f"{export['latency_ms']:8.3f}")  # fmt: skip
+    print(
+        f"{model:12} {metrics['test_accuracy']:7.2%} {export['accuracy']:7.2%} "
+        f"{metrics['parameters']:9,} {export['size_bytes'] / 1024:9.0f} "
+        f"{export['latency_ms']:8.3f}"
+    )
 
 # %% [markdown]
 # ## 4. BERT

@@ -329,23 +329,44 @@ def _tf_error(kind: str):
 @pytest.mark.parametrize(
     ("make_error", "code", "phrase"),
     [
-        (lambda: OSError(errno.EROFS, "Read-only file system", "/ro/run"), 1, "cannot write /ro/run"),
-        (lambda: OSError(errno.ENOSPC, "No space left on device", "/full/m.keras"), 1,
-         "the disk is full (writing /full/m.keras)"),
-        (lambda: NotADirectoryError(errno.ENOTDIR, "Not a directory", "/f/run"), 1,
-         "/f/run: a part of this path is a file"),
-        (lambda: OSError("Unable to open file (truncated file: eof = 10)"), 1,
-         "may be truncated"),
-        (lambda: UnicodeDecodeError("utf-8", b"caf\xe9", 3, 4, "invalid byte"), 1,
-         "not valid UTF-8"),
+        (
+            lambda: OSError(errno.EROFS, "Read-only file system", "/ro/run"),
+            1,
+            "cannot write /ro/run",
+        ),
+        (
+            lambda: OSError(errno.ENOSPC, "No space left on device", "/full/m.keras"),
+            1,
+            "the disk is full (writing /full/m.keras)",
+        ),
+        (
+            lambda: NotADirectoryError(errno.ENOTDIR, "Not a directory", "/f/run"),
+            1,
+            "/f/run: a part of this path is a file",
+        ),
+        (lambda: OSError("Unable to open file (truncated file: eof = 10)"), 1, "may be truncated"),
+        (
+            lambda: UnicodeDecodeError("utf-8", b"caf\xe9", 3, 4, "invalid byte"),
+            1,
+            "not valid UTF-8",
+        ),
         (lambda: _tf_error("ResourceExhaustedError"), 1, "out of memory or disk space"),
         (lambda: _tf_error("DataLossError"), 1, "could not open /data/x.tfrecord"),
         (lambda: ValueError("bad IDX header in /d/x.gz"), 1, "bad IDX header in /d/x.gz"),
         (lambda: KeyboardInterrupt(), 130, "interrupted"),
     ],
-    ids=["read_only", "disk_full", "not_a_dir", "h5py_truncated", "unicode", "tf_exhausted",
-         "tf_op_error", "value_error", "ctrl_c"],
-)  # fmt: skip
+    ids=[
+        "read_only",
+        "disk_full",
+        "not_a_dir",
+        "h5py_truncated",
+        "unicode",
+        "tf_exhausted",
+        "tf_op_error",
+        "value_error",
+        "ctrl_c",
+    ],
+)
 def test_every_command_prints_one_paragraph(capsys, monkeypatch, make_error, code, phrase):
     """The boundary in `trainer.cli.main` covers every command, present and future."""
     import trainer.cli.export  # noqa: F401  (patched below)

@@ -67,8 +67,16 @@ def test_moving_average_matches_formula_and_is_used_for_validation_and_after_fit
     snapshot = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: at_epoch_end.append(kernel(model))
     )
-    history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
-                        shuffle=False, callbacks=[record, average, snapshot])  # fmt: skip
+    history = model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        validation_data=(x, y),
+        verbose=0,
+        shuffle=False,
+        callbacks=[record, average, snapshot],
+    )
     expected, averages = initial, []
     for step, raw in enumerate(record.kernels, start=1):
         rate = min(0.9, (1 + step) / (10 + step))
@@ -80,8 +88,16 @@ def test_moving_average_matches_formula_and_is_used_for_validation_and_after_fit
     # the same raw trajectory.
     plain = linear_model(keras, keras.optimizers.SGD(0.05))
     plain_record = recorder(keras, plain)
-    plain.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0, shuffle=False,
-              callbacks=[plain_record])  # fmt: skip
+    plain.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        validation_data=(x, y),
+        verbose=0,
+        shuffle=False,
+        callbacks=[plain_record],
+    )
     np.testing.assert_allclose(plain_record.kernels, record.kernels, rtol=1e-6)
     assert not np.allclose(expected, record.kernels[-1])  # the average differs from raw
     # val_loss of the last epoch scored the averaged weights, which the model now holds.
@@ -110,8 +126,7 @@ def test_time_budget_stops_before_the_budget(keras):
         on_train_batch_end=lambda batch, logs: time.sleep(0.02)
     )
     started = time.perf_counter()
-    history = model.fit(x, y, batch_size=8, epochs=200, verbose=0,
-                        callbacks=[slow_batches, budget])  # fmt: skip
+    history = model.fit(x, y, batch_size=8, epochs=200, verbose=0, callbacks=[slow_batches, budget])
     epochs_run = len(history.history["loss"])
     assert budget.stopped_epoch is not None and 1 <= epochs_run < 200
     assert epochs_run == budget.stopped_epoch + 1
@@ -129,8 +144,14 @@ def test_warmup_ramps_a_users_constant_learning_rate(keras):
     x, y = regression_data()
     model = linear_model(keras, keras.optimizers.SGD(0.1, momentum=0.9))
     record = recorder(keras, model)
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[LearningRateWarmup(warmup_steps=10), record])  # fmt: skip
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[LearningRateWarmup(warmup_steps=10), record],
+    )
     expected = [0.1 * min(step / 10, 1.0) for step in range(16)]
     np.testing.assert_allclose(record.rates, expected, rtol=1e-6, atol=1e-9)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.1)
@@ -149,8 +170,14 @@ def test_warmup_wraps_a_users_schedule_and_gives_it_back(keras):
             float(np.asarray(model.optimizer.learning_rate))
         )
     )
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[LearningRateWarmup(warmup_steps=4, initial_factor=0.2), applied_rate])  # fmt: skip
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[LearningRateWarmup(warmup_steps=4, initial_factor=0.2), applied_rate],
+    )
     expected = []
     for step in range(offset, 16 + offset):
         target = 0.1 * 0.5 ** (step / 8)
@@ -168,8 +195,14 @@ def test_existing_loggers_still_work(keras):
     x, y = regression_data()
     model = linear_model(keras, keras.optimizers.SGD(0.01))
     stream = io.StringIO()
-    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0,
-                        callbacks=[LearningRateLogger(), EpochLogger(stream=stream)])  # fmt: skip
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[LearningRateLogger(), EpochLogger(stream=stream)],
+    )
     assert history.history["learning_rate"] == pytest.approx([0.01, 0.01])
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2  loss=") and "lr=1.0e-02" in lines[1]

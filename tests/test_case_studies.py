@@ -32,8 +32,21 @@ def write_cifar10_folder(root: Path, per_class: tuple[int, int] = (10, 4), seed:
     for index in range(1, 6):
         (folder / f"data_batch_{index}").write_bytes(batch(per_class[0] * 10 // 5))
     (folder / "test_batch").write_bytes(batch(per_class[1] * 10))
-    names = [name.encode() for name in ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                                        "frog", "horse", "ship", "truck")]  # fmt: skip
+    names = [
+        name.encode()
+        for name in (
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        )
+    ]
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
     return folder
 
@@ -48,8 +61,14 @@ def _check_run(run_dir: Path, formats: set[str], learns: bool = True) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     losses = _history_losses(run_dir)
     assert not learns or losses[-1] < losses[0], losses
-    for name in ("config.yaml", "model.keras", "report.md", "learning_curves.png",
-                 "confusion_matrix.png", *(f"model_{f}.tflite" for f in formats)):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "model.keras",
+        "report.md",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        *(f"model_{f}.tflite" for f in formats),
+    ):
         assert (run_dir / name).is_file(), name
     exports = {export["format"]: export for export in metrics["exports"]}
     assert set(exports) == formats
@@ -60,9 +79,19 @@ def _check_run(run_dir: Path, formats: set[str], learns: bool = True) -> dict:
 def test_cifar10_resnet20_on_the_python_folder(tmp_path):
     folder = write_cifar10_folder(tmp_path / "cifar")
     run_dir = tmp_path / "run"
-    args = ["train", "cifar10_resnet", f"--data={folder.parent}", f"--run_dir={run_dir}",
-            "--model=resnet20", "--width=4", "--epochs=3", "--batch_size=16",
-            "--learning_rate=0.05", "--export=float32", "--backup_every=0"]  # fmt: skip
+    args = [
+        "train",
+        "cifar10_resnet",
+        f"--data={folder.parent}",
+        f"--run_dir={run_dir}",
+        "--model=resnet20",
+        "--width=4",
+        "--epochs=3",
+        "--batch_size=16",
+        "--learning_rate=0.05",
+        "--export=float32",
+        "--backup_every=0",
+    ]
     assert cli.main(args) == 0
     metrics = _check_run(run_dir, {"float32"})
     assert metrics["class_names"][:2] == ["airplane", "automobile"]
@@ -75,9 +104,19 @@ def test_cifar10_resnet20_on_the_python_folder(tmp_path):
 def test_cifar10_resnet9_with_test_time_flip(tmp_path):
     folder = write_cifar10_folder(tmp_path / "cifar")
     run_dir = tmp_path / "run"
-    args = ["train", "cifar10_resnet", f"--data={folder}", f"--run_dir={run_dir}",
-            "--model=resnet9", "--width=8", "--epochs=3", "--batch_size=16",
-            "--test_time_flip=true", "--export=float32", "--backup_every=0"]  # fmt: skip
+    args = [
+        "train",
+        "cifar10_resnet",
+        f"--data={folder}",
+        f"--run_dir={run_dir}",
+        "--model=resnet9",
+        "--width=8",
+        "--epochs=3",
+        "--batch_size=16",
+        "--test_time_flip=true",
+        "--export=float32",
+        "--backup_every=0",
+    ]
     assert cli.main(args) == 0
     metrics = _check_run(run_dir, {"float32"})
     assert "test-time flip" in (run_dir / "report.md").read_text()
@@ -87,9 +126,19 @@ def test_cifar10_resnet9_with_test_time_flip(tmp_path):
 def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
     root = write_imdb(tmp_path / "aclImdb", per_class=24)
     run_dir = tmp_path / "run"
-    args = ["train", "imdb", f"--data={root}", f"--run_dir={run_dir}", "--model=bow",
-            "--sequence_length=24", "--epochs=4", "--batch_size=8", "--learning_rate=0.05",
-            "--export=float32", "--backup_every=0"]  # fmt: skip
+    args = [
+        "train",
+        "imdb",
+        f"--data={root}",
+        f"--run_dir={run_dir}",
+        "--model=bow",
+        "--sequence_length=24",
+        "--epochs=4",
+        "--batch_size=8",
+        "--learning_rate=0.05",
+        "--export=float32",
+        "--backup_every=0",
+    ]
     assert cli.main(args) == 0
     metrics = _check_run(run_dir, {"float32"})
     assert metrics["class_names"] == ["neg", "pos"]
@@ -102,14 +151,43 @@ def test_image_classifier_transfers_a_backbone_from_an_earlier_run(tmp_path):
 
     write_image_folder(tmp_path / "first", per_class=12, size=32, seed=1)
     write_image_folder(tmp_path / "second", per_class=12, size=32, seed=2)
-    common = ["--backbone=mobilenet_v2", "--image_size=32", "--batch_size=8", "--epochs=2",
-              "--export=float32", "--backup_every=0", "--augment=none"]  # fmt: skip
+    common = [
+        "--backbone=mobilenet_v2",
+        "--image_size=32",
+        "--batch_size=8",
+        "--epochs=2",
+        "--export=float32",
+        "--backup_every=0",
+        "--augment=none",
+    ]
     first, second = tmp_path / "run1", tmp_path / "run2"
-    assert cli.main(["train", "image_classifier", f"--data={tmp_path / 'first'}",
-                     f"--run_dir={first}", *common]) == 0  # fmt: skip
-    assert cli.main(["train", "image_classifier", f"--data={tmp_path / 'second'}",
-                     f"--run_dir={second}", f"--weights={first}", "--fine_tune_epochs=1",
-                     "--seed=1", *common]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "train",
+                "image_classifier",
+                f"--data={tmp_path / 'first'}",
+                f"--run_dir={first}",
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "train",
+                "image_classifier",
+                f"--data={tmp_path / 'second'}",
+                f"--run_dir={second}",
+                f"--weights={first}",
+                "--fine_tune_epochs=1",
+                "--seed=1",
+                *common,
+            ]
+        )
+        == 0
+    )
     history = (second / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 + 1  # head epochs, then the fine-tuning epoch
     # A random backbone gives near-constant features, so the loss need not fall here; what

@@ -39,12 +39,27 @@ def test_bad_option_exits_2_with_message(capsys):
 
 def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = ["train", "fashion_mnist", f"--data_dir={fashion_dir}", f"--run_dir={run_dir}", *QUICK,
-            "--export=float32,dynamic"]  # fmt: skip
+    args = [
+        "train",
+        "fashion_mnist",
+        f"--data_dir={fashion_dir}",
+        f"--run_dir={run_dir}",
+        *QUICK,
+        "--export=float32,dynamic",
+    ]
     assert cli.main(args) == 0
-    for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "report.md",
-                 "learning_curves.png", "model_float32.tflite", "model_dynamic.tflite", "data_report.md",
-                 "confusion_matrix.png"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+        "report.md",
+        "learning_curves.png",
+        "model_float32.tflite",
+        "model_dynamic.tflite",
+        "data_report.md",
+        "confusion_matrix.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -98,10 +113,20 @@ def test_finished_run_directory_is_not_overwritten(fashion_dir, tmp_path, capsys
 def test_recipe_by_path_and_as_script(fashion_dir, tmp_path):
     script = REPO / "recipes" / "fashion_mnist.py"
     result = subprocess.run(
-        [sys.executable, str(script), f"--data_dir={fashion_dir}", f"--run_dir={tmp_path / 'a'}",
-         "--epochs=1", "--train_limit=200", "--test_limit=100", "--export=float32"],  # fmt: skip
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(script),
+            f"--data_dir={fashion_dir}",
+            f"--run_dir={tmp_path / 'a'}",
+            "--epochs=1",
+            "--train_limit=200",
+            "--test_limit=100",
+            "--export=float32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| TFLite float32 |" in result.stdout
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())

@@ -175,17 +175,29 @@ def _metrics(out_dir) -> dict:
 
 def test_image_run_compresses_through_its_recipe(image_run, tmp_path):
     out = tmp_path / "out"
-    args = ["compress", str(image_run), "--method=ptq,structured,distill", f"--out_dir={out}",
-            "--structured_ratios=0.5", "--structured_epochs=1", "--distill_epochs=1",
-            "--max_accuracy_drop=50"]  # fmt: skip
+    args = [
+        "compress",
+        str(image_run),
+        "--method=ptq,structured,distill",
+        f"--out_dir={out}",
+        "--structured_ratios=0.5",
+        "--structured_epochs=1",
+        "--distill_epochs=1",
+        "--max_accuracy_drop=50",
+    ]
     assert trainer_main(args) == 0
     metrics = _metrics(out)
     names = [candidate["name"] for candidate in metrics["candidates"]]
     assert names == [
-        "original-float32", "ptq-float16", "ptq-dynamic", "ptq-int8",
-        "structured-ratio0.5-float32", "structured+ptq-ratio0.5-int8",
-        "distill-width4-float32", "distill+ptq-width4-int8",
-    ]  # fmt: skip
+        "original-float32",
+        "ptq-float16",
+        "ptq-dynamic",
+        "ptq-int8",
+        "structured-ratio0.5-float32",
+        "structured+ptq-ratio0.5-int8",
+        "distill-width4-float32",
+        "distill+ptq-width4-int8",
+    ]
     by_name = {candidate["name"]: candidate for candidate in metrics["candidates"]}
     original = by_name["original-float32"]
     # The student is the recipe's own model at half the width (4 filters, then 8).
@@ -205,8 +217,15 @@ def test_image_run_compresses_through_its_recipe(image_run, tmp_path):
         out / "candidates" / f"{smallest['name']}.tflite"
     ).read_bytes()
     report = (out / "report.md").read_text()
-    for fragment in ("| candidate |", "ptq (int8)", "MFLOPs", "100 validation examples",
-                     "unbiased", "width=4", "accuracy_vs_size.png"):  # fmt: skip
+    for fragment in (
+        "| candidate |",
+        "ptq (int8)",
+        "MFLOPs",
+        "100 validation examples",
+        "unbiased",
+        "width=4",
+        "accuracy_vs_size.png",
+    ):
         assert fragment in report, fragment
     assert (out / "accuracy_vs_size.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -223,16 +242,25 @@ def test_text_run_gets_dynamic_range_candidates_and_skips_qat(text_run, tmp_path
     out = tmp_path / "out"
     metrics = compress_run(
         text_run,
-        CompressConfig(method="ptq,qat,structured,distill", structured_ratios="0.5",
-                       structured_epochs=1, distill_epochs=1, max_accuracy_drop=100,
-                       out_dir=str(out)),
-    )  # fmt: skip
+        CompressConfig(
+            method="ptq,qat,structured,distill",
+            structured_ratios="0.5",
+            structured_epochs=1,
+            distill_epochs=1,
+            max_accuracy_drop=100,
+            out_dir=str(out),
+        ),
+    )
     formats = {(c["technique"], c["format"]) for c in metrics["candidates"]}
     assert formats == {
-        ("original", "float32"), ("ptq", "float16"), ("ptq", "dynamic"),
-        ("structured", "float32"), ("structured+ptq", "dynamic"),
-        ("distill", "float32"), ("distill+ptq", "dynamic"),
-    }  # fmt: skip
+        ("original", "float32"),
+        ("ptq", "float16"),
+        ("ptq", "dynamic"),
+        ("structured", "float32"),
+        ("structured+ptq", "dynamic"),
+        ("distill", "float32"),
+        ("distill+ptq", "dynamic"),
+    }
     assert metrics["quantized_format"] == "dynamic"
     assert any(note.startswith("qat skipped") for note in metrics["notes"])
     by_technique = {c["technique"]: c for c in metrics["candidates"] if c["format"] != "dynamic"}
@@ -242,8 +270,9 @@ def test_text_run_gets_dynamic_range_candidates_and_skips_qat(text_run, tmp_path
     assert by_technique["distill"]["parameters"] == by_technique["structured"]["parameters"]
     assert by_technique["structured"]["parameters"] < original["parameters"]
     # Dynamic-range quantization keeps the token ids intact: the model still works.
-    dynamic = [c for c in metrics["candidates"] if c["technique"] == "ptq" and
-               c["format"] == "dynamic"][0]  # fmt: skip
+    dynamic = [
+        c for c in metrics["candidates"] if c["technique"] == "ptq" and c["format"] == "dynamic"
+    ][0]
     assert dynamic["test_accuracy"] >= metrics["reference_test_accuracy"] - 0.05
     assert metrics["reference_test_accuracy"] > 0.6
     assert "dynamic range" in (out / "report.md").read_text()
@@ -253,11 +282,15 @@ def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(image_run
     metrics = compress_run(
         image_run,
         CompressConfig(
-            max_accuracy_drop=0.0, sparsities="0.5,0.9", structured_ratios="0.5,0.9",
-            finetune_epochs=0.5, structured_epochs=0.5, distill_epochs=1,
+            max_accuracy_drop=0.0,
+            sparsities="0.5,0.9",
+            structured_ratios="0.5,0.9",
+            finetune_epochs=0.5,
+            structured_epochs=0.5,
+            distill_epochs=1,
             out_dir=str(tmp_path / "out"),
         ),
-    )  # fmt: skip
+    )
     techniques = [candidate["technique"] for candidate in metrics["candidates"]]
     assert techniques[:4] == ["original", "ptq", "ptq", "ptq"]
     assert techniques[-2:] == ["distill", "distill+ptq"]
@@ -276,9 +309,15 @@ def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(image_run
 def test_collaborative_qat_candidates_keep_sparsity_and_clusters(image_run, tmp_path):
     metrics = compress_run(
         image_run,
-        CompressConfig(method="pqat,cqat", sparsities="0.5", clusters=8, finetune_epochs=0.25,
-                       max_accuracy_drop=100.0, out_dir=str(tmp_path / "out")),
-    )  # fmt: skip
+        CompressConfig(
+            method="pqat,cqat",
+            sparsities="0.5",
+            clusters=8,
+            finetune_epochs=0.25,
+            max_accuracy_drop=100.0,
+            out_dir=str(tmp_path / "out"),
+        ),
+    )
     by_technique = {c["technique"]: c for c in metrics["candidates"]}
     assert set(by_technique) == {"original", "prune+pqat", "cluster+cqat"}
     assert all(c["format"] == "int8" for c in metrics["candidates"][1:])
@@ -312,8 +351,9 @@ def test_a_teacher_from_another_run(image_run, tmp_path, capsys):
     other = tmp_path / "teacher-run"
     other.mkdir()
     keras.utils.set_random_seed(1)
-    tiny = keras.Sequential([keras.Input((20, 20, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(10)])  # fmt: skip
+    tiny = keras.Sequential(
+        [keras.Input((20, 20, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     tiny.save(other / "model.keras")
     _, _, experiment = rebuild_run(image_run)
     model = keras.models.load_model(image_run / "model.keras", compile=False)
@@ -330,8 +370,15 @@ def test_drops_are_called_biased_when_validation_was_trained_on(image_run, tmp_p
     run = _copy_run(image_run, tmp_path / "run", held_out=False)
     out = tmp_path / "out"
     # --batch_size re-batches the recipe's training data for fine-tuning.
-    args = ["compress", str(run), "--method=prune", "--sparsities=0.5",
-            "--finetune_epochs=0.5", "--batch_size=16", f"--out_dir={out}"]  # fmt: skip
+    args = [
+        "compress",
+        str(run),
+        "--method=prune",
+        "--sparsities=0.5",
+        "--finetune_epochs=0.5",
+        "--batch_size=16",
+        f"--out_dir={out}",
+    ]
     assert trainer_main(args) == 0
     report = (out / "report.md").read_text()
     assert "biased" in report and "unbiased" not in report
@@ -406,19 +453,39 @@ def test_an_image_classifier_run_compresses(tmp_path):
     write_image_folder(photos / "train", per_class=30, seed=1)
     write_image_folder(photos / "test", per_class=10, seed=2)
     run = tmp_path / "run"
-    train = ["train", "image_classifier", f"--data={photos}", f"--run_dir={run}", "--epochs=3",
-             "--image_size=16", "--width=8", "--batch_size=16", "--learning_rate=0.01",
-             "--export=float32,int8", "--augment=crop:2"]  # fmt: skip
+    train = [
+        "train",
+        "image_classifier",
+        f"--data={photos}",
+        f"--run_dir={run}",
+        "--epochs=3",
+        "--image_size=16",
+        "--width=8",
+        "--batch_size=16",
+        "--learning_rate=0.01",
+        "--export=float32,int8",
+        "--augment=crop:2",
+    ]
     assert trainer_main(train) == 0
     out = tmp_path / "out"
-    args = ["compress", str(run), "--method=ptq,distill", "--distill_epochs=1",
-            "--max_accuracy_drop=100", f"--out_dir={out}"]  # fmt: skip
+    args = [
+        "compress",
+        str(run),
+        "--method=ptq,distill",
+        "--distill_epochs=1",
+        "--max_accuracy_drop=100",
+        f"--out_dir={out}",
+    ]
     assert trainer_main(args) == 0
     candidates = _metrics(out)["candidates"]
     assert [c["name"] for c in candidates] == [
-        "original-float32", "ptq-float16", "ptq-dynamic", "ptq-int8",
-        "distill-width4-float32", "distill+ptq-width4-int8",
-    ]  # fmt: skip
+        "original-float32",
+        "ptq-float16",
+        "ptq-dynamic",
+        "ptq-int8",
+        "distill-width4-float32",
+        "distill+ptq-width4-int8",
+    ]
     # The run's own 16x16 RGB test images, scored through the recipe's preprocessing.
     test_accuracy = json.loads((run / "metrics.json").read_text())["test_accuracy"]
     assert candidates[0]["test_accuracy"] == pytest.approx(test_accuracy, abs=1 / 30)
@@ -430,21 +497,41 @@ def test_a_text_classifier_run_compresses_with_dynamic_range(tmp_path):
 
     root = write_imdb(tmp_path / "aclImdb", per_class=20)
     run = tmp_path / "run"
-    train = ["train", "text_classifier", f"--data={root}", f"--run_dir={run}", "--epochs=12",
-             "--sequence_length=24", "--embedding_dim=16", "--width=16", "--batch_size=8",
-             "--learning_rate=0.01"]  # fmt: skip
+    train = [
+        "train",
+        "text_classifier",
+        f"--data={root}",
+        f"--run_dir={run}",
+        "--epochs=12",
+        "--sequence_length=24",
+        "--embedding_dim=16",
+        "--width=16",
+        "--batch_size=8",
+        "--learning_rate=0.01",
+    ]
     assert trainer_main(train) == 0
     out = tmp_path / "out"
-    args = ["compress", str(run), "--method=ptq,structured,distill", "--structured_ratios=0.5",
-            "--structured_epochs=1", "--distill_epochs=1", "--max_accuracy_drop=100",
-            f"--out_dir={out}"]  # fmt: skip
+    args = [
+        "compress",
+        str(run),
+        "--method=ptq,structured,distill",
+        "--structured_ratios=0.5",
+        "--structured_epochs=1",
+        "--distill_epochs=1",
+        "--max_accuracy_drop=100",
+        f"--out_dir={out}",
+    ]
     assert trainer_main(args) == 0
     metrics = _metrics(out)
     assert [c["name"] for c in metrics["candidates"]] == [
-        "original-float32", "ptq-float16", "ptq-dynamic",
-        "structured-ratio0.5-float32", "structured+ptq-ratio0.5-dynamic",
-        "distill-width8-float32", "distill+ptq-width8-dynamic",
-    ]  # fmt: skip
+        "original-float32",
+        "ptq-float16",
+        "ptq-dynamic",
+        "structured-ratio0.5-float32",
+        "structured+ptq-ratio0.5-dynamic",
+        "distill-width8-float32",
+        "distill+ptq-width8-dynamic",
+    ]
     by_name = {c["name"]: c for c in metrics["candidates"]}
     assert (
         by_name["ptq-dynamic"]["test_accuracy"]
@@ -457,11 +544,23 @@ def test_best_is_the_smallest_or_fastest_within_budget_else_the_original():
 
     def candidate(name, gzip_bytes, latency_ms, within_budget):
         return Candidate(
-            technique=name, settings="", format="int8", path=f"{name}.tflite", val_accuracy=0.9,
-            val_drop_pp=0.0, test_accuracy=0.9, test_drop_pp=0.0, size_bytes=gzip_bytes,
-            gzip_bytes=gzip_bytes, latency_ms=latency_ms, parameters=1, nonzero_parameters=1,
-            flops=1, seconds=0.0, within_budget=within_budget,
-        )  # fmt: skip
+            technique=name,
+            settings="",
+            format="int8",
+            path=f"{name}.tflite",
+            val_accuracy=0.9,
+            val_drop_pp=0.0,
+            test_accuracy=0.9,
+            test_drop_pp=0.0,
+            size_bytes=gzip_bytes,
+            gzip_bytes=gzip_bytes,
+            latency_ms=latency_ms,
+            parameters=1,
+            nonzero_parameters=1,
+            flops=1,
+            seconds=0.0,
+            within_budget=within_budget,
+        )
 
     original = candidate("original", 1000, 1.0, True)
     small = candidate("small", 100, 0.8, True)

@@ -97,8 +97,15 @@ def test_help_lists_every_field_with_default_and_comment(capsys):
         parse_args(Config, ["--help"], program="demo")
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for expected in ("--epochs=INT", "[10]", "passes over the data", "--learning_rate=FLOAT",
-                     "[0.001]", "a comment line above the field", "--augment=BOOL"):  # fmt: skip
+    for expected in (
+        "--epochs=INT",
+        "[10]",
+        "passes over the data",
+        "--learning_rate=FLOAT",
+        "[0.001]",
+        "a comment line above the field",
+        "--augment=BOOL",
+    ):
         assert expected in text
 
 

@@ -66,9 +66,14 @@ def _fit(model, x, y, validation, epochs, **compile_args):
     stream = io.StringIO()
     diagnosis = FitDiagnosis(stream=stream)
     history = model.fit(
-        x, y, validation_data=validation, epochs=epochs, batch_size=len(x), verbose=0,
+        x,
+        y,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=len(x),
+        verbose=0,
         callbacks=[diagnosis],
-    )  # fmt: skip
+    )
     return diagnosis, history, stream.getvalue()
 
 
@@ -77,10 +82,25 @@ def test_run_built_to_overfit_is_called_overfitting(keras):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 20)), rng.integers(0, 2, 32)  # random labels: only memorizable
     validation = (rng.normal(size=(200, 20)), rng.integers(0, 2, 200))
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(256, "relu"),
-                              keras.layers.Dense(256, "relu"), keras.layers.Dense(2)])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(256, "relu"),
+            keras.layers.Dense(256, "relu"),
+            keras.layers.Dense(2),
+        ]
+    )
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    diagnosis, history, printed = _fit(model, x, y, validation, 40, optimizer=keras.optimizers.Adam(3e-3), loss=loss, metrics=["accuracy"])  # fmt: skip
+    diagnosis, history, printed = _fit(
+        model,
+        x,
+        y,
+        validation,
+        40,
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=loss,
+        metrics=["accuracy"],
+    )
     assert [finding.kind for finding in diagnosis.findings] == ["overfitting"]
     assert history.history["accuracy"][-1] == 1.0  # it did memorize the training set
     assert "fit diagnosis: [overfitting]" in printed and "more data" in printed
@@ -95,7 +115,16 @@ def test_run_built_to_underfit_is_called_underfitting(keras):
     validation = (x[:100] * -1.0, y[:100])
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])  # logistic regression
     loss = keras.losses.BinaryCrossentropy(from_logits=True)
-    diagnosis, history, printed = _fit(model, x, y, validation, 15, optimizer=keras.optimizers.Adam(0.1), loss=loss, metrics=["accuracy"])  # fmt: skip
+    diagnosis, history, printed = _fit(
+        model,
+        x,
+        y,
+        validation,
+        15,
+        optimizer=keras.optimizers.Adam(0.1),
+        loss=loss,
+        metrics=["accuracy"],
+    )
     assert [finding.kind for finding in diagnosis.findings] == ["underfitting"]
     assert history.history["accuracy"][-1] < 0.7
     assert "bigger model" in printed
@@ -107,7 +136,9 @@ def test_diverging_run_is_stopped_and_called_divergence(keras):
     x = rng.normal(size=(64, 4)) * 10
     y = x @ np.array([[1.0], [2.0], [3.0], [4.0]])
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    diagnosis, history, printed = _fit(model, x, y, None, 50, optimizer=keras.optimizers.SGD(1.0), loss="mse")  # fmt: skip
+    diagnosis, history, printed = _fit(
+        model, x, y, None, 50, optimizer=keras.optimizers.SGD(1.0), loss="mse"
+    )
     assert diagnosis.findings[0].kind == "divergence"
     assert len(history.history["loss"]) < 50  # stopped early
     assert "lower the learning rate" in printed
@@ -119,7 +150,9 @@ def test_tiny_learning_rate_is_called_too_low(keras):
     x = rng.normal(size=(64, 4))
     y = x @ np.array([[1.0], [2.0], [3.0], [4.0]])
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    diagnosis, _, printed = _fit(model, x, y, None, 6, optimizer=keras.optimizers.SGD(1e-4), loss="mse")  # fmt: skip
+    diagnosis, _, printed = _fit(
+        model, x, y, None, 6, optimizer=keras.optimizers.SGD(1e-4), loss="mse"
+    )
     assert [finding.kind for finding in diagnosis.findings] == ["learning_rate_too_low"]
     assert "raise the learning rate" in printed
 

@@ -132,13 +132,25 @@ def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_re
     supervisor restarts both from the chief's backup and the run ends with 4 epochs, epoch 1
     logged once (not trained again), one report and no scratch folder left."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "trainer.cli", "train", "digits", "--local_workers=2",
-               "--epochs=4", f"--run_dir={run_dir}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "train",
+        "digits",
+        "--local_workers=2",
+        "--epochs=4",
+        f"--run_dir={run_dir}",
+    ]
     environment = _environment(tmp_path)
     supervisor = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=environment, cwd=tmp_path,
-    )  # fmt: skip
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    )
     lines, worker_pid = [], None
     while worker_pid is None:
         line = supervisor.stdout.readline()
@@ -295,9 +307,13 @@ print("FOUND " + json.dumps(found))
 @pytest.mark.slow  # about 25 s alone (55 s on a loaded machine)
 def test_callbacks_pruning_qat_and_distillation_train_under_mirrored_strategy(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", PIECES_SCRIPT], capture_output=True, text=True,
-        env=_environment(tmp_path), cwd=tmp_path, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-c", PIECES_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=_environment(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     found = json.loads(result.stdout.split("FOUND ", 1)[1])
     assert found["replicas"] == 2

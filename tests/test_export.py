@@ -13,14 +13,16 @@ def tiny():
     keras.utils.set_random_seed(0)
     x, y = make_class_images(400, seed=3, size=20)
     x = x[..., None].astype(np.float32) / 255.0
-    model = keras.Sequential([
-        keras.Input((20, 20, 1)),
-        keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.BatchNormalization(),
-        keras.layers.MaxPool2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((20, 20, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.MaxPool2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     model.compile(
         "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
     )
@@ -31,16 +33,24 @@ def tiny():
 def test_float32_matches_keras_outputs(tiny):
     model, x, y, _ = tiny
     content = convert(model, "float32")
-    np.testing.assert_allclose(predict_tflite(content, x, batch_size=33), model.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        predict_tflite(content, x, batch_size=33), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_export_and_verify_within_budgets(tiny, tmp_path):
     model, x, y, train = tiny
     keras_accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
     assert keras_accuracy > 0.5  # the model learned something, so parity means something
-    results = export_and_verify(model, x, y, keras_accuracy, ["float32", "float16", "dynamic", "int8"],
-                                tmp_path, representative_images=train[:100])  # fmt: skip
+    results = export_and_verify(
+        model,
+        x,
+        y,
+        keras_accuracy,
+        ["float32", "float16", "dynamic", "int8"],
+        tmp_path,
+        representative_images=train[:100],
+    )
     by_format = {result.format: result for result in results}
     assert by_format["float32"].drop_pp <= 0.1
     assert abs(by_format["int8"].drop_pp) <= 5.0  # 100 test images: one image is 1 pp
@@ -87,9 +97,17 @@ def test_sidecar_holds_labels_input_spec_and_verification(tiny, tmp_path):
     names = [f"class {index}" for index in range(10)]
     spec = {"shape": [20, 20, 1], "dtype": "float32", "range": [0, 1], "layout": "NHWC"}
     keras_accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
-    (result,) = export_and_verify(model, x, y, keras_accuracy, ["dynamic"], tmp_path,
-                                  class_names=names, input_spec=spec,
-                                  artifacts=["vocabulary.txt"])  # fmt: skip
+    (result,) = export_and_verify(
+        model,
+        x,
+        y,
+        keras_accuracy,
+        ["dynamic"],
+        tmp_path,
+        class_names=names,
+        input_spec=spec,
+        artifacts=["vocabulary.txt"],
+    )
     sidecar = json.loads((tmp_path / "model_dynamic.json").read_text())
     assert result.sidecar_path == str(tmp_path / "model_dynamic.json")
     assert sidecar["class_names"] == names and sidecar["input"] == spec
@@ -140,12 +158,18 @@ def test_save_and_verify_replaces_model_keras_atomically(tiny, tmp_path, monkeyp
     assert [path.name for path in tmp_path.iterdir()] == ["model.keras"]  # no temporary left
     monkeypatch.undo()
     accuracy, predictions, (result,) = save_and_verify(
-        model, x, y, tmp_path, "float32", class_names=[str(index) for index in range(10)],
+        model,
+        x,
+        y,
+        tmp_path,
+        "float32",
+        class_names=[str(index) for index in range(10)],
         input_spec={"shape": [20, 20, 1]},
-    )  # fmt: skip
+    )
     reloaded = keras.models.load_model(tmp_path / "model.keras")
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
     assert accuracy == result.keras_accuracy and len(predictions) == len(x)
     assert (tmp_path / "model_float32.json").is_file()
 

@@ -62,8 +62,15 @@ def _sidecar(path) -> dict:
 
 def test_own_keras_model_on_an_image_folder_is_verified_with_sidecars(saved, tmp_path, capsys):
     root, folder = saved
-    code = run([str(root / "mine.keras"), f"--data={folder}", f"--out={tmp_path}",
-                "--format=float32,int8", "--representative=30"])  # fmt: skip
+    code = run(
+        [
+            str(root / "mine.keras"),
+            f"--data={folder}",
+            f"--out={tmp_path}",
+            "--format=float32,int8",
+            "--representative=30",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "resized to 16x16x3 and divided by 255" in out
@@ -85,8 +92,15 @@ def test_own_keras_model_on_an_image_folder_is_verified_with_sidecars(saved, tmp
 
 def test_over_budget_writes_the_files_then_exits_1_naming_the_format(saved, tmp_path, capsys):
     root, folder = saved
-    code = run([str(root / "mine.keras"), f"--data={folder}", f"--out={tmp_path}",
-                "--format=float32", "--max_accuracy_drop=-1"])  # fmt: skip
+    code = run(
+        [
+            str(root / "mine.keras"),
+            f"--data={folder}",
+            f"--out={tmp_path}",
+            "--format=float32",
+            "--max_accuracy_drop=-1",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     assert "float32 is over its accuracy budget" in captured.err
@@ -99,16 +113,25 @@ def test_over_budget_writes_the_files_then_exits_1_naming_the_format(saved, tmp_
 def test_model_at_chance_is_refused_unless_allowed(tmp_path, capsys):
     # Always predicts the first class: 1/3 on balanced data, exactly the majority share.
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((16, 16, 3)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, kernel_initializer="zeros",
-                           bias_initializer=keras.initializers.Constant([1.0, 0.0, 0.0])),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                3,
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant([1.0, 0.0, 0.0]),
+            ),
+        ]
+    )
     model.save(tmp_path / "constant.keras")
     folder = write_image_folder(tmp_path / "photos", classes=CLASSES, per_class=10, size=16)
-    arguments = [str(tmp_path / "constant.keras"), f"--data={folder}", "--format=float32",
-                 f"--out={tmp_path / 'out'}"]  # fmt: skip
+    arguments = [
+        str(tmp_path / "constant.keras"),
+        f"--data={folder}",
+        "--format=float32",
+        f"--out={tmp_path / 'out'}",
+    ]
     assert run(arguments) == 1
     assert "did not learn" in capsys.readouterr().err
     assert not (tmp_path / "out" / "model_float32.tflite").exists()
@@ -148,9 +171,13 @@ def test_shape_mismatch_names_both_shapes(tmp_path, capsys):
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
     model.save(tmp_path / "rows.keras")
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "rows.npz", x_train=rng.normal(size=(30, 7)).astype(np.float32),
-             y_train=np.arange(30) % 3, x_test=rng.normal(size=(9, 7)).astype(np.float32),
-             y_test=np.arange(9) % 3)  # fmt: skip
+    np.savez(
+        tmp_path / "rows.npz",
+        x_train=rng.normal(size=(30, 7)).astype(np.float32),
+        y_train=np.arange(30) % 3,
+        x_test=rng.normal(size=(9, 7)).astype(np.float32),
+        y_test=np.arange(9) % 3,
+    )
     assert run([str(tmp_path / "rows.keras"), f"--data={tmp_path / 'rows.npz'}"]) == 1
     error = capsys.readouterr().err
     assert "shape mismatch" in error and "[7]" in error and "[5]" in error
@@ -213,12 +240,14 @@ def test_run_folder_is_verified_on_its_recipe_test_set(saved, tmp_path, capsys):
     try:
         import bars_recipe
 
-        save_config(bars_recipe.Config(data=str(folder), run_dir=str(run_dir)),
-                    run_dir / "config.yaml")  # fmt: skip
+        save_config(
+            bars_recipe.Config(data=str(folder), run_dir=str(run_dir)), run_dir / "config.yaml"
+        )
     finally:
         sys.path.remove(str(tmp_path))
-    (run_dir / "run.json").write_text(json.dumps({"recipe": "bars_recipe",
-                                                  "recipe_file": str(recipe)}))  # fmt: skip
+    (run_dir / "run.json").write_text(
+        json.dumps({"recipe": "bars_recipe", "recipe_file": str(recipe)})
+    )
     assert run([str(run_dir)]) == 0, capsys.readouterr()
     assert "test set of the run's recipe" in capsys.readouterr().out
     sidecar = _sidecar(run_dir / "export" / "model_float16.json")  # the recipe's format
@@ -229,20 +258,44 @@ def test_run_folder_is_verified_on_its_recipe_test_set(saved, tmp_path, capsys):
     assert sidecar["verification"]["keras_accuracy"] > 0.9  # the run's model, not build's
 
 
-NOISE = ("absl", "W0000", "I0000", "UserWarning", "oneDNN", "XNNPACK", "tensorflow/",
-         "Estimated count", "WARNING", "fully_quantize")  # fmt: skip
+NOISE = (
+    "absl",
+    "W0000",
+    "I0000",
+    "UserWarning",
+    "oneDNN",
+    "XNNPACK",
+    "tensorflow/",
+    "Estimated count",
+    "WARNING",
+    "fully_quantize",
+)
 
 
 def test_command_output_is_clean(saved, tmp_path):
     root, folder = saved
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "export", str(root / "mine.keras"),
-         f"--data={folder}", f"--out={tmp_path}", "--format=float32,dynamic,int8",
-         "--representative=20"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-        env={key: value for key, value in os.environ.items()
-             if key not in ("TRAINER_DEBUG", "TF_CPP_MIN_LOG_LEVEL")},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "trainer.cli",
+            "export",
+            str(root / "mine.keras"),
+            f"--data={folder}",
+            f"--out={tmp_path}",
+            "--format=float32,dynamic,int8",
+            "--representative=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TRAINER_DEBUG", "TF_CPP_MIN_LOG_LEVEL")
+        },
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| TFLite int8 |" in result.stdout
     for marker in NOISE:
@@ -287,8 +340,12 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
 
 def test_split_chooses_the_examples_and_a_bad_split_is_named(saved, tmp_path, capsys):
     root, folder = saved
-    arguments = [str(root / "mine.keras"), f"--data={folder}", "--format=float32",
-                 f"--out={tmp_path}"]  # fmt: skip
+    arguments = [
+        str(root / "mine.keras"),
+        f"--data={folder}",
+        "--format=float32",
+        f"--out={tmp_path}",
+    ]
     assert run([*arguments, "--split=test"]) == 0
     assert "12 images from" in capsys.readouterr().out  # the flat folder's 20% test split
     assert _sidecar(tmp_path / "model_float32.json")["verification"]["examples"] == 12

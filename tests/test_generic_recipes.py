@@ -20,9 +20,19 @@ def photos(tmp_path):
 
 def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = ["train", "image_classifier", f"--data={photos}", f"--run_dir={run_dir}", "--epochs=3",
-            "--image_size=16", "--width=8", "--batch_size=16", "--learning_rate=0.01",
-            "--export=float32,int8", "--augment=crop:2"]  # fmt: skip
+    args = [
+        "train",
+        "image_classifier",
+        f"--data={photos}",
+        f"--run_dir={run_dir}",
+        "--epochs=3",
+        "--image_size=16",
+        "--width=8",
+        "--batch_size=16",
+        "--learning_rate=0.01",
+        "--export=float32,int8",
+        "--augment=crop:2",
+    ]
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["a", "b", "c"]
@@ -42,9 +52,19 @@ def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
 def test_text_classifier_on_aclimdb_layout_with_class_weights(tmp_path):
     root = write_imdb(tmp_path / "aclImdb", per_class=20)
     run_dir = tmp_path / "run"
-    args = ["train", "text_classifier", f"--data={root}", f"--run_dir={run_dir}", "--epochs=12",
-            "--sequence_length=24", "--embedding_dim=16", "--width=16", "--batch_size=8",
-            "--learning_rate=0.01", "--balance=class_weights"]  # fmt: skip
+    args = [
+        "train",
+        "text_classifier",
+        f"--data={root}",
+        f"--run_dir={run_dir}",
+        "--epochs=12",
+        "--sequence_length=24",
+        "--embedding_dim=16",
+        "--width=16",
+        "--batch_size=8",
+        "--learning_rate=0.01",
+        "--balance=class_weights",
+    ]
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["neg", "pos"]
@@ -65,22 +85,41 @@ def test_text_classifier_on_csv(tmp_path):
     ]
     (tmp_path / "reviews.csv").write_text("\n".join(lines))
     run_dir = tmp_path / "run"
-    assert cli.main(["train", "text_classifier", f"--data={tmp_path / 'reviews.csv'}",
-                     f"--run_dir={run_dir}", "--epochs=1", "--sequence_length=8",
-                     "--embedding_dim=8", "--width=8", "--export=float32"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "train",
+                "text_classifier",
+                f"--data={tmp_path / 'reviews.csv'}",
+                f"--run_dir={run_dir}",
+                "--epochs=1",
+                "--sequence_length=8",
+                "--embedding_dim=8",
+                "--width=8",
+                "--export=float32",
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "model_float32.tflite").is_file()
 
 
 def test_generic_recipes_reject_wrong_kind_and_missing_data(photos, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TRAINER_DEBUG", raising=False)
     runs = [
-        (["text_classifier", f"--data={photos}", f"--run_dir={tmp_path / 'r'}"],
-         "holds image data; text_classifier needs text"),
-        (["image_classifier", f"--run_dir={tmp_path / 's'}"],
-         "no data source given: pass --data=PATH"),
-        (["text_classifier", f"--data={photos}", "--export=int8", f"--run_dir={tmp_path / 't'}"],
-         "int8 would quantize the token-id input"),
-    ]  # fmt: skip
+        (
+            ["text_classifier", f"--data={photos}", f"--run_dir={tmp_path / 'r'}"],
+            "holds image data; text_classifier needs text",
+        ),
+        (
+            ["image_classifier", f"--run_dir={tmp_path / 's'}"],
+            "no data source given: pass --data=PATH",
+        ),
+        (
+            ["text_classifier", f"--data={photos}", "--export=int8", f"--run_dir={tmp_path / 't'}"],
+            "int8 would quantize the token-id input",
+        ),
+    ]
     for args, message in runs:
         assert cli.main(["train", *args]) == 1
         assert message in capsys.readouterr().err

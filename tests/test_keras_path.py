@@ -48,8 +48,10 @@ def test_tensorflow_imported_first_with_keras3_still_serves_keras3():
 
 
 def test_tensorflow_imported_first_without_touching_keras_is_fine():
-    result = _run("import tensorflow as tf\nimport trainer, tf_keras\n"
-                  "assert tf.keras.Model is tf_keras.Model\nprint('ok')")  # fmt: skip
+    result = _run(
+        "import tensorflow as tf\nimport trainer, tf_keras\n"
+        "assert tf.keras.Model is tf_keras.Model\nprint('ok')"
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -26,8 +26,9 @@ def test_ipynb_is_generated_from_source(source: Path):
 @pytest.mark.parametrize("source", SOURCES, ids=[path.stem for path in SOURCES])
 def test_notebook_runs(source: Path, tmp_path: Path):
     notebook = jupytext.read(source)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}})  # fmt: skip
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -17,10 +17,19 @@ def tiny_run(seed: int) -> tuple[list[float], list[np.ndarray]]:
     x = np.random.normal(size=(128, 6)).astype(np.float32)  # seeded through NumPy's global state
     y = (x.sum(axis=1) > 0).astype(np.int64)
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(128).batch(16)  # unseeded op
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, "relu"),
-                              keras.layers.Dropout(0.3), keras.layers.Dense(2)])  # fmt: skip
-    model.compile(keras.optimizers.Adam(1e-2),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, "relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ["accuracy"],
+    )
     history = model.fit(data, epochs=3, verbose=0, validation_data=data.take(2))
     values = [value for key in sorted(history.history) for value in history.history[key]]
     return values, model.get_weights()
@@ -42,8 +51,9 @@ def test_same_seed_gives_identical_metrics_and_weights():
     script = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); " + (
         "import test_reproducibility as t; t.compare_runs()"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "identical 12 metric values" in result.stdout
 

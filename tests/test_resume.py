@@ -100,8 +100,9 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
     assert json.loads((run_dir / "run.json").read_text())["recipe_file"] == str(recipe.resolve())
 
     command, env = _trainer("train", f"--resume={run_dir}")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path,
-                            timeout=180)  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"resuming {run_dir}" in result.stdout
     assert "epoch 1/4" not in result.stdout  # continued, not restarted
@@ -174,8 +175,13 @@ def test_best_model_is_kept_across_a_resume(tmp_path):
             weights_at[epoch] = self.model.get_weights()
 
     best = BestModelCheckpoint(path)
-    model.fit(x, y, epochs=4, verbose=0,
-              callbacks=[ScriptedValLoss([0.9, 0.5, 0.7, 0.6]), Snapshot(), best])  # fmt: skip
+    model.fit(
+        x,
+        y,
+        epochs=4,
+        verbose=0,
+        callbacks=[ScriptedValLoss([0.9, 0.5, 0.7, 0.6]), Snapshot(), best],
+    )
     assert (best.best, best.best_epoch) == (0.5, 2)
     saved = keras.models.load_model(path)
     for kept, expected in zip(saved.get_weights(), weights_at[1], strict=True):
@@ -200,8 +206,13 @@ def test_early_stopping_restores_best_weights_in_plain_fit():
             weights_at[epoch] = self.model.get_weights()
 
     stop = keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
-    history = model.fit(x, y, epochs=10, verbose=0,
-                        callbacks=[ScriptedValLoss([0.9, 0.4, 0.6, 0.7, 0.1]), Snapshot(), stop])  # fmt: skip
+    history = model.fit(
+        x,
+        y,
+        epochs=10,
+        verbose=0,
+        callbacks=[ScriptedValLoss([0.9, 0.4, 0.6, 0.7, 0.1]), Snapshot(), stop],
+    )
     assert len(history.history["loss"]) == 4
     for kept, expected in zip(model.get_weights(), weights_at[1], strict=True):
         np.testing.assert_array_equal(kept, expected)

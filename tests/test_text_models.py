@@ -46,8 +46,15 @@ def test_tf_idf_layer_matches_a_direct_computation():
 
 @pytest.mark.parametrize("cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
 def test_recurrent_models_ignore_padding(cell):
-    long = text_rnn(sequence_length=9, vocab_size=20, num_classes=3, embedding_dim=8, width=4,
-                    dropout=0.0, cell=cell)  # fmt: skip
+    long = text_rnn(
+        sequence_length=9,
+        vocab_size=20,
+        num_classes=3,
+        embedding_dim=8,
+        width=4,
+        dropout=0.0,
+        cell=cell,
+    )
     short = text_rnn(4, 20, 3, embedding_dim=8, width=4, dropout=0.0, cell=cell)
     short.set_weights(long.get_weights())
     ids = np.array([[3, 7, 1, 12]], np.float32)
@@ -66,9 +73,34 @@ def test_transformer_ignores_padding():
     assert not np.allclose(long(padded).numpy(), long(np.pad(ids[:, :3], ((0, 0), (0, 6)))))
 
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "film", "##s", "un",
-         "##aff", "##able", "!", ".", ",", "is", "was", "great", "wonderful", "superb", "awful",
-         "dull", "terrible", "plot", "story", "acting"]  # fmt: skip
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "a",
+    "film",
+    "##s",
+    "un",
+    "##aff",
+    "##able",
+    "!",
+    ".",
+    ",",
+    "is",
+    "was",
+    "great",
+    "wonderful",
+    "superb",
+    "awful",
+    "dull",
+    "terrible",
+    "plot",
+    "story",
+    "acting",
+]
 
 
 def write_tiny_bert(folder: Path, hidden=32, layers=2, heads=2, intermediate=37, positions=64):
@@ -78,10 +110,19 @@ def write_tiny_bert(folder: Path, hidden=32, layers=2, heads=2, intermediate=37,
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    config = dict(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, intermediate_size=intermediate, hidden_act="gelu",
-                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                  max_position_embeddings=positions, type_vocab_size=2, initializer_range=0.02)  # fmt: skip
+    config = dict(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=positions,
+        type_vocab_size=2,
+        initializer_range=0.02,
+    )
     (folder / "bert_config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(0)
     tensors = {}
@@ -111,8 +152,12 @@ def write_tiny_bert(folder: Path, hidden=32, layers=2, heads=2, intermediate=37,
     add("bert/pooler/dense/kernel", hidden, hidden)
     add("bert/pooler/dense/bias", hidden)
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=str(folder / "bert_model.ckpt"), tensor_names=names,
-                      shape_and_slices=[""] * len(names), tensors=[tensors[n] for n in names])  # fmt: skip
+    tf.raw_ops.SaveV2(
+        prefix=str(folder / "bert_model.ckpt"),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tensors[n] for n in names],
+    )
     return tensors
 
 
@@ -125,7 +170,16 @@ def tiny_bert(tmp_path_factory):
 def test_wordpiece_splits_like_bert(tiny_bert):
     tokenizer = WordPieceTokenizer(tiny_bert[0] / "vocab.txt")
     assert tokenizer.tokenize("Unaffable FILMS, the plot!") == [
-        "un", "##aff", "##able", "film", "##s", ",", "the", "plot", "!"]  # fmt: skip
+        "un",
+        "##aff",
+        "##able",
+        "film",
+        "##s",
+        ",",
+        "the",
+        "plot",
+        "!",
+    ]
     assert tokenizer.tokenize("Café xyz") == ["[UNK]", "[UNK]"]
     ids = tokenizer(["the films", "great " * 20], sequence_length=6)
     np.testing.assert_array_equal(ids[0], [2, 5, 7, 8, 3, 0])
@@ -169,16 +223,34 @@ def _train_text(tmp_path, model, *options):
     if not root.exists():
         write_imdb(root, per_class=24)
     run_dir = tmp_path / f"run_{model}"
-    args = ["train", "text_classifier", f"--data={root}", f"--run_dir={run_dir}",
-            f"--model={model}", "--sequence_length=24", "--embedding_dim=16", "--width=8",
-            "--batch_size=8", "--epochs=4", "--export=float32", "--backup_every=0", *options]  # fmt: skip
+    args = [
+        "train",
+        "text_classifier",
+        f"--data={root}",
+        f"--run_dir={run_dir}",
+        f"--model={model}",
+        "--sequence_length=24",
+        "--embedding_dim=16",
+        "--width=8",
+        "--batch_size=8",
+        "--epochs=4",
+        "--export=float32",
+        "--backup_every=0",
+        *options,
+    ]
     assert cli.main(args) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = (run_dir / "history.csv").read_text().splitlines()
     losses = [float(line.split(",")[3]) for line in history[1:]]
     assert losses[-1] < losses[0], losses  # it learns
-    for name in ("model.keras", "model_float32.tflite", "model_float32.json", "report.md",
-                 "vocabulary.txt", "config.yaml"):  # fmt: skip
+    for name in (
+        "model.keras",
+        "model_float32.tflite",
+        "model_float32.json",
+        "report.md",
+        "vocabulary.txt",
+        "config.yaml",
+    ):
         assert (run_dir / name).is_file(), name
     (export,) = metrics["exports"]
     assert export["agreement"] == 1.0 and export["max_abs_diff"] < 1e-3  # TFLite verified
@@ -201,8 +273,9 @@ def test_text_classifier_trains_and_exports_each_model(tmp_path, model, options)
 
 def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     folder, _ = tiny_bert
-    metrics, run_dir = _train_text(tmp_path, "bert", f"--bert_dir={folder}",
-                                   "--learning_rate=0.003", "--epochs=3")  # fmt: skip
+    metrics, run_dir = _train_text(
+        tmp_path, "bert", f"--bert_dir={folder}", "--learning_rate=0.003", "--epochs=3"
+    )
     assert (run_dir / "vocabulary.txt").read_text().splitlines() == VOCAB
     assert "WordPiece" in (run_dir / "report.md").read_text()
     rates = [

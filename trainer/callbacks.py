@@ -127,8 +127,14 @@ class FitDiagnosis(keras.callbacks.Callback):
         print(diagnosis.findings[0].kind)   # e.g. "overfitting"
     """
 
-    def __init__(self, thresholds=None, stop_on_divergence: bool = True, verbose: int = 1,
-                 stream=None, check_every: int = 25):  # fmt: skip
+    def __init__(
+        self,
+        thresholds=None,
+        stop_on_divergence: bool = True,
+        verbose: int = 1,
+        stream=None,
+        check_every: int = 25,
+    ):
         super().__init__()
         if not isinstance(check_every, int) or check_every < 1:
             raise ValueError(f"check_every must be an int >= 1, received {check_every!r}")
@@ -156,8 +162,12 @@ class FitDiagnosis(keras.callbacks.Callback):
         from trainer.diagnosis import REMEDIES, Finding
 
         epoch = len(self.history.get("loss", [])) + 1
-        finding = Finding("divergence", f"batch {batch} loss is {float(loss)}.", epoch,
-                          list(REMEDIES["divergence"]))  # fmt: skip
+        finding = Finding(
+            "divergence",
+            f"batch {batch} loss is {float(loss)}.",
+            epoch,
+            list(REMEDIES["divergence"]),
+        )
         self.findings = [finding]
         self._report(finding)
         if self.stop_on_divergence:

@@ -192,8 +192,12 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             print(f"best {self.monitor} {value:.4f} at epoch {epoch + 1}: saved {self.filepath}")
 
     def get_config(self):
-        return {"filepath": str(self.filepath), "monitor": self.monitor, "mode": self.mode,
-                "verbose": self.verbose}  # fmt: skip
+        return {
+            "filepath": str(self.filepath),
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "verbose": self.verbose,
+        }
 
 
 def _save_model_atomically(model, path: Path) -> None:

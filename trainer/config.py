@@ -93,8 +93,7 @@ def positive(default: float, *, resumable: bool = False) -> Any:
 
 def fraction(default: float, *, below_one: bool = False, resumable: bool = False) -> Any:
     """A probability or fraction in [0, 1] (or [0, 1) with `below_one`), e.g. dropout."""
-    metadata = {"minimum": 0, "maximum": 1, "exclusive_maximum": below_one,
-                "resumable": resumable}  # fmt: skip
+    metadata = {"minimum": 0, "maximum": 1, "exclusive_maximum": below_one, "resumable": resumable}
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -292,8 +292,10 @@ def gzip_size(data: bytes) -> int:
 
 def _tensor_description(detail: dict) -> dict[str, Any]:
     scale, zero_point = detail["quantization"]
-    described = {"shape": [int(size) for size in detail["shape"]],
-                 "dtype": np.dtype(detail["dtype"]).name}  # fmt: skip
+    described = {
+        "shape": [int(size) for size in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+    }
     if scale:
         described["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
     return described
@@ -314,8 +316,11 @@ def write_sidecar(
     files the model needs (e.g. a vocabulary) and the verification numbers.
     """
     interpreter = _interpreter(model_content, num_threads=1)
-    verification = {key: value for key, value in result.to_dict().items()
-                    if key not in ("format", "path", "sidecar_path")}  # fmt: skip
+    verification = {
+        key: value
+        for key, value in result.to_dict().items()
+        if key not in ("format", "path", "sidecar_path")
+    }
     sidecar = {
         "model_file": Path(result.path).name,
         "format": result.format,
@@ -436,8 +441,16 @@ def save_and_verify(
     keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
     atomic_save(Path(run_dir) / MODEL_FILE, lambda temporary: model.save(temporary))
     exports = export_and_verify(
-        model, x_test, y_test, keras_accuracy, formats, run_dir, representative_images,
-        class_names=class_names, input_spec=input_spec, keras_outputs=logits,
+        model,
+        x_test,
+        y_test,
+        keras_accuracy,
+        formats,
+        run_dir,
+        representative_images,
+        class_names=class_names,
+        input_spec=input_spec,
+        keras_outputs=logits,
         artifacts=artifacts,
-    )  # fmt: skip
+    )
     return keras_accuracy, predictions, exports

@@ -37,9 +37,13 @@ def layer_macs(layer: keras.layers.Layer) -> int:
         # are the wrapper's, because the inner layer is never called on a symbolic tensor.
         core = getattr(layer, "layer", layer)
     counted = (
-        keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
-        keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
-    )  # fmt: skip
+        keras.layers.Conv1D,
+        keras.layers.Conv2D,
+        keras.layers.Conv3D,
+        keras.layers.Dense,
+        keras.layers.DepthwiseConv2D,
+        keras.layers.SeparableConv2D,
+    )
     if not isinstance(core, counted):
         return 0
     output = _shape(layer.output_shape)

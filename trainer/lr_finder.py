@@ -50,10 +50,15 @@ class LearningRateFinderResult:
         figure, axis = pyplot().subplots(figsize=(6, 4))
         axis.plot(self.learning_rates, self.losses, color="lightgray", lw=1, label="loss")
         axis.plot(self.learning_rates, self.smoothed_losses, lw=2, label="smoothed loss")
-        axis.axvline(self.suggestion, color="green", ls="--",
-                     label=f"suggested {self.suggestion:.1e}")  # fmt: skip
-        axis.axvline(self.minimum_loss_rate, color="red", ls=":",
-                     label=f"minimum loss {self.minimum_loss_rate:.1e}")  # fmt: skip
+        axis.axvline(
+            self.suggestion, color="green", ls="--", label=f"suggested {self.suggestion:.1e}"
+        )
+        axis.axvline(
+            self.minimum_loss_rate,
+            color="red",
+            ls=":",
+            label=f"minimum loss {self.minimum_loss_rate:.1e}",
+        )
         axis.set_xscale("log")
         finite = [value for value in self.smoothed_losses if math.isfinite(value)]
         if finite:  # keep the blown-up tail from squashing the useful part of the curve

@@ -92,11 +92,21 @@ def plot_accuracy_vs_size(
     figure, axis = plt.subplots(figsize=(7.5, 4.5))
     for label, size, accuracy, within in points:
         axis.scatter(size / 1024, accuracy * 100, color="tab:green" if within else "tab:red", s=30)
-        axis.annotate(label, (size / 1024, accuracy * 100), fontsize=7, xytext=(4, 3),
-                      textcoords="offset points")  # fmt: skip
+        axis.annotate(
+            label,
+            (size / 1024, accuracy * 100),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     axis.axhline(reference_accuracy * 100, color="gray", lw=1, label="uncompressed")
-    axis.axhline((reference_accuracy * 100) - budget_pp, color="gray", ls="--", lw=1,
-                 label=f"budget (-{budget_pp:g} pp)")  # fmt: skip
+    axis.axhline(
+        (reference_accuracy * 100) - budget_pp,
+        color="gray",
+        ls="--",
+        lw=1,
+        label=f"budget (-{budget_pp:g} pp)",
+    )
     axis.set_xscale("log")
     axis.set_xlabel(f"{size_label} (KiB, log scale)")
     axis.set_ylabel("accuracy (%)")
@@ -150,8 +160,15 @@ def plot_confusion_matrix(
         for row in ticks:
             for column in ticks:
                 color = "white" if shares[row, column] > 0.5 else "black"
-                axis.text(column, row, str(matrix[row, column]), ha="center", va="center",
-                          fontsize=7, color=color)  # fmt: skip
+                axis.text(
+                    column,
+                    row,
+                    str(matrix[row, column]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=color,
+                )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     axis.set_title(f"confusion matrix (accuracy {accuracy:.2%})")
     figure.tight_layout()

@@ -123,8 +123,9 @@ def check_run_dir(config: Any, run_dir: str | Path | None = None) -> None:
             f"run directory {path} already holds a finished run ({METRICS_FILE}); choose "
             "another --run_dir or delete it"
         )
-    left_by_a_run = [name for name in (CONFIG_FILE, RUN_INFO_FILE, BACKUP_DIR)
-                     if (path / name).exists()]  # fmt: skip
+    left_by_a_run = [
+        name for name in (CONFIG_FILE, RUN_INFO_FILE, BACKUP_DIR) if (path / name).exists()
+    ]
     if left_by_a_run:
         raise RunFolderError(
             f"run directory {path} holds another run ({', '.join(left_by_a_run)}), which a new "

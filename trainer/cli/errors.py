@@ -45,11 +45,15 @@ def _os_error_text(error: OSError) -> str:
             return text
         return f"{text}; the file may be truncated or not in the expected format: make it again"
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return (f"cannot write{where}: {error.strerror}; choose a folder on a writable disk "
-                "(for a run, --run_dir=...)")  # fmt: skip
+        return (
+            f"cannot write{where}: {error.strerror}; choose a folder on a writable disk "
+            "(for a run, --run_dir=...)"
+        )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"the disk is full (writing{where}); free some space or choose a --run_dir on "
-                "another disk.")  # fmt: skip
+        return (
+            f"the disk is full (writing{where}); free some space or choose a --run_dir on "
+            "another disk."
+        )
     if error.errno == errno.ENOTDIR:
         return f"{path}: a part of this path is a file, not a folder; choose another path"
     if error.errno == errno.EEXIST:
@@ -69,26 +73,36 @@ def describe(error: BaseException) -> tuple[str, int] | None:
     if isinstance(error, ConfigError):
         return _one_paragraph(error), 2
     if isinstance(error, SyntaxError):
-        return (f"{error.filename} has a syntax error at line {error.lineno}: {error.msg}; fix "
-                "it and run again"), 2  # fmt: skip
+        return (
+            f"{error.filename} has a syntax error at line {error.lineno}: {error.msg}; fix "
+            "it and run again"
+        ), 2
     tensorflow = sys.modules.get("tensorflow")
     errors = getattr(tensorflow, "errors", None)
     if errors is not None and isinstance(error, errors.ResourceExhaustedError):
         message = _one_paragraph(getattr(error, "message", error))[:400]
-        return (f"out of memory or disk space: {message}. Free memory (lower --batch_size) or disk "
-                "space."), 1  # fmt: skip
+        return (
+            f"out of memory or disk space: {message}. Free memory (lower --batch_size) or disk "
+            "space."
+        ), 1
     if errors is not None and isinstance(error, errors.OpError):
         message = _one_paragraph(getattr(error, "message", error))[:400]
-        return (f"TensorFlow could not read or write a file: {message}. Check that the path "
-                "exists, is complete and is readable."), 1  # fmt: skip
+        return (
+            f"TensorFlow could not read or write a file: {message}. Check that the path "
+            "exists, is complete and is readable."
+        ), 1
     if isinstance(error, UnicodeError):
-        return (f"text that is not valid UTF-8: {_one_paragraph(error)}; save the file as UTF-8, "
-                "or rename the file whose name is not UTF-8"), 1  # fmt: skip
+        return (
+            f"text that is not valid UTF-8: {_one_paragraph(error)}; save the file as UTF-8, "
+            "or rename the file whose name is not UTF-8"
+        ), 1
     if isinstance(error, OSError):
         return _os_error_text(error), 1
     if isinstance(error, EOFError | zipfile.BadZipFile):
-        return (f"a file ended early or is damaged ({_one_paragraph(error)}); it may be "
-                "truncated: make or copy it again"), 1  # fmt: skip
+        return (
+            f"a file ended early or is damaged ({_one_paragraph(error)}); it may be "
+            "truncated: make or copy it again"
+        ), 1
     if isinstance(error, ValueError | TypeError):
         return _one_paragraph(error), 1
     return None

@@ -165,8 +165,9 @@ def source_data(model, config: ExportConfig) -> ExportData:
     options = SourceOptions(seed=config.seed)
     if image_size is not None:
         height, width, channels = image_size
-        options = SourceOptions(image_size=height if height == width else 0, channels=channels,
-                                seed=config.seed)  # fmt: skip
+        options = SourceOptions(
+            image_size=height if height == width else 0, channels=channels, seed=config.seed
+        )
     data = load_source(config.data, options)
     if data.kind == "text":
         raise ValueError(
@@ -219,8 +220,11 @@ def source_data(model, config: ExportConfig) -> ExportData:
                 f"the model takes inputs of shape {expected}; pass the features the model was "
                 "trained on"
             )
-        input_spec = {"shape": expected, "dtype": "float32",
-                      "preprocessing": "feature values as stored in the source, unscaled"}  # fmt: skip
+        input_spec = {
+            "shape": expected,
+            "dtype": "float32",
+            "preprocessing": "feature values as stored in the source, unscaled",
+        }
         description = f"{len(x)} rows from {config.data} ({', '.join(splits)}), as stored"
     return ExportData(x, y, representative, list(data.class_names), input_spec, description)
 
@@ -307,10 +311,19 @@ def export(model_or_run: str, config: ExportConfig) -> int:
     for name, text in data.artifacts.items():
         atomic_write_text(out_dir / name, text)
     results = export_and_verify(
-        model, data.x, data.y, keras_accuracy, formats, out_dir, data.representative, budgets,
-        class_names=data.class_names, input_spec=data.input_spec, keras_outputs=keras_outputs,
+        model,
+        data.x,
+        data.y,
+        keras_accuracy,
+        formats,
+        out_dir,
+        data.representative,
+        budgets,
+        class_names=data.class_names,
+        input_spec=data.input_spec,
+        keras_outputs=keras_outputs,
         artifacts=list(data.artifacts),
-    )  # fmt: skip
+    )
     model_file = path / MODEL_FILE if is_run_dir(path) else path
     keras_size = model_file.stat().st_size if model_file.is_file() else None
     print(export_table(keras_accuracy, keras_size, results))
@@ -337,8 +350,11 @@ def run(argv: list[str]) -> int:
         print("\nexamples:\n" + __doc__.split("\n\n")[1])
         return 0 if argv else 2
     if argv[0].startswith("-"):
-        print(f"{PROGRAM}: error: the first argument must be a run folder or a saved model, "
-              f"received {argv[0]!r}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROGRAM}: error: the first argument must be a run folder or a saved model, "
+            f"received {argv[0]!r}",
+            file=sys.stderr,
+        )
         return 2
     try:
         config = parse_args(ExportConfig, argv[1:], program=PROGRAM)
@@ -351,6 +367,7 @@ def run(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError, TypeError) as error:
         if os.environ.get("TRAINER_DEBUG"):
             raise
-        print(f"{PROGRAM}: error: {error}\n(set TRAINER_DEBUG=1 for the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROGRAM}: error: {error}\n(set TRAINER_DEBUG=1 for the traceback)", file=sys.stderr
+        )
         return 1

@@ -96,9 +96,12 @@ def prune_low_magnitude(
         )
     else:
         pruning_schedule = sparsity.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0,
-            end_step=end_step, frequency=frequency,
-        )  # fmt: skip
+            initial_sparsity=0.0,
+            final_sparsity=target_sparsity,
+            begin_step=0,
+            end_step=end_step,
+            frequency=frequency,
+        )
     clone = clone_for_tfmot(model)
     names = check_layer_names(clone, layer_names)
 
@@ -120,9 +123,13 @@ def sparsity_report(model: keras.Model) -> list[dict]:
             values = weight.numpy()
             zeros = int(np.sum(values == 0))
             rows.append(
-                {"layer": layer.name, "weights": int(values.size), "zeros": zeros,
-                 "sparsity": zeros / max(values.size, 1)}
-            )  # fmt: skip
+                {
+                    "layer": layer.name,
+                    "weights": int(values.size),
+                    "zeros": zeros,
+                    "sparsity": zeros / max(values.size, 1),
+                }
+            )
     return rows
 
 

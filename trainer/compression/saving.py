@@ -27,8 +27,11 @@ def wrapped_layers(model: keras.Model) -> list[str]:
     for layer in model.layers:
         kind = type(layer).__name__
         if type(layer).__module__.startswith(TFMOT_MODULE) and kind in (
-            "PruneLowMagnitude", "ClusterWeights", "ClusterWeightsMHA", "ClusterWeightsRNN",
-        ):  # fmt: skip
+            "PruneLowMagnitude",
+            "ClusterWeights",
+            "ClusterWeightsMHA",
+            "ClusterWeightsRNN",
+        ):
             names.append(layer.name)
         if isinstance(layer, keras.Model):
             names += wrapped_layers(layer)

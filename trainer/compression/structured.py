@@ -38,17 +38,41 @@ CRITERIA = ("l1", "l2", "bn")
 # Layers whose output channels are their input channels, one for one, with no weights that
 # depend on other channels.
 _PASS_THROUGH = (
-    layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.ThresholdedReLU,
-    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D, layers.GaussianNoise,
-    layers.GaussianDropout, layers.AlphaDropout, layers.ActivityRegularization,
-    layers.MaxPooling1D, layers.MaxPooling2D, layers.AveragePooling1D, layers.AveragePooling2D,
-    layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D, layers.GlobalMaxPooling1D,
-    layers.GlobalMaxPooling2D, layers.ZeroPadding1D, layers.ZeroPadding2D, layers.Cropping1D,
-    layers.Cropping2D, layers.UpSampling1D, layers.UpSampling2D,
-)  # fmt: skip
+    layers.Activation,
+    layers.ReLU,
+    layers.LeakyReLU,
+    layers.ELU,
+    layers.ThresholdedReLU,
+    layers.Dropout,
+    layers.SpatialDropout1D,
+    layers.SpatialDropout2D,
+    layers.GaussianNoise,
+    layers.GaussianDropout,
+    layers.AlphaDropout,
+    layers.ActivityRegularization,
+    layers.MaxPooling1D,
+    layers.MaxPooling2D,
+    layers.AveragePooling1D,
+    layers.AveragePooling2D,
+    layers.GlobalAveragePooling1D,
+    layers.GlobalAveragePooling2D,
+    layers.GlobalMaxPooling1D,
+    layers.GlobalMaxPooling2D,
+    layers.ZeroPadding1D,
+    layers.ZeroPadding2D,
+    layers.Cropping1D,
+    layers.Cropping2D,
+    layers.UpSampling1D,
+    layers.UpSampling2D,
+)
 _MERGE = (
-    layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
-)  # fmt: skip
+    layers.Add,
+    layers.Subtract,
+    layers.Multiply,
+    layers.Average,
+    layers.Maximum,
+    layers.Minimum,
+)
 
 
 class _Flattened:

@@ -101,15 +101,23 @@ def resnet(
             shortcut = x
             y = _conv_bn_relu(x, filters, l2, batch_norm_momentum, strides, name=f"{name}_a")
             y = layers.Conv2D(
-                filters, 3, padding="same", use_bias=False,
-                kernel_regularizer=regularizer, name=f"{name}_b_conv",
-            )(y)  # fmt: skip
+                filters,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_regularizer=regularizer,
+                name=f"{name}_b_conv",
+            )(y)
             y = layers.BatchNormalization(momentum=batch_norm_momentum, name=f"{name}_b_bn")(y)
             if strides != 1 or shortcut.shape[-1] != filters:
                 shortcut = layers.Conv2D(
-                    filters, 1, strides=strides, use_bias=False,
-                    kernel_regularizer=regularizer, name=f"{name}_shortcut_conv",
-                )(shortcut)  # fmt: skip
+                    filters,
+                    1,
+                    strides=strides,
+                    use_bias=False,
+                    kernel_regularizer=regularizer,
+                    name=f"{name}_shortcut_conv",
+                )(shortcut)
                 shortcut = layers.BatchNormalization(
                     momentum=batch_norm_momentum, name=f"{name}_shortcut_bn"
                 )(shortcut)
