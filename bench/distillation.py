@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainer  # noqa: E402  (selects the Keras 2 API before TensorFlow loads)
-from trainer.augment import Compose, RandomCropWithPadding, RandomFlip  # noqa: E402
+from trainer.augment import augmentations_from_config  # noqa: E402
 from trainer.data.idx import load_fashion_mnist  # noqa: E402
 from trainer.data.pipeline import image_dataset  # noqa: E402
 from trainer.distill import Distiller, load_teacher  # noqa: E402
@@ -47,7 +47,7 @@ def train_student(teacher, train_data, score_data, seed: int, args, temperature=
     (teacher None) or distilled."""
     (x_train, y_train), (x_score, y_score) = train_data, score_data
     keras.utils.set_random_seed(seed)
-    augment = Compose([RandomCropWithPadding(2), RandomFlip(horizontal=True)])
+    augment = augmentations_from_config("crop:2,flip")  # the fashion_mnist recipe's default
     train = image_dataset(
         x_train, y_train, num_classes=10, batch_size=128, training=True, augment=augment, seed=seed
     )

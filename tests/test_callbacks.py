@@ -125,14 +125,12 @@ def test_time_budget_stops_before_the_budget(keras):
     slow_batches = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: time.sleep(0.02)
     )
-    started = time.perf_counter()
     history = model.fit(x, y, batch_size=8, epochs=200, verbose=0, callbacks=[slow_batches, budget])
     epochs_run = len(history.history["loss"])
     assert budget.stopped_epoch is not None and 1 <= epochs_run < 200
     assert epochs_run == budget.stopped_epoch + 1
     # Each epoch sleeps 8 x 20 ms, so at most three epochs fit in half a second.
     assert epochs_run <= 3
-    assert time.perf_counter() - started < 5  # generous: only guards against no stop at all
     ample = TimeBudget(seconds=600, verbose=0)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[ample])
     assert ample.stopped_epoch is None

@@ -145,7 +145,7 @@ def test_bad_arguments_are_rejected_with_the_value():
 
     subclassed = Subclassed()
     subclassed(np.zeros((1, 3), np.float32))
-    with pytest.raises(ValueError, match="subclassed"):
+    with pytest.raises(TypeError, match="needs a functional or Sequential tf_keras model"):
         prune_filters(subclassed, ratio=0.5)
 
 

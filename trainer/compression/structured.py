@@ -31,6 +31,8 @@ from collections.abc import Mapping
 import numpy as np
 import tf_keras as keras
 
+from trainer.keras_path import check_functional
+
 layers = keras.layers
 
 CRITERIA = ("l1", "l2", "bn")
@@ -126,11 +128,11 @@ def _as_functional(model: keras.Model) -> keras.Model:
                 "keras.Input(...) as its first layer before structured pruning"
             )
         return keras.Model(model.inputs, model.outputs, name=model.name)
-    if not getattr(model, "_is_graph_network", False):
-        raise ValueError(
-            f"structured pruning needs a functional or Sequential model; {model.name!r} is a "
-            f"subclassed {type(model).__name__}, whose layers cannot be rebuilt from a config"
-        )
+    check_functional(
+        model,
+        "structured pruning",
+        "its layers cannot be rebuilt from a config: use the functional API",
+    )
     return model
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import tf_keras as keras
 
-from trainer.keras_path import check_keras_object
+from trainer.keras_path import check_functional
 
 TFMOT_MODULE = "tensorflow_model_optimization"
 
@@ -30,14 +30,10 @@ def clone_for_tfmot(model: keras.Model) -> keras.Model:
     """A clone with the same weights: TF-MOT wraps the layer objects it is given.
 
     Raises:
-        ValueError: a subclassed model, or a preprocessing layer inside the model.
+        TypeError: a Keras 3 or subclassed model.
+        ValueError: a preprocessing layer inside the model.
     """
-    check_keras_object(model, "model")
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
-        raise ValueError(
-            f"TF-MOT needs a functional or Sequential model; {model.name!r} is a subclassed "
-            f"{type(model).__name__}. Rebuild it with the functional API."
-        )
+    check_functional(model, "TF-MOT", "rebuild it with the functional API")
     for layer in model.layers:
         module = type(layer).__module__
         if "preprocessing" in module or type(layer).__name__.startswith("Random"):
