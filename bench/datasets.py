@@ -178,12 +178,18 @@ class TextSet:
 
 def _apt_index(identifier: str, codename: str) -> tuple[Path, str]:
     """(path of apt's local list file, release version) for Debian main of `codename`."""
-    query = [f"Identifier: {identifier}", "Origin: Debian", f"Codename: {codename}",
-             "Component: main"] + (["Language: en"] if identifier == "Translations" else [])  # fmt: skip
+    query = [
+        f"Identifier: {identifier}",
+        "Origin: Debian",
+        f"Codename: {codename}",
+        "Component: main",
+    ] + (["Language: en"] if identifier == "Translations" else [])
     result = subprocess.run(
         ["apt-get", "indextargets", *_APT_LANGUAGE, "--format", "$(FILENAME)\t$(VERSION)", *query],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in result.stdout.splitlines():
         filename, _, version = line.partition("\t")
         if filename and Path(filename).is_file():
@@ -202,8 +208,10 @@ def _deb822_records(path: Path):
     # apt-helper decompresses every format apt stores its lists in (lz4, zstd, gz, xz, plain).
     text = subprocess.run(
         ["/usr/lib/apt/apt-helper", "cat-file", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for stanza in text.split("\n\n"):
         fields: dict[str, str] = {}
         key = ""

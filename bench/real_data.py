@@ -139,8 +139,11 @@ def svm_baseline(root: Path, quick: bool) -> dict:
 
     x_train, y_train, x_test, y_test, _ = read_image_folder(root)
     scale = 1.0 / (x_train.shape[1] * x_train.var())  # scikit-learn's gamma="scale"
-    grid = {"C": [10.0], "gamma": [scale]} if quick else {
-        "C": [1.0, 10.0, 100.0], "gamma": [0.5 * scale, scale, 2.0 * scale]}  # fmt: skip
+    grid = (
+        {"C": [10.0], "gamma": [scale]}
+        if quick
+        else {"C": [1.0, 10.0, 100.0], "gamma": [0.5 * scale, scale, 2.0 * scale]}
+    )
     folds = StratifiedKFold(2 if quick else 3, shuffle=True, random_state=0)
     search = GridSearchCV(SVC(kernel="rbf"), grid, cv=folds, n_jobs=1)
     search.fit(x_train, y_train)
@@ -159,10 +162,12 @@ def tfidf_baseline(root: Path, quick: bool) -> dict:
     from sklearn.pipeline import Pipeline
 
     texts_train, y_train, texts_test, y_test, _ = read_text_folder(root)
-    pipeline = Pipeline([
-        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
-        ("classifier", LogisticRegression(max_iter=3000)),
-    ])  # fmt: skip
+    pipeline = Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
+            ("classifier", LogisticRegression(max_iter=3000)),
+        ]
+    )
     grid = {"classifier__C": [10.0] if quick else [1.0, 10.0, 100.0]}
     folds = StratifiedKFold(2 if quick else 3, shuffle=True, random_state=0)
     search = GridSearchCV(pipeline, grid, cv=folds, n_jobs=1)
@@ -193,8 +198,12 @@ def run_recipe(recipe: str, data: Path, run_dir: Path, quick: bool) -> dict:
     with log_path.open("w") as log:
         result = subprocess.run(
             [sys.executable, "-c", _RECIPE_CALL, recipe, json.dumps(settings)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environment, check=False,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=environment,
+            check=False,
+        )
     wall = time.perf_counter() - started
     if result.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
@@ -314,18 +323,34 @@ def main() -> int:
         recipe, _ = SETS[name]
         print(f"[{time.strftime('%H:%M:%S')}] {name}: building data", flush=True)
         root, manifest = build_set(name, args.quick, args.rebuild)
-        row = {"set": name, "kind": "text" if recipe == "text_classifier" else "image",
-               "recipe": recipe, "data": str(root), "source": manifest["source"],
-               "digest": manifest["digest"],
-               "classes": manifest["classes"], "train": manifest["train"], "test": manifest["test"]}  # fmt: skip
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {row['train']} train / {row['test']} test, "
-              f"{row['classes']} classes; baseline", flush=True)  # fmt: skip
+        row = {
+            "set": name,
+            "kind": "text" if recipe == "text_classifier" else "image",
+            "recipe": recipe,
+            "data": str(root),
+            "source": manifest["source"],
+            "digest": manifest["digest"],
+            "classes": manifest["classes"],
+            "train": manifest["train"],
+            "test": manifest["test"],
+        }
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {name}: {row['train']} train / {row['test']} test, "
+            f"{row['classes']} classes; baseline",
+            flush=True,
+        )
         started = time.perf_counter()
         baseline = (tfidf_baseline if row["kind"] == "text" else svm_baseline)(root, args.quick)
-        row.update(baseline_accuracy=baseline["accuracy"], baseline_setting=baseline["setting"],
-                   baseline_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: baseline {baseline['accuracy']:.4f} "
-              f"({baseline['setting']}, {row['baseline_seconds']:.0f} s); recipe {recipe}", flush=True)  # fmt: skip
+        row.update(
+            baseline_accuracy=baseline["accuracy"],
+            baseline_setting=baseline["setting"],
+            baseline_seconds=round(time.perf_counter() - started, 1),
+        )
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {name}: baseline {baseline['accuracy']:.4f} "
+            f"({baseline['setting']}, {row['baseline_seconds']:.0f} s); recipe {recipe}",
+            flush=True,
+        )
         run_dir = WORK / "runs" / f"{name}{'-quick' if args.quick else ''}-{stamp}"
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         row["run_dir"] = str(run_dir)
@@ -346,9 +371,12 @@ def main() -> int:
                 recipe_at_chance=metrics.get("at_chance"),
                 **_learning_curve(run_dir),
             )
-            print(f"[{time.strftime('%H:%M:%S')}] {name}: recipe {row['recipe_accuracy']:.4f} "
-                  f"vs baseline {row['baseline_accuracy']:.4f} ({row['difference_pp']:+.2f} pp, "
-                  f"{_target(row)}); {row['recipe_wall_seconds']:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {name}: recipe {row['recipe_accuracy']:.4f} "
+                f"vs baseline {row['baseline_accuracy']:.4f} ({row['difference_pp']:+.2f} pp, "
+                f"{_target(row)}); {row['recipe_wall_seconds']:.0f} s",
+                flush=True,
+            )
         results["rows"].append(row)
         results["load_average_end"] = round(os.getloadavg()[0], 2)
         write_results(results, stem)
