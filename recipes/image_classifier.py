@@ -28,7 +28,7 @@ from trainer.config import choice, choices, count, fraction, limit, option, posi
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
-from trainer.data.split import BALANCE_MODES, check_balance_mode, class_weights, oversample_indices
+from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
 from trainer.experiment import (
     Experiment,
     auto_batch_size,
@@ -127,12 +127,8 @@ def build(config: Config) -> Experiment:
             f"{config.data} holds {data.kind} data; image_classifier needs images "
             "(use recipes/text_classifier.py for text)"
         )
-    x_train, y_train = data.x_train, data.y_train
-    if config.balance == "oversample":
-        chosen = oversample_indices(y_train, config.seed)
-        x_train, y_train = x_train[chosen], y_train[chosen]
-    weights = (
-        class_weights(y_train, data.num_classes) if config.balance == "class_weights" else None
+    x_train, y_train, weights = balance(
+        data.x_train, data.y_train, config.balance, data.num_classes, config.seed
     )
     batch_size = config.batch_size or auto_batch_size(len(x_train))
     train = image_dataset(

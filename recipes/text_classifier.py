@@ -33,7 +33,7 @@ from trainer.cli import run_recipe
 from trainer.config import choice, choices, count, fraction, in_range, limit
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
-from trainer.data.split import BALANCE_MODES, check_balance_mode, class_weights, oversample_indices
+from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
 from trainer.data.text import Vectorizer, token_dataset
 from trainer.experiment import Experiment, auto_batch_size, finish, fit, start_run
 from trainer.export import parse_formats
@@ -155,11 +155,8 @@ def build(config: Config) -> Experiment:
     x_train, y_train = vectorize(data.x_train), data.y_train
     x_val = None if data.x_val is None else vectorize(data.x_val)
     x_test = vectorize(data.x_test)
-    if config.balance == "oversample":
-        chosen = oversample_indices(y_train, config.seed)
-        x_train, y_train = x_train[chosen], y_train[chosen]
-    weights = (
-        class_weights(y_train, data.num_classes) if config.balance == "class_weights" else None
+    x_train, y_train, weights = balance(
+        x_train, y_train, config.balance, data.num_classes, config.seed
     )
     batch_size = config.batch_size or auto_batch_size(len(x_train))
     train = token_dataset(

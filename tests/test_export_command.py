@@ -313,8 +313,6 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
     from trainer.runs import create_run_dir
 
     recipe = load_recipe(recipe_name)
-    if not hasattr(recipe, "build"):
-        pytest.skip(f"{recipe_name} has no build(config) yet")
     if recipe_name == "image_classifier":
         data, names = (
             write_image_folder(tmp_path / "photos", per_class=20, size=16),

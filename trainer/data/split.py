@@ -111,3 +111,21 @@ def check_balance_mode(mode: str) -> str:
     if mode not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {', '.join(BALANCE_MODES)}, received {mode!r}")
     return mode
+
+
+def balance(
+    x: np.ndarray, y: np.ndarray, mode: str, num_classes: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[int, float] | None]:
+    """Applies a recipe's `balance` option to the training arrays.
+
+    Returns (x, y, Keras `class_weight`): "oversample" repeats samples of smaller classes
+    (`oversample_indices`), "class_weights" keeps the arrays and returns `class_weights`,
+    "none" changes nothing.
+    """
+    check_balance_mode(mode)
+    if mode == "oversample":
+        chosen = oversample_indices(y, seed)
+        return x[chosen], y[chosen], None
+    if mode == "class_weights":
+        return x, y, class_weights(y, num_classes)
+    return x, y, None
