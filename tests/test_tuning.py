@@ -359,6 +359,27 @@ def test_time_budget_stops_cleanly_and_still_writes_results(flaky_recipe, tmp_pa
     assert (result.directory / "best.yaml").is_file() and (result.directory / "report.md").is_file()
 
 
+def test_hyperband_counts_the_epochs_each_trial_trained_not_its_epoch_target(
+    flaky_recipe, tmp_path
+):
+    """bench/tuning.py compares tuners by the sum of trial epochs: a trial Hyperband continues
+    from its checkpoint counts only its new epochs (2 of `tuner/epochs`=3)."""
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import TuneOptions, search
+
+    recipe = load_recipe(str(flaky_recipe))
+    options = TuneOptions(
+        tuner="hyperband", max_epochs=3, trial_patience=0, tune_dir=str(tmp_path / "tune")
+    )
+    result = search(recipe, recipe.Config(), "units=2:64", options=options)
+    # max_epochs=3, factor 3: bracket 1 runs 3 configs for 1 epoch and continues the best to
+    # epoch 3; bracket 0 runs 2 configs for 3 epochs.
+    in_start_order = sorted(result.trials, key=lambda trial: trial.trial_id)
+    assert [trial.epochs for trial in in_start_order] == [1, 1, 1, 2, 3, 3]
+    first_round = [trial.values for trial in in_start_order[:3]]
+    assert in_start_order[3].values in first_round  # the continued configuration
+
+
 def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_recipe, tmp_path):
     from trainer.recipe_loader import load_recipe
     from trainer.tuning import TuneOptions, search
