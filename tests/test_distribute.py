@@ -47,8 +47,20 @@ options, _ = split_arguments(sys.argv[2:])
 with distributed(options) as strategy:
     experiment = recipe.build(recipe.Config(epochs=2, batch_size=32))
     history = experiment.model.fit(prepare_input(experiment.train), epochs=2, verbose=0)
+    # Batch-norm re-estimation under the same strategy: 8 batches of 32 rows centred on 3
+    # (a new layer holds mean 0, variance 1).
+    import tf_keras as keras
+    from trainer.experiment import recalibrate_batch_norm
+    rows = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype("float32")
+    probe = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    rows_dataset = tf.data.Dataset.from_tensor_slices((rows, rows)).batch(32)
+    updated = recalibrate_batch_norm(probe, rows_dataset)
+    variance = probe.layers[0].moving_variance
+    copies = [copy.numpy() for copy in strategy.experimental_local_results(variance)]
+    statistics = dict(bn_updated=updated, bn_mean=probe.layers[0].moving_mean.numpy(),
+                      bn_variance=variance.numpy(), bn_copies=np.array(copies))
 np.savez(sys.argv[1], loss=np.array(history.history["loss"]),
-         replicas=strategy.num_replicas_in_sync, *experiment.model.get_weights())
+         replicas=strategy.num_replicas_in_sync, *experiment.model.get_weights(), **statistics)
 """
 
 
@@ -77,12 +89,30 @@ def _finish(tmp_path: Path, name: str, process: subprocess.Popen, timeout: float
     return result["loss"], int(result["replicas"]), weights, log
 
 
+def _batch_norm_statistics(path: Path, replicas: int) -> np.ndarray:
+    """Checks what `recalibrate_batch_norm` left in TRAIN_SCRIPT's probe layer and returns its
+    moving variance: the mean of the 256 rows, and the plain average of the variances of the
+    batches the replicas saw (8 batches of 32 rows, or their 16 halves over 2 replicas), the
+    same in every replica's copy. Skipped under a strategy, it would stay at 0 and 1."""
+    rows = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype(np.float32)
+    found = np.load(path)
+    assert int(found["bn_updated"]) == 1
+    np.testing.assert_allclose(found["bn_mean"], rows.mean(axis=0), rtol=1e-4)
+    shares = rows.reshape(8 * replicas, 32 // replicas, 4)  # tf_keras: the biased variance
+    expected = shares.var(axis=1).mean(axis=0)
+    np.testing.assert_allclose(found["bn_variance"], expected, rtol=1e-3)
+    for copy in found["bn_copies"]:
+        np.testing.assert_array_equal(copy, found["bn_variance"])
+    return found["bn_variance"]
+
+
 @pytest.fixture(scope="module")
 def single_process(tmp_path_factory):
     """The reference: the same training in one process on one device (default strategy)."""
     folder = tmp_path_factory.mktemp("single")
     loss, replicas, weights, log = _finish(folder, "single", _train(folder, "single"))
     assert replicas == 1 and "strategy:" not in log  # no option, no strategy line
+    _batch_norm_statistics(folder / "single.npz", replicas=1)
     return loss, weights
 
 
@@ -107,6 +137,11 @@ def test_two_workers_end_with_identical_weights_and_the_single_process_loss_curv
     assert loss[-1] < loss[0] * 0.6  # it trained
     for a, b in zip(weights0, weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
+    # Batch-norm statistics re-estimated over each worker's share, then one all-reduce: the
+    # same on both workers.
+    variance0 = _batch_norm_statistics(tmp_path / "worker0.npz", replicas=2)
+    variance1 = _batch_norm_statistics(tmp_path / "worker1.npz", replicas=2)
+    np.testing.assert_allclose(variance0, variance1, rtol=1e-6)
 
 
 def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, single_process):
@@ -118,6 +153,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, single_proc
     np.testing.assert_allclose(loss_mirrored, loss, rtol=0.01)
     for a, b in zip(weights_mirrored, weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
+    _batch_norm_statistics(tmp_path / "mirrored.npz", replicas=2)
 
 
 def _history_epochs(path: Path) -> list[str]:

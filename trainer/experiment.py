@@ -34,6 +34,7 @@ Example (a complete recipe, see README "Write your own recipe"):
         return finish(experiment, run_dir, fit(experiment, run_dir))
 """
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -218,14 +219,26 @@ def recalibrate_batch_norm(model, dataset, batches: int = 50) -> int:
     10% test accuracy). Averaging the statistics of the finished model over the training data
     ("precise BN") is exact whatever the run length and costs a few seconds. Layers that are
     frozen (`trainable=False`, e.g. a pretrained backbone kept in inference mode) are left as
-    they are. Under a multi-replica tf.distribute strategy it does nothing: each replica would
-    average different batches.
+    they are.
+
+    Under a tf.distribute strategy (the model's `distribute_strategy`) it runs the way `fit`
+    updates the statistics: each batch is split over the replicas with `strategy.run`, and
+    each replica averages the statistics of its share into its own copy. The moving mean and
+    variance are SyncOnRead variables (tf_keras creates them ON_READ with MEAN aggregation):
+    written per replica, averaged when read outside a replica. The trainable weights are
+    MirroredVariables that only the optimizer's all-reduced update may change; nothing here
+    assigns them. At the end each moving statistic is read outside the replicas (the mean of
+    every replica's copy; an all-reduce across the workers of a multi-worker job) and that
+    mean is assigned to every copy, so every replica of every worker predicts, saves and
+    exports the same statistics. With `MultiWorkerMirroredStrategy` every worker must call
+    this function (each worker runs the same `fit`, which does); each then reads only its
+    shard of the batches. Without a strategy there is one replica and the same code averages
+    whole batches.
     """
-    import tensorflow as tf
     import tf_keras as keras
 
-    if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-        return 0
+    from trainer.distribute import prepare_input
+
     layers = [
         layer
         for layer in model.submodules
@@ -233,25 +246,53 @@ def recalibrate_batch_norm(model, dataset, batches: int = 50) -> int:
     ]
     if not layers:
         return 0
-    saved = [
-        (layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy())
-        for layer in layers
-    ]
-    try:
-        for index, (inputs, *_) in enumerate(dataset.take(batches)):
-            for layer in layers:
-                # momentum k/(k+1) makes the moving value the plain mean of the k+1 batches seen.
-                layer.momentum = index / (index + 1)
-            model(inputs, training=True)
-    except Exception:
-        for layer, (_, mean, variance) in zip(layers, saved, strict=True):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(variance)
-        raise
-    finally:
-        for layer, (momentum, _, _) in zip(layers, saved, strict=True):
-            layer.momentum = momentum
+    strategy = model.distribute_strategy
+    with strategy.scope(), _without_eager_strategy_warning():
+        saved = [
+            (layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy())
+            for layer in layers
+        ]
+        try:
+            shares = strategy.experimental_distribute_dataset(prepare_input(dataset.take(batches)))
+            for index, batch in enumerate(shares):
+                for layer in layers:
+                    # momentum k/(k+1) makes the moving value the plain mean of the k+1
+                    # batches this replica has seen.
+                    layer.momentum = index / (index + 1)
+                strategy.run(lambda batch: model(batch[0], training=True), args=(batch,))
+            if strategy.num_replicas_in_sync > 1:
+                for layer in layers:
+                    for variable in (layer.moving_mean, layer.moving_variance):
+                        variable.assign(variable.read_value())
+        except Exception:
+            for layer, (_, mean, variance) in zip(layers, saved, strict=True):
+                layer.moving_mean.assign(mean)
+                layer.moving_variance.assign(variance)
+            raise
+        finally:
+            for layer, (momentum, _, _) in zip(layers, saved, strict=True):
+                layer.momentum = momentum
     return len(layers)
+
+
+@contextlib.contextmanager
+def _without_eager_strategy_warning():
+    """Drops TensorFlow's "Using MirroredStrategy eagerly has significant overhead" warning,
+    logged at every `strategy.run` outside a `tf.function`: a few dozen forward passes do not
+    need a traced function (which would also freeze the momentum changed at every batch)."""
+    import logging
+
+    import tensorflow as tf
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "eagerly has significant overhead" not in record.getMessage()
+
+    logger = tf.get_logger()
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:
