@@ -1,5 +1,6 @@
 """Precision: mixed_float16 refused without a GPU; applied with loss scaling where one exists."""
 
+import numpy as np
 import pytest
 import tf_keras as keras
 
@@ -44,3 +45,51 @@ def test_float32_is_the_default_and_leaves_optimizers_alone():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     assert precision.float32_outputs(model) is model
     assert precision.gpu_names() == [] or all("GPU" in name for name in precision.gpu_names())
+
+
+def test_a_bfloat16_model_exports_as_its_float32_copy():
+    from trainer.export import convert, predict_tflite
+    from trainer.models import small_cnn
+
+    precision.set_precision("mixed_bfloat16")
+    model = precision.float32_outputs(small_cnn((12, 12, 1), 3, width=4))
+    assert model.get_layer("stage1_conv").compute_dtype == "bfloat16"
+    assert precision.is_mixed(model)
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 12, 12, 1), dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 3, 16), 3)
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))
+    model.fit(x, y, epochs=2, verbose=0)  # weights and batch-norm statistics move
+
+    copy = precision.float32_copy(model)
+    assert not precision.is_mixed(copy)
+    assert copy.get_layer("stage1_conv").compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # left as it was
+    for ours, theirs in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    # bfloat16 keeps 8 significant bits: the float32 copy agrees to about 1%.
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.1)
+    # TFLite has no bfloat16 kernels: convert() goes through the copy, and the file runs.
+    tflite = predict_tflite(convert(model, "float32"), x)
+    np.testing.assert_allclose(tflite, copy.predict(x, verbose=0), atol=1e-4)
+    precision.set_precision("float32")
+    assert precision.float32_copy(copy) is copy
+
+
+def test_a_mixed_subclassed_model_gets_a_clear_error():
+    precision.set_precision("mixed_bfloat16")
+
+    class Tiny(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    model = Tiny()
+    model(np.ones((1, 3), np.float32))
+    with pytest.raises(
+        TypeError, match="float32_copy.*functional or Sequential.*precision float32"
+    ):
+        precision.float32_copy(model)

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from trainer.files import atomic_save, atomic_write_bytes, atomic_write_json
 from trainer.keras_path import check_keras_object
+from trainer.precision import float32_copy
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
 # Accuracy-drop budgets in percentage points against the Keras model, per format.
@@ -134,7 +135,8 @@ def convert(
     """
     check_keras_object(model, "model")
     _check_format(format)
-    converter = _converter(model)
+    # TFLite has no bfloat16 kernels: a mixed-precision model is converted as float32.
+    converter = _converter(float32_copy(model))
     if format != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if format == "float16":

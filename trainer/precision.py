@@ -16,6 +16,8 @@ Example:
 
 import tf_keras as keras
 
+from trainer.keras_path import check_functional
+
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -76,3 +78,60 @@ def float32_outputs(model: keras.Model) -> keras.Model:
         for index, output in enumerate(model.outputs)
     ]
     return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+
+
+def _float32_config(config):
+    """`config` with every serialized mixed dtype policy replaced by "float32"."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("Policy", "DTypePolicy") and "config" in config:
+            return "float32"
+        return {key: _float32_config(value) for key, value in config.items()}
+    if isinstance(config, list | tuple):
+        return type(config)(_float32_config(value) for value in config)
+    return config
+
+
+def is_mixed(model: keras.Model) -> bool:
+    """Whether any layer of `model` computes in a mixed (float16 or bfloat16) policy."""
+    return any(
+        getattr(layer, "dtype_policy", None) is not None
+        and layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
+        for layer in model._flatten_layers(include_self=False)
+    )
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """A float32 copy of a mixed-precision model, with the same weights; `model` itself if it
+    already computes in float32.
+
+    Mixed precision keeps the variables in float32, so the copy holds exactly the trained
+    weights and computes in float32. TFLite has no bfloat16 kernels, so `trainer.export`
+    converts this copy; it also serves where float32 math is wanted after a mixed run.
+
+    Raises:
+        TypeError: a mixed-precision subclassed model, which has no layer graph to rebuild.
+
+    Example:
+
+        import trainer
+        from trainer.precision import float32_copy, set_precision
+        set_precision("mixed_bfloat16")
+        model = build_model()            # trains in bfloat16 on CPUs with AVX512_BF16 or AMX
+        exportable = float32_copy(model)
+    """
+    if not is_mixed(model):
+        return model
+    check_functional(
+        model,
+        "float32_copy (TFLite export of a mixed-precision model)",
+        "build it as a Functional or Sequential model, or train it with precision float32",
+    )
+    config = model.get_config()
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = model.__class__.from_config(_float32_config(config))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
