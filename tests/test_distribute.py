@@ -5,6 +5,7 @@ when TensorFlow starts). The model is the digits recipe's (one convolution, 1,21
 images), so each process trains in a few seconds; the network is 127.0.0.1 only.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -162,23 +163,70 @@ def _history_epochs(path: Path) -> list[str]:
     return [line.split(",")[0] for line in path.read_text().splitlines()[1:] if line]
 
 
-@pytest.mark.slow  # 75 s alone, 2.5 min on a loaded machine: four start-ups, two exports
+# A recipe small enough to start fast (numpy data, no scikit-learn, no TFLite export): 4
+# Gaussian classes of 16 features, one hidden layer. Worker 1 stops once at the start of epoch
+# 2, after epoch 1's backup, writes its pid to $PAUSE_MARKER and waits to be killed: the test
+# kills it at that known point instead of racing epochs of a few hundred ms.
+PAUSED_RECIPE = """
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.distribute import is_chief
+from trainer.experiment import Experiment, finish, fit, start_run
+
+
+@dataclasses.dataclass
+class Config:
+    run_dir: str = ""
+    epochs: int = 3
+    batch_size: int = 32
+
+
+class PauseOnce(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        marker = Path(os.environ["PAUSE_MARKER"])
+        if epoch == 1 and not is_chief() and not marker.exists():
+            marker.with_suffix(".tmp").write_text(str(os.getpid()))
+            marker.with_suffix(".tmp").rename(marker)
+            while True:
+                time.sleep(1)
+
+
+def main(config):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 768)
+    x = (rng.normal(0, 2, (4, 16))[labels] + rng.normal(size=(768, 16))).astype("float32")
+    keras.utils.set_random_seed(0)
+    train = tf.data.Dataset.from_tensor_slices((x[:512], tf.one_hot(labels[:512], 4)))
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(4)])
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.Adam(1e-2), loss, metrics=["accuracy"])
+    experiment = Experiment(
+        model=model, train=train.shuffle(512, seed=0).batch(config.batch_size),
+        x_val=x[512:640], y_val=labels[512:640], x_test=x[640:], y_test=labels[640:],
+        class_names=list("abcd"), representative=x[:64], epochs=config.epochs,
+        export_formats=())
+    run_dir = start_run("paused", config, config.run_dir)
+    return finish(experiment, run_dir, fit(experiment, run_dir, callbacks=[PauseOnce()]))
+"""
+
+
 def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
-    """`trainer train digits --local_workers=2`: kill -9 worker 1 after the first epoch; the
-    supervisor restarts both from the chief's backup and the run ends with 4 epochs, epoch 1
-    logged once (not trained again), one report and no scratch folder left."""
-    run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "trainer.cli",
-        "train",
-        "digits",
-        "--local_workers=2",
-        "--epochs=4",
-        f"--run_dir={run_dir}",
-    ]
-    environment = _environment(tmp_path)
+    """`trainer train RECIPE --local_workers=2 --epochs=3`: kill -9 worker 1 once epoch 1 is
+    backed up; the supervisor restarts both workers from the chief's backup, which train
+    epochs 2 and 3 only; the run ends with 3 epochs, one report and no scratch folder left."""
+    recipe, run_dir, marker = tmp_path / "paused.py", tmp_path / "run", tmp_path / "paused"
+    recipe.write_text(PAUSED_RECIPE)
+    command = [sys.executable, "-m", "trainer.cli", "train", str(recipe), "--local_workers=2"]
+    command += ["--epochs=3", f"--run_dir={run_dir}"]
+    environment = {**_environment(tmp_path), "PAUSE_MARKER": str(marker)}
     supervisor = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -194,21 +242,21 @@ def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_re
         lines.append(line)
         if line.startswith("worker 1: pid "):
             worker_pid = int(line.split()[3])
-    deadline = time.monotonic() + 180
-    while len(_history_epochs(run_dir / "history.csv")) < 1:
+    deadline = time.monotonic() + 120
+    while not (marker.is_file() and (run_dir / "backup" / "chief" / "checkpoint").is_file()):
         assert time.monotonic() < deadline and supervisor.poll() is None, "".join(lines)
-        time.sleep(0.1)
+        time.sleep(0.05)
+    assert int(marker.read_text()) == worker_pid
     os.kill(worker_pid, signal.SIGKILL)
-    output = "".join(lines) + supervisor.communicate(timeout=300)[0]
+    output = "".join(lines) + supervisor.communicate(timeout=180)[0]
     assert supervisor.returncode == 0, output[-4000:]
 
     assert "worker 1 stopped with signal SIGKILL" in output
     assert "restarting all 2 workers from the last backup" in output
-    epochs = _history_epochs(run_dir / "history.csv")
-    assert epochs.count("0") == 1, f"epoch 1 was trained again: {epochs}"
-    assert sorted(set(epochs)) == [str(epoch) for epoch in range(4)]
+    # Epoch 1 was trained before the kill and not again; epochs 2 and 3 after the restart.
+    assert _history_epochs(run_dir / "history.csv") == ["0", "1", "2"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs"] == 4 and metrics["test_accuracy"] > 0.8
+    assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
     assert output.count("report: ") == 1  # only the chief writes a report
     # The killed worker's scratch folder was removed by the worker restarted in its place.
     assert not list((tmp_path / "tmp").glob("trainer-*"))
@@ -377,6 +425,14 @@ def test_per_replica_batch_and_linear_learning_rate_rule_are_applied_and_printed
         unchanged = scale_config(Config(batch_size=32, learning_rate=4e-3))
     assert (unchanged.batch_size, unchanged.learning_rate) == (32, 4e-3)
     assert "learning-rate scaling none" in capsys.readouterr().out
+
+    @dataclasses.dataclass
+    class WithoutLearningRate:  # a user's recipe may have none
+        batch_size: int = 32
+
+    with distributed(DistributeOptions(strategy="default")):
+        scale_config(WithoutLearningRate())
+    assert "learning-rate scaling none\n" in capsys.readouterr().out
 
 
 def test_a_killed_workers_scratch_copy_of_the_backup_is_neither_restored_nor_broken(tmp_path):
