@@ -8,7 +8,7 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup data demo test test-slow lint format docs bench bench-real notebooks clean
+.PHONY: setup data demo test test-slow lint format docs bench bench-real bench-transfer notebooks clean
 
 setup: data $(STAMP)
 
@@ -58,6 +58,9 @@ bench-real: setup
 	  'Identifier: Translations' 'Language: en' 'Component: main')"; \
 	  { [ -n "$$lists" ] && ls $$lists >/dev/null 2>&1; } || $(SUDO) apt-get update -o Acquire::Languages=en
 	$(PY) bench/real_data.py $(ARGS)
+
+bench-transfer: setup
+	$(PY) bench/transfer.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs build site *.egg-info

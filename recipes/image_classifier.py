@@ -40,7 +40,13 @@ from trainer.experiment import (
 from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
-from trainer.models.transfer import BACKBONES, transfer_model, unfreeze_top
+from trainer.models.transfer import (
+    BACKBONES,
+    is_from_scratch,
+    transfer_from_run,
+    transfer_model,
+    unfreeze_top,
+)
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
@@ -55,8 +61,12 @@ class Config:
     channels: int = choice(0, 0, 1, 3)  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
     width: int = count(32)  # model size: filters in the first conv stage (doubles per stage)
     backbone: str = choice("", "", *BACKBONES)  # mobilenet_v2, efficientnet_b0, resnet50; "" = CNN
-    weights: str = "none"  # backbone weights: none, a local weights file, or an earlier RUN_DIR
-    fine_tune_epochs: int = 0  # then unfreeze the top 20% at learning_rate / 10 for this long
+    # pretrained weights, frozen under a new head: an earlier RUN_DIR (its whole model but the
+    # last layer, or with --backbone its backbone) or a backbone weights file; none = scratch
+    weights: str = "none"
+    # with pretrained weights: then unfreeze the top (20% of a backbone, the last stage of a
+    # run's CNN) at learning_rate / 10 for this many epochs
+    fine_tune_epochs: int = 0
     dropout: float = fraction(0.3, below_one=True)  # dropout before the logits layer
     epochs: int = count(15)  # passes over the training set
     # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
@@ -108,6 +118,12 @@ def _as_float(images: np.ndarray) -> np.ndarray:
 def build(config: Config) -> Experiment:
     """Data, model and optimizer for one run; writes nothing (see trainer.experiment)."""
     check_balance_mode(config.balance)
+    if config.fine_tune_epochs and is_from_scratch(config.weights):
+        raise ValueError(
+            f"--fine_tune_epochs={config.fine_tune_epochs} needs pretrained weights "
+            f"(--weights=RUN_DIR, or --backbone=... --weights=FILE); received "
+            f"weights={config.weights!r}, where every layer already trains"
+        )
     set_seed(config.seed)
 
     # Data: load, check, clean in memory, carve a stratified validation share from train.
@@ -149,15 +165,21 @@ def build(config: Config) -> Experiment:
 
     # Model and optimizer: warmup into the chosen schedule (cosine by default).
     momentum = config.batch_norm_momentum or batch_norm_momentum(len(train), config.epochs)
-    if config.backbone:  # the backbone frozen first; main() fine-tunes its top after
+    if config.backbone:  # pretrained: frozen first, main() fine-tunes its top after
         model, _ = transfer_model(
             config.backbone,
             data.x_train.shape[1:],
             data.num_classes,
             config.weights,
             config.dropout,
+            batch_norm_momentum=momentum,
         )
         print(f"backbone {config.backbone}: {model.weights_source}")
+    elif not is_from_scratch(config.weights):  # the CNN of an earlier run, frozen, new head
+        model, _ = transfer_from_run(
+            config.weights, data.x_train.shape[1:], data.num_classes, config.dropout
+        )
+        print(f"pretrained: {model.weights_source}")
     else:
         model = small_cnn(
             data.x_train.shape[1:],
@@ -214,10 +236,12 @@ def main(config: Config) -> dict:
     experiment = build(config)
     run_dir = start_run("image_classifier", config, config.run_dir)
     result = fit(experiment, run_dir, backup_every=config.backup_every)
-    if config.backbone and config.fine_tune_epochs:
+    if config.fine_tune_epochs:  # build() checked that the weights are pretrained
         # Phase 2: the top of the backbone learns too, slowly; batch norm stays in inference mode.
+        # Half of a run's small CNN's 14 layers is its last conv stage.
         model = experiment.model
-        opened = unfreeze_top(model.get_layer(config.backbone), 0.2)
+        backbone = model.get_layer(config.backbone or "features")
+        opened = unfreeze_top(backbone, 0.2 if config.backbone else 0.5)
         print(f"fine-tuning {opened} backbone layers for {config.fine_tune_epochs} epochs")
         optimizer = scheduled_optimizer(
             config.optimizer,
@@ -228,8 +252,9 @@ def main(config: Config) -> dict:
             weight_decay=config.weight_decay,
         )
         model.compile(optimizer=optimizer, loss=model.loss, metrics=["accuracy"])
-        experiment.epochs = config.fine_tune_epochs
-        result = fit(experiment, run_dir, backup_every=0)
+        head_epochs = len(result.history["loss"])
+        experiment.epochs = head_epochs + config.fine_tune_epochs
+        result = fit(experiment, run_dir, backup_every=0, initial_epoch=head_epochs)
     return finish(experiment, run_dir, result)
 
 

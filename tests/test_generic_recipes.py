@@ -115,6 +115,11 @@ def test_generic_recipes_reject_wrong_kind_and_missing_data(photos, tmp_path, ca
             ["image_classifier", f"--run_dir={tmp_path / 's'}"],
             "no data source given: pass --data=PATH",
         ),
+        (  # nothing pretrained: every layer trains from the start, nothing to fine-tune
+            ["image_classifier", f"--data={photos}", "--backbone=mobilenet_v2"]
+            + ["--fine_tune_epochs=2", f"--run_dir={tmp_path / 'f'}"],
+            "--fine_tune_epochs=2 needs pretrained weights",
+        ),
     ]
     for args, message in runs:
         assert cli.main(["train", *args]) == 1
@@ -126,4 +131,4 @@ def test_generic_recipes_reject_wrong_kind_and_missing_data(photos, tmp_path, ca
         "export must be comma-separated, each one of float32, float16, dynamic; received 'int8'"
         in (capsys.readouterr().err)
     )
-    assert not (tmp_path / "t").exists()
+    assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()

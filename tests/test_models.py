@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import trainer  # noqa: F401
+from trainer import keras
 from trainer.models import resnet, resnet9, small_cnn, with_test_time_flip
 
 
@@ -40,22 +41,59 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
 def test_transfer_model_loads_a_weights_file_and_opens_only_the_top(tmp_path):
     from trainer.models.transfer import transfer_model, unfreeze_top
 
-    model, base = transfer_model("mobilenet_v2", (32, 32, 1), num_classes=3, weights="none")
-    assert model.output_shape == (None, 3)
-    trainable_before = len(model.trainable_weights)
-    assert trainable_before == 2  # only the new head learns in the first phase
+    scratch, base = transfer_model(
+        "mobilenet_v2", (32, 32, 1), 3, "none", dropout=0.0, batch_norm_momentum=0.9
+    )
+    assert scratch.output_shape == (None, 3)
+    # Nothing pretrained: the whole backbone learns, its batch norm in training mode.
+    assert len(scratch.trainable_weights) > 100
+    normalizations = [layer for layer in base.layers if "BatchNorm" in type(layer).__name__]
+    assert normalizations and all(layer.momentum == 0.9 for layer in normalizations)
+    images = np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float32)
+    assert not np.allclose(scratch(images, training=True), scratch(images, training=False))
+
     path = tmp_path / "backbone.weights.h5"
     base.save_weights(str(path))
-    again, again_base = transfer_model("mobilenet_v2", (32, 32, 1), 3, weights=str(path))
+    model, again_base = transfer_model("mobilenet_v2", (32, 32, 1), 3, str(path), dropout=0.0)
     for mine, theirs in zip(base.get_weights(), again_base.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
-    assert again.weights_source == "weights file backbone.weights.h5"
-    opened = unfreeze_top(base, 0.2)
-    assert 0 < opened < len(base.layers) * 0.2 + 1
+    assert model.weights_source == "weights file backbone.weights.h5"
+    trainable_before = len(model.trainable_weights)
+    assert trainable_before == 2  # pretrained: only the new head learns in the first phase
+    opened = unfreeze_top(again_base, 0.2)
+    assert 0 < opened < len(again_base.layers) * 0.2 + 1
     assert not any(
-        layer.trainable for layer in base.layers if "BatchNormalization" in type(layer).__name__
+        layer.trainable
+        for layer in again_base.layers
+        if "BatchNormalization" in type(layer).__name__
     )
     assert len(model.trainable_weights) > trainable_before
+    # Batch norm stays in inference mode after unfreezing: training=True changes nothing.
+    np.testing.assert_allclose(
+        model(images, training=False), model(images, training=True), atol=1e-5
+    )
+
+
+def test_transfer_from_a_run_keeps_its_features_and_replaces_its_last_layer(tmp_path):
+    from trainer.models.transfer import transfer_from_run, unfreeze_top
+
+    earlier = small_cnn((16, 16, 1), num_classes=5, width=4)
+    earlier.save(tmp_path / "model.keras")
+    model, features = transfer_from_run(str(tmp_path), (16, 16, 1), num_classes=3, dropout=0.0)
+    assert model.output_shape == (None, 3)
+    assert len(model.trainable_weights) == 2  # only the new head learns in the first phase
+    images = np.random.default_rng(0).random((4, 16, 16, 1)).astype(np.float32)
+    cut = keras.Model(earlier.inputs, earlier.get_layer("logits").input)
+    np.testing.assert_allclose(features(images), cut(images), atol=1e-6)
+    unfreeze_top(features, 0.5)  # the recipe's rule for a run's CNN: its last stage
+    assert [layer.name for layer in features.layers if layer.trainable_weights] == ["stage3_conv"]
+    np.testing.assert_allclose(
+        model(images, training=False), model(images, training=True), atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"took images of shape \(16, 16, 1\)"):
+        transfer_from_run(str(tmp_path), (32, 32, 1), 3)
+    with pytest.raises(FileNotFoundError, match="A weights file needs --backbone"):
+        transfer_from_run(str(tmp_path / "nowhere"), (16, 16, 1), 3)
 
 
 def test_transfer_weights_that_do_not_exist_fail_fast(tmp_path):

@@ -156,6 +156,7 @@ def fit(
     backup_every: int = 200,
     callbacks: Sequence = (),
     keep_best: bool = True,
+    initial_epoch: int = 0,
 ) -> FitResult:
     """Runs `model.fit` on the experiment with the run's callbacks and returns what it measured.
 
@@ -163,7 +164,10 @@ def fit(
     per epoch when output is not a terminal, resume backups every `backup_every` steps (0 = off;
     `trainer train --resume=RUN_DIR` continues a killed run), and, when validation is held out
     of the training data and `keep_best`, the best epoch by validation accuracy (its weights
-    are restored after the last epoch; the test set is never used to choose).
+    are restored after the last epoch; the test set is never used to choose). A second phase
+    of the same run (e.g. fine-tuning after the head) passes `initial_epoch`, the epochs
+    already logged, and trains epochs `initial_epoch`..`experiment.epochs - 1`, so that its
+    epochs follow the first phase's in `history.csv` instead of replacing them.
     """
     from trainer.callbacks import FitDiagnosis
     from trainer.checkpoint import BestModelCheckpoint
@@ -194,6 +198,7 @@ def fit(
     experiment.model.fit(
         train,
         epochs=experiment.epochs,
+        initial_epoch=initial_epoch,
         validation_data=validation,
         class_weight=experiment.class_weight,
         callbacks=fit_callbacks,

@@ -6,9 +6,12 @@ backbone's own input scaling inside the model so it still takes [0, 1] pixels li
 here (grayscale is repeated to three channels). Weights come from a local file (the
 Applications' `*_notop.h5` or any weights file of the same backbone) or from an earlier run's
 `model.keras` (`RUN_DIR`) that used the same backbone: pretrain on one data set, transfer to
-another. The backbone is called with `training=False`, so its batch norm stays in inference
-mode in both phases (the Keras guide's rule for fine-tuning). `unfreeze_top` opens the top
-layers for the second phase. This module must not compile or train.
+another. A pretrained backbone is frozen and called with `training=False`, so its batch norm
+stays in inference mode in both phases (the Keras guide's rule for fine-tuning);
+`unfreeze_top` opens its top layers for the second phase. With `weights="none"` there is
+nothing to keep: the whole backbone trains from scratch with batch norm in training mode (a
+frozen random backbone gives near-constant features, so a run meant to pretrain a backbone
+for a later `--weights=RUN_DIR` learned only its head). This module must not compile or train.
 
 Example:
 
@@ -59,11 +62,16 @@ def _scale_for(name: str, x):
     )(bgr)
 
 
+def is_from_scratch(weights: str) -> bool:
+    """True when `weights` names no pretrained weights ("" or "none")."""
+    return weights in ("", "none")
+
+
 def load_backbone_weights(backbone: keras.Model, weights: str) -> str:
     """Loads `weights` into `backbone`: "none" (random), a weights file, or a run folder whose
     model.keras holds the same backbone. Returns a short description for the report."""
-    if weights in ("", "none"):
-        return "random initialization"
+    if is_from_scratch(weights):
+        return "random initialization, trained from scratch"
     path = Path(weights).expanduser()
     if path.is_dir():
         saved = path / "model.keras"
@@ -98,8 +106,12 @@ def transfer_model(
     num_classes: int,
     weights: str = "none",
     dropout: float = 0.2,
+    batch_norm_momentum: float | None = None,
 ) -> tuple[keras.Model, keras.Model]:
-    """(model, backbone): the backbone frozen under a pooled dropout + linear head.
+    """(model, backbone): the backbone under a pooled dropout + linear head; frozen, batch
+    norm in inference mode, when `weights` loads pretrained weights, trainable from scratch
+    otherwise (then `batch_norm_momentum`, if given, replaces the backbone's own, e.g. 0.999 in
+    MobileNetV2, which a short run's moving statistics never catch up with).
 
     Example:
 
@@ -113,18 +125,71 @@ def transfer_model(
     base = _backbone(backbone, (*input_shape[:2], 3))
     base._name = backbone  # the name a later run finds it by
     described = load_backbone_weights(base, weights)
-    base.trainable = False
+    pretrained = not is_from_scratch(weights)
+    base.trainable = not pretrained
+    if not pretrained and batch_norm_momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = batch_norm_momentum
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if input_shape[-1] == 1:
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
-    x = base(_scale_for(backbone, x), training=False)
+    # training=False pins a pretrained backbone's batch norm to its moving statistics even
+    # once its top is unfrozen; a backbone trained from scratch follows fit's training flag.
+    x = base(_scale_for(backbone, x), **({"training": False} if pretrained else {}))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
     model.weights_source = described
     return model, base
+
+
+def run_features(run_dir: str, input_shape: tuple[int, ...]) -> keras.Model:
+    """An earlier run's model without its last layer (everything that feeds its `logits`
+    layer), as a model named "features": what `--weights=RUN_DIR` transfers when no
+    `--backbone` is set (the recipe's own CNN pretrained on other data)."""
+    path = Path(run_dir).expanduser()
+    saved = path / "model.keras"
+    if not saved.is_file():
+        raise FileNotFoundError(
+            f"--weights={run_dir}: without --backbone, weights come from an earlier run folder "
+            f"with a model.keras (pretrain on other data with the same image size first); "
+            f"{saved} does not exist. A weights file needs --backbone=..."
+        )
+    earlier = keras.models.load_model(saved, compile=False)
+    try:
+        logits = earlier.get_layer("logits")
+    except ValueError:
+        raise ValueError(f"the model of the run {path} has no layer named 'logits'") from None
+    if tuple(earlier.input_shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"the run {path} took images of shape {earlier.input_shape[1:]}, this data has "
+            f"{tuple(input_shape)}; set --image_size and --channels to match"
+        )
+    return keras.Model(earlier.inputs, logits.input, name="features")
+
+
+def transfer_from_run(
+    run_dir: str, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.2
+) -> tuple[keras.Model, keras.Model]:
+    """(model, features): an earlier run's model with a new dropout + linear head, its
+    features frozen with batch norm in inference mode (`unfreeze_top` opens them later).
+
+    Example:
+
+        model, features = transfer_from_run("runs/pretrained", (32, 32, 1), 5)
+    """
+    features = run_features(run_dir, input_shape)
+    features.trainable = False
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = features(inputs, training=False)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="run_transfer")
+    model.weights_source = f"features of the run {Path(run_dir).expanduser()}"
+    return model, features
 
 
 def unfreeze_top(backbone: keras.Model, fraction: float = 0.2) -> int:
