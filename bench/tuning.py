@@ -36,7 +36,7 @@ Run:
     .venv/bin/python bench/tuning.py memory         # about 2 min
 Results: bench/results/tuning-compare.{json,md}, bench/results/tuning-memory.json.
 Measured: 2026-11-25 23:56 to 2026-11-26 00:42 UTC for seed 0 on the 2-core AMD EPYC VM (no
-GPU) shared with other sessions, load 8-20 (not measured alone); 138 epochs (36 + 11 + 36,
+GPU) shared with other sessions, load 8-20 (not measured alone); 92 epochs (36 + 11 + 36,
 then 3 x 3 to retrain the winners). Numbers: README, "Tune hyperparameters".
 """
 
