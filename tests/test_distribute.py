@@ -163,7 +163,7 @@ def _history_epochs(path: Path) -> list[str]:
     return [line.split(",")[0] for line in path.read_text().splitlines()[1:] if line]
 
 
-# A recipe small enough to start fast (numpy data, no scikit-learn, no TFLite export): 4
+# A recipe small enough to start fast (numpy data, no scikit-learn, one float32 export): 4
 # Gaussian classes of 16 features, one hidden layer. Worker 1 stops once at the start of epoch
 # 2, after epoch 1's backup, writes its pid to $PAUSE_MARKER and waits to be killed: the test
 # kills it at that known point instead of racing epochs of a few hundred ms.
@@ -212,7 +212,7 @@ def main(config):
         model=model, train=train.shuffle(512, seed=0).batch(config.batch_size),
         x_val=x[512:640], y_val=labels[512:640], x_test=x[640:], y_test=labels[640:],
         class_names=list("abcd"), representative=x[:64], epochs=config.epochs,
-        export_formats=())
+        export_formats=("float32",))
     run_dir = start_run("paused", config, config.run_dir)
     return finish(experiment, run_dir, fit(experiment, run_dir, callbacks=[PauseOnce()]))
 """
@@ -257,6 +257,8 @@ def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_re
     assert _history_epochs(run_dir / "history.csv") == ["0", "1", "2"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
+    assert [export["format"] for export in metrics["exports"]] == ["float32"]
+    assert abs(metrics["exports"][0]["accuracy"] - metrics["test_accuracy"]) < 0.01  # LiteRT
     assert output.count("report: ") == 1  # only the chief writes a report
     # The killed worker's scratch folder was removed by the worker restarted in its place.
     assert not list((tmp_path / "tmp").glob("trainer-*"))
