@@ -31,6 +31,10 @@ Run:  make bench-real                     (the apt step if needed, then everythi
       python bench/real_data.py --sets=digits,debian-descriptions
       python bench/real_data.py --quick     (smoke check: tiny sets, 1 recipe epoch, 1 baseline
                                            setting; about 2-3 minutes)
+      python bench/real_data.py --sets=debian-descriptions --models=bow,cnn,lstm,gru,transformer
+                                          (the text set only, and every text model against the
+                                           same baseline: accuracy, training time, parameters,
+                                           TFLite size and latency; about 30 minutes)
 Writes bench/results/real_data.json and .md (real_data-quick.* for --quick) after every set,
 and one run folder per recipe run (report.md, history.csv) under bench/results/real_data/runs/.
 """
@@ -64,6 +68,9 @@ RESULTS = REPO / "bench" / "results"
 WORK = RESULTS / "real_data"
 QUICK_TEXTS_PER_CLASS = 40  # --quick: the debian-descriptions texts kept per class
 TEXT_TARGET_PP = -0.5  # text sets: the recipe may trail the baseline by at most this much
+# --models: text_classifier's models that train without files from elsewhere (bert needs a
+# pretrained checkpoint folder, which cannot be downloaded here).
+TEXT_MODELS = ("bow", "cnn", "lstm", "gru", "transformer")
 
 
 def _build_debian(root: Path, quick: bool) -> str:
@@ -186,10 +193,11 @@ _RECIPE_CALL = (
 )
 
 
-def run_recipe(recipe: str, data: Path, run_dir: Path, quick: bool) -> dict:
-    """Runs `recipes.<recipe>.main(Config(data=..., run_dir=...))` in a fresh process; the
-    recipe's output goes to RUN_DIR.log. Returns its metrics.json plus the wall time."""
-    settings = {"data": str(data), "run_dir": str(run_dir)}
+def run_recipe(recipe: str, data: Path, run_dir: Path, quick: bool, **overrides) -> dict:
+    """Runs `recipes.<recipe>.main(Config(data=..., run_dir=..., **overrides))` in a fresh
+    process; the recipe's output goes to RUN_DIR.log. Returns its metrics.json plus the wall
+    time."""
+    settings = {"data": str(data), "run_dir": str(run_dir), **overrides}
     if quick:
         settings["epochs"] = 1
     log_path = run_dir.with_suffix(".log")
@@ -230,6 +238,104 @@ def _learning_curve(run_dir: Path) -> dict:
         "val_accuracy_best": validation[best],
         "val_best_epoch": best + 1,
     }
+
+
+def _model_row(model: str, run_dir: Path, metrics: dict, baseline_accuracy: float) -> dict:
+    """One text model's numbers: test accuracy, time, parameters, each TFLite file's size and
+    batch-1 latency, and whether the file needs select TF ops (Flex delegates)."""
+    exports = {}
+    for export in metrics.get("exports", []):
+        content = Path(export["path"]).read_bytes()
+        exports[export["format"]] = {
+            "size_bytes": export["size_bytes"],
+            "gzip_bytes": export["gzip_bytes"],
+            "latency_ms": export["latency_ms"],
+            "accuracy": export["accuracy"],
+            "select_tf_ops": b"Flex" in content,
+        }
+    return {
+        "model": model,
+        "run_dir": str(run_dir),
+        "test_accuracy": metrics["test_accuracy"],
+        "difference_pp": round((metrics["test_accuracy"] - baseline_accuracy) * 100, 2),
+        "train_seconds": metrics.get("train_seconds"),
+        "wall_seconds": metrics["wall_seconds"],
+        "epochs": metrics.get("epochs"),
+        "parameters": metrics.get("parameters"),
+        "exports": exports,
+    }
+
+
+def _text_models(row: dict, models: list[str], root: Path, run_dir: Path, quick: bool) -> int:
+    """Trains each of `models` with text_classifier (the default one is the row's own run) and
+    stores their numbers in row["models"]; returns the number that failed."""
+    import yaml
+
+    default = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]
+    row["default_model"] = default
+    row["models"] = []
+    failed = 0
+    for model in models:
+        if model == default:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics["wall_seconds"] = row["recipe_wall_seconds"]
+            model_dir = run_dir
+        else:
+            model_dir = run_dir.with_name(f"{run_dir.name}-{model}")
+            print(f"[{time.strftime('%H:%M:%S')}] {row['set']}: --model={model}", flush=True)
+            try:
+                metrics = run_recipe(row["recipe"], root, model_dir, quick, model=model)
+            except RuntimeError as error:
+                failed += 1
+                row["models"].append({"model": model, "error": str(error)})
+                print(f"  --model={model} FAILED: {error}", flush=True)
+                continue
+        entry = _model_row(model, model_dir, metrics, row["baseline_accuracy"])
+        entry["load_average"] = round(os.getloadavg()[0], 2)
+        row["models"].append(entry)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {row['set']}: --model={model} "
+            f"{entry['test_accuracy']:.4f} ({entry['difference_pp']:+.2f} pp), "
+            f"train {entry['train_seconds']} s, load {entry['load_average']}",
+            flush=True,
+        )
+    return failed
+
+
+def _size(exports: dict, format: str) -> str:
+    return f"{exports[format]['size_bytes'] / 2**20:.2f} MiB" if format in exports else "-"
+
+
+def _latency(exports: dict, format: str) -> str:
+    return f"{exports[format]['latency_ms']:.3f}" if format in exports else "-"
+
+
+def models_table(row: dict) -> list[str]:
+    """Markdown lines comparing the text models of one set (empty without --models)."""
+    if not row.get("models"):
+        return []
+    lines = [
+        "",
+        f"Text models on {row['set']} (`--model=`; default `{row['default_model']}`), same "
+        f"baseline {row['baseline_accuracy'] * 100:.2f}%:",
+        "",
+        "| model | test acc. | difference | train time | parameters | TFLite float32 | "
+        "TFLite dynamic | latency float32 / dynamic | select TF ops |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for entry in row["models"]:
+        if "error" in entry:
+            lines.append(f"| {entry['model']} | failed | - | - | - | - | - | - | - |")
+            continue
+        exports = entry["exports"]
+        select = "yes" if any(export["select_tf_ops"] for export in exports.values()) else "no"
+        lines.append(
+            f"| {entry['model']} | {entry['test_accuracy'] * 100:.2f}% | "
+            f"{entry['difference_pp']:+.2f} pp | {entry['train_seconds']:.0f} s | "
+            f"{entry['parameters']:,} | {_size(exports, 'float32')} | {_size(exports, 'dynamic')} | "
+            f"{_latency(exports, 'float32')} / {_latency(exports, 'dynamic')} ms | {select} |"
+        )
+    return lines
 
 
 def _hardware() -> str:
@@ -294,6 +400,12 @@ def markdown_table(results: dict) -> str:
         "train/test files, settings chosen by 3-fold cross-validation on train. Target: "
         f"difference >= 0 on image sets, >= {TEXT_TARGET_PP} pp on text sets.",
     ]
+    for row in results["rows"]:
+        lines += models_table(row)
+    if any(row.get("models") for row in results["rows"]):
+        lines.append(
+            "\nTrain time: `model.fit` only; latency: batch-1 TFLite, one thread, median ms."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -302,11 +414,21 @@ def main() -> int:
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {', '.join(SETS)}")
     parser.add_argument("--quick", action="store_true", help="tiny sets, 1 epoch, 1 setting")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data folders")
+    parser.add_argument(
+        "--models",
+        default="",
+        help="text sets: also train these text_classifier models (comma list, e.g. "
+        "bow,cnn,lstm,gru,transformer), each against the same baseline",
+    )
     args = parser.parse_args()
     names = [name.strip() for name in args.sets.split(",") if name.strip()]
     unknown = [name for name in names if name not in SETS]
     if unknown or not names:
         parser.error(f"--sets={args.sets!r}: unknown {unknown}; choose from {', '.join(SETS)}")
+    text_models = [model.strip() for model in args.models.split(",") if model.strip()]
+    wrong = [model for model in text_models if model not in TEXT_MODELS]
+    if wrong:
+        parser.error(f"--models={args.models!r}: unknown {wrong}; choose from {TEXT_MODELS}")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {
@@ -371,6 +493,8 @@ def main() -> int:
                 recipe_at_chance=metrics.get("at_chance"),
                 **_learning_curve(run_dir),
             )
+            if text_models and row["kind"] == "text":
+                failed += _text_models(row, text_models, root, run_dir, args.quick)
             print(
                 f"[{time.strftime('%H:%M:%S')}] {name}: recipe {row['recipe_accuracy']:.4f} "
                 f"vs baseline {row['baseline_accuracy']:.4f} ({row['difference_pp']:+.2f} pp, "
