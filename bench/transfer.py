@@ -23,8 +23,8 @@ Data (Debian's `dataset-fashion-mnist`, /usr/share/datasets/fashion-mnist/) is w
 .npz sources under bench/results/transfer/data/ (git-ignored); run folders go to
 bench/results/transfer/runs/. Each recipe run is a fresh process.
 
-Run:  python bench/transfer.py                   (scratch vs transfer, 3 seeds: about 15-30
-                                                  minutes on 2 CPU cores, longer when shared)
+Run:  python bench/transfer.py                   (scratch vs transfer, 3 seeds: 38 minutes
+                                                  on 2 CPU cores shared with other jobs)
       python bench/transfer.py --arms=mobilenet_v2 scratch,mobilenet_v2 transfer
       python bench/transfer.py --quick           (smoke check: tiny sets, 1 epoch; minutes)
 Writes bench/results/transfer.json and .md (transfer-quick.* for --quick; --out=NAME for

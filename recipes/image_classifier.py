@@ -5,10 +5,13 @@ folders of them), an `.npz` of images, a CIFAR python tarball or folder, an IDX 
 `tfds:NAME`. The data check runs first (fast mode) and its report lands in the run folder;
 duplicates and train/test leaks are dropped in memory, never in the source. Validation is a
 stratified share of train (the best epoch by validation accuracy is kept); the test set is
-only evaluated. Model: `trainer.models.small_cnn` with `--width` as the size knob; AdamW,
-warmup then cosine decay, label smoothing, augmentation from `--augment` in the pipeline.
-Batch size and batch-norm momentum adapt to the data size unless set. Then TFLite exports
-are scored on the whole test set.
+only evaluated. Model: `trainer.models.small_cnn` with `--width` as the size knob, or
+`--weights=RUN_DIR` (an earlier run's CNN under a new head) or `--backbone=...` (a Keras
+Applications network; trainer.models.transfer); AdamW, warmup then cosine decay, label
+smoothing, augmentation from `--augment` in the pipeline. Batch size and batch-norm momentum
+adapt to the data size unless set. Then TFLite exports are scored on the whole test set.
+Transfer measured on Fashion-MNIST (README, "Transfer learning"): no gain over training from
+scratch when pretraining on five other classes.
 
 Expected: depends on your data; see the README's real-data table (bench/real_data.py) for
 measured results next to scikit-learn baselines. The smoke test (60 generated 16x16 images,
