@@ -6,7 +6,7 @@ import pytest
 
 import trainer  # noqa: F401
 from trainer import keras
-from trainer.models import resnet, resnet9, small_cnn, with_test_time_flip
+from trainer.models import resnet, resnet9, small_cnn, with_test_time_flip, without_test_time_flip
 
 
 @pytest.mark.parametrize("depth, published", [(20, 0.27e6), (32, 0.46e6), (56, 0.85e6)])
@@ -28,6 +28,18 @@ def test_resnet9_shape_and_size():
     assert resnet9(width=16).count_params() < model.count_params() / 10
 
 
+def test_small_cnn_stages():
+    three = small_cnn((28, 28, 1), 10)  # the original Fashion-MNIST model
+    assert three.count_params() == 156_074
+    assert three.get_layer("stage3_relu").output_shape == (None, 7, 7, 128)
+    four = small_cnn((28, 28, 1), 10, stages=4)
+    assert four.get_layer("stage4_relu").output_shape == (None, 4, 4, 256)  # "same" pooling 7->4
+    assert four.count_params() == 430_250
+    assert small_cnn((28, 28, 1), 10, stages=1).get_layer("flatten").output_shape == (None, 25088)
+    with pytest.raises(ValueError, match="stages must be at least 1, received 0"):
+        small_cnn(stages=0)
+
+
 def test_test_time_flip_averages_the_image_and_its_mirror():
     model = small_cnn((8, 8, 3), num_classes=4, width=4, dropout=0.0)
     flipped = with_test_time_flip(model)
@@ -36,6 +48,18 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
     np.testing.assert_allclose(flipped(images).numpy(), expected, atol=1e-5)
     assert not np.allclose(flipped(images).numpy(), model(images).numpy(), atol=1e-4)
     assert flipped.count_params() == model.count_params()  # shared weights
+    assert without_test_time_flip(flipped) is model
+    assert without_test_time_flip(model) is model
+
+
+def test_a_saved_flip_averaged_model_unwraps(tmp_path):
+    model = small_cnn((8, 8, 1), num_classes=3, width=2)
+    with_test_time_flip(model).save(tmp_path / "flip.keras")
+    loaded = keras.models.load_model(tmp_path / "flip.keras", compile=False)
+    inner = without_test_time_flip(loaded)
+    assert inner is not loaded and inner.name == "small_cnn"
+    for ours, theirs in zip(inner.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_transfer_model_loads_a_weights_file_and_opens_only_the_top(tmp_path):

@@ -18,7 +18,7 @@ def test_mixed_float16_is_refused_without_a_gpu(monkeypatch):
     with pytest.raises(ValueError, match="needs a GPU.*100x slower.*precision=float32"):
         precision.set_precision("mixed_float16")
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing changed
-    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of float32"):
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of auto, float32"):
         precision.set_precision("fp16")
 
 
@@ -93,3 +93,27 @@ def test_a_mixed_subclassed_model_gets_a_clear_error():
         TypeError, match="float32_copy.*functional or Sequential.*precision float32"
     ):
         precision.float32_copy(model)
+
+
+def test_auto_picks_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch):
+    monkeypatch.setattr(precision, "gpu_names", lambda: [])
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
+    assert precision.set_precision("auto") == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
+    assert precision.set_precision("auto") == "float32"
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(precision, "gpu_names", lambda: ["/physical_device:GPU:0"])
+    assert precision.set_precision("auto") == "float32"
+
+
+def test_the_cpu_flag_check_reads_proc_cpuinfo():
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        assert precision.cpu_has_bfloat16() is False
+        return
+    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    expected = "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
+    assert precision.cpu_has_bfloat16() is expected

@@ -320,7 +320,8 @@ def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:
 def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     """The shared end of every run: save, export, verify, plots, diagnosis, report, metrics.
 
-    Scores the Keras model on the test set, saves `model.keras`, exports every format in
+    Scores the Keras model (in float32, also after mixed-precision training) on the test set,
+    saves `model.keras`, exports every format in
     `experiment.export_formats` and verifies each file on the whole test set with LiteRT,
     draws the learning curves, confusion matrix and per-class accuracy, adds the fit
     diagnosis (with a loud warning when the test accuracy is at chance level) and writes
@@ -330,11 +331,14 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     from trainer.export import save_and_verify
     from trainer.files import atomic_write_text
     from trainer.plots import plot_confusion_matrix, plot_learning_curves, plot_per_class_accuracy
+    from trainer.precision import float32_copy
     from trainer.report import export_table, write_report
     from trainer.runs import MODEL_FILE
 
     run_dir = Path(run_dir)
-    model, names = experiment.model, experiment.class_names
+    # A model trained in mixed precision is scored, saved and exported as its float32 copy (the
+    # same weights): what the float32 and int8 files compute, and what compress and export load.
+    model, names = float32_copy(experiment.model), experiment.class_names
     for name, text in experiment.artifacts.items():
         atomic_write_text(run_dir / name, text)
     if experiment.data_report is not None:

@@ -50,6 +50,7 @@ from trainer.compression import (
     strip,
 )
 from trainer.experiment import Experiment
+from trainer.models.image import without_test_time_flip
 from trainer.precision import float32_copy
 
 STUDENT_RATIO = 0.5  # filters removed from the original for a student of a width-less recipe
@@ -79,7 +80,7 @@ def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
     if getattr(config, "precision", "float32") != "float32":
         # TF-MOT's fake-quantization and clustering ops take float32 only (measured: bfloat16
         # inputs fail in FakeQuantWithMinMaxVars and KmeansPlusPlusInitialization).
-        print(f"compress fine-tunes in float32 (the run trained in {config.precision})")
+        print(f"compress fine-tunes in float32 (the run's precision: {config.precision})")
         config = dataclasses.replace(config, precision="float32")
     experiment = recipe.build(config)
     if experiment.x_val is None or experiment.y_val is None or len(experiment.x_val) == 0:
@@ -629,8 +630,15 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
     check_compress_options(run_dir, config)
     methods = parse_methods(config.method)
     out_dir = Path(config.out_dir) if config.out_dir else run_dir / "compression"
+    original = load_original(run_dir / MODEL_FILE)
+    if without_test_time_flip(original) is not original:
+        print(
+            "compress works on the model without its test-time flip (the run's model averages "
+            "the logits of each image and its mirror image; its candidates do not)"
+        )
+        original = without_test_time_flip(original)
     # A mixed-precision run is compressed as its float32 copy (the same weights).
-    original = float32_copy(load_original(run_dir / MODEL_FILE))
+    original = float32_copy(original)
     recipe, recipe_config, experiment = rebuild_run(run_dir)
     keras.utils.set_random_seed(config.seed)
     print(

@@ -14,7 +14,13 @@ Example:
     model.summary()
 """
 
-from trainer.models.image import resnet, resnet9, small_cnn, with_test_time_flip
+from trainer.models.image import (
+    resnet,
+    resnet9,
+    small_cnn,
+    with_test_time_flip,
+    without_test_time_flip,
+)
 from trainer.models.text import (
     bag_of_ngrams,
     ngram_idf,
@@ -33,4 +39,5 @@ __all__ = [
     "text_rnn",
     "text_transformer",
     "with_test_time_flip",
+    "without_test_time_flip",
 ]

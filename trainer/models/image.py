@@ -37,24 +37,32 @@ def small_cnn(
     head_units: int = 0,
     l2: float = 0.0,
     batch_norm_momentum: float = 0.99,
+    stages: int = 3,
 ) -> keras.Model:
-    """A three-stage conv/batch-norm/ReLU network with max pooling and a dense head.
+    """A conv/batch-norm/ReLU network with max pooling between stages and a dense head.
 
-    Stages have `width`, `2*width`, `4*width` filters; the first two end in 2x2 max pooling,
-    and the head flattens the last feature map (spatial layout matters for small images),
-    optionally adds a hidden dense layer of `head_units` (cheap extra capacity), and applies
-    dropout before each dense layer.
+    Stage k has `width * 2**(k-1)` filters (`width`, `2*width`, `4*width`, ...) and every stage
+    but the last ends in 2x2 max pooling (from the third pooling on with "same" padding, so
+    28x28 goes 14, 7, 4). The head flattens the last feature map (spatial layout matters for
+    small images), optionally adds a hidden dense layer of `head_units` (cheap extra capacity),
+    and applies dropout before each dense layer. `stages=4` adds a stage at 4x4 on 28x28
+    inputs: 0.43M parameters at width 32 instead of 0.16M, for about 60% more FLOPs.
     """
     if width < 1:
         raise ValueError(f"width must be at least 1, received {width}")
+    if stages < 1:
+        raise ValueError(f"stages must be at least 1, received {stages}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), received {dropout}")
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _conv_bn_relu(inputs, width, l2, batch_norm_momentum, name="stage1")
-    x = layers.MaxPool2D(name="stage1_pool")(x)
-    x = _conv_bn_relu(x, 2 * width, l2, batch_norm_momentum, name="stage2")
-    x = layers.MaxPool2D(name="stage2_pool")(x)
-    x = _conv_bn_relu(x, 4 * width, l2, batch_norm_momentum, name="stage3")
+    x = inputs
+    for stage in range(1, stages + 1):
+        x = _conv_bn_relu(
+            x, width * 2 ** (stage - 1), l2, batch_norm_momentum, name=f"stage{stage}"
+        )
+        if stage < stages:
+            padding = "valid" if stage <= 2 else "same"
+            x = layers.MaxPool2D(padding=padding, name=f"stage{stage}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     if head_units:
         x = layers.Dropout(dropout, name="head_dropout")(x)
@@ -188,3 +196,14 @@ def with_test_time_flip(model: keras.Model) -> keras.Model:
     both = [model(inputs), model(HorizontalFlip(name="mirror")(inputs))]
     outputs = layers.Average(name="logits_mean")(both)
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
+
+
+def without_test_time_flip(model: keras.Model) -> keras.Model:
+    """The model inside a `with_test_time_flip` wrapper (also one loaded from a file); any
+    other model unchanged. Compression works on this inner model: pruning and quantization
+    wrap the layers of one flat model."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    mirrors = [layer for layer in model.layers if isinstance(layer, HorizontalFlip)]
+    if len(inner) == 1 and len(mirrors) == 1 and model.name.endswith("_flip_averaged"):
+        return inner[0]
+    return model
