@@ -259,6 +259,7 @@ def _model_row(model: str, run_dir: Path, metrics: dict, baseline_accuracy: floa
         "test_accuracy": metrics["test_accuracy"],
         "difference_pp": round((metrics["test_accuracy"] - baseline_accuracy) * 100, 2),
         "train_seconds": metrics.get("train_seconds"),
+        "train_cpu_seconds": metrics.get("train_cpu_seconds"),
         "wall_seconds": metrics["wall_seconds"],
         "epochs": metrics.get("epochs"),
         "parameters": metrics.get("parameters"),
@@ -319,7 +320,7 @@ def models_table(row: dict) -> list[str]:
         f"Text models on {row['set']} (`--model=`; default `{row['default_model']}`), same "
         f"baseline {row['baseline_accuracy'] * 100:.2f}%:",
         "",
-        "| model | test acc. | difference | train time | parameters | TFLite float32 | "
+        "| model | test acc. | difference | train time (CPU) | parameters | TFLite float32 | "
         "TFLite dynamic | latency float32 / dynamic | select TF ops |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -331,7 +332,8 @@ def models_table(row: dict) -> list[str]:
         select = "yes" if any(export["select_tf_ops"] for export in exports.values()) else "no"
         lines.append(
             f"| {entry['model']} | {entry['test_accuracy'] * 100:.2f}% | "
-            f"{entry['difference_pp']:+.2f} pp | {entry['train_seconds']:.0f} s | "
+            f"{entry['difference_pp']:+.2f} pp | {entry['train_seconds']:.0f} s "
+            f"({entry.get('train_cpu_seconds') or 0:.0f} s) | "
             f"{entry['parameters']:,} | {_size(exports, 'float32')} | {_size(exports, 'dynamic')} | "
             f"{_latency(exports, 'float32')} / {_latency(exports, 'dynamic')} ms | {select} |"
         )
@@ -404,7 +406,8 @@ def markdown_table(results: dict) -> str:
         lines += models_table(row)
     if any(row.get("models") for row in results["rows"]):
         lines.append(
-            "\nTrain time: `model.fit` only; latency: batch-1 TFLite, one thread, median ms."
+            "\nTrain time: `model.fit` wall time (process CPU time in brackets: less sensitive to "
+            "other jobs on a shared machine); latency: batch-1 TFLite, one thread."
         )
     return "\n".join(lines) + "\n"
 
