@@ -78,7 +78,7 @@ def compare_once(args, search_seed: int, root: Path) -> dict:
         seed=0,
     )
     rows = {}
-    for tuner in ("random", "hyperband", "bayesian"):
+    for tuner in args.tuners.split(","):
         options = TuneOptions(
             tuner=tuner,
             max_trials=args.max_trials,
@@ -109,19 +109,20 @@ def compare_once(args, search_seed: int, root: Path) -> dict:
             "tune_dir": str(result.directory),
         }
         print(json.dumps({f"seed {search_seed} {tuner}": rows[tuner]}), flush=True)
-    reference = rows["random"]
+    reference = rows.get("random")
     for row in rows.values():
-        row["val_minus_random_pp"] = round(
+        row["val_minus_random_pp"] = reference and round(
             (row["best_val_accuracy"] - reference["best_val_accuracy"]) * 100, 2
         )
-        row["epochs_ratio_to_random"] = round(row["epochs"] / reference["epochs"], 3)
-    hyperband = rows["hyperband"]
-    return {
-        "search_seed": search_seed,
-        "target_met": hyperband["val_minus_random_pp"] >= -0.5
-        and hyperband["epochs_ratio_to_random"] <= 1 / 3,
-        "results": rows,
-    }
+        row["epochs_ratio_to_random"] = reference and round(row["epochs"] / reference["epochs"], 3)
+    hyperband = rows.get("hyperband")
+    target_met = None  # not decided without both random and Hyperband
+    if reference and hyperband:
+        target_met = (
+            hyperband["val_minus_random_pp"] >= -0.5
+            and hyperband["epochs_ratio_to_random"] <= 1 / 3
+        )
+    return {"search_seed": search_seed, "target_met": target_met, "results": rows}
 
 
 def compare(args) -> dict:
@@ -142,6 +143,10 @@ def compare(args) -> dict:
     return report
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def compare_table(report: dict) -> str:
     settings = report["settings"]
     lines = [
@@ -160,14 +165,15 @@ def compare_table(report: dict) -> str:
             test = row["winner_test_accuracy"]
             lines.append(
                 f"| {run['search_seed']} | {tuner} | {row['trials']} ({row['configs']}) | "
-                f"{row['best_val_accuracy'] * 100:.2f}% | {row['val_minus_random_pp']:+.2f} pp | "
-                f"{row['epochs']} | {row['epochs_ratio_to_random']:.2f} | "
+                f"{row['best_val_accuracy'] * 100:.2f}% | {_number(row['val_minus_random_pp'], '+.2f')}"
+                f" pp | {row['epochs']} | {_number(row['epochs_ratio_to_random'], '.2f')} | "
                 f"{row['search_seconds']:.0f} | "
                 + (f"{test * 100:.2f}% |" if test is not None else "- |")
             )
     lines.append("")
     for run in report["runs"]:
-        met = "met" if run["target_met"] else "NOT met"
+        met = {True: "met", False: "NOT met", None: "not decided (random or Hyperband not run)"}
+        met = met[run["target_met"]]
         lines.append(
             f"Seed {run['search_seed']}: target (Hyperband within 0.5 pp at <= 1/3 of "
             f"random's epochs) {met}."
@@ -234,6 +240,7 @@ def main() -> None:
     parser.add_argument("--max_epochs", type=int, default=3)
     parser.add_argument("--max_trials", type=int, default=12)
     parser.add_argument("--search_seeds", default="0", help="compare: oracle seeds, e.g. 0,1")
+    parser.add_argument("--tuners", default="random,hyperband,bayesian", help="compare: tuners")
     parser.add_argument("--trials", type=int, default=20, help="memory: trials to run")
     parser.add_argument("--out", default="runs")
     args = parser.parse_args()

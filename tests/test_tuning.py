@@ -380,6 +380,39 @@ def test_hyperband_counts_the_epochs_each_trial_trained_not_its_epoch_target(
     assert in_start_order[3].values in first_round  # the continued configuration
 
 
+def test_bayesian_search_leaves_its_random_start_within_the_trial_budget(flaky_recipe, tmp_path):
+    """keras-tuner's default is 3 random trials per dimension before its Gaussian process: a
+    search of the 10-dimension fashion_mnist space with fewer than 30 trials was random."""
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import (
+        KERAS_TUNER_DIR,
+        PROJECT_NAME,
+        TuneOptions,
+        bayesian_initial_points,
+        search,
+    )
+
+    assert bayesian_initial_points(12, 10) == 4  # then 8 trials chosen by the process
+    assert bayesian_initial_points(100, 10) == 30  # keras-tuner's own, when it fits
+    assert bayesian_initial_points(3, 10) == 2
+    assert bayesian_initial_points(None, 10) is None  # unbounded: keras-tuner's default
+
+    recipe = load_recipe(str(flaky_recipe))
+    options = TuneOptions(
+        tuner="bayesian",
+        max_trials=4,
+        max_epochs=1,
+        trial_patience=0,
+        tune_dir=str(tmp_path / "tune"),
+    )
+    result = search(recipe, recipe.Config(), "units=2:64", options=options)
+    assert len(result.trials) == 4
+    oracle = json.loads(
+        (result.directory / KERAS_TUNER_DIR / PROJECT_NAME / "oracle.json").read_text()
+    )
+    assert oracle["num_initial_points"] == 2  # keras-tuner's default would have been 3
+
+
 def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_recipe, tmp_path):
     from trainer.recipe_loader import load_recipe
     from trainer.tuning import TuneOptions, search

@@ -569,6 +569,19 @@ def recipe_hypermodel(
     return _classes()["hypermodel"](recipe, base_config, dimensions, max_epochs, patience)
 
 
+def bayesian_initial_points(max_trials: int | None, dimensions: int) -> int | None:
+    """Random trials before Bayesian optimization fits its Gaussian process: a third of
+    `max_trials` (at least 2), at most keras-tuner's own default of 3 per dimension; None
+    (keras-tuner's default) when the trials are unbounded.
+
+    keras-tuner's default alone would make a 10-dimension search of up to 30 trials pure
+    random search: its Gaussian process would never be used.
+    """
+    if not max_trials:
+        return None
+    return min(max(3 * dimensions, 3), max(2, max_trials // 3))
+
+
 def _make_tuner(hypermodel, options: TuneOptions, directory: Path, overwrite: bool):
     classes, kt = _classes(), keras_tuner()
     common = {
@@ -588,7 +601,12 @@ def _make_tuner(hypermodel, options: TuneOptions, directory: Path, overwrite: bo
         if options.tuner == "grid":
             return classes["grid"](hypermodel, max_trials=max_trials, **common)
         if options.tuner == "bayesian":
-            return classes["bayesian"](hypermodel, max_trials=max_trials, **common)
+            return classes["bayesian"](
+                hypermodel,
+                max_trials=max_trials,
+                num_initial_points=bayesian_initial_points(max_trials, len(hypermodel.space)),
+                **common,
+            )
         if options.tuner == "hyperband":
             return classes["hyperband"](
                 hypermodel,
