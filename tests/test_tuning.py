@@ -413,6 +413,25 @@ def test_bayesian_search_leaves_its_random_start_within_the_trial_budget(flaky_r
     assert oracle["num_initial_points"] == 2  # keras-tuner's default would have been 3
 
 
+def test_search_seed_0_draws_the_same_trials_whatever_pythons_random_state(flaky_recipe, tmp_path):
+    """keras-tuner reads seed 0 as "no seed" and takes one from Python's `random`."""
+    import random
+
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import TuneOptions, search
+
+    recipe = load_recipe(str(flaky_recipe))
+    drawn = []
+    for state in (1, 2):
+        random.seed(state)
+        options = TuneOptions(
+            max_trials=3, max_epochs=1, search_seed=0, tune_dir=str(tmp_path / f"tune{state}")
+        )
+        result = search(recipe, recipe.Config(), "units=2:1000", options=options)
+        drawn.append(sorted(trial.values["units"] for trial in result.trials))
+    assert drawn[0] == drawn[1]
+
+
 def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_recipe, tmp_path):
     from trainer.recipe_loader import load_recipe
     from trainer.tuning import TuneOptions, search

@@ -88,7 +88,7 @@ class TuneOptions:
     search: str = ""
     trial_patience: int = limit(3)  # early stopping: epochs without val_accuracy gain; 0 = off
     time_budget: float = limit(0.0, resumable=True)  # seconds for the whole search; 0 = none
-    search_seed: int = 0  # seeds keras-tuner's oracle
+    search_seed: int = limit(0)  # seeds keras-tuner's oracle: the same seed, the same trials
     tune_dir: str = ""  # output folder; default runs/tune-<recipe>-<timestamp>
     final: bool = False  # retrain the best config with the recipe's main (export, verify, test)
     workers: int = limit(0)  # run trials in N worker processes around one chief oracle; 0 = here
@@ -589,7 +589,9 @@ def _make_tuner(hypermodel, options: TuneOptions, directory: Path, overwrite: bo
         "directory": str(directory / KERAS_TUNER_DIR),
         "project_name": PROJECT_NAME,
         "overwrite": overwrite,
-        "seed": options.search_seed,
+        # keras-tuner takes seed 0 for "no seed" and draws one from Python's `random` (which a
+        # recipe's set_seed may have seeded, or not): shift by one so that 0 is a seed too.
+        "seed": options.search_seed + 1,
         # Failed trials are recorded and the search goes on, however many fail in a row.
         "max_consecutive_failed_trials": 10**9,
     }
