@@ -59,8 +59,8 @@ def legend(search: Any) -> str:
         f"of it); filter-pruned models retrain {config.structured_epochs:g} epochs and "
         f"distilled students {config.distill_epochs}, both from the run's learning rate "
         f"{search.experiment.learning_rate:g} after half an epoch of warmup "
-        f"(T={config.temperature:g}, alpha={config.alpha:g}). Magnitude pruning skips layers "
-        f"with fewer than {MIN_PRUNED_WEIGHTS} kernel weights.",
+        f"(T={config.temperature:g}, alpha={config.alpha:g}). Magnitude pruning prunes the "
+        f"kernels and embedding tables of layers with at least {MIN_PRUNED_WEIGHTS} of them.",
         f"Quantized candidates are {search.int8}"
         + (
             "."

@@ -406,24 +406,47 @@ class Search:
         self.fit(qat_model, callbacks, self.config.finetune_epochs, gentle)
         return self.measure("qat", "", qat_model, "int8", started)
 
-    def large_layers(self) -> list[str]:
-        """Conv/Dense layers with at least `MIN_PRUNED_WEIGHTS` kernel weights.
+    def prunable_layers(self) -> list[str]:
+        """The layers magnitude pruning wraps: Conv1D/Conv2D/Dense kernels, Embedding tables and
+        layers that name their own prunable weights (`get_prunable_weights`, e.g. the bag of
+        n-grams' table), each with at least `MIN_PRUNED_WEIGHTS` weights; if no layer is that
+        large (tiny models), every such layer.
 
         Small layers, typically the first convolution (288 weights in `small_cnn`), hold
         almost none of the size but every input passes through them: pruning them costs
-        accuracy and saves nothing.
+        accuracy and saves nothing. Other layers (custom ones, such as the Transformer's
+        position embedding, TF-MOT rejects) are left as they are.
         """
         kinds = keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Dense
-        return [
-            layer.name
-            for layer in self.model.layers
-            if isinstance(layer, kinds) and layer.kernel.shape.num_elements() >= MIN_PRUNED_WEIGHTS
-        ]
+        sizes = {}
+        for layer in self.model.layers:
+            if hasattr(layer, "get_prunable_weights"):
+                weights = layer.get_prunable_weights()
+            elif isinstance(layer, kinds):
+                weights = [layer.kernel]
+            elif isinstance(layer, keras.layers.Embedding):
+                weights = [layer.embeddings]
+            else:
+                continue
+            sizes[layer.name] = sum(weight.shape.num_elements() for weight in weights)
+        large = [name for name, size in sizes.items() if size >= MIN_PRUNED_WEIGHTS]
+        return large or list(sizes)
 
     def pruned(self, sparsity: float) -> keras.Model:
-        """The model magnitude-pruned to `sparsity` and fine-tuned (cached per sparsity)."""
+        """The model magnitude-pruned to `sparsity` and fine-tuned (cached per sparsity).
+
+        Raises:
+            ValueError: no layer of the model can be pruned (see `prunable_layers`), or TF-MOT
+                refuses one.
+        """
         key = f"pruned-{sparsity}"
         if key not in self.models:
+            names = self.prunable_layers()
+            if not names:
+                raise ValueError(
+                    "no Conv1D, Conv2D, Dense or Embedding layer (or layer with "
+                    "get_prunable_weights) to prune"
+                )
             self._log(f"magnitude pruning to {sparsity:.0%}, {self.config.finetune_epochs} epochs")
             total = self.steps(self.config.finetune_epochs)
             # Reach the target after 40% of the steps, while the cosine-decayed learning rate
@@ -432,7 +455,7 @@ class Search:
                 self.model,
                 sparsity,
                 end_step=max(1, int(total * 0.4)),
-                layer_names=self.large_layers() or None,
+                layer_names=names,
                 frequency=max(1, total // 20),
             )
             self.fit(pruned, callbacks, self.config.finetune_epochs)
@@ -454,7 +477,11 @@ class Search:
         if preserve_with_qat and not self.quantized_inputs_apply("prune+pqat"):
             return None
         started = time.perf_counter()
-        model = self.pruned(sparsity)
+        try:
+            model = self.pruned(sparsity)
+        except (ValueError, RuntimeError, TypeError) as error:
+            self._skip("prune", f"TF-MOT cannot prune this model ({error})")
+            return None
         settings = f"sparsity={sparsity:g}"
         self.sparsity_tables[settings] = sparsity_table(sparsity_report(model))
         return self._quantized("prune", "sparsity", settings, model, preserve_with_qat, started)

@@ -114,12 +114,15 @@ def prune_low_magnitude(
 
 
 def sparsity_report(model: keras.Model) -> list[dict]:
-    """Per-layer kernel sparsity: name, number of weights, zeros, fraction of zeros."""
+    """Per-layer sparsity of what pruning zeroes (kernels, embedding tables, a custom layer's
+    `get_prunable_weights`): name, number of weights, zeros, fraction of zeros."""
     rows = []
     for layer in strip(model).layers:
-        for weight in layer.weights:
-            if "kernel" not in weight.name:
-                continue
+        if hasattr(layer, "get_prunable_weights"):
+            weights = layer.get_prunable_weights()
+        else:
+            weights = [w for w in layer.weights if "kernel" in w.name or "embeddings" in w.name]
+        for weight in weights:
             values = weight.numpy()
             zeros = int(np.sum(values == 0))
             rows.append(

@@ -155,6 +155,11 @@ class NgramTfIdf(layers.Layer):
         weights = tf_idf / counts / tf.sqrt(squared_norm + 1e-12)
         return tf.reduce_sum(weights[:, :, None] * tf.gather(self.table, grams), axis=1)
 
+    def get_prunable_weights(self):
+        """The n-gram table, all but a few weights of the model: TF-MOT's magnitude pruning
+        zeroes its smallest entries (a custom layer must name the weights it may prune)."""
+        return [self.table]
+
     def get_config(self):
         return {
             **super().get_config(),
