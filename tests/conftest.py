@@ -49,3 +49,13 @@ def write_fashion_dir(directory: Path) -> Path:
 def fashion_dir(tmp_path: Path) -> Path:
     """A folder with the four Fashion-MNIST IDX gzip files, 600 train / 200 test images."""
     return write_fashion_dir(tmp_path / "fashion")
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """A recipe run sets Keras's global dtype policy (fashion_mnist picks mixed_bfloat16 on a CPU
+    with native bfloat16); tests that build models afterwards in the same process get float32."""
+    yield
+    from trainer import keras
+
+    keras.mixed_precision.set_global_policy("float32")

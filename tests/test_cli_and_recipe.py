@@ -10,7 +10,7 @@ from conftest import REPO
 from trainer import cli
 
 QUICK = [
-    "--epochs=2",
+    "--epochs=3",
     "--batch_size=32",
     "--learning_rate=0.003",
     "--warmup_epochs=0.5",
@@ -70,10 +70,10 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     report = (run_dir / "report.md").read_text()
     assert "| TFLite float32 |" in report and "| TFLite dynamic |" in report
     history = (run_dir / "history.csv").read_text().splitlines()
-    assert history[0].startswith("epoch") and "learning_rate" in history[0] and len(history) == 3
-    assert "epochs: 2" in (run_dir / "config.yaml").read_text()
+    assert history[0].startswith("epoch") and "learning_rate" in history[0] and len(history) == 4
+    assert "epochs: 3" in (run_dir / "config.yaml").read_text()
     out = capsys.readouterr().out
-    assert "epoch 2/2" in out  # one line per epoch when not a terminal
+    assert "epoch 3/3" in out  # one line per epoch when not a terminal
 
 
 def test_held_out_validation_is_never_in_the_training_pipeline(fashion_dir):
