@@ -405,8 +405,11 @@ def test_bayesian_search_leaves_its_random_start_within_the_trial_budget(flaky_r
         trial_patience=0,
         tune_dir=str(tmp_path / "tune"),
     )
-    result = search(recipe, recipe.Config(), "units=2:64", options=options)
+    # a float dimension: the Gaussian process proposes numpy.float64 values
+    result = search(recipe, recipe.Config(), "units=2:64; sleep=0.0:0.001", options=options)
     assert len(result.trials) == 4
+    best = yaml.safe_load((result.directory / "best.yaml").read_text())
+    assert isinstance(best["sleep"], float) and best["units"] == result.best.values["units"]
     oracle = json.loads(
         (result.directory / KERAS_TUNER_DIR / PROJECT_NAME / "oracle.json").read_text()
     )

@@ -285,13 +285,21 @@ def generic_space(base_config: Any) -> str:
     return "; ".join(sorted(entries))
 
 
+def _python_value(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds: Bayesian optimization's Gaussian process
+    proposes `numpy.float64` values, which the YAML of best.yaml cannot hold."""
+    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+
+
 def trial_config(base_config: Any, values: dict[str, Any], max_epochs: int) -> Any:
     """The base config with a trial's values, trained for `max_epochs`, without backups.
 
     Raises:
         ConfigError: the combination breaks a field's rule.
     """
-    changes = {key: value for key, value in values.items() if not key.startswith("tuner/")}
+    changes = {
+        key: _python_value(value) for key, value in values.items() if not key.startswith("tuner/")
+    }
     fields = {field.name for field in dataclasses.fields(base_config)}
     if "epochs" in fields and max_epochs:
         changes["epochs"] = max_epochs
@@ -936,7 +944,9 @@ def collect_trials(oracle, log_path: Path) -> list[TrialRecord]:
         if score is not None and not math.isfinite(score):
             score = None
         values = {
-            k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
+            k: _python_value(v)
+            for k, v in trial.hyperparameters.values.items()
+            if not k.startswith("tuner/")
         }
         error = entry.get("error", "") or (_last_line(trial.message) if score is None else "")
         records.append(
