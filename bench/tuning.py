@@ -35,9 +35,11 @@ Run:
     .venv/bin/python bench/tuning.py compare        # 46 min per seed at load 8-20 (shared)
     .venv/bin/python bench/tuning.py memory         # about 2 min
 Results: bench/results/tuning-compare.{json,md}, bench/results/tuning-memory.json.
-Measured: 2026-11-25 23:56 to 2026-11-26 00:42 UTC for seed 0 on the 2-core AMD EPYC VM (no
+Measured: 2026-11-25 23:56 to 2026-11-26 00:42 UTC for one seed on the 2-core AMD EPYC VM (no
 GPU) shared with other sessions, load 8-20 (not measured alone); 92 epochs (36 + 11 + 36,
-then 3 x 3 to retrain the winners). Numbers: README, "Tune hyperparameters".
+then 3 x 3 to retrain the winners). A second seed's random and Hyperband searches took 14 and
+4 min; `--tuners=bayesian` alone about 20 min at load 9-12. Numbers: README, "Tune
+hyperparameters".
 """
 
 import argparse
