@@ -14,11 +14,13 @@ original checkpoint folder; never downloaded). AdamW with warmup, then cosine de
 decay for bert); the best epoch by validation accuracy is kept.
 
 Expected: depends on your data; see the README's real-data table (bench/real_data.py). On the
-8-class Debian descriptions set (TF-IDF + logistic regression 84.3%; 5 epochs each, measured
-2026-11-25 on a shared 2-core CPU): `transformer` 84.2% (16 min), `lstm` 83.1% (2 min), `gru`
-82.5% (3 min), `cnn` 82.3% (46 s), `bow` 82.1% (35 s; 83.6% with --vocab_size=40000). `cnn`
-gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text). The smoke test
-(40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
+8-class Debian descriptions set (TF-IDF + logistic regression 84.31%; 5 epochs each; measured
+2026-11-26 00:33-01:32 UTC on a shared 2-core CPU, load average 2-20, process CPU time in
+brackets): the default `transformer` 84.25% (-0.06 pp, the only model within 0.5 pp; 1095 s,
+336 s CPU), `cnn` 82.32% (118 s, 19 s CPU; the smallest and fastest file, 1.3 MB
+dynamic-range, 0.02 ms per text), `bow` 82.14% (20 s, 26 s CPU). Pick `cnn` or `bow` when
+training time matters more than 2 pp. The smoke test (40 generated reviews, 1 epoch) takes
+about 15 s on a 2-core CPU.
 
 Run:  trainer train text_classifier --data=path/to/aclImdb --model=bow --epochs=5
       trainer train text_classifier --data=texts/ --model=bert --bert_dir=models/bert/small
@@ -52,7 +54,7 @@ class Config:
     run_dir: str = ""  # output folder; default runs/text_classifier-<timestamp>
     text_column: str = ""  # CSV column with the text ("" = a column named text)
     label_column: str = "label"  # CSV column with the label
-    model: str = choice("cnn", *TEXT_MODELS)  # bow, cnn, lstm, gru, transformer or bert
+    model: str = choice("transformer", *TEXT_MODELS)  # bow, cnn, lstm, gru, transformer or bert
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = count(200)  # tokens per text: longer texts are cut, shorter padded
     vocab_size: int = count(20000)  # most frequent training words kept; others map to "unknown"

@@ -502,6 +502,7 @@ def test_a_text_classifier_run_compresses_with_dynamic_range(tmp_path):
         "text_classifier",
         f"--data={root}",
         f"--run_dir={run}",
+        "--model=cnn",
         "--epochs=12",
         "--sequence_length=24",
         "--embedding_dim=16",

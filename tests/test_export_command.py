@@ -313,6 +313,7 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
     from trainer.runs import create_run_dir
 
     recipe = load_recipe(recipe_name)
+    options = {}
     if recipe_name == "image_classifier":
         data, names = (
             write_image_folder(tmp_path / "photos", per_class=20, size=16),
@@ -320,7 +321,8 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
         )
     else:
         data, names = write_imdb(tmp_path / "imdb", per_class=20), ["neg", "pos"]
-    config = recipe.Config(data=str(data), run_dir=str(tmp_path / "run"))
+        options["model"] = "cnn"  # converts in seconds; the default Transformer takes ~40 s
+    config = recipe.Config(data=str(data), run_dir=str(tmp_path / "run"), **options)
     experiment = recipe.build(config)
     run_dir = create_run_dir(recipe_name, config, tmp_path / "run")
     experiment.model.save(run_dir / "model.keras")  # untrained: at chance, so allowed below

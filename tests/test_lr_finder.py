@@ -140,7 +140,7 @@ def test_lr_find_works_for_every_recipe(recipe, tmp_path, capsys):
         extra = ["--image_size=16", "--width=8"]
     else:
         data = write_imdb(tmp_path / "aclImdb", per_class=20)
-        extra = ["--sequence_length=24", "--embedding_dim=8", "--width=8"]
+        extra = ["--model=cnn", "--sequence_length=24", "--embedding_dim=8", "--width=8"]
     out = tmp_path / "sweep.png"
     args = ["lr-find", recipe, f"--data={data}", "--steps=20", f"--out={out}", *extra]
     assert cli.main(args) == 0

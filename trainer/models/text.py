@@ -8,14 +8,15 @@ ignores it, the recurrent models skip it (`mask_zero`), the Transformer's attent
 never look at it. The custom layers here are registered with Keras, so saved models reload. This
 module must not compile, train or export.
 
-Which to pick (measured 2026-11-25 on the 8-class Debian descriptions set of
-bench/real_data.py, 5 epochs, 2-core CPU; TF-IDF + logistic regression: 84.3%): the Transformer
-scores best (84.2%, 1.4M parameters, about 1 ms per text in TFLite) but trains 27x longer than
-the bag of n-grams (82.1%, or 83.6% with vocab_size=40000; the cheapest to train); the CNN
-(82.3%) gives the smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text); the
-bidirectional LSTM (83.1%) and GRU (82.5%) take 2-3 min and about 1 ms per text. The LSTM and GRU
-files are converted at batch size 1 (trainer.export) so they need no select TF ops; none of
-these models does.
+Which to pick (bench/real_data.py --models=..., 2026-11-26 00:33-01:32 UTC, the 8-class Debian
+descriptions set, 5 epochs, shared 2-core CPU; TF-IDF + logistic regression: 84.31%): the
+Transformer scores best (84.25%, 1.4M parameters, 336 s of training CPU, about 0.8 ms per
+text in TFLite) and is text_classifier's default; the CNN (82.32%, 19 s CPU) gives the
+smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text); the bag of n-grams
+(82.14%, 26 s CPU) is about as cheap to train. Earlier runs (2026-11-25) put the
+bidirectional LSTM at 83.1% and the GRU at 82.5%, about 1 ms per text. The LSTM and GRU files
+are converted at batch size 1 (trainer.export) so they need no select TF ops; none of these
+models does.
 
 Example:
 
