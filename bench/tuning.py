@@ -38,9 +38,9 @@ Results: bench/results/tuning-compare.{json,md}, bench/results/tuning-memory.jso
 Measured: 2026-11-25 23:56 to 2026-11-26 00:42 UTC for one seed on the 2-core AMD EPYC VM (no
 GPU) shared with other sessions, load 8-20 (not measured alone); 92 epochs (36 + 11 + 36,
 then 3 x 3 to retrain the winners), on the 3-stage float32 recipe of before 01:04 UTC
-(its defaults changed mid-run; not rerun on the new ones yet). A second seed's random and Hyperband searches took 14 and
-4 min; `--tuners=bayesian` alone about 20 min at load 9-12. Numbers: README, "Tune
-hyperparameters".
+(its defaults changed mid-run; not rerun on the new ones yet). A second seed's random and
+Hyperband searches took 14 and 4 min; `--tuners=bayesian` alone about 20 min at load 9-12.
+Numbers: README, "Tune hyperparameters".
 """
 
 import argparse
