@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
-from trainer.augment import augmentations_from_config
+from trainer.augment import RandomFlip, augmentations_from_config
 from trainer.cli import run_recipe
 from trainer.config import at_least, choice, choices, count, fraction, limit, option, positive
 from trainer.data.check import check_data
@@ -86,7 +86,8 @@ class Config:
     # mixed_float16 needs a GPU. Exported files are float32/int8 either way.
     precision: str = choice("auto", *PRECISIONS)
     # average the logits of each test image and its mirror image (built into the exported model,
-    # at twice its cost); training is unchanged
+    # at twice its cost); only when `augment` flips images, as a model never shown mirror
+    # images scores them badly
     test_time_flip: bool = True
     # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
     backup_every: int = limit(200, resumable=True)
@@ -98,6 +99,15 @@ SEARCH_SPACE = (
     "weight_decay=log:1e-5:2e-3; dropout=0.0:0.5; augment=none|crop:2,flip|crop:2,flip,erase:0.25; "
     "batch_size=64,128,256; width=16,32,48; head_units=0,128; label_smoothing=0.0:0.2"
 )
+
+
+def trains_on_mirror_images(augment: str) -> bool:
+    """Whether the augmentation spec flips images left-right, the condition for test-time flip:
+    a model that never saw mirror images scores them badly."""
+    return any(
+        isinstance(augmentation, RandomFlip) and augmentation.horizontal
+        for augmentation in augmentations_from_config(augment).augmentations
+    )
 
 
 def _limit(x: np.ndarray, y: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +212,11 @@ def main(config: Config) -> dict:
     experiment = build(config)
     run_dir = start_run("fashion_mnist", config, config.run_dir)
     result = fit(experiment, run_dir, backup_every=config.backup_every)
-    if config.test_time_flip:  # after training: the saved and exported model averages both views
+    mirrored = trains_on_mirror_images(config.augment)
+    if config.test_time_flip and not mirrored:
+        # Measured: a tuned model trained without flips scored 88.31% alone, 78.95% flip-averaged.
+        print("test-time flip skipped: the training augmentation has no horizontal flip")
+    if config.test_time_flip and mirrored:  # after training: the saved model averages both views
         trained = experiment.model
         experiment.model = with_test_time_flip(trained)
         experiment.model.compile(loss=trained.loss, metrics=["accuracy"])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from trainer import cli
+from trainer import cli, keras
+from trainer.models import without_test_time_flip
 
 QUICK = [
     "--epochs=3",
@@ -67,6 +68,13 @@ def test_recipe_smoke_run_writes_run_directory(fashion_dir, tmp_path, capsys):
     exports = {e["format"]: e for e in metrics["exports"]}
     assert abs(exports["float32"]["accuracy"] - metrics["test_accuracy"]) <= 0.001
     assert exports["dynamic"]["size_bytes"] < exports["float32"]["size_bytes"]
+    # The default augmentation flips, so the saved model averages each image and its mirror.
+    saved = keras.models.load_model(run_dir / "model.keras", compile=False)
+    inner = without_test_time_flip(saved)
+    assert saved.name == "small_cnn_flip_averaged" and inner.name == "small_cnn"
+    assert saved.count_params() == inner.count_params()  # one set of weights, two views
+    # Saved in float32 (the float32 copy where the run trained in bfloat16).
+    assert inner.get_layer("stage1_conv").compute_dtype == "float32"
     report = (run_dir / "report.md").read_text()
     assert "| TFLite float32 |" in report and "| TFLite dynamic |" in report
     history = (run_dir / "history.csv").read_text().splitlines()
@@ -229,3 +237,12 @@ def test_only_export_and_backup_options_change_on_resume(recipe):
     from trainer.config import resumable_options
 
     assert resumable_options(cli.load_recipe(recipe).Config) == ["export", "backup_every"]
+
+
+def test_test_time_flip_needs_flips_in_training():
+    from recipes.fashion_mnist import trains_on_mirror_images
+
+    assert trains_on_mirror_images("crop:2,flip")
+    assert trains_on_mirror_images("flip,erase:0.25")
+    assert not trains_on_mirror_images("none")
+    assert not trains_on_mirror_images("crop:2,erase:0.25")
