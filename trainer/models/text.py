@@ -13,8 +13,9 @@ descriptions set, 5 epochs, shared 2-core CPU; TF-IDF + logistic regression: 84.
 Transformer scores best (84.25%, 1.4M parameters, 336 s of training CPU, about 0.8 ms per
 text in TFLite) and is text_classifier's default; the CNN (82.32%, 19 s CPU) gives the
 smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text); the bag of n-grams
-(82.14%, 26 s CPU) is about as cheap to train. Earlier runs (2026-11-25) put the
-bidirectional LSTM at 83.1% and the GRU at 82.5%, about 1 ms per text. The LSTM and GRU files
+(82.14%, 26 s CPU) is about as cheap to train; the bidirectional LSTM (83.10%, 114 s CPU)
+and GRU (82.50%, 119 s CPU; both from a second run at 01:33-01:52) take about 1 ms per text.
+The LSTM and GRU files
 are converted at batch size 1 (trainer.export) so they need no select TF ops; none of these
 models does.
 
