@@ -34,7 +34,6 @@ another name) after every run.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.real_data import _commit, _hardware, _learning_curve  # noqa: E402
+from bench.real_data import run_recipe as run_real_data_recipe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORK = RESULTS / "transfer"
@@ -163,34 +163,15 @@ def build_sources(quick: bool, sizes: tuple[int, ...], seeds: tuple[int, ...]) -
     return sources
 
 
-_RECIPE_CALL = (
-    "import json, sys\n"
-    "from recipes import image_classifier as recipe\n"
-    "recipe.main(recipe.Config(**json.loads(sys.argv[1])))\n"
-)
-
-
 def run_recipe(settings: dict, run_dir: Path) -> dict:
-    """`recipes.image_classifier.main(Config(**settings, run_dir=...))` in a fresh process,
-    output in RUN_DIR.log; returns metrics.json with the wall time and learning curve."""
+    """`recipes.image_classifier.main(Config(**settings, run_dir=...))` in a fresh process
+    (bench/real_data.py's runner), output in RUN_DIR.log; returns metrics.json's numbers with
+    the wall time and learning curve."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir.with_suffix(".log")
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    started = time.perf_counter()
-    with log_path.open("w") as log:
-        result = subprocess.run(
-            [sys.executable, "-c", _RECIPE_CALL, json.dumps({**settings, "run_dir": str(run_dir)})],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=environment,
-            check=False,
-        )
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError(f"exit code {result.returncode}; see {log_path}: " + " | ".join(tail))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    overrides = {key: value for key, value in settings.items() if key != "data"}
+    metrics = run_real_data_recipe(
+        "image_classifier", Path(settings["data"]), run_dir, quick=False, **overrides
+    )
     with (run_dir / "history.csv").open() as history:  # both phases of a fine-tuned run
         epochs = sum(1 for _ in history) - 1
     return {
@@ -198,7 +179,7 @@ def run_recipe(settings: dict, run_dir: Path) -> dict:
         "epochs": epochs,
         "best_epoch": metrics.get("best_epoch"),
         "train_seconds": metrics.get("train_seconds"),
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": metrics["wall_seconds"],
         **_learning_curve(run_dir),
     }
 
