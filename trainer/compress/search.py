@@ -657,13 +657,13 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
     check_compress_options(run_dir, config)
     methods = parse_methods(config.method)
     out_dir = Path(config.out_dir) if config.out_dir else run_dir / "compression"
-    original = load_original(run_dir / MODEL_FILE)
-    if without_test_time_flip(original) is not original:
+    loaded = load_original(run_dir / MODEL_FILE)
+    original = without_test_time_flip(loaded)
+    if original is not loaded:
         print(
             "compress works on the model without its test-time flip (the run's model averages "
             "the logits of each image and its mirror image; its candidates do not)"
         )
-        original = without_test_time_flip(original)
     # A mixed-precision run is compressed as its float32 copy (the same weights).
     original = float32_copy(original)
     recipe, recipe_config, experiment = rebuild_run(run_dir)
