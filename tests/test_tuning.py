@@ -247,6 +247,37 @@ def test_all_four_tuners_from_the_cli_on_digits(tuner, tmp_path, capsys):
     assert "best: trial" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
+def test_all_four_tuners_search_fashion_mnists_own_space_from_the_cli(tuner, fashion_dir, tmp_path):
+    """No --search: the recipe's SEARCH_SPACE (10 dimensions) is what every tuner draws from."""
+    import recipes.fashion_mnist as fashion_mnist
+    from trainer.tuning import parse_space
+
+    tune_dir = tmp_path / "tune"
+    arguments = [
+        "tune",
+        "fashion_mnist",
+        f"--tuner={tuner}",
+        "--max_trials=2",
+        "--max_epochs=2",
+        f"--tune_dir={tune_dir}",
+        f"--data_dir={fashion_dir}",
+        "--train_limit=300",
+        "--validation_size=100",
+    ]
+    assert trainer_main(arguments) == 0
+    rows = _rows(tune_dir)
+    assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
+    space = parse_space(fashion_mnist.SEARCH_SPACE, fashion_mnist.Config())
+    choices = {d.name: {str(v) for v in d.choices} for d in space if d.choices}
+    assert set(choices) >= {"optimizer", "width", "batch_size", "augment"}
+    for row in rows:
+        assert all(row[name] in values for name, values in choices.items()), row
+    best = yaml.safe_load((tune_dir / "best.yaml").read_text())
+    assert best["train_limit"] == 300 and best["data_dir"] == str(fashion_dir)  # fixed options
+    assert best["optimizer"] in ("adamw", "sgd")
+
+
 TUNERS_BUT_RANDOM = ("grid", "bayesian", "hyperband")
 
 
