@@ -478,6 +478,73 @@ def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_reci
     assert 2 <= result.trials[0].epochs < 40  # 40 samples: accuracy stalls within a few epochs
 
 
+# Inputs far from batch norm's initial moving statistics (mean 0, variance 1): after a few
+# steps at momentum 0.99 the moving mean is still near 0, and inference collapses to one class.
+SHIFTED_BN_RECIPE = """
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import keras
+from trainer.experiment import Experiment
+
+
+@dataclass
+class Config:
+    run_dir: str = ""  # output folder
+    epochs: int = 3  # passes
+    units: int = 2  # unused, searched
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(400, 4)) * 10 + 50).astype(np.float32)
+    return x, (x[:, 0] > 50).astype(np.int64)
+
+
+def build(config):
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(momentum=0.99),
+                              keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(0.05),
+                  keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    train = tf.data.Dataset.from_tensor_slices((x[:200], tf.one_hot(y[:200], 2))).batch(20)
+    return Experiment(model=model, train=train, x_test=x[:4], y_test=y[:4],
+                      class_names=["low", "high"], representative=x[:10],
+                      x_val=x[200:], y_val=y[200:], epochs=config.epochs)
+
+
+def main(config):
+    raise NotImplementedError("not needed by this test")
+"""
+
+
+def test_trials_are_scored_with_batch_norm_statistics_of_their_final_weights(tmp_path):
+    """Keras's own validation of this 30-step run is near chance (checked below, so the test can
+    fail); a trial re-estimates the statistics first, as `trainer train` does at the end."""
+    from trainer import keras
+    from trainer.experiment import validation_dataset
+    from trainer.recipe_loader import load_recipe
+    from trainer.tuning import TuneOptions, search
+
+    path = tmp_path / "shifted.py"
+    path.write_text(SHIFTED_BN_RECIPE, encoding="utf-8")
+    recipe = load_recipe(str(path))
+    plain = recipe.build(recipe.Config())
+    history = plain.model.fit(
+        plain.train, validation_data=validation_dataset(plain), epochs=3, verbose=0
+    )
+    assert max(history.history["val_accuracy"]) < 0.7
+    keras.backend.clear_session()
+    options = TuneOptions(
+        max_trials=1, max_epochs=3, trial_patience=0, tune_dir=str(tmp_path / "t")
+    )
+    result = search(recipe, recipe.Config(), "units=2,3", options=options)
+    assert result.best.objective > 0.9
+
+
 def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_recipe, tmp_path):
     from trainer.tuning import resume
 

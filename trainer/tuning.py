@@ -359,6 +359,9 @@ class ProcessSpent(Exception):
     """Raised between trials when a worker has run its `trials_per_process`."""
 
 
+# Training batches averaged for the batch-norm statistics before each validation pass of a
+# trial (PreciseValidation below); `trainer train` uses 50 once, at the end.
+PRECISE_BN_BATCHES = 20
 # Exit code of a worker process that ran its `trials_per_process`: the chief starts another.
 RECYCLE_EXIT_CODE = 3
 # Set by the chief for its workers: the search's deadline (time.time()), so that a restarted
@@ -382,6 +385,23 @@ def _classes() -> dict[str, type]:
         def on_epoch_end(self, epoch, logs=None):
             if self.deadline is not None and time.time() >= self.deadline:
                 self.model.stop_training = True
+
+    class PreciseValidation(keras.callbacks.Callback):
+        """Re-estimates the batch-norm statistics on training batches before each validation
+        pass (`trainer.experiment.recalibrate_batch_norm`), so that a trial is scored the way
+        `trainer train` scores its final model. Without it a short trial validates with moving
+        statistics that still hold the initial weights' (measured: Fashion-MNIST, 10,000
+        images, 1 epoch: 10% to 24% validation accuracy for configurations that reach 73% to
+        84% at 3 epochs), and Hyperband's 1-epoch round ranks noise."""
+
+        def __init__(self, train, batches: int):
+            super().__init__()
+            self.train, self.batches = train, batches
+
+        def on_test_begin(self, logs=None):
+            from trainer.experiment import recalibrate_batch_norm
+
+            recalibrate_batch_norm(self.model, self.train, batches=self.batches)
 
     class RecipeHyperModel(kt.HyperModel):
         """A keras-tuner `HyperModel` over a recipe: `build(hp)` is `recipe.build(config)` with
@@ -443,6 +463,7 @@ def _classes() -> dict[str, type]:
                     keras.callbacks.EarlyStopping(OBJECTIVE, patience=self.patience, mode="max")
                 )
             callbacks.append(DeadlineStop(self.deadline))
+            callbacks.append(PreciseValidation(experiment.train, PRECISE_BN_BATCHES))
             history = model.fit(
                 experiment.train,
                 validation_data=validation_dataset(experiment),
