@@ -475,3 +475,32 @@ def test_a_lost_worker_becomes_one_message_that_says_how_to_continue(monkeypatch
     with pytest.raises(KeyError):  # any other error passes through unchanged
         with distribute.distributed(DistributeOptions(strategy="default")):
             raise KeyError("not a cluster problem")
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_ctrl_c_in_the_supervisor_says_how_to_continue_the_chiefs_run(
+    trained, tmp_path, monkeypatch
+):
+    """The chief writes the run folder in its own process; the supervisor that caught Ctrl-C
+    must say how to continue it (it used to say "Nothing was trained yet")."""
+    import trainer.distribute as distribute
+    from trainer.cli.errors import describe
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if trained:
+        (run_dir / "history.csv").write_text("epoch,loss\n0,1.0\n")
+
+    def interrupted(processes):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distribute, "_wait_for_first_failure", interrupted)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.raises(KeyboardInterrupt) as caught:
+        distribute.supervise_local_workers(2, sleeper, sleeper, run_dir)
+    message, code = describe(caught.value)
+    assert code == 130
+    if trained:
+        assert f"continue with `trainer train --resume={run_dir} --local_workers=2`" in message
+    else:
+        assert message == "interrupted. Nothing was trained yet."

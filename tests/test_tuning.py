@@ -587,6 +587,47 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
     assert len(result.trials) == 4 and all(t.status == "COMPLETED" for t in result.trials)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ctrl_c_writes_the_finished_trials_and_says_how_to_resume(workers, flaky_recipe, tmp_path):
+    tune_dir = tmp_path / "tune"
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "tune",
+        str(flaky_recipe),
+        "--max_trials=6",
+        "--max_epochs=4",
+        "--trial_patience=0",
+        "--search=units=2:64",
+        f"--tune_dir={tune_dir}",
+        f"--workers={workers}",
+        "--sleep=0.1",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # a shell's background job ignores SIGINT, and children inherit that: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for line in process.stdout:  # a trial has completed
+        if line.startswith("trial ") and "completed" in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert f"continue the search with `trainer tune --resume={tune_dir}`" in errors
+    assert "Nothing was trained" not in errors
+    finished = [row for row in _rows(tune_dir) if row["status"] == "COMPLETED"]
+    assert finished and all(float(row["val_accuracy"]) > 0 for row in finished)
+    assert (tune_dir / "best.yaml").is_file()
+
+
 def test_a_chief_and_two_workers_finish_a_search_with_no_trial_run_twice(flaky_recipe, tmp_path):
     tune_dir = tmp_path / "tune"
     arguments = [

@@ -528,12 +528,9 @@ def supervise_local_workers(
     """
     run_dir = Path(run_dir)
     attempt = 0
-    from trainer.keras_path import USER_LOG_LEVEL
+    from trainer.keras_path import child_environment
 
-    # The TF_CPP_MIN_LOG_LEVEL that `import trainer` set here would make the workers believe
-    # the user chose one, and print TensorFlow's start-up notices.
-    dropped = {"TF_CONFIG", *(() if USER_LOG_LEVEL else ("TF_CPP_MIN_LOG_LEVEL",))}
-    environment = {key: value for key, value in os.environ.items() if key not in dropped}
+    environment = child_environment("TF_CONFIG")
     while True:
         # New ports on each attempt: the old ones may still be held by the killed processes.
         addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(count))
@@ -568,6 +565,15 @@ def supervise_local_workers(
             print(f"worker {index} stopped with {_describe_exit(code)}", flush=True)
             if logs[index] is not None and logs[index].is_file():
                 print(f"  last lines of its log:\n{_tail(logs[index])}", flush=True)
+        except KeyboardInterrupt as interrupt:
+            _stop(processes, grace=3.0)
+            # The chief wrote the run folder in its own process: say here how to continue it.
+            if (run_dir / "history.csv").is_file() and not (run_dir / "metrics.json").exists():
+                raise KeyboardInterrupt(
+                    f"The run folder {run_dir} is kept: continue with `trainer train "
+                    f"--resume={run_dir} --local_workers={count}`."
+                ) from interrupt
+            raise
         except BaseException:
             _stop(processes, grace=3.0)
             raise

@@ -100,6 +100,14 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
+def child_environment(*dropped: str) -> dict[str, str]:
+    """This process's environment for a child Python process that imports trainer, without
+    `dropped` and without the TF_CPP_MIN_LOG_LEVEL that `import trainer` set here: the child
+    would take it for the user's choice and print TensorFlow's start-up notices."""
+    dropped = (*dropped, *(() if USER_LOG_LEVEL else ("TF_CPP_MIN_LOG_LEVEL",)))
+    return {key: value for key, value in os.environ.items() if key not in dropped}
+
+
 def _quiet_wanted() -> bool:
     return USER_LOG_LEVEL is None and not os.environ.get("TRAINER_DEBUG")
 

@@ -779,6 +779,10 @@ def search(
     stopped = recycled = False
     try:
         tuner_object.search(verbose=0)
+    except KeyboardInterrupt as interrupt:
+        if _is_worker():
+            raise
+        _interrupted(tuner_object.oracle, recipe, base_config, directory, options, interrupt)
     except BudgetSpent:
         stopped = True
         print(f"time budget of {options.time_budget:g}s spent: stopping the search", flush=True)
@@ -837,7 +841,10 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         deadline = {DEADLINE_VARIABLE: str(time.time() + options.time_budget)}
 
         def start(index: int):
-            environment = {**os.environ, **address, "KERASTUNER_TUNER_ID": f"worker{index}"}
+            from trainer.keras_path import child_environment
+
+            environment = {**child_environment(), **address}
+            environment["KERASTUNER_TUNER_ID"] = f"worker{index}"
             environment.update(deadline if options.time_budget else {})
             command = [sys.executable, "-c", WORKER_CODE, str(directory)]
             return subprocess.Popen(command, env=environment)
@@ -848,6 +855,10 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         failed = []
         try:
             _wait_for_workers(running, start, failed)
+        except KeyboardInterrupt as interrupt:
+            for worker in running.values():
+                worker.terminate()
+            _interrupted(chief.oracle, recipe, base_config, directory, options, interrupt)
         finally:
             for worker in running.values():  # interrupted: stop the workers this search started
                 worker.terminate()
@@ -864,6 +875,21 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
             flush=True,
         )
     return write_results(chief.oracle, recipe, base_config, directory, options)
+
+
+def _interrupted(oracle, recipe, base_config, directory: Path, options, interrupt) -> None:
+    """Ctrl-C: writes the results of the trials that finished, then raises KeyboardInterrupt
+    with how to continue (the CLI prints it)."""
+    try:
+        result = write_results(oracle, recipe, base_config, directory, options)
+        finished = sum(trial.objective is not None for trial in result.trials)
+        kept = f"{finished} finished trial(s) are in {directory / 'trials.md'}; "
+    except Exception:  # noqa: BLE001 (the hint matters more than a partial table)
+        kept = ""
+    raise KeyboardInterrupt(
+        f"The tuning folder {directory} is kept: {kept}continue the search with "
+        f"`trainer tune --resume={directory}`."
+    ) from interrupt
 
 
 def _wait_for_workers(running: dict, start, failed: list) -> None:

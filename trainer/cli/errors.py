@@ -1,7 +1,7 @@
 """The error boundary of every `trainer` command: one paragraph and an exit code, no traceback.
 
 Bad options exit 2; a bad path, file, disk or data exits 1 with the path and what to do;
-Ctrl-C says how to resume the run folder, if one was made. `TRAINER_DEBUG=1` re-raises so the
+Ctrl-C says how to resume the run or tuning folder, if one was made. `TRAINER_DEBUG=1` re-raises so the
 traceback shows. Errors this module does not know (bugs) are re-raised untouched. It must not
 know any command's options.
 """
@@ -68,7 +68,8 @@ def _os_error_text(error: OSError) -> str:
 def describe(error: BaseException) -> tuple[str, int] | None:
     """The one-paragraph message and exit code for `error`, or None for an unexpected error."""
     if isinstance(error, KeyboardInterrupt):
-        hint = _resume_hint()
+        # A command that knows what it leaves behind raises KeyboardInterrupt(its hint).
+        hint = f" {_one_paragraph(error)}" if str(error) else _resume_hint()
         return "interrupted." + (hint or " Nothing was trained yet."), 130
     if isinstance(error, ConfigError):
         return _one_paragraph(error), 2
