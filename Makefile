@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 DATA_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
+# pytest processes for `make test`; each test file stays in one process, in order.
+TEST_WORKERS ?= 2
 
 .PHONY: setup data demo test test-slow lint format docs bench bench-real bench-transfer notebooks clean
 
@@ -31,7 +33,7 @@ demo: setup
 	$(VENV)/bin/trainer train fashion_mnist $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(ARGS); status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS); status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(ARGS)
