@@ -14,17 +14,20 @@ fewer. `--search_seeds=0,1` repeats all of it per keras-tuner oracle seed (the t
 training seed stays 0).
 
 Epochs spent, by design. Random and Bayesian: `max_trials` x `max_epochs` (no early stopping
-here), 12 x 3 = 36 by default. Hyperband (keras-tuner 1.4.8's oracle): floor(log3(E)) + 1
-brackets for E = `max_epochs`; with E = 3, bracket 1 trains 3 configurations for 1 epoch and
-continues the best one from its checkpoint to epoch 3 (2 more epochs: the checkpoint holds the
-weights *and* the optimizer, so the learning-rate schedule resumes at its step), and bracket 0
-trains 2 configurations for 3 epochs: 3 + 2 + 6 = 11 epochs in 6 trials (5 configurations),
-11/36 = 0.31 of random's. A trial's epochs are those its `fit` ran (`len(history)`), so a
-continued trial counts its 2 new epochs, not its `tuner/epochs` target of 3
-(tests/test_tuning.py checks [1, 1, 1, 2, 3, 3]). Other E: 2 -> 4 epochs (one bracket, no
-successive halving), 6 -> 36 (random needs 18 trials for 1/3), 9 -> 75 (25 trials). E = 3 is
-the smallest `max_epochs` at which Hyperband halves at all, and 12 trials keep it under 1/3;
-the recipe warms up for 1 epoch, so Hyperband's 1-epoch trials are ranked before any decay.
+here), 25 x 9 = 225 by default. Hyperband (keras-tuner 1.4.8's oracle, factor 3, one
+iteration): floor(log3(E)) + 1 brackets for E = `max_epochs`. With E = 9: bracket 2 trains 9
+configurations for 1 epoch, continues the best 3 from their checkpoints to epoch 3 and the
+best 1 to epoch 9 (9 + 3x2 + 6 = 21 epochs; a checkpoint holds the weights *and* the
+optimizer, so the learning-rate schedule, which spans 9 epochs in every trial, resumes at its
+step); bracket 1 trains 5 for 3 epochs and continues 2 to 9 (15 + 12 = 27); bracket 0 trains
+3 for 9 epochs (27). 75 epochs in 23 trials, 17 configurations: 75/225 = 1/3 of random's. A
+trial's epochs are those its `fit` ran (`len(history)`), so a continued trial counts its new
+epochs, not its `tuner/epochs` target (tests/test_tuning.py checks it at E = 3). Other E:
+3 -> 11 epochs in 5 configurations (12 random trials for 1/3), 6 -> 36 (18 trials), 27 ->
+375 (42 trials). Every trial is scored on the held-out images after re-estimating its
+batch-norm statistics (trainer.tuning.PreciseValidation), as `trainer train` scores its final
+model; without it a 1-epoch trial validated at 10-24% (chance), and Hyperband's first round
+ranked noise.
 
 `memory`: 20 tiny trials on the digits recipe, resident memory (VmRSS) of the process that ran
 each trial, from the trial log: as shipped (keras-tuner clears the Keras session before each
@@ -32,15 +35,12 @@ trial), with `clear_session` disabled (the reference), and with `--trials_per_pr
 (trials in worker processes replaced every 5 trials). Prints the growth per trial of each.
 
 Run:
-    .venv/bin/python bench/tuning.py compare        # 46 min per seed at load 8-20 (shared)
+    .venv/bin/python bench/tuning.py compare --tuners=hyperband,random --search_seeds=0,1
     .venv/bin/python bench/tuning.py memory         # about 2 min
-Results: bench/results/tuning-compare.{json,md}, bench/results/tuning-memory.json.
-Measured: 2026-11-25 23:56 to 2026-11-26 00:42 UTC for one seed on the 2-core AMD EPYC VM (no
-GPU) shared with other sessions, load 8-20 (not measured alone); 92 epochs (36 + 11 + 36,
-then 3 x 3 to retrain the winners), on the 3-stage float32 recipe of before 01:04 UTC
-(its defaults changed mid-run; not rerun on the new ones yet). A second seed's random and
-Hyperband searches took 14 and 4 min; `--tuners=bayesian` alone about 20 min at load 9-12.
-Numbers: README, "Tune hyperparameters".
+Results: bench/results/tuning-compare.{json,md} (the two seeds ran as two commands, one
+seed each, and their reports were joined), bench/results/tuning-memory.json. Measured on the 2-core AMD EPYC VM (no GPU): seed 0
+2026-11-26 02:56-03:46 UTC (load 2-4: this session's tests ran beside it), Hyperband 15 min,
+random 31 min, 2 min per winner retrained. Numbers: README, "Tune hyperparameters".
 """
 
 import argparse
@@ -240,8 +240,8 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="compare", choices=("compare", "memory"))
     parser.add_argument("--train_limit", type=int, default=15000)
     parser.add_argument("--validation_size", type=int, default=5000)
-    parser.add_argument("--max_epochs", type=int, default=3)
-    parser.add_argument("--max_trials", type=int, default=12)
+    parser.add_argument("--max_epochs", type=int, default=9)
+    parser.add_argument("--max_trials", type=int, default=25)
     parser.add_argument("--search_seeds", default="0", help="compare: oracle seeds, e.g. 0,1")
     parser.add_argument("--tuners", default="random,hyperband,bayesian", help="compare: tuners")
     parser.add_argument("--trials", type=int, default=20, help="memory: trials to run")
