@@ -856,8 +856,6 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         try:
             _wait_for_workers(running, start, failed)
         except KeyboardInterrupt as interrupt:
-            for worker in running.values():
-                worker.terminate()
             _interrupted(chief.oracle, recipe, base_config, directory, options, interrupt)
         finally:
             for worker in running.values():  # interrupted: stop the workers this search started

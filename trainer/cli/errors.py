@@ -1,9 +1,9 @@
 """The error boundary of every `trainer` command: one paragraph and an exit code, no traceback.
 
 Bad options exit 2; a bad path, file, disk or data exits 1 with the path and what to do;
-Ctrl-C says how to resume the run or tuning folder, if one was made. `TRAINER_DEBUG=1` re-raises so the
-traceback shows. Errors this module does not know (bugs) are re-raised untouched. It must not
-know any command's options.
+Ctrl-C says how to resume the run or tuning folder, if one was made. `TRAINER_DEBUG=1`
+re-raises so the traceback shows. Errors this module does not know (bugs) are re-raised
+untouched. It must not know any command's options.
 """
 
 import errno
