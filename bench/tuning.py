@@ -40,7 +40,8 @@ Run:
 Results: bench/results/tuning-compare.{json,md} (the two seeds ran as two commands, one
 seed each, and their reports were joined), bench/results/tuning-memory.json. Measured on the 2-core AMD EPYC VM (no GPU): seed 0
 2026-11-26 02:56-03:46 UTC (load 2-4: this session's tests ran beside it), Hyperband 15 min,
-random 31 min, 2 min per winner retrained. Numbers: README, "Tune hyperparameters".
+random 31 min, 2 min per winner retrained; seed 1 03:48-04:14 (quiet), Hyperband 6 min,
+random 18 min; Bayesian, seed 0, 04:14-04:43 (quiet), 28 min. Numbers: README, "Tune hyperparameters".
 """
 
 import argparse
