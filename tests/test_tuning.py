@@ -99,6 +99,31 @@ def _rows(tune_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def _tune(recipe: str, tuner: str, tune_dir: Path, *options: str) -> list[dict]:
+    """`trainer tune RECIPE --tuner=TUNER` with 2 trials of at most 2 epochs, in this process;
+    returns the trials table once every trial has completed."""
+    arguments = ["tune", recipe, f"--tuner={tuner}", "--max_trials=2", "--max_epochs=2"]
+    assert trainer_main([*arguments, f"--tune_dir={tune_dir}", *options]) == 0
+    rows = _rows(tune_dir)
+    assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
+    return rows
+
+
+def _tune_process(flaky_recipe: Path, tune_dir: Path, *options: str, **popen):
+    """`trainer tune` of the flaky recipe in a subprocess (trials slow enough to interrupt),
+    its output read line by line."""
+    command = [sys.executable, "-m", "trainer.cli", "tune", str(flaky_recipe), "--max_epochs=4"]
+    command += ["--trial_patience=0", "--search=units=2:64", f"--tune_dir={tune_dir}"]
+    return subprocess.Popen(
+        [*command, "--sleep=0.1", *options],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **popen,
+    )
+
+
 def _log(tune_dir: Path) -> list[dict]:
     lines = (tune_dir / "trial_log.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
@@ -220,19 +245,9 @@ def test_recipe_hypermodel_works_with_keras_tuners_own_api(tmp_path):
 @pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
 def test_all_four_tuners_from_the_cli_on_digits(tuner, tmp_path, capsys):
     tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        "digits",
-        f"--tuner={tuner}",
-        "--max_trials=2",
-        "--max_epochs=2",
-        "--search=learning_rate=log:3e-3:3e-2; width=4,8",
-        f"--tune_dir={tune_dir}",
-        "--batch_size=64",
-    ]
-    assert trainer_main(arguments) == 0
-    rows = _rows(tune_dir)
-    assert len(rows) == 2 and all(row["status"] == "COMPLETED" for row in rows)
+    search = "--search=learning_rate=log:3e-3:3e-2; width=4,8"
+    rows = _tune("digits", tuner, tune_dir, search, "--batch_size=64")
+    assert len(rows) == 2
     objectives = [float(row["val_accuracy"]) for row in rows]
     assert objectives == sorted(objectives, reverse=True)  # best first
     assert all(row["width"] in ("4", "8") and 1 <= int(row["epochs"]) <= 2 for row in rows)
@@ -254,20 +269,8 @@ def test_all_four_tuners_search_fashion_mnists_own_space_from_the_cli(tuner, fas
     from trainer.tuning import parse_space
 
     tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        "fashion_mnist",
-        f"--tuner={tuner}",
-        "--max_trials=2",
-        "--max_epochs=2",
-        f"--tune_dir={tune_dir}",
-        f"--data_dir={fashion_dir}",
-        "--train_limit=300",
-        "--validation_size=100",
-    ]
-    assert trainer_main(arguments) == 0
-    rows = _rows(tune_dir)
-    assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
+    data = [f"--data_dir={fashion_dir}", "--train_limit=300", "--validation_size=100"]
+    rows = _tune("fashion_mnist", tuner, tune_dir, *data)
     space = parse_space(fashion_mnist.SEARCH_SPACE, fashion_mnist.Config())
     choices = {d.name: {str(v) for v in d.choices} for d in space if d.choices}
     assert set(choices) >= {"optimizer", "width", "batch_size", "augment"}
@@ -296,21 +299,9 @@ def small_folder(tmp_path: Path) -> Path:
 )
 def test_tuners_from_the_cli_on_image_classifier(tuner, small_folder, tmp_path):
     tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        "image_classifier",
-        f"--tuner={tuner}",
-        "--max_trials=2",
-        "--max_epochs=2",
-        "--search=learning_rate=log:3e-3:3e-2; width=4,8",
-        f"--tune_dir={tune_dir}",
-        f"--data={small_folder}",
-        "--image_size=16",
-        "--batch_size=16",
-    ]
-    assert trainer_main(arguments) == 0
-    rows = _rows(tune_dir)
-    assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
+    search = "--search=learning_rate=log:3e-3:3e-2; width=4,8"
+    options = [f"--data={small_folder}", "--image_size=16", "--batch_size=16"]
+    rows = _tune("image_classifier", tuner, tune_dir, search, *options)
     assert float(rows[0]["val_accuracy"]) > 0
 
 
@@ -549,26 +540,7 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
     from trainer.tuning import resume
 
     tune_dir = tmp_path / "tune"
-    command = [
-        sys.executable,
-        "-m",
-        "trainer.cli",
-        "tune",
-        str(flaky_recipe),
-        "--max_trials=4",
-        "--max_epochs=4",
-        "--trial_patience=0",
-        "--search=units=2:64",
-        f"--tune_dir={tune_dir}",
-        "--sleep=0.1",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = _tune_process(flaky_recipe, tune_dir, "--max_trials=4")
     started = []
     for line in process.stdout:  # wait for trial 1 to start: trial 0 has completed
         if line.startswith("trial ") and "started" in line:
@@ -590,27 +562,12 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
 @pytest.mark.parametrize("workers", [0, 2])
 def test_ctrl_c_writes_the_finished_trials_and_says_how_to_resume(workers, flaky_recipe, tmp_path):
     tune_dir = tmp_path / "tune"
-    command = [
-        sys.executable,
-        "-m",
-        "trainer.cli",
-        "tune",
-        str(flaky_recipe),
+    process = _tune_process(
+        flaky_recipe,
+        tune_dir,
         "--max_trials=6",
-        "--max_epochs=4",
-        "--trial_patience=0",
-        "--search=units=2:64",
-        f"--tune_dir={tune_dir}",
         f"--workers={workers}",
-        "--sleep=0.1",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         # a shell's background job ignores SIGINT, and children inherit that: restore it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
