@@ -10,13 +10,10 @@ it natively (`--precision=auto`), else float32. The saved and exported model ave
 image and its mirror image (`--test_time_flip`). Then float32 and int8 TFLite exports are
 scored on the whole test set with LiteRT.
 
-Measured 2026-11-26 01:06-01:29 UTC on a 2-core AMD EPYC VM with AVX512_BF16, no GPU
-(bench/fashion_mnist.py, run D in README "Results"), with other jobs running (load average
-13 before, 8.5 after): 93.06% test accuracy, TFLite float32 93.06% and int8 93.04%; the
-plain-Keras reference reached 90.71% in the same training time. Training took 425 s of CPU
-time (666 s of wall time on the loaded machine); rerun alone on the unloaded machine
-(02:03 UTC): the same 93.06%, 247 s of training, 4 min 30 s for the whole run. The earlier
-3-stage float32 model without test-time flip: 92.37% for about the same CPU time.
+Measured results (test accuracy of the Keras model and of each TFLite file, training time,
+latency, and a plain-Keras reference given the same training time) are in
+bench/results/fashion_mnist_default.json and on the documentation's Results page (docs/results.md);
+`make bench` measures them again on your machine.
 
 Run:  trainer train fashion_mnist            (or: python recipes/fashion_mnist.py)
 Quick: trainer train fashion_mnist --epochs=2 --train_limit=6000 --test_limit=1000
