@@ -37,11 +37,9 @@ trial), with `clear_session` disabled (the reference), and with `--trials_per_pr
 Run:
     .venv/bin/python bench/tuning.py compare --tuners=hyperband,random --search_seeds=0,1
     .venv/bin/python bench/tuning.py memory         # about 2 min
-Results: bench/results/tuning-compare.{json,md} (the two seeds ran as two commands, one
-seed each, and their reports were joined), bench/results/tuning-memory.json. Measured on the 2-core AMD EPYC VM (no GPU): seed 0
-2026-11-26 02:56-03:46 UTC (load 2-4: this session's tests ran beside it), Hyperband 15 min,
-random 31 min, 2 min per winner retrained; seed 1 03:48-04:14 (quiet), Hyperband 6 min,
-random 18 min; Bayesian, seed 0, 04:14-04:43 (quiet), 28 min. Numbers: README, "Tune hyperparameters".
+Writes bench/results/tuning-compare.{json,md} and bench/results/tuning-memory.json. The
+measured comparison (dates, machine, load, search times) is committed as
+bench/results/tuning_searchers.json and shown on the documentation's Tuning page.
 """
 
 import argparse

@@ -14,12 +14,10 @@ model at twice its cost).
 Published (test accuracy): ResNet-20 91.25%, ResNet-32 92.49%, ResNet-56 93.03% (He et al.
 2016, Table 6; 64k iterations = 182 epochs, step decay); ResNet-9 94% in about 10 epochs (Page
 2018, "How to train your ResNet"). Not measured here: CIFAR-10 is not on this machine.
-Expected time on a 2-core CPU, from one measured training epoch on 640 generated 32x32 images
-scaled to 45,000 (tensorflow-cpu 2.21, 2026-11-25 22:15 UTC, the 2 cores shared with other
-jobs at load average about 9, so an idle machine is faster): ResNet-20 2.7 min per epoch, about
-8 hours for the paper's 182 epochs, 1.4 hours for the default 30 (its accuracy: not measured
-here); ResNet-9 at width 64 79 min per epoch, about 13 hours for 10 epochs (`--width=32`
-is about 4x cheaper). On a GPU: not measured here (published: minutes).
+On a 2-core CPU expect hours, not minutes: ResNet-20's default 30 epochs take about 1.4 hours
+and ResNet-9 at width 64 about 13 hours for 10 epochs (`--width=32` is about 4x cheaper),
+estimated from one epoch on generated images (bench/results/cifar10_resnet_epoch_time.json).
+On a GPU: not measured here (published: minutes).
 
 Run:  trainer train cifar10_resnet --data=cifar-10-python.tar.gz --model=resnet20 --epochs=182
       trainer train cifar10_resnet --data=cifar-10-python.tar.gz --model=resnet9 --epochs=10

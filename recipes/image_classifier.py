@@ -10,12 +10,11 @@ only evaluated. Model: `trainer.models.small_cnn` with `--width` as the size kno
 Applications network; trainer.models.transfer); AdamW, warmup then cosine decay, label
 smoothing, augmentation from `--augment` in the pipeline. Batch size and batch-norm momentum
 adapt to the data size unless set. Then TFLite exports are scored on the whole test set.
-Transfer measured on Fashion-MNIST (README, "Transfer learning"): no gain over training from
-scratch when pretraining on five other classes.
+Transfer measured on Fashion-MNIST (bench/results/transfer_cnn.json): no gain over training
+from scratch when pretraining on five other classes.
 
-Expected: depends on your data; see the README's real-data table (bench/real_data.py) for
-measured results next to scikit-learn baselines. The smoke test (60 generated 16x16 images,
-1 epoch) takes about 20 s on a 2-core CPU.
+Expected: depends on your data; bench/results/real_data_generic_recipes.json has measured
+results next to scikit-learn baselines (the documentation's Results page).
 
 Run:  trainer train image_classifier --data=path/to/photos --image_size=64 --epochs=20
 """

@@ -13,15 +13,11 @@ linear layer, `cnn` word-embedding CNN, `lstm` / `gru` bidirectional and masking
 original checkpoint folder; never downloaded). AdamW with warmup, then cosine decay (linear
 decay for bert); the best epoch by validation accuracy is kept.
 
-Expected: depends on your data; see the README's real-data table (bench/real_data.py). On the
-8-class Debian descriptions set (TF-IDF + logistic regression 84.31%; 5 epochs each; measured
-2026-11-26 00:33-01:32 UTC on a shared 2-core CPU, load average 2-20, process CPU time in
-brackets): the default `transformer` 84.25% (-0.06 pp, the only model within 0.5 pp; 1095 s,
-336 s CPU), `cnn` 82.32% (118 s, 19 s CPU; the smallest and fastest file, 1.3 MB
-dynamic-range, 0.02 ms per text), `bow` 82.14% (20 s, 26 s CPU); in a second run (01:33-01:52,
-load 3-4) the Transformer again 84.25% in 378 s, `lstm` 83.10% (163 s), `gru` 82.50% (113 s).
-Pick `cnn` or `bow` when training time matters more than 2 pp.
-The smoke test (40 generated reviews, 1 epoch) takes about 15 s on a 2-core CPU.
+Expected: depends on your data. On Debian's package descriptions (8 classes) the default
+`transformer` is the only model within 0.5 pp of TF-IDF + logistic regression; `cnn` gives the
+smallest and fastest file and `bow` the cheapest training, about 2 pp lower. Every model's
+accuracy, training time, file size and latency: bench/results/text_models_debian.json (the
+documentation's Results page).
 
 Run:  trainer train text_classifier --data=path/to/aclImdb --model=bow --epochs=5
       trainer train text_classifier --data=texts/ --model=bert --bert_dir=models/bert/small

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-# Fixed parallelism instead of tf.data AUTOTUNE. Measured 2026-11-25 (TF 2.21, 2 cores): with
+# Fixed parallelism instead of tf.data AUTOTUNE. Measured with TF 2.21 on 2 cores: with
 # AUTOTUNE, Keras `fit` stalled 15-20 s between most epochs, because deleting the finished
 # epoch's iterator waits for the autotune thread's sleep, which doubles up to 60 s on long
 # epochs (`Model::OptimizeLoop`). That cost 162 s of a 441 s Fashion-MNIST run. These

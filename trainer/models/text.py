@@ -8,16 +8,12 @@ ignores it, the recurrent models skip it (`mask_zero`), the Transformer's attent
 never look at it. The custom layers here are registered with Keras, so saved models reload. This
 module must not compile, train or export.
 
-Which to pick (bench/real_data.py --models=..., 2026-11-26 00:33-01:32 UTC, the 8-class Debian
-descriptions set, 5 epochs, shared 2-core CPU; TF-IDF + logistic regression: 84.31%): the
-Transformer scores best (84.25%, 1.4M parameters, 336 s of training CPU, about 0.8 ms per
-text in TFLite) and is text_classifier's default; the CNN (82.32%, 19 s CPU) gives the
-smallest and fastest file (1.3 MB dynamic-range, 0.02 ms per text); the bag of n-grams
-(82.14%, 26 s CPU) is about as cheap to train; the bidirectional LSTM (83.10%, 114 s CPU)
-and GRU (82.50%, 119 s CPU; both from a second run at 01:33-01:52) take about 1 ms per text.
-The LSTM and GRU files
-are converted at batch size 1 (trainer.export) so they need no select TF ops; none of these
-models does.
+Which to pick (measured on Debian's package descriptions, 8 classes, against TF-IDF +
+logistic regression: bench/results/text_models_debian.json): the Transformer scores best and
+is text_classifier's default; the CNN gives the smallest and fastest file; the bag of n-grams
+is about as cheap to train; the bidirectional LSTM and GRU take about 1 ms per text. The LSTM
+and GRU files are converted at batch size 1 (trainer.export) so they need no select TF ops;
+none of these models does.
 
 Example:
 
