@@ -26,6 +26,7 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import RandomFlip, augmentations_from_config
+from trainer.batch_norm import batch_norm_momentum
 from trainer.cli import run_recipe
 from trainer.config import at_least, choice, choices, count, fraction, limit, option, positive
 from trainer.data.check import check_data
@@ -33,7 +34,7 @@ from trainer.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fash
 from trainer.data.pipeline import image_dataset
 from trainer.data.sources import LoadedData
 from trainer.data.split import holdout_split
-from trainer.experiment import Experiment, batch_norm_momentum, finish, fit, holdout_size, start_run
+from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn, with_test_time_flip
@@ -43,6 +44,7 @@ from trainer.precision import float32_outputs, set_precision
 from trainer.regularizers import regularize
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
+from trainer.sizing import holdout_size
 
 
 @dataclass

@@ -25,20 +25,14 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import augmentations_from_config
+from trainer.batch_norm import batch_norm_momentum
 from trainer.cli import run_recipe
 from trainer.config import choice, choices, count, fraction, limit, option, positive
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
-from trainer.experiment import (
-    Experiment,
-    auto_batch_size,
-    batch_norm_momentum,
-    finish,
-    fit,
-    start_run,
-)
+from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export import FORMATS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
@@ -52,6 +46,7 @@ from trainer.models.transfer import (
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
+from trainer.sizing import auto_batch_size
 
 
 @dataclass

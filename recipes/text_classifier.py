@@ -34,13 +34,14 @@ from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
 from trainer.data.text import Vectorizer, token_dataset
-from trainer.experiment import Experiment, auto_batch_size, finish, fit, start_run
+from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export import parse_formats
 from trainer.losses import build_loss
 from trainer.models import bag_of_ngrams, ngram_idf, text_classifier, text_rnn, text_transformer
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
+from trainer.sizing import auto_batch_size
 
 TEXT_MODELS = ("bow", "cnn", "lstm", "gru", "transformer", "bert")
 

@@ -165,7 +165,7 @@ def test_recalibrate_batch_norm_averages_the_final_statistics():
     import tensorflow as tf
     import tf_keras as keras
 
-    from trainer.experiment import recalibrate_batch_norm
+    from trainer.batch_norm import recalibrate_batch_norm
 
     rng = np.random.default_rng(0)
     x = (rng.normal(3.0, 2.0, size=(256, 4))).astype(np.float32)

@@ -51,7 +51,7 @@ with distributed(options) as strategy:
     # Batch-norm re-estimation under the same strategy: 8 batches of 32 rows centred on 3
     # (a new layer holds mean 0, variance 1).
     import tf_keras as keras
-    from trainer.experiment import recalibrate_batch_norm
+    from trainer.batch_norm import recalibrate_batch_norm
     rows = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype("float32")
     probe = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
     rows_dataset = tf.data.Dataset.from_tensor_slices((rows, rows)).batch(32)

@@ -34,7 +34,6 @@ Example (a complete recipe, see README "Write your own recipe"):
         return finish(experiment, run_dir, fit(experiment, run_dir))
 """
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -83,30 +82,6 @@ class Experiment:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-
-def batch_norm_momentum(steps_per_epoch: int, epochs: int) -> float:
-    """A batch-norm momentum whose moving statistics keep up with the weights on any run length.
-
-    Keras's default 0.99 averages over about 100 steps. On a short run that average still
-    holds the initial statistics, or those of much earlier weights, and evaluation collapses
-    to chance while training accuracy is high (measured: 2 epochs of 47 steps on Fashion-MNIST,
-    75% train / 10% test; a 1,400-image folder at 20 steps per epoch, 97% train / 17% test).
-    The horizon here is a tenth of the run and at most half an epoch, within [10, 100] steps,
-    so long runs keep 0.99 and short ones get down to 0.9.
-
-    Example:
-
-        batch_norm_momentum(steps_per_epoch=469, epochs=12)   # 0.99
-        batch_norm_momentum(steps_per_epoch=20, epochs=15)    # 0.9
-    """
-    if steps_per_epoch < 1 or epochs < 1:
-        raise ValueError(
-            f"steps_per_epoch and epochs must be >= 1, received {steps_per_epoch} and {epochs}"
-        )
-    horizon = min(steps_per_epoch * epochs / 10, steps_per_epoch / 2)
-    horizon = min(max(horizon, 10.0), 100.0)
-    return round(1.0 - 1.0 / horizon, 4)
 
 
 def start_run(recipe: str, config: Any, run_dir: str | Path = "") -> Path:
@@ -169,6 +144,7 @@ def fit(
     already logged, and trains epochs `initial_epoch`..`experiment.epochs - 1`, so that its
     epochs follow the first phase's in `history.csv` instead of replacing them.
     """
+    from trainer.batch_norm import recalibrate_batch_norm
     from trainer.callbacks import FitDiagnosis
     from trainer.checkpoint import BestModelCheckpoint
     from trainer.runs import (
@@ -214,92 +190,6 @@ def fit(
     return FitResult(history, seconds, cpu_seconds, best_epoch, list(diagnosis.findings))
 
 
-def recalibrate_batch_norm(model, dataset, batches: int = 50) -> int:
-    """Re-estimates every trainable batch-norm layer's moving mean and variance with the final
-    weights, as a plain average over `batches` training batches. Returns the layers updated.
-
-    During `fit` the moving statistics are an exponential average over weights that kept
-    changing; on a run of a few dozen steps they never catch up, and evaluation collapses to
-    chance while training accuracy is high (measured: Fashion-MNIST, 1 epoch of 15 steps:
-    10% test accuracy). Averaging the statistics of the finished model over the training data
-    ("precise BN") is exact whatever the run length and costs a few seconds. Layers that are
-    frozen (`trainable=False`, e.g. a pretrained backbone kept in inference mode) are left as
-    they are.
-
-    Under a tf.distribute strategy (the model's `distribute_strategy`) it runs the way `fit`
-    updates the statistics: each batch is split over the replicas with `strategy.run`, and
-    each replica averages the statistics of its share into its own copy. The moving mean and
-    variance are SyncOnRead variables (tf_keras creates them ON_READ with MEAN aggregation):
-    written per replica, averaged when read outside a replica. The trainable weights are
-    MirroredVariables that only the optimizer's all-reduced update may change; nothing here
-    assigns them. At the end each moving statistic is read outside the replicas (the mean of
-    every replica's copy; an all-reduce across the workers of a multi-worker job) and that
-    mean is assigned to every copy, so every replica of every worker predicts, saves and
-    exports the same statistics. With `MultiWorkerMirroredStrategy` every worker must call
-    this function (each worker runs the same `fit`, which does); each then reads only its
-    shard of the batches. Without a strategy there is one replica and the same code averages
-    whole batches.
-    """
-    import tf_keras as keras
-
-    from trainer.distribute import prepare_input
-
-    layers = [
-        layer
-        for layer in model.submodules
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-    ]
-    if not layers:
-        return 0
-    strategy = model.distribute_strategy
-    with strategy.scope(), _without_eager_strategy_warning():
-        saved = [
-            (layer.momentum, layer.moving_mean.numpy(), layer.moving_variance.numpy())
-            for layer in layers
-        ]
-        try:
-            shares = strategy.experimental_distribute_dataset(prepare_input(dataset.take(batches)))
-            for index, batch in enumerate(shares):
-                for layer in layers:
-                    # momentum k/(k+1) makes the moving value the plain mean of the k+1
-                    # batches this replica has seen.
-                    layer.momentum = index / (index + 1)
-                strategy.run(lambda batch: model(batch[0], training=True), args=(batch,))
-            if strategy.num_replicas_in_sync > 1:
-                for layer in layers:
-                    for variable in (layer.moving_mean, layer.moving_variance):
-                        variable.assign(variable.read_value())
-        except Exception:
-            for layer, (_, mean, variance) in zip(layers, saved, strict=True):
-                layer.moving_mean.assign(mean)
-                layer.moving_variance.assign(variance)
-            raise
-        finally:
-            for layer, (momentum, _, _) in zip(layers, saved, strict=True):
-                layer.momentum = momentum
-    return len(layers)
-
-
-@contextlib.contextmanager
-def _without_eager_strategy_warning():
-    """Drops TensorFlow's "Using MirroredStrategy eagerly has significant overhead" warning,
-    logged at every `strategy.run` outside a `tf.function`: a few dozen forward passes do not
-    need a traced function (which would also freeze the momentum changed at every batch)."""
-    import logging
-
-    import tensorflow as tf
-
-    def keep(record: logging.LogRecord) -> bool:
-        return "eagerly has significant overhead" not in record.getMessage()
-
-    logger = tf.get_logger()
-    logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
-
-
 def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:
     """Loads the best epoch's weights if it beat the last epoch on validation accuracy."""
     last = (history.get("val_accuracy") or [None])[-1]
@@ -327,24 +217,57 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     diagnosis (with a loud warning when the test accuracy is at chance level) and writes
     `report.md` and `metrics.json`. Returns the metrics.
     """
-    from trainer.diagnosis import chance_finding, format_findings
-    from trainer.export import save_and_verify
-    from trainer.files import atomic_write_text
-    from trainer.plots import plot_confusion_matrix, plot_learning_curves, plot_per_class_accuracy
     from trainer.precision import float32_copy
-    from trainer.report import export_table, write_report
-    from trainer.runs import MODEL_FILE
+    from trainer.report import write_report
 
     run_dir = Path(run_dir)
     # A model trained in mixed precision is scored, saved and exported as its float32 copy (the
     # same weights): what the float32 and int8 files compute, and what compress and export load.
-    model, names = float32_copy(experiment.model), experiment.class_names
+    model = float32_copy(experiment.model)
+    _write_run_files(experiment, run_dir)
+    scored = _save_and_verify(model, experiment, run_dir)
+    _plot(experiment, fit.history, scored.predictions, run_dir)
+    findings, collapsed = _diagnose(experiment, fit, scored.keras_accuracy)
+    kept = f" (weights of epoch {fit.best_epoch}, best on validation)" if fit.best_epoch else ""
+    print(
+        f"Keras test accuracy: {scored.keras_accuracy:.4f}{kept} (training took {fit.seconds:.0f}s)"
+    )
+    metrics = _metrics(experiment, fit, scored, findings, collapsed, model.count_params())
+    sections = _report_sections(experiment, fit, scored, metrics, findings, collapsed)
+    write_report(run_dir, experiment.title or f"Run {run_dir.name}", sections, metrics)
+    print(scored.table)
+    print(f"report: {run_dir / 'report.md'}")
+    return metrics
+
+
+@dataclasses.dataclass
+class _Scored:
+    """What `finish` measured on the test set: the Keras model and every exported file."""
+
+    keras_accuracy: float
+    predictions: np.ndarray  # the Keras model's class ids on x_test
+    exports: list  # trainer.export.ExportResult per format
+    table: str  # the Markdown table of the exports, for the report and the console
+
+
+def _write_run_files(experiment: Experiment, run_dir: Path) -> None:
+    """Writes the recipe's extra files and the data check's report into the run folder."""
+    from trainer.files import atomic_write_text
+
     for name, text in experiment.artifacts.items():
         atomic_write_text(run_dir / name, text)
     if experiment.data_report is not None:
         from trainer.data.check import write_data_report
 
         write_data_report(experiment.data_report, run_dir)
+
+
+def _save_and_verify(model, experiment: Experiment, run_dir: Path) -> _Scored:
+    """Saves `model.keras`, exports every format and verifies each on the whole test set."""
+    from trainer.export import save_and_verify
+    from trainer.report import export_table
+    from trainer.runs import MODEL_FILE
+
     keras_accuracy, predictions, exports = save_and_verify(
         model,
         experiment.x_test,
@@ -352,12 +275,19 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
         run_dir,
         list(experiment.export_formats),
         representative_images=experiment.representative,
-        class_names=list(names),
+        class_names=list(experiment.class_names),
         input_spec=experiment.input_spec,
         artifacts=list(experiment.artifacts),
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
-    history = fit.history
+    return _Scored(keras_accuracy, predictions, exports, table)
+
+
+def _plot(experiment: Experiment, history: dict, predictions: np.ndarray, run_dir: Path) -> None:
+    """Draws the learning curves (if any epoch was logged) and the per-class error plots."""
+    from trainer.plots import plot_confusion_matrix, plot_learning_curves, plot_per_class_accuracy
+
+    names = experiment.class_names
     if history:
         plot_learning_curves(history, run_dir / "learning_curves.png")
     plot_confusion_matrix(experiment.y_test, predictions, names, run_dir / "confusion_matrix.png")
@@ -365,6 +295,14 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
         experiment.y_test, predictions, names, run_dir / "per_class_accuracy.png"
     )
 
+
+def _diagnose(experiment: Experiment, fit: FitResult, keras_accuracy: float):
+    """The fit's findings, led by a loud warning when the test accuracy is at chance level.
+
+    Returns (findings, the chance-level finding or None)."""
+    from trainer.diagnosis import chance_finding
+
+    history = fit.history
     findings = list(fit.findings)
     train_accuracy = (history.get("accuracy") or [None])[-1]
     collapsed = chance_finding(
@@ -373,25 +311,40 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     if collapsed is not None:
         findings.insert(0, collapsed)
         print(f"WARNING {collapsed}", flush=True)
-    epochs_run = len(history.get("loss", [])) or experiment.epochs
-    kept = f" (weights of epoch {fit.best_epoch}, best on validation)" if fit.best_epoch else ""
-    parameters = model.count_params()
-    print(f"Keras test accuracy: {keras_accuracy:.4f}{kept} (training took {fit.seconds:.0f}s)")
+    return findings, collapsed
+
+
+def _metrics(
+    experiment: Experiment, fit: FitResult, scored: _Scored, findings, collapsed, parameters: int
+) -> dict:
+    """`metrics.json`'s content: the scores, times, size and diagnosis of the run."""
+    history = fit.history
     metrics = {
-        "test_accuracy": keras_accuracy,
+        "test_accuracy": scored.keras_accuracy,
         "val_accuracy": (history.get("val_accuracy") or [None])[-1],
         "best_epoch": fit.best_epoch,
         "at_chance": collapsed is not None,
         "train_seconds": round(fit.seconds, 1),
         "train_cpu_seconds": round(fit.cpu_seconds, 1),
         "parameters": parameters,
-        "epochs": epochs_run,
-        "class_names": list(names),
+        "epochs": len(history.get("loss", [])) or experiment.epochs,
+        "class_names": list(experiment.class_names),
         "diagnosis": [finding.kind for finding in findings],
-        "exports": [result.to_dict() for result in exports],
+        "exports": [result.to_dict() for result in scored.exports],
     }
     if experiment.data_report is not None:
         metrics["data_problems"] = experiment.data_report.problem_counts()
+    return metrics
+
+
+def _report_sections(
+    experiment: Experiment, fit: FitResult, scored: _Scored, metrics: dict, findings, collapsed
+) -> dict[str, str]:
+    """`report.md`'s sections, in order: result, warning, exports, data check, the recipe's
+    own sections, learning curves, fit diagnosis, errors by class."""
+    from trainer.diagnosis import format_findings
+
+    kept = f" (weights of epoch {fit.best_epoch}, best on validation)" if fit.best_epoch else ""
     validation = (
         f"Validation = {len(experiment.x_val)} examples held out of the training data"
         + ("; the best epoch by validation accuracy is kept" if fit.best_epoch else "")
@@ -399,13 +352,13 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
         else "Validation = data the model also trained on or the test set: monitored only"
     )
     sections = {
-        "Result": f"Keras test accuracy **{keras_accuracy * 100:.2f}%**{kept} after "
-        f"{epochs_run} epochs ({fit.seconds:.0f}s training, {parameters:,} parameters). "
-        f"Classes: {', '.join(names)}.",
+        "Result": f"Keras test accuracy **{scored.keras_accuracy * 100:.2f}%**{kept} after "
+        f"{metrics['epochs']} epochs ({fit.seconds:.0f}s training, {metrics['parameters']:,} "
+        f"parameters). Classes: {', '.join(experiment.class_names)}.",
     }
     if collapsed is not None:
         sections["WARNING: test accuracy at chance level"] = str(collapsed)
-    sections["TFLite verification (whole test set, LiteRT interpreter)"] = table
+    sections["TFLite verification (whole test set, LiteRT interpreter)"] = scored.table
     if experiment.data_report is not None:
         sections["Data check (fast)"] = (
             f"```\n{experiment.data_report.summary()}\n```\n\n"
@@ -417,42 +370,4 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     sections["Errors by class"] = (
         "![confusion matrix](confusion_matrix.png)\n\n![per-class accuracy](per_class_accuracy.png)"
     )
-    write_report(run_dir, experiment.title or f"Run {run_dir.name}", sections, metrics)
-    print(table)
-    print(f"report: {run_dir / 'report.md'}")
-    return metrics
-
-
-def holdout_size(train_count: int, requested: int = -1) -> int:
-    """How many training examples to hold out for validation: `requested` if >= 0, otherwise
-    (-1, the recipes' default) 10% of the training set, at least 1 and at most 5,000.
-
-    5,000 examples measure accuracy to about +-0.4 pp (one standard error at 90%); more would
-    only take training data away.
-    """
-    if requested >= 0:
-        if requested > train_count // 2:
-            raise ValueError(
-                f"validation_size={requested} would hold out more than half of the "
-                f"{train_count} training examples; choose at most {train_count // 2}, or -1 "
-                "for the default (10%, at most 5000)"
-            )
-        return requested
-    if requested != -1:
-        raise ValueError(f"validation_size must be -1 (auto) or >= 0, received {requested}")
-    return min(5000, max(1, round(train_count * 0.1))) if train_count >= 10 else 0
-
-
-def auto_batch_size(train_count: int, largest: int = 64) -> int:
-    """A batch size for `train_count` examples: the largest power of two giving at least 50
-    steps per epoch, between 16 and `largest`.
-
-    Small data sets need steps more than they need big batches: a 1,400-image folder at batch
-    64 gets 20 steps per epoch, too few for the moving statistics and the schedule to settle.
-    """
-    if train_count < 1:
-        raise ValueError(f"train_count must be >= 1, received {train_count}")
-    size = 16
-    while size * 2 <= largest and train_count / (size * 2) >= 50:
-        size *= 2
-    return size
+    return sections

@@ -388,7 +388,7 @@ def _classes() -> dict[str, type]:
 
     class PreciseValidation(keras.callbacks.Callback):
         """Re-estimates the batch-norm statistics on training batches before each validation
-        pass (`trainer.experiment.recalibrate_batch_norm`), so that a trial is scored the way
+        pass (`trainer.batch_norm.recalibrate_batch_norm`), so that a trial is scored the way
         `trainer train` scores its final model. Without it a short trial validates with moving
         statistics that still hold the initial weights' (measured: Fashion-MNIST, 10,000
         images, 1 epoch: 10% to 24% validation accuracy for configurations that reach 73% to
@@ -399,7 +399,7 @@ def _classes() -> dict[str, type]:
             self.train, self.batches = train, batches
 
         def on_test_begin(self, logs=None):
-            from trainer.experiment import recalibrate_batch_norm
+            from trainer.batch_norm import recalibrate_batch_norm
 
             recalibrate_batch_norm(self.model, self.train, batches=self.batches)
 
