@@ -105,6 +105,19 @@ def find_learning_rate(
         ValueError: model not compiled, bad range or step count.
         RuntimeError: a Keras 3 model on the JAX or PyTorch backend.
     """
+    _check_arguments(model, data, steps, min_learning_rate, max_learning_rate)
+    saved_weights = model.get_weights()
+    train_step = _train_step(model, _sweep_optimizer(model, optimizer))
+    try:
+        rates, losses, smoothed, stopped_early = _sweep(
+            train_step, data, steps, (min_learning_rate, max_learning_rate), diverge_factor
+        )
+    finally:
+        model.set_weights(saved_weights)
+    return _summarize(rates, losses, smoothed, stopped_early)
+
+
+def _check_arguments(model, data, steps, min_learning_rate, max_learning_rate) -> None:
     keras_compat.require_tensorflow_backend("find_learning_rate", model)
     if not keras_compat.is_compiled(model):
         raise ValueError("find_learning_rate needs a compiled model (model.compile(...) first)")
@@ -120,8 +133,9 @@ def find_learning_rate(
             f"data must be a tf.data.Dataset of batches, received {type(data).__name__}"
         )
 
-    saved_weights = model.get_weights()
-    sweep_optimizer = _sweep_optimizer(model, optimizer)
+
+def _train_step(model, sweep_optimizer):
+    """One compiled training step at a given rate, returning the batch loss."""
     keras3 = is_keras3_object(model)
     if keras3:  # Keras 3 creates optimizer variables on first use: not inside the tf.function
         sweep_optimizer.build(model.trainable_variables)
@@ -139,34 +153,35 @@ def find_learning_rate(
         sweep_optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
+    return train_step
+
+
+def _sweep(train_step, data, steps, rate_range, diverge_factor):
+    """Runs the exponential sweep; returns (rates, losses, smoothed losses, stopped early)."""
+    min_learning_rate, max_learning_rate = rate_range
     ratio = max_learning_rate / min_learning_rate
     # Smooth over about 1/15 of the sweep: enough to see through batch noise, little enough
     # that the curve does not lag behind the rate (a lagging minimum inflates the suggestion).
     beta = max(0.0, 1.0 - 15.0 / steps)
     rates, losses, smoothed = [], [], []
-    average, best, stopped_early = 0.0, math.inf, False
-    try:
-        batches = iter(data.repeat())
-        for step in range(steps):
-            rate = min_learning_rate * ratio ** (step / (steps - 1))
-            inputs, targets = next(batches)[:2]
-            loss = float(train_step(inputs, targets, tf.constant(rate, tf.float32)))
-            rates.append(rate)
-            losses.append(loss)
-            if not math.isfinite(loss):
-                smoothed.append(math.inf)
-                stopped_early = True
-                break
-            average = beta * average + (1.0 - beta) * loss
-            value = average / (1.0 - beta ** (step + 1))  # bias correction for the first steps
-            smoothed.append(value)
-            best = min(best, value)
-            if step > steps // 10 and value > diverge_factor * best:
-                stopped_early = True
-                break
-    finally:
-        model.set_weights(saved_weights)
-    return _summarize(rates, losses, smoothed, stopped_early)
+    average, best = 0.0, math.inf
+    batches = iter(data.repeat())
+    for step in range(steps):
+        rate = min_learning_rate * ratio ** (step / (steps - 1))
+        inputs, targets = next(batches)[:2]
+        loss = float(train_step(inputs, targets, tf.constant(rate, tf.float32)))
+        rates.append(rate)
+        losses.append(loss)
+        if not math.isfinite(loss):
+            smoothed.append(math.inf)
+            return rates, losses, smoothed, True
+        average = beta * average + (1.0 - beta) * loss
+        value = average / (1.0 - beta ** (step + 1))  # bias correction for the first steps
+        smoothed.append(value)
+        best = min(best, value)
+        if step > steps // 10 and value > diverge_factor * best:
+            return rates, losses, smoothed, True
+    return rates, losses, smoothed, False
 
 
 def _summarize(rates, losses, smoothed, stopped_early) -> LearningRateFinderResult:
