@@ -288,71 +288,11 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
         arrays = {key: archive[key] for key in keys}
     path = printable_path(path)  # it names rows in problems and ids, which must print as UTF-8
     kind = _npz_kind(arrays["x_train"])
+    class_names = _npz_class_names(arrays, path, options.num_classes)
     problems, parts = [], {}
-    labels_all = np.concatenate(
-        [arrays[f"y_{s}"].reshape(-1) for s in SPLITS if f"y_{s}" in arrays]
-    )
-    # Float labels may hold NaN for "no label": those rows are skipped, never a class.
-    known = labels_all[~np.isnan(labels_all)] if labels_all.dtype.kind == "f" else labels_all
-    if labels_all.dtype.kind not in "iuf" or np.any(known % 1):
-        raise ValueError(
-            f"{path}: labels must be integer class ids (NaN for a missing label), received "
-            f"dtype {labels_all.dtype}"
-        )
-    train_labels = arrays["y_train"].reshape(-1)
-    train_known = (
-        train_labels[~np.isnan(train_labels)] if train_labels.dtype.kind == "f" else train_labels
-    )
-    num_classes = options.num_classes or (int(train_known.max()) + 1 if len(train_known) else 0)
-    if "class_names" in arrays:
-        class_names = [str(name) for name in arrays["class_names"]]
-        num_classes = len(class_names)
-    else:
-        class_names = [str(i) for i in range(num_classes)]
     for split in SPLITS:
-        if f"x_{split}" not in arrays:
-            continue
-        x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
-        if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or len(y) != len(x):
-            shape = None if y is None else y.shape
-            raise ValueError(
-                f"{path}: y_{split} must hold one integer label per row of x_{split} "
-                f"{x.shape}, received shape {shape} (one-hot labels: store argmax)"
-            )
-        y = y.reshape(-1)
-        missing = np.flatnonzero(np.isnan(y)) if y.dtype.kind == "f" else np.array([], np.int64)
-        problems += [
-            Problem(
-                "missing_label",
-                f"{path}:y_{split}[{i}]",
-                "label is NaN (missing); row skipped",
-                split,
-                "skipped",
-            )
-            for i in missing
-        ]
-        y = np.where(np.isin(np.arange(len(y)), missing), -1, np.nan_to_num(y)).astype(np.int64)
-        out_of_range = np.flatnonzero((y < 0) | (y >= num_classes))
-        out_of_range = np.setdiff1d(out_of_range, missing)
-        problems += [
-            Problem(
-                "label_out_of_range",
-                f"{path}:y_{split}[{i}]",
-                f"label {y[i]} outside 0..{num_classes - 1}",
-                split,
-                "skipped",
-            )
-            for i in out_of_range
-        ]
-        bad = np.union1d(out_of_range, missing)
-        keep = np.setdiff1d(np.arange(len(y)), bad)
-        if kind == "image" and x.ndim == 3:
-            x = x[..., None]
-        if kind == "text":
-            x = x.astype(str).astype(object)
-        elif kind == "tabular":
-            x = x.astype(np.float32)
-        parts[split] = (x[keep], y[keep], [f"{path}:x_{split}[{i}]" for i in keep])
+        if f"x_{split}" in arrays:
+            parts[split] = _npz_split(arrays, split, kind, len(class_names), path, problems)
     if kind == "image" and parts["train"][0].dtype != np.uint8:
         for split, (x, y, ids) in parts.items():
             scaled = x * 255.0 if x.max(initial=0) <= 1.0 else x
@@ -363,3 +303,68 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
         )
     require_two_classes(class_names, str(path))
     return assemble(kind, class_names, parts, str(path), problems)
+
+
+def _float_known(labels: np.ndarray) -> np.ndarray:
+    """The labels that are present: float labels may hold NaN for "no label"."""
+    return labels[~np.isnan(labels)] if labels.dtype.kind == "f" else labels
+
+
+def _npz_class_names(arrays: dict, path: str, num_classes: int) -> list[str]:
+    labels_all = np.concatenate(
+        [arrays[f"y_{s}"].reshape(-1) for s in SPLITS if f"y_{s}" in arrays]
+    )
+    # Float labels may hold NaN for "no label": those rows are skipped, never a class.
+    if labels_all.dtype.kind not in "iuf" or np.any(_float_known(labels_all) % 1):
+        raise ValueError(
+            f"{path}: labels must be integer class ids (NaN for a missing label), received "
+            f"dtype {labels_all.dtype}"
+        )
+    if "class_names" in arrays:
+        return [str(name) for name in arrays["class_names"]]
+    train_known = _float_known(arrays["y_train"].reshape(-1))
+    num_classes = num_classes or (int(train_known.max()) + 1 if len(train_known) else 0)
+    return [str(i) for i in range(num_classes)]
+
+
+def _npz_split(arrays: dict, split: str, kind: str, num_classes: int, path: str, problems: list):
+    """One split's (x, y, ids) with rows of missing or out-of-range labels skipped (and listed)."""
+    x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
+    if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or len(y) != len(x):
+        shape = None if y is None else y.shape
+        raise ValueError(
+            f"{path}: y_{split} must hold one integer label per row of x_{split} "
+            f"{x.shape}, received shape {shape} (one-hot labels: store argmax)"
+        )
+    y = y.reshape(-1)
+    missing = np.flatnonzero(np.isnan(y)) if y.dtype.kind == "f" else np.array([], np.int64)
+    problems += [
+        Problem(
+            "missing_label",
+            f"{path}:y_{split}[{i}]",
+            "label is NaN (missing); row skipped",
+            split,
+            "skipped",
+        )
+        for i in missing
+    ]
+    y = np.where(np.isin(np.arange(len(y)), missing), -1, np.nan_to_num(y)).astype(np.int64)
+    out_of_range = np.setdiff1d(np.flatnonzero((y < 0) | (y >= num_classes)), missing)
+    problems += [
+        Problem(
+            "label_out_of_range",
+            f"{path}:y_{split}[{i}]",
+            f"label {y[i]} outside 0..{num_classes - 1}",
+            split,
+            "skipped",
+        )
+        for i in out_of_range
+    ]
+    keep = np.setdiff1d(np.arange(len(y)), np.union1d(out_of_range, missing))
+    if kind == "image" and x.ndim == 3:
+        x = x[..., None]
+    if kind == "text":
+        x = x.astype(str).astype(object)
+    elif kind == "tabular":
+        x = x.astype(np.float32)
+    return x[keep], y[keep], [f"{path}:x_{split}[{i}]" for i in keep]
