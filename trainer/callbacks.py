@@ -46,7 +46,20 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     Example:
 
-        model.fit(x, y, epochs=3, callbacks=[LearningRateLogger(), keras.callbacks.CSVLogger("h.csv")])
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.Adam(1e-3), "mse")
+        >>> from trainer.callbacks import LearningRateLogger
+        >>> logger, csv = LearningRateLogger(), keras.callbacks.CSVLogger("history.csv")
+        >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[logger, csv])
+        >>> [round(rate, 6) for rate in history.history["learning_rate"]]
+        [0.001, 0.001]
+        >>> open("history.csv").readline().split(",")[:3]  # CSVLogger wrote the rate too
+        ['epoch', 'learning_rate', 'loss']
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -67,8 +80,17 @@ class EpochLogger(keras.callbacks.Callback):
 
     Example:
 
-        model.fit(x, y, epochs=3, verbose=0, callbacks=[EpochLogger()])
-        # epoch 1/3  loss=0.5012 accuracy=0.8210 val_loss=0.4100 val_accuracy=0.8500  lr=1.0e-03  4.2s
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.Adam(1e-3), "mse")
+        >>> from trainer.callbacks import EpochLogger
+        >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[EpochLogger()])
+        epoch 1/2  loss=...  lr=1.0e-03  ...s
+        epoch 2/2  loss=...  lr=1.0e-03  ...s
     """
 
     def __init__(self, stream=None):
@@ -120,11 +142,20 @@ class FitDiagnosis(keras.callbacks.Callback):
 
     Example:
 
-        import trainer
-        from trainer.callbacks import FitDiagnosis
-        diagnosis = FitDiagnosis()
-        model.fit(x, y, validation_split=0.2, epochs=20, callbacks=[diagnosis])
-        print(diagnosis.findings[0].kind)   # e.g. "overfitting"
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.Adam(1e-2),
+        ...               keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> from trainer.callbacks import FitDiagnosis
+        >>> diagnosis = FitDiagnosis(verbose=0)
+        >>> history = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
+        ...                     callbacks=[diagnosis])
+        >>> [finding.kind for finding in diagnosis.findings]
+        ['good_fit']
     """
 
     def __init__(
@@ -218,10 +249,17 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
 
     Example:
 
-        import trainer
-        from trainer.callbacks import ExponentialMovingAverage
-        model.fit(x, y, validation_split=0.1, epochs=5, callbacks=[ExponentialMovingAverage(0.99)])
-        model.save("averaged.keras")
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.Adam(1e-2), "mse")
+        >>> from trainer.callbacks import ExponentialMovingAverage
+        >>> average = ExponentialMovingAverage(0.9)
+        >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[average])
+        >>> model.save("averaged.keras")  # the model now holds the averaged weights
     """
 
     def __init__(self, decay: float = 0.999):
@@ -298,9 +336,17 @@ class TimeBudget(keras.callbacks.Callback):
 
     Example:
 
-        import trainer
-        from trainer.callbacks import TimeBudget
-        model.fit(x, y, epochs=1000, callbacks=[TimeBudget(seconds=600)])  # at most ~10 min
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.Adam(1e-3), "mse")
+        >>> from trainer.callbacks import TimeBudget
+        >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[TimeBudget(seconds=600)])
+        >>> len(history.epoch)  # well inside 10 minutes: every epoch ran
+        3
     """
 
     def __init__(self, seconds: float, verbose: int = 1):
@@ -354,11 +400,18 @@ class LearningRateWarmup(keras.callbacks.Callback):
 
     Example:
 
-        import trainer
-        from trainer import keras
-        from trainer.callbacks import LearningRateWarmup
-        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
-        model.fit(x, y, epochs=5, callbacks=[LearningRateWarmup(warmup_steps=200)])
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int32")
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+        >>> from trainer.callbacks import LearningRateLogger, LearningRateWarmup
+        >>> callbacks = [LearningRateLogger(), LearningRateWarmup(warmup_steps=8)]
+        >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=callbacks)
+        >>> [round(rate, 4) for rate in history.history["learning_rate"]]  # 4 steps an epoch
+        [0.0375, 0.0875, 0.1]
     """
 
     def __init__(self, warmup_steps: int, initial_factor: float = 0.0):
