@@ -133,10 +133,34 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
     layout = _layout(root)
     entries, problems, classes = _collect(layout, root)
     kind = _kind([path for _, _, path in entries], root)
-    extensions = IMAGE_EXTENSIONS if kind == "image" else TEXT_EXTENSIONS
     class_names = sorted(classes["train" if "train" in classes else "pool"])
     require_two_classes(class_names, printable_path(root))
     index = {name: i for i, name in enumerate(class_names)}
+    samples, labels, names, splits = _read_entries(entries, kind, index, problems)
+    if not samples:
+        raise ValueError(
+            f"no readable {kind} file in {printable_path(root)}; {len(problems)} files were skipped"
+        )
+    if kind == "image":
+        x, image_problems = uniform_images(
+            samples, names, [s if s != "pool" else "" for s in splits], options
+        )
+        problems += image_problems
+    else:
+        x = np.array(samples, dtype=object)
+    parts = _parts(layout, x, np.array(labels, np.int64), np.array(names, dtype=object), splits)
+    if "pool" in layout or "test" not in layout:
+        x_pool, y_pool, names_pool = parts.pop("pool")
+        val = parts.get("val")
+        parts = split_off_test(x_pool, y_pool, names_pool, options)
+        if val is not None:
+            parts["val"] = val
+    return assemble(kind, class_names, parts, printable_path(root), problems)
+
+
+def _read_entries(entries, kind: str, index: dict[str, int], problems: list):
+    """Decodes each (split, class, path) entry; bad files become problems, never samples."""
+    extensions = IMAGE_EXTENSIONS if kind == "image" else TEXT_EXTENSIONS
     samples, labels, names, splits = [], [], [], []
     for split, class_name, path in entries:
         shown_split = "" if split == "pool" else split
@@ -181,32 +205,22 @@ def load_folder(root: str | Path, options: SourceOptions) -> LoadedData:
         labels.append(index[class_name])
         names.append(printable_path(path))
         splits.append(split)
-    if not samples:
-        raise ValueError(
-            f"no readable {kind} file in {printable_path(root)}; {len(problems)} files were skipped"
-        )
-    if kind == "image":
-        x, image_problems = uniform_images(
-            samples, names, [s if s != "pool" else "" for s in splits], options
-        )
-        problems += image_problems
-    else:
-        x = np.array(samples, dtype=object)
-    y, names_array, splits_array = (
-        np.array(labels, np.int64),
-        np.array(names, dtype=object),
-        np.array(splits),
-    )
+    return samples, labels, names, splits
+
+
+def _parts(layout, x: np.ndarray, y: np.ndarray, names: np.ndarray, splits: list[str]) -> dict:
+    """{split: (x, y, names)}; the pooled (unsplit) files under "pool" when there is no test split."""
+    splits_array = np.array(splits)
     if "pool" in layout or "test" not in layout:
-        pool = splits_array == ("pool" if "pool" in layout else "train")
-        parts = split_off_test(x[pool], y[pool], list(names_array[pool]), options)
+        chosen = splits_array == ("pool" if "pool" in layout else "train")
+        parts = {"pool": (x[chosen], y[chosen], list(names[chosen]))}
         if "val" in layout:
             val = splits_array == "val"
-            parts["val"] = (x[val], y[val], list(names_array[val]))
-    else:
-        parts = {}
-        for split in ("train", "val", "test"):
+            parts["val"] = (x[val], y[val], list(names[val]))
+        return parts
+    parts = {}
+    for split in ("train", "val", "test"):
+        if split in layout:
             chosen = splits_array == split
-            if split in layout:
-                parts[split] = (x[chosen], y[chosen], list(names_array[chosen]))
-    return assemble(kind, class_names, parts, printable_path(root), problems)
+            parts[split] = (x[chosen], y[chosen], list(names[chosen]))
+    return parts
