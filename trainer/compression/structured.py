@@ -327,6 +327,13 @@ def prune_filters(
             f"prunable layers: {sorted(plan.producers)}"
         )
 
+    keep = _channels_to_keep(model, plan, ratio, layer_ratios, criterion, (min_channels, round_to))
+    return _rebuild(model, plan, keep)
+
+
+def _channels_to_keep(model, plan, ratio, layer_ratios, criterion, limits) -> dict:
+    """{group root: sorted indices of the channels kept} for every group that may shrink."""
+    min_channels, round_to = limits
     members: dict[int, list[str]] = {}
     for name, group in plan.producers.items():
         members.setdefault(plan.groups.find(group), []).append(name)
@@ -341,6 +348,11 @@ def prune_filters(
         # stable sort: equal scores keep the earlier channel, so results are reproducible
         best = np.argsort(-scores, kind="stable")[:count]
         keep[root] = np.sort(best)
+    return keep
+
+
+def _rebuild(model: keras.Model, plan: _Plan, keep: dict) -> keras.Model:
+    """The model rebuilt with only the kept channels, their weights copied."""
 
     def kept(group) -> np.ndarray | None:
         if isinstance(group, _Flattened):
