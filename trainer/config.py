@@ -196,7 +196,7 @@ def validate(config: Any) -> Any:
     """
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"validate expects a config dataclass instance, received {config!r}")
-    types = _field_types(type(config))
+    types = field_types(type(config))
     for field in dataclasses.fields(config):
         _check_value(field.name, types[field.name], getattr(config, field.name), field.metadata)
     return config
@@ -237,7 +237,8 @@ def field_comments(config_class: type) -> dict[str, str]:
     return comments
 
 
-def _field_types(config_class: type) -> dict[str, type]:
+def field_types(config_class: type) -> dict[str, type]:
+    """Maps each field of a config dataclass to its type (string annotations resolved)."""
     hints = typing.get_type_hints(config_class)
     return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
 
@@ -320,7 +321,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def help_text(config_class: type, program: str) -> str:
     """The `--help` text: every field with its type, default and comment."""
     comments = field_comments(config_class)
-    types = _field_types(config_class)
+    types = field_types(config_class)
     lines = [f"usage: {program} [--config=FILE.yaml] [--key=value ...]", ""]
     doc = inspect.getdoc(sys.modules.get(config_class.__module__))
     if doc:
@@ -342,6 +343,27 @@ def help_text(config_class: type, program: str) -> str:
     for option, default, comment in rows:
         lines.append(f"  {option:<{option_width}}  {default:<{default_width}}  {comment}")
     return "\n".join(lines)
+
+
+def option_name(arg: str) -> str:
+    """The field an argument sets: `--max-trials=3` -> "max_trials"; "" for a positional."""
+    return arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else ""
+
+
+def split_arguments(config_class: type, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates the arguments that set a field of `config_class` from the rest, keeping their
+    order: a command's own options go to its options dataclass, the others to the recipe's.
+
+    Example:
+
+        split_arguments(TuneOptions, ["digits", "--max_trials=4", "--width=8"])
+        # (["--max_trials=4"], ["digits", "--width=8"])
+    """
+    names = {field.name for field in dataclasses.fields(config_class)}
+    ours, rest = [], []
+    for arg in argv:
+        (ours if option_name(arg) in names else rest).append(arg)
+    return ours, rest
 
 
 def parse_args(
@@ -368,7 +390,7 @@ def parse_args(
     if any(arg in ("-h", "--help") for arg in argv):
         print(help_text(config_class, program))
         raise SystemExit(0)
-    types = _field_types(config_class)
+    types = field_types(config_class)
     valid = list(types)
     command_line: dict[str, str] = {}
     config_file = None

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import ConfigError, choice, limit, option
+from trainer.config import split_arguments as config_split_arguments
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LEARNING_RATE_RULES = ("none", "linear")
@@ -94,11 +95,7 @@ def split_arguments(argv: list[str]) -> tuple[DistributeOptions, list[str]]:
     """
     from trainer.config import parse_args
 
-    names = {field.name for field in dataclasses.fields(DistributeOptions)}
-    ours, rest = [], []
-    for arg in argv:
-        key = arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else ""
-        (ours if key in names else rest).append(arg)
+    ours, rest = config_split_arguments(DistributeOptions, argv)
     options = parse_args(DistributeOptions, ours, program="trainer train")
     if bool(options.workers) != (options.task_index >= 0):
         raise ConfigError(

@@ -78,6 +78,28 @@ def load_recipe(name_or_path: str) -> ModuleType:
     return module
 
 
+def load_recipe_argument(name_or_path: str) -> ModuleType:
+    """The recipe a command line names (`trainer train RECIPE`, `trainer tune RECIPE`), loaded
+    with TensorFlow's start-up messages quiet.
+
+    A recipe that cannot be found or loaded is a bad argument, so every failure is raised as
+    `ConfigError` (exit 2 at the command-line boundary) with the name received and what to do.
+    """
+    from trainer.config import ConfigError
+    from trainer.keras_path import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    try:
+        return load_recipe(name_or_path)
+    except SyntaxError as error:
+        raise ConfigError(
+            f"recipe file {error.filename} has a syntax error at line {error.lineno}: "
+            f"{error.msg}; fix it and run again"
+        ) from None
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+
+
 def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, Any]:
     """The recipe that made the run in `run_dir` and the run's saved config.
 

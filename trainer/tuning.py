@@ -55,6 +55,7 @@ from trainer.config import (
     ConfigError,
     choice,
     convert_value,
+    field_types,
     limit,
     load_saved_config,
     save_config,
@@ -136,13 +137,6 @@ class Dimension:
         return f"{self.name}={'log:' if self.log else ''}{bounds}"
 
 
-def _field_types(config_class: type) -> dict[str, type]:
-    import typing
-
-    hints = typing.get_type_hints(config_class)
-    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
-
-
 def parse_space(text: str, base_config: Any) -> list[Dimension]:
     """Parses a search space such as `"learning_rate=log:1e-4:1e-2; width=16,32,64;
     dropout=0.1:0.5; augment=none|crop:2,flip"` against a recipe's config.
@@ -155,7 +149,7 @@ def parse_space(text: str, base_config: Any) -> list[Dimension]:
         ConfigError: an unknown or unsearchable field, a malformed entry, a value of the wrong
             type or outside the field's rule, quoting what was received.
     """
-    types = _field_types(type(base_config))
+    types = field_types(type(base_config))
     searchable = [name for name, kind in types.items() if name not in NOT_SEARCHABLE]
     dimensions: dict[str, Dimension] = {}
     for entry in (part.strip() for part in text.replace("\n", ";").split(";")):

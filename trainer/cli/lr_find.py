@@ -12,7 +12,7 @@ augmentation and batch size. This module parses and prints; the sweep is
 import dataclasses
 import sys
 
-from trainer.config import ConfigError, help_text, parse_args
+from trainer.config import ConfigError, help_text, parse_args, split_arguments
 
 
 @dataclasses.dataclass
@@ -24,16 +24,6 @@ class LrFindConfig:
 
 
 USAGE = "usage: trainer lr-find RECIPE [lr-find options] [recipe options, e.g. --batch_size=128]"
-
-
-def _split(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Our options (the `LrFindConfig` fields) and the rest, which go to the recipe."""
-    ours = {field.name for field in dataclasses.fields(LrFindConfig)}
-    mine, rest = [], []
-    for arg in argv:
-        key = arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else ""
-        (mine if key in ours else rest).append(arg)
-    return mine, rest
 
 
 def check(options: LrFindConfig) -> None:
@@ -61,7 +51,7 @@ def run(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    mine, recipe_args = _split(argv[1:])
+    mine, recipe_args = split_arguments(LrFindConfig, argv[1:])
     program = f"trainer lr-find {argv[0]}"
     try:
         module = load_recipe(argv[0])

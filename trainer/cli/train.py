@@ -15,11 +15,11 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from trainer.cli.errors import report_error
 from trainer.config import ConfigError, parse_args, resumable_options
+from trainer.recipe_loader import load_recipe_argument
 
 USAGE = (
     "usage: trainer train RECIPE [--key=value ...]\n"
@@ -76,7 +76,7 @@ def _run_local_workers(options: Any, argv: list[str]) -> int:
     else:
         if not argv or argv[0].startswith("-"):
             raise ConfigError(f"--local_workers needs a recipe: {USAGE.splitlines()[0]}")
-        module = _load_recipe(argv[0])
+        module = load_recipe_argument(argv[0])
         recipe = Path(inspect.getfile(module)).stem
         config = _parse(module.Config, argv[1:], f"trainer train {recipe}")
         _check_new_run_dir(config)
@@ -102,7 +102,7 @@ def _run(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         print("recipes: " + ", ".join(list_recipes()), file=sys.stderr)
         return 2
-    module = _load_recipe(argv[0])
+    module = load_recipe_argument(argv[0])
     program = f"trainer train {Path(inspect.getfile(module)).stem}"
     config = _parse(module.Config, argv[1:], program)
     from trainer.distribute import is_chief, scale_config
@@ -131,22 +131,6 @@ def _parse(config_class: type, argv: list[str] | None, program: str, check: bool
     try:
         return parse_args(config_class, argv, program=program, check=check)
     except FileNotFoundError as error:  # a missing --config file is a bad option: exit 2
-        raise ConfigError(str(error)) from None
-
-
-def _load_recipe(name: str) -> ModuleType:
-    from trainer.keras_path import import_tensorflow_quietly
-    from trainer.recipe_loader import load_recipe
-
-    import_tensorflow_quietly()
-    try:
-        return load_recipe(name)
-    except SyntaxError as error:
-        raise ConfigError(
-            f"recipe file {error.filename} has a syntax error at line {error.lineno}: "
-            f"{error.msg}; fix it and run again"
-        ) from None
-    except (ValueError, FileNotFoundError, TypeError) as error:
         raise ConfigError(str(error)) from None
 
 
@@ -196,7 +180,7 @@ def _resume(argv: list[str]) -> int:
         recipe, options = resume_arguments(run_dir)
     except (FileNotFoundError, ValueError) as error:  # not a resumable run: a bad option
         raise ConfigError(str(error)) from None
-    module = _load_recipe(recipe)
+    module = load_recipe_argument(recipe)
     program = f"trainer train --resume={run_dir}"
     # Read without the rules: a run saved with a value a rule now refuses (say an unknown
     # export format) can still be finished by overriding that resumable option.

@@ -12,10 +12,10 @@ not be both searched and fixed. Everything is parsed and checked before any data
 module parses and prints; the search is `trainer.tuning.search`.
 """
 
-import dataclasses
 import sys
 
-from trainer.config import ConfigError, help_text, parse_args
+from trainer.config import ConfigError, help_text, option_name, parse_args, split_arguments
+from trainer.recipe_loader import load_recipe_argument
 
 USAGE = (
     "usage: trainer tune RECIPE [--tuner=random|grid|bayesian|hyperband] [--max_trials=N]\n"
@@ -32,18 +32,6 @@ SEARCH_HELP = """search space (--search, or the recipe's SEARCH_SPACE): entries 
 RESUME_OPTIONS = ("time_budget", "final")
 
 
-def _split(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Search options (the `TuneOptions` fields) and the rest, which go to the recipe."""
-    from trainer.tuning import TuneOptions
-
-    ours = {field.name for field in dataclasses.fields(TuneOptions)}
-    mine, rest = [], []
-    for arg in argv:
-        key = arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else ""
-        (mine if key in ours else rest).append(arg)
-    return mine, rest
-
-
 def _print_help(program: str) -> None:
     from trainer.tuning import TuneOptions
 
@@ -57,9 +45,10 @@ def run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         _print_help("trainer tune RECIPE")
         return 0 if argv else 2
-    mine, recipe_args = _split(argv)
     from trainer.tuning import TuneOptions
 
+    # Search options (the `TuneOptions` fields) belong to the search, the rest to the recipe.
+    mine, recipe_args = split_arguments(TuneOptions, argv)
     options = parse_args(TuneOptions, mine, program="trainer tune")
     if options.resume:
         return _resume(options, mine, recipe_args)
@@ -68,9 +57,7 @@ def run(argv: list[str]) -> int:
             f"the first argument must be a recipe (a name from `trainer recipes` or a .py "
             f"file), received {argv[0]!r}\n{USAGE}"
         )
-    from trainer.cli.train import _load_recipe
-
-    module = _load_recipe(argv[0])
+    module = load_recipe_argument(argv[0])
     recipe_args = recipe_args[1:]
     if "--help" in recipe_args or "-h" in recipe_args:
         _print_help(f"trainer tune {argv[0]}")
@@ -80,7 +67,7 @@ def run(argv: list[str]) -> int:
 
     space = options.search or default_space(module, config)
     dimensions = parse_space(space, config)  # fails on a bad space before any data loads
-    fixed = {arg[2:].partition("=")[0].replace("-", "_") for arg in recipe_args}
+    fixed = {option_name(arg) for arg in recipe_args}
     both = sorted(fixed & {dimension.name for dimension in dimensions})
     if both:
         raise ConfigError(
@@ -102,7 +89,7 @@ def _search(module, config, options) -> int:
 
 
 def _resume(options, mine: list[str], recipe_args: list[str]) -> int:
-    given = {arg[2:].partition("=")[0].replace("-", "_") for arg in mine} - {"resume"}
+    given = {option_name(arg) for arg in mine} - {"resume"}
     refused = sorted(given - set(RESUME_OPTIONS))
     if refused or recipe_args:
         raise ConfigError(
