@@ -110,7 +110,7 @@ def _source_path(name: str):
 
 def _docstrings(name: str) -> list[tuple[str, str]]:
     tree = ast.parse(_source_path(name).read_text(encoding="utf-8"))
-    nodes = [tree, *ast.walk(tree)]
+    nodes = list(ast.walk(tree))  # the module first
     kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     found = []
     for node in nodes:

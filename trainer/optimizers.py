@@ -7,10 +7,13 @@ regularizers in `trainer.regularizers`. This module must not train or build data
 
 Example:
 
-    import trainer
-    from trainer.optimizers import build_optimizer, scheduled_optimizer
-    optimizer = build_optimizer("adamw", 1e-3, weight_decay=5e-4, clipnorm=1.0)
-    optimizer = scheduled_optimizer("adamw", 3e-3, steps_per_epoch=469, epochs=12)
+    >>> from trainer.optimizers import build_optimizer, scheduled_optimizer
+    >>> optimizer = build_optimizer("adamw", 1e-3, weight_decay=5e-4, clipnorm=1.0)
+    >>> type(optimizer).__name__, optimizer.clipnorm
+    ('AdamW', 1.0)
+    >>> optimizer = scheduled_optimizer("adamw", 3e-3, steps_per_epoch=469, epochs=12)
+    >>> optimizer.get_config()["learning_rate"]["class_name"]  # linear warmup, then cosine
+    'Warmup'
 """
 
 import tf_keras as keras
@@ -44,8 +47,10 @@ def build_optimizer(
 
     Example:
 
-        from trainer.optimizers import build_optimizer
-        optimizer = build_optimizer("sgd", 0.1, momentum=0.9, nesterov=True, clipnorm=1.0)
+        >>> from trainer.optimizers import build_optimizer
+        >>> optimizer = build_optimizer("sgd", 0.1, momentum=0.9, nesterov=True, clipnorm=1.0)
+        >>> optimizer.get_config()["nesterov"], round(float(optimizer.learning_rate), 6)
+        (True, 0.1)
     """
     if name not in OPTIMIZER_NAMES:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
@@ -101,9 +106,15 @@ def scheduled_optimizer(
 
     Example:
 
-        from trainer.optimizers import scheduled_optimizer
-        optimizer = scheduled_optimizer("sgd", 0.1, steps_per_epoch=390, epochs=30,
-                                        warmup_epochs=2, weight_decay=5e-4)
+        >>> from trainer.optimizers import scheduled_optimizer
+        >>> optimizer = scheduled_optimizer("sgd", 0.1, steps_per_epoch=390, epochs=30,
+        ...                                 warmup_epochs=2, weight_decay=5e-4)
+        >>> schedule = optimizer.get_config()["learning_rate"]
+        >>> schedule["class_name"], schedule["config"]["warmup_steps"]  # 2 epochs of 390 steps
+        ('Warmup', 780)
+        >>> decay = schedule["config"]["after_warmup"]  # over the 28 epochs left
+        >>> decay["class_name"], decay["config"]["decay_steps"]
+        ('CosineDecay', 10920)
     """
     from trainer.schedules import build_schedule
 

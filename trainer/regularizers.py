@@ -6,10 +6,11 @@ model builder. This module must not train.
 
 Example:
 
-    import trainer
-    from trainer.models import small_cnn
-    from trainer.regularizers import regularize
-    model = regularize(small_cnn(), l2=1e-4)
+    >>> from trainer.models import small_cnn
+    >>> from trainer.regularizers import regularize
+    >>> model = regularize(small_cnn(), l2=1e-4)
+    >>> len(model.losses)  # one L2 penalty per kernel
+    4
 """
 
 import tf_keras as keras
@@ -27,8 +28,12 @@ def build_regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.Re
 
     Example:
 
-        from trainer.regularizers import build_regularizer
-        layer_regularizer = build_regularizer(l2=1e-4)
+        >>> from trainer.regularizers import build_regularizer
+        >>> layer_regularizer = build_regularizer(l2=1e-4)
+        >>> {name: round(value, 6) for name, value in layer_regularizer.get_config().items()}
+        {'l1': 0.0, 'l2': 0.0001}
+        >>> build_regularizer() is None  # nothing asked, nothing added
+        True
     """
     for label, value in (("l1", l1), ("l2", l2)):
         if not isinstance(value, int | float) or value < 0:
@@ -58,10 +63,11 @@ def regularize(
 
     Example:
 
-        import trainer
-        from trainer.models import small_cnn
-        from trainer.regularizers import regularize
-        model = regularize(small_cnn(), l2=1e-4, dropout=0.5, batch_norm_momentum=0.9)
+        >>> from trainer.models import small_cnn
+        >>> from trainer.regularizers import regularize
+        >>> model = regularize(small_cnn(), l2=1e-4, dropout=0.5, batch_norm_momentum=0.9)
+        >>> sorted({layer.momentum for layer in model.layers if hasattr(layer, "momentum")})
+        [0.9]
     """
     regularizer = build_regularizer(l1, l2)
     if dropout is not None:
