@@ -4,6 +4,9 @@ import tf_keras as keras
 
 from trainer.export import convert, export_and_verify, predict_tflite, tflite_accuracy
 
+# The tiny model's input: 20x20 grayscale pixels / 255.
+SPEC = {"shape": [20, 20, 1], "mean": 0.0, "std": 255.0, "layout": "NHWC"}
+
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -50,6 +53,7 @@ def test_export_and_verify_within_budgets(tiny, tmp_path):
         ["float32", "float16", "dynamic", "int8"],
         tmp_path,
         representative_images=train[:100],
+        input_spec=SPEC,
     )
     by_format = {result.format: result for result in results}
     assert by_format["float32"].drop_pp <= 0.1
@@ -59,17 +63,38 @@ def test_export_and_verify_within_budgets(tiny, tmp_path):
     for result in results:
         assert (tmp_path / f"model_{result.format}.tflite").stat().st_size == result.size_bytes
         assert 0 < result.gzip_bytes and result.latency_ms > 0
+        assert result.outputs == "probabilities" and result.mediapipe.loaded
 
 
-def test_int8_io_model_runs_on_float_inputs(tiny):
+@pytest.mark.parametrize(
+    ("io", "dtype", "zero_point"), [("int8", np.int8, -128), ("uint8", np.uint8, 0)]
+)
+def test_integer_io_takes_pixels_exactly_and_runs_on_float_inputs(tiny, io, dtype, zero_point):
     model, x, y, train = tiny
-    content = convert(model, "int8", representative_images=train[:100], int8_io=True)
+    # Calibration data that never reaches black or white must not move the input's scale.
+    dim = train[:100] * 0.8 + 0.1
+    content = convert(model, "int8", dim, io=io, input_range=(0.0, 1.0))
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=content)
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    detail = Interpreter(model_content=content).get_input_details()[0]
+    assert detail["dtype"] == dtype
+    scale, zero = detail["quantization"]
+    assert zero == zero_point and abs(scale * 255.0 - 1.0) < 1e-6  # q is pixel (+ zero point)
     keras_accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
     assert abs(tflite_accuracy(content, x, y) - keras_accuracy) <= 0.05
+
+
+def test_integer_io_refuses_a_range_that_whole_pixels_cannot_hit(tiny):
+    model, _, _, train = tiny
+    # Pixels / 127.5 - 1: the zero point would be 127.5, so pixel p cannot be the input p.
+    with pytest.raises(ValueError, match="zero point of 127.5"):
+        convert(model, "int8", train[:50] * 2 - 1, io="uint8", input_range=(-1.0, 1.0))
+    with pytest.raises(
+        ValueError, match=r"span \[0, 0.90\d+\], outside the input range \[0, 0.5\]"
+    ):
+        convert(model, "int8", train[:50], io="uint8", input_range=(0.0, 0.5))
+    with pytest.raises(ValueError, match="io must be one of float32, uint8, int8"):
+        convert(model, "int8", train[:50], io="int16")
 
 
 def test_int8_needs_representative_data(tiny):
@@ -107,12 +132,26 @@ def test_sidecar_holds_labels_input_spec_and_verification(tiny, tmp_path):
         class_names=names,
         input_spec=spec,
         artifacts=["vocabulary.txt"],
+        outputs="logits",
     )
     sidecar = json.loads((tmp_path / "model_dynamic.json").read_text())
     assert result.sidecar_path == str(tmp_path / "model_dynamic.json")
     assert sidecar["class_names"] == names and sidecar["input"] == spec
     assert sidecar["format"] == "dynamic" and sidecar["files"] == ["vocabulary.txt"]
     assert sidecar["tflite_output"]["shape"] == [1, 10]
+    # Numbers an app needs: the range [0, 1] is pixels / 255; the file takes RGB.
+    assert sidecar["image"] == {
+        "height": 20,
+        "width": 20,
+        "channels": 3,
+        "color_space": "RGB",
+        "mean": 0.0,
+        "std": 255.0,
+        "model_channels": 1,
+        "dtype": "float32",
+    }
+    assert sidecar["output"] == {"kind": "logits", "labels": names}
+    assert sidecar["verification"]["mediapipe"]["labels"] == names
     assert sidecar["verification"]["examples"] == len(x) == result.examples
     assert sidecar["verification"]["agreement"] == result.agreement >= 0.9
     # Dynamic-range int8 weights move the logits a little, never zero and never far.
@@ -153,7 +192,7 @@ def test_save_and_verify_replaces_model_keras_atomically(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(model, "save", save_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        save_and_verify(model, x, y, tmp_path, ["float32"])
+        save_and_verify(model, x, y, tmp_path, ["float32"], input_spec=SPEC)
     assert (tmp_path / "model.keras").read_bytes() == b"the previous model"
     assert [path.name for path in tmp_path.iterdir()] == ["model.keras"]  # no temporary left
     monkeypatch.undo()
@@ -164,7 +203,7 @@ def test_save_and_verify_replaces_model_keras_atomically(tiny, tmp_path, monkeyp
         tmp_path,
         "float32",
         class_names=[str(index) for index in range(10)],
-        input_spec={"shape": [20, 20, 1]},
+        input_spec=SPEC,
     )
     reloaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(

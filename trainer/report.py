@@ -26,7 +26,13 @@ def format_size(num_bytes: int) -> str:
 
 def export_table(keras_accuracy: float, keras_size: int | None, results: Sequence) -> str:
     """The Markdown verification table: format, accuracy, drop vs Keras, agreement with Keras,
-    largest output difference, sizes, latency (median / 90th percentile, batch 1)."""
+    largest output difference, sizes, latency (median / 90th percentile, batch 1).
+
+    A file checked with a mobile runtime (`result.mediapipe`) gets a second row: the same file
+    through MediaPipe Tasks, its accuracy, and its agreement and score difference against
+    LiteRT on the same images; a note under the table says which labels it returned, or the
+    runtime's message when it refused the file.
+    """
     rows = [
         "| format | test accuracy | drop vs Keras (pp) | budget (pp) | top-1 agreement "
         "| max output diff | size | gzip size | latency / image (median / p90) |",
@@ -34,21 +40,74 @@ def export_table(keras_accuracy: float, keras_size: int | None, results: Sequenc
         f"| Keras (reference) | {keras_accuracy * 100:.2f}% | - | - | - | - | "
         f"{format_size(keras_size) if keras_size else '-'} | - | - |",
     ]
+    checked = []
     for result in results:
-        verdict = "" if result.within_budget else " **over budget**"
-        agreement = getattr(result, "agreement", None)
-        difference = getattr(result, "max_abs_diff", None)
-        p90 = getattr(result, "latency_p90_ms", None)
-        rows.append(
-            f"| TFLite {result.format} | {result.accuracy * 100:.2f}% "
-            f"| {result.drop_pp:+.2f}{verdict} | {result.budget_pp:.1f} "
-            f"| {'-' if agreement is None else f'{agreement * 100:.2f}%'} "
-            f"| {'-' if difference is None else f'{difference:.3g}'} "
-            f"| {format_size(result.size_bytes)} | {format_size(result.gzip_bytes)} "
-            f"| {result.latency_ms:.3f}{'' if p90 is None else f' / {p90:.3f}'} ms "
-            f"({result.latency_threads} thread) |"
-        )
-    return "\n".join(rows)
+        rows.append(_litert_row(result))
+        check = getattr(result, "mediapipe", None)
+        if check is not None:
+            rows.append(_runtime_row(check, keras_accuracy))
+            checked.append((result.format, check))
+    if not checked:
+        return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + _runtime_notes(checked)
+
+
+def _file_name(result) -> str:
+    io = getattr(result, "io", "float32")
+    return f"TFLite {result.format}" + ("" if io == "float32" else f", {io} in/out")
+
+
+def _litert_row(result) -> str:
+    verdict = "" if result.within_budget else " **over budget**"
+    agreement = getattr(result, "agreement", None)
+    difference = getattr(result, "max_abs_diff", None)
+    p90 = getattr(result, "latency_p90_ms", None)
+    return (
+        f"| {_file_name(result)} | {result.accuracy * 100:.2f}% "
+        f"| {result.drop_pp:+.2f}{verdict} | {result.budget_pp:.1f} "
+        f"| {'-' if agreement is None else f'{agreement * 100:.2f}%'} "
+        f"| {'-' if difference is None else f'{difference:.3g}'} "
+        f"| {format_size(result.size_bytes)} | {format_size(result.gzip_bytes)} "
+        f"| {result.latency_ms:.3f}{'' if p90 is None else f' / {p90:.3f}'} ms "
+        f"({result.latency_threads} thread) |"
+    )
+
+
+def _runtime_row(check, keras_accuracy: float) -> str:
+    """The runtime's row under a file's row."""
+    if not check.loaded:
+        return f"| ↳ {check.runtime} | **refused the file** | - | - | - | - | - | - | - |"
+    ties = f" ({check.ties} exact ties)" if check.ties else ""
+    return (
+        f"| ↳ {check.runtime} | {check.accuracy * 100:.2f}% "
+        f"| {(keras_accuracy - check.accuracy) * 100:+.2f} | - "
+        f"| {check.agreement * 100:.2f}% with LiteRT{ties} | {check.max_score_diff:.3g} "
+        "| - | - | - |"
+    )
+
+
+def _runtime_notes(checked: Sequence) -> str:
+    """What the runtime rows mean, which labels each runtime returned, and any refusal."""
+    notes = [
+        "Runtime rows: the same file classified as an app runs it (raw RGB pixels in; "
+        "normalization and labels from the file's metadata); agreement and score difference "
+        "are against LiteRT on the same images, an exact tie in LiteRT's top two scores "
+        "counting as agreement."
+    ]
+    matched = [format for format, check in checked if check.loaded and check.labels_match]
+    if matched:
+        notes.append(f"Labels returned: the class names, in order ({', '.join(matched)}).")
+    for format, check in checked:
+        if not check.loaded:
+            notes.append(
+                f"**{check.runtime} refused the {format} file**: {check.error.rstrip('.')}."
+            )
+        elif not check.labels_match:
+            notes.append(
+                f"**{check.runtime} returned other labels for {format}**: "
+                f"{', '.join(check.labels)}."
+            )
+    return " ".join(notes)
 
 
 def write_report(

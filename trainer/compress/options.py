@@ -22,6 +22,7 @@ METHODS = ("ptq", "qat", "prune", "pqat", "cluster", "cqat", "structured", "dist
 PREFER = ("size", "latency")
 MIN_PRUNED_WEIGHTS = 1024  # magnitude pruning leaves layers with fewer kernel weights unpruned
 CRITERIA = ("l1", "l2", "bn")  # as trainer.compression.structured; not imported: --help stays fast
+IO_TYPES = ("float32", "uint8", "int8")  # as trainer.export.IO_TYPES, for the same reason
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -80,8 +81,9 @@ class CompressConfig:
     batch_size: int = option(-1, check=_check_batch_size)
     # keep the smallest (size) or fastest (latency) within budget
     prefer: str = choice("size", *PREFER)
-    # int8 candidates take and return int8 tensors (integer-only hardware)
-    int8_io: bool = option(False)
+    # input/output type of int8 candidates: float32; uint8 = raw 0-255 pixels, what MediaPipe
+    # and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe refuses)
+    io: str = choice("float32", *IO_TYPES)
     out_dir: str = option("")  # output folder; default RUN_DIR/compression
     seed: int = option(0)  # seeds fine-tuning and the student
 

@@ -324,8 +324,12 @@ class Search:
         model = strip(model)
         parts = [technique, settings.replace("=", "").replace(",", "_"), format]
         name = "-".join(part for part in parts if part)
-        int8_io = self.config.int8_io and format == "int8"
-        content = convert(model, format, experiment.representative, int8_io=int8_io)
+        input_range = self._input_range()
+        if format == "int8" and input_range is not None:
+            _pin_quantized_input(model, input_range)
+        content = convert(
+            model, format, experiment.representative, io=self.config.io, input_range=input_range
+        )
         path = atomic_write_bytes(self.out_dir / "candidates" / f"{name}.tflite", content)
         val_accuracy = tflite_accuracy(content, experiment.x_val, experiment.y_val)
         test_accuracy = tflite_accuracy(content, experiment.x_test, experiment.y_test)
@@ -359,6 +363,16 @@ class Search:
             f"gzip {candidate.gzip_bytes / 1024:.1f} KiB, {latency:.3f} ms"
         )
         return candidate
+
+    def _input_range(self) -> tuple[float, float] | None:
+        """The model inputs of pixels 0 and 255, so that a uint8 or int8 file takes raw pixels
+        exactly; None with float32 io or a model that does not take images."""
+        from trainer.export import image_input
+
+        if self.config.io == "float32":
+            return None
+        image = image_input(self.model, self.experiment.input_spec)
+        return None if image is None else image.pixel_range
 
     def _skip(self, technique: str, reason: str) -> None:
         note = f"{technique} skipped: {reason}"
@@ -630,6 +644,20 @@ class Search:
     def best(self) -> Candidate:
         """The smallest (gzip) or fastest candidate within budget; the original otherwise."""
         return best_candidate(self.candidates, self.config.prefer)
+
+
+def _pin_quantized_input(model: keras.Model, input_range: tuple[float, float]) -> None:
+    """Sets the input range a quantization-aware model learned to `input_range`, the range
+    its integer input must stand for exactly; conversion takes a QAT model's input
+    quantization from this layer, not from calibration. Other models are left as they are."""
+    first = model.layers[0] if model.layers else None
+    if type(first).__name__ != "QuantizeLayer":
+        return
+    for weight in first.weights:
+        if weight.name.endswith("_min:0"):
+            weight.assign(input_range[0])
+        elif weight.name.endswith("_max:0"):
+            weight.assign(input_range[1])
 
 
 def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:

@@ -136,3 +136,36 @@ def writers() -> types.SimpleNamespace:
         metadata_writer=metadata_writer,
         metadata_info=metadata_info,
     )
+
+
+def image_classifier_metadata(
+    model_content: bytes,
+    labels: list[str],
+    mean: float,
+    std: float,
+    general: tuple[str, str, str],
+) -> bytes:
+    """`model_content` with image-classifier metadata packed in: what MediaPipe Tasks needs.
+
+    The metadata holds `general` (name, description, version), the input as an RGB image
+    normalized with one `mean` and `std` (float input: `(pixel - mean) / std`; uint8 input is
+    raw pixels, the runtimes skip normalization) and the output as a classification tensor
+    whose TENSOR_AXIS_LABELS file lists `labels` in output order.
+    """
+    found = writers()
+    name, description, version = general
+    writer = found.metadata_writer.MetadataWriter.create(bytearray(model_content))
+    try:
+        writer.add_general_info(name, description)
+        # The schema and GeneralMd have a version; add_general_info has no argument for it.
+        writer._general_md.version = version
+        writer.add_image_input([float(mean)], [float(std)])
+        writer.add_classification_output(found.metadata_writer.Labels().add(list(labels)))
+        content, _ = writer.populate()
+    finally:
+        # The writer keeps the label file in a temporary folder that its __del__ removes; if
+        # the writer lives until interpreter exit (a traceback kept by the populator holds this
+        # frame), that __del__ fails noisily. Remove the folder and drop the writer now.
+        writer._temp_folder.cleanup()
+        del writer
+    return bytes(content)

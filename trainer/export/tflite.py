@@ -1,77 +1,39 @@
-"""TFLite export and verification: convert, score the file on the test set, size, latency.
+"""TFLite conversion and LiteRT runs: convert a `tf_keras` model, run the file, time it.
 
-A mobile file is only worth shipping if it still scores what the Keras model did. This module
-converts a `tf_keras` model with `TFLiteConverter.from_keras_model` to float32, float16,
-dynamic-range or full-integer int8, runs each file with LiteRT's interpreter on the whole test
-set, and reports accuracy, the drop against Keras, top-1 agreement with Keras, the largest
-output difference, raw and gzip size, and batch-1 latency (median and 90th percentile). Beside
-each `model_<format>.tflite` it writes `model_<format>.json`: the labels in output order, the
-input spec and the verification numbers, so an app can use the file without our code. The
-converter's and LiteRT's own prints and warnings are kept out of the terminal unless
-`TRAINER_DEBUG=1`. It must not train models or write reports (see `trainer.report`).
+This module converts a `tf_keras` model with `TFLiteConverter.from_keras_model` to float32,
+float16, dynamic-range or full-integer int8 (with float32, uint8 or int8 input and output),
+runs a file with LiteRT's interpreter on a batch of preprocessed inputs, and measures size and
+batch-1 latency. The converter's and LiteRT's own prints and warnings are kept out of the
+terminal unless `TRAINER_DEBUG=1`. Verification on a test set, sidecar files and metadata live
+in `trainer.export.verify`; it must not train models or write reports.
 
 Example:
 
-    from trainer.export import export_and_verify
-    results = export_and_verify(model, x_test, y_test, keras_accuracy=0.92,
-                                formats=["float32", "int8"], out_dir="runs/demo",
-                                representative_images=x_train[:500],
-                                class_names=["cat", "dog"], input_spec={"shape": [32, 32, 3]})
-    for result in results:
-        print(result.format, result.accuracy, result.drop_pp, result.agreement, result.size_bytes)
+    from trainer.export import convert, predict_tflite
+    content = convert(model, "int8", representative_images=x_train[:300], io="uint8",
+                      input_range=(0.0, 1.0))       # raw pixels 0..255 are the model's x * 255
+    probabilities = predict_tflite(content, x_test)  # float inputs are quantized for the file
 """
 
 import contextlib
-import dataclasses
 import gzip
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from trainer.files import atomic_save, atomic_write_bytes, atomic_write_json
+from trainer.export.mobile import check_io
 from trainer.keras_path import check_keras_object
 from trainer.precision import float32_copy
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
 # Accuracy-drop budgets in percentage points against the Keras model, per format.
 DEFAULT_BUDGETS_PP = {"float32": 0.1, "float16": 0.1, "dynamic": 0.5, "int8": 0.5}
-
-
-@dataclasses.dataclass
-class ExportResult:
-    """One exported file and what it scored."""
-
-    format: str
-    path: str
-    accuracy: float
-    keras_accuracy: float
-    drop_pp: float
-    budget_pp: float
-    size_bytes: int
-    gzip_bytes: int
-    latency_ms: float  # median milliseconds per batch-1 inference
-    latency_threads: int
-    # Added with the sidecar JSON; defaults keep older constructions working.
-    agreement: float | None = None  # share of examples whose top-1 class equals Keras's
-    max_abs_diff: float | None = None  # largest |TFLite output - Keras output| over all outputs
-    latency_p90_ms: float | None = None  # 90th percentile of batch-1 latency
-    examples: int = 0  # how many examples the file was verified on
-    sidecar_path: str = ""  # model_<format>.json beside the .tflite file
-
-    @property
-    def within_budget(self) -> bool:
-        return self.drop_pp <= self.budget_pp
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "within_budget": self.within_budget}
 
 
 def _check_format(format: str) -> None:
@@ -120,7 +82,8 @@ def convert(
     model,
     format: str = "float32",
     representative_images: np.ndarray | None = None,
-    int8_io: bool = False,
+    io: str = "float32",
+    input_range: tuple[float, float] | None = None,
 ) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
@@ -130,11 +93,17 @@ def convert(
             activations), or int8 (full integer; needs `representative_images`).
         representative_images: a few hundred preprocessed training inputs used to calibrate
             int8 activation ranges; take them from the training pipeline.
-        int8_io: with int8, make the input and output tensors int8 too (for integer-only
-            accelerators); the default keeps float32 I/O so callers need not quantize.
+        io: the input and output type of an int8 file: float32 (the default; callers need not
+            quantize), uint8 (what MediaPipe Tasks and the TFLite Task Library accept) or int8
+            (integer-only accelerators; MediaPipe refuses it). Other formats keep float32.
+        input_range: the model inputs that the smallest and largest integer inputs stand for,
+            e.g. (0, 1) for pixels / 255. With int8, the input's quantization is pinned to it
+            (so uint8 input 0..255 is exactly the raw pixels) and checked after conversion;
+            without it the input range is whatever calibration saw.
     """
     check_keras_object(model, "model")
     _check_format(format)
+    check_io(io)
     # TFLite has no bfloat16 kernels: a mixed-precision model is converted as float32.
     converter = _converter(float32_copy(model))
     if format != "float32":
@@ -142,24 +111,70 @@ def convert(
     if format == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if format == "int8":
-        if representative_images is None or len(representative_images) == 0:
-            raise ValueError(
-                "int8 export needs representative_images: pass a few hundred preprocessed "
-                "training inputs (float32, the shape the model takes)"
-            )
-        samples = np.asarray(representative_images, dtype=np.float32)
-
-        def representative_dataset():
-            for sample in samples:
-                yield [sample[None, ...]]
-
-        converter.representative_dataset = representative_dataset
+        converter.representative_dataset = _calibration(representative_images, input_range)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+        if io != "float32":
+            converter.inference_input_type = getattr(tf, io)
+            converter.inference_output_type = getattr(tf, io)
     with quiet_native_output():
-        return converter.convert()
+        content = converter.convert()
+    if format == "int8" and io != "float32" and input_range is not None:
+        check_input_quantization(content, input_range)
+    return content
+
+
+def _calibration(representative_images: np.ndarray | None, input_range):
+    """The representative dataset for int8 calibration. With `input_range`, the first sample
+    gets one input value at each end of the range, so that the input's calibrated range is
+    exactly `input_range` whatever the samples hold (the calibrator keeps the minimum and
+    maximum it saw; one value at each end moves the rest of the network by a pixel)."""
+    if representative_images is None or len(representative_images) == 0:
+        raise ValueError(
+            "int8 export needs representative_images: pass a few hundred preprocessed "
+            "training inputs (float32, the shape the model takes)"
+        )
+    samples = np.asarray(representative_images, dtype=np.float32)
+    if input_range is not None:
+        low, high = (float(value) for value in input_range)
+        seen = float(samples.min()), float(samples.max())
+        margin = 1e-6 * max(1.0, high - low)
+        if seen[0] < low - margin or seen[1] > high + margin:
+            raise ValueError(
+                f"the representative inputs span [{seen[0]:g}, {seen[1]:g}], outside the input "
+                f"range [{low:g}, {high:g}] the file's integer input stands for: preprocess "
+                "them as the model's inputs (e.g. pixels / 255 for a range of [0, 1])"
+            )
+        samples = samples.copy()
+        first = samples[0].reshape(-1)  # a view of the copy
+        first[0], first[-1] = low, high
+
+    def representative_dataset():
+        for sample in samples:
+            yield [sample[None, ...]]
+
+    return representative_dataset
+
+
+def check_input_quantization(model_content: bytes, input_range: tuple[float, float]) -> None:
+    """Raises ValueError unless the file's integer input maps its whole integer range exactly
+    onto `input_range`: for pixels / 255 and uint8, input value p is the model's p / 255."""
+    detail = _interpreter(model_content, num_threads=1).get_input_details()[0]
+    if detail["dtype"] not in (np.int8, np.uint8):
+        return
+    scale, zero_point = detail["quantization"]
+    low, high = (float(value) for value in input_range)
+    info = np.iinfo(detail["dtype"])
+    expected_scale = (high - low) / (int(info.max) - int(info.min))
+    expected_zero = int(info.min) - low / expected_scale
+    if abs(scale / expected_scale - 1.0) > 1e-5 or abs(zero_point - expected_zero) > 1e-3:
+        name = np.dtype(detail["dtype"]).name
+        raise ValueError(
+            f"the {name} input of the int8 file maps q to (q - {zero_point}) * {scale:.6g}, "
+            f"not exactly onto the model's input range [{low:g}, {high:g}] (that would need a "
+            f"scale of {expected_scale:.6g} and a zero point of {expected_zero:g}, a whole "
+            f"number): an app's raw {name} pixels would not be what the model was trained on. "
+            "Use io=float32, or a normalization whose mean is a whole pixel value"
+        )
 
 
 def _has_recurrent_layer(layer) -> bool:
@@ -208,14 +223,24 @@ def _dequantize(output: np.ndarray, detail: dict) -> np.ndarray:
     return output
 
 
+def _file_inputs(x: np.ndarray, detail: dict) -> np.ndarray:
+    """`x` as float32, with a grayscale image's channel repeated three times when the file takes
+    RGB (a grayscale model exported for the mobile runtimes converts RGB to gray itself)."""
+    x = np.asarray(x, dtype=np.float32)
+    takes_rgb = len(detail["shape"]) == 4 and detail["shape"][-1] == 3
+    return np.repeat(x, 3, axis=-1) if takes_rgb and x.ndim == 4 and x.shape[-1] == 1 else x
+
+
 def predict_tflite(
     model_content: bytes, x: np.ndarray, batch_size: int = 256, num_threads: int | None = None
 ) -> np.ndarray:
-    """Runs a TFLite model on every row of `x` (float32, preprocessed) and returns outputs."""
+    """Runs a TFLite model on every row of `x` (float32, preprocessed) and returns its outputs,
+    dequantized. Integer files get `x` quantized with their input's scale and zero point; a
+    file that takes RGB gets grayscale `x` repeated into three channels."""
     interpreter = _interpreter(model_content, num_threads)
     input_detail = interpreter.get_input_details()[0]
     output_index = interpreter.get_output_details()[0]["index"]
-    x = np.asarray(x, dtype=np.float32)
+    x = _file_inputs(x, input_detail)
     if list(input_detail["shape_signature"][:1]) == [1]:  # converted at batch 1 (recurrent)
         batch_size = 1
     outputs = []
@@ -251,7 +276,7 @@ def measure_latency(
     interpreter = _interpreter(model_content, num_threads)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    data = _quantize(np.asarray(sample, dtype=np.float32)[None, ...], detail)
+    data = _quantize(_file_inputs(np.asarray(sample)[None, ...], detail), detail)
     interpreter.set_tensor(detail["index"], data)
     for _ in range(warmup):
         interpreter.invoke()
@@ -275,7 +300,7 @@ def latency_percentiles(
     """
     interpreter = _interpreter(model_content, num_threads)
     detail = interpreter.get_input_details()[0]
-    data = _quantize(np.asarray(sample, dtype=np.float32)[None, ...], detail)
+    data = _quantize(_file_inputs(np.asarray(sample)[None, ...], detail), detail)
     interpreter.set_tensor(detail["index"], data)
     for _ in range(warmup):
         interpreter.invoke()
@@ -292,167 +317,9 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
-def _tensor_description(detail: dict) -> dict[str, Any]:
-    scale, zero_point = detail["quantization"]
-    described = {
-        "shape": [int(size) for size in detail["shape"]],
-        "dtype": np.dtype(detail["dtype"]).name,
-    }
-    if scale:
-        described["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
-    return described
-
-
-def write_sidecar(
-    result: ExportResult,
-    model_content: bytes,
-    class_names: Sequence[str] | None,
-    input_spec: dict[str, Any] | None,
-    artifacts: Sequence[str] = (),
-) -> Path:
-    """Writes `model_<format>.json` beside the `.tflite` file and returns its path.
-
-    It holds what an app needs to use the file without our code: the labels in output order,
-    the input the model expects (shape, dtype, range, layout, preprocessing), the TFLite input
-    and output tensors (with int8 quantization parameters when the I/O is integer), other
-    files the model needs (e.g. a vocabulary) and the verification numbers.
-    """
-    interpreter = _interpreter(model_content, num_threads=1)
-    verification = {
-        key: value
-        for key, value in result.to_dict().items()
-        if key not in ("format", "path", "sidecar_path")
-    }
-    sidecar = {
-        "model_file": Path(result.path).name,
-        "format": result.format,
-        "class_names": list(class_names) if class_names is not None else None,
-        "input": dict(input_spec or {}),
-        "tflite_input": _tensor_description(interpreter.get_input_details()[0]),
-        "tflite_output": _tensor_description(interpreter.get_output_details()[0]),
-        "files": list(artifacts),
-        "verification": verification,
-    }
-    return atomic_write_json(Path(result.path).with_suffix(".json"), sidecar)
-
-
-def export_and_verify(
-    model,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    keras_accuracy: float,
-    formats: Sequence[str],
-    out_dir: str | Path,
-    representative_images: np.ndarray | None = None,
-    budgets_pp: dict[str, float] | None = None,
-    *,
-    class_names: Sequence[str] | None = None,
-    input_spec: dict[str, Any] | None = None,
-    keras_outputs: np.ndarray | None = None,
-    artifacts: Sequence[str] = (),
-) -> list[ExportResult]:
-    """Exports `model` in each format to `out_dir/model_<format>.tflite` and verifies it.
-
-    Each file is scored on all of `x_test` (preprocessed float32 inputs) with the LiteRT
-    interpreter and compared with the Keras model: accuracy against `keras_accuracy`, top-1
-    agreement and the largest output difference against `keras_outputs` (computed here when
-    not given); latency is batch-1 on one thread. Beside each file goes its sidecar
-    `model_<format>.json` with `class_names` (labels in output order), `input_spec`,
-    `artifacts` (names of other files the model needs) and these numbers.
-    """
-    budgets = {**DEFAULT_BUDGETS_PP, **(budgets_pp or {})}
-    for format in formats:
-        _check_format(format)
-    if class_names is not None and len(class_names) != model.output_shape[-1]:
-        raise ValueError(
-            f"{len(class_names)} class names were given for a model with "
-            f"{model.output_shape[-1]} outputs: pass one name per output, in output order"
-        )
-    if keras_outputs is None:
-        keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
-    keras_outputs = np.asarray(keras_outputs, np.float32)
-    keras_top1 = np.argmax(keras_outputs, axis=-1)
-    results = []
-    for format in formats:
-        content = convert(model, format, representative_images)
-        path = atomic_write_bytes(Path(out_dir) / f"model_{format}.tflite", content)
-        outputs = predict_tflite(content, x_test)
-        top1 = np.argmax(outputs, axis=-1)
-        accuracy = float(np.mean(top1 == np.asarray(y_test)))
-        median, p90 = latency_percentiles(content, np.asarray(x_test[0], np.float32))
-        result = ExportResult(
-            format=format,
-            path=str(path),
-            accuracy=accuracy,
-            keras_accuracy=float(keras_accuracy),
-            drop_pp=round((keras_accuracy - accuracy) * 100.0, 4),
-            budget_pp=budgets[format],
-            size_bytes=len(content),
-            gzip_bytes=gzip_size(content),
-            latency_ms=median,
-            latency_threads=1,
-            agreement=float(np.mean(top1 == keras_top1)),
-            max_abs_diff=float(np.max(np.abs(outputs - keras_outputs))),
-            latency_p90_ms=p90,
-            examples=len(x_test),
-        )
-        result.sidecar_path = str(
-            write_sidecar(result, content, class_names, input_spec, artifacts)
-        )
-        results.append(result)
-    return results
-
-
 def parse_formats(text: str) -> list[str]:
     """`"float32, int8"` -> `["float32", "int8"]`, checking each name."""
     formats = [name.strip() for name in text.split(",") if name.strip()]
     for format in formats:
         _check_format(format)
     return formats
-
-
-def save_and_verify(
-    model,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    run_dir: str | Path,
-    formats: str | Sequence[str],
-    representative_images: np.ndarray | None = None,
-    *,
-    class_names: Sequence[str] | None = None,
-    input_spec: dict[str, Any] | None = None,
-    artifacts: Sequence[str] = (),
-) -> tuple[float, np.ndarray, list[ExportResult]]:
-    """The end of a training run: score, save `RUN_DIR/model.keras`, export and verify.
-
-    The Keras model is scored on exactly the inputs the TFLite files will see (`x_test`,
-    preprocessed float32), so the drops compare like with like. A Keras 3 model is refused
-    before anything is written, and `model.keras` is written atomically (a reader never sees
-    half a file). `class_names`, `input_spec` and `artifacts` go into each file's sidecar JSON.
-
-    Returns:
-        (Keras test accuracy, predicted class per test example, one `ExportResult` per format)
-    """
-    from trainer.runs import MODEL_FILE
-
-    check_keras_object(model, "model")
-    if isinstance(formats, str):
-        formats = parse_formats(formats)
-    logits = model.predict(x_test, batch_size=256, verbose=0)
-    predictions = np.argmax(logits, axis=-1)
-    keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
-    atomic_save(Path(run_dir) / MODEL_FILE, lambda temporary: model.save(temporary))
-    exports = export_and_verify(
-        model,
-        x_test,
-        y_test,
-        keras_accuracy,
-        formats,
-        run_dir,
-        representative_images,
-        class_names=class_names,
-        input_spec=input_spec,
-        keras_outputs=logits,
-        artifacts=artifacts,
-    )
-    return keras_accuracy, predictions, exports

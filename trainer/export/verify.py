@@ -1,0 +1,375 @@
+"""Export and verification: each mobile file scored on the whole test set, with its sidecar.
+
+A mobile file is only worth shipping if it still scores what the Keras model did, and if the
+runtimes an app uses load it as it is. For each format this module converts the model (an
+image model behind the mobile graph of `trainer.export.mobile`: RGB input, probabilities out,
+with TFLite metadata naming its labels and normalization), runs the file with LiteRT's
+interpreter on the whole test set and reports accuracy, the drop against Keras, top-1
+agreement with Keras, the largest output difference (file probabilities against Keras's
+softmax, or logits against logits), raw and gzip size and batch-1 latency; then it classifies
+the same test images, as raw pixels, through MediaPipe Tasks (`trainer.export.runtimes`).
+Beside each `model_<format>.tflite` it writes `model_<format>.json`: labels in output order,
+the input's numbers (size, channels, color space, mean, std, dtype), the output kind and the
+verification numbers, so an app can use the file without our code. Models that do not take
+images (text) are exported as before: the model's own input, logits out, no metadata.
+
+It must not train models or write reports (see `trainer.report`).
+
+Example:
+
+    from trainer.export import export_and_verify
+    results = export_and_verify(model, x_test, y_test, keras_accuracy=0.92,
+                                formats=["float32", "int8"], out_dir="runs/demo",
+                                representative_images=x_train[:500], class_names=["cat", "dog"],
+                                input_spec={"shape": [32, 32, 3], "mean": 0.0, "std": 255.0},
+                                io="uint8")
+    for result in results:
+        print(result.format, result.accuracy, result.agreement, result.mediapipe.agreement)
+"""
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.export.mobile import (
+    ImageInput,
+    check_io,
+    check_outputs,
+    ends_in_softmax,
+    image_input,
+    mobile_graph,
+    model_inputs,
+    raw_pixels,
+    rgb,
+    softmax,
+)
+from trainer.export.runtimes import RuntimeCheck
+from trainer.export.tflite import (
+    DEFAULT_BUDGETS_PP,
+    _check_format,
+    _interpreter,
+    convert,
+    gzip_size,
+    latency_percentiles,
+    parse_formats,
+    predict_tflite,
+)
+from trainer.files import atomic_save, atomic_write_bytes, atomic_write_json
+from trainer.keras_path import check_keras_object
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """One exported file and what it scored."""
+
+    format: str
+    path: str
+    accuracy: float
+    keras_accuracy: float
+    drop_pp: float
+    budget_pp: float
+    size_bytes: int
+    gzip_bytes: int
+    latency_ms: float  # median milliseconds per batch-1 inference
+    latency_threads: int
+    # Added with the sidecar JSON; defaults keep older constructions working.
+    agreement: float | None = None  # share of examples whose top-1 class equals Keras's
+    max_abs_diff: float | None = None  # largest |file output - Keras output| over all outputs
+    latency_p90_ms: float | None = None  # 90th percentile of batch-1 latency
+    examples: int = 0  # how many examples the file was verified on
+    sidecar_path: str = ""  # model_<format>.json beside the .tflite file
+    io: str = "float32"  # the file's input and output type: float32, uint8 or int8
+    outputs: str = "logits"  # what the file returns: probabilities or logits
+    mediapipe: RuntimeCheck | None = None  # MediaPipe Tasks on the same test images
+
+    @property
+    def within_budget(self) -> bool:
+        return self.drop_pp <= self.budget_pp
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "within_budget": self.within_budget}
+
+
+@dataclasses.dataclass
+class _Export:
+    """What every format of one export shares."""
+
+    model: Any  # the graph that is converted: the mobile graph of an image model
+    image: ImageInput | None  # None: not an image model, exported as it is
+    x_test: np.ndarray
+    y_test: np.ndarray
+    reference: np.ndarray  # Keras's outputs of the same kind as the file's
+    keras_accuracy: float
+    out_dir: Path
+    representative: np.ndarray | None
+    labels: list[str]
+    general: tuple[str, str, str]  # metadata name, description, version
+    io: str
+    outputs: str
+
+
+def _tensor_description(detail: dict) -> dict[str, Any]:
+    scale, zero_point = detail["quantization"]
+    described = {
+        "shape": [int(size) for size in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+    }
+    if scale:
+        described["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+    return described
+
+
+def write_sidecar(
+    result: ExportResult,
+    model_content: bytes,
+    class_names: Sequence[str] | None,
+    input_spec: dict[str, Any] | None,
+    artifacts: Sequence[str] = (),
+    image: ImageInput | None = None,
+) -> Path:
+    """Writes `model_<format>.json` beside the `.tflite` file and returns its path.
+
+    It holds what an app needs to use the file without our code, as numbers: `class_names`
+    (labels in output order), `image` (height, width, channels, color space, mean, std and
+    dtype of the file's input: a float input is `(pixel - mean) / std`, a uint8 input the raw
+    pixels; None for a model that does not take images), `output` (kind: probabilities or
+    logits, and the labels), the TFLite input and output tensors (with quantization parameters
+    when they are integer), `input` (the recipe's description of the model's own input), other
+    files the model needs (e.g. a vocabulary) and the verification numbers.
+    """
+    interpreter = _interpreter(model_content, num_threads=1)
+    file_input = _tensor_description(interpreter.get_input_details()[0])
+    verification = {
+        key: value
+        for key, value in result.to_dict().items()
+        if key not in ("format", "path", "sidecar_path")
+    }
+    labels = list(class_names) if class_names is not None else None
+    sidecar = {
+        "model_file": Path(result.path).name,
+        "format": result.format,
+        "class_names": labels,
+        "image": None if image is None else {**image.to_dict(), "dtype": file_input["dtype"]},
+        "output": {"kind": result.outputs, "labels": labels},
+        "input": dict(input_spec or {}),
+        "tflite_input": file_input,
+        "tflite_output": _tensor_description(interpreter.get_output_details()[0]),
+        "files": list(artifacts),
+        "verification": verification,
+    }
+    return atomic_write_json(Path(result.path).with_suffix(".json"), sidecar)
+
+
+def _weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _general(model, image: ImageInput, labels: list[str], outputs: str, title: str):
+    """Metadata name, description and version (the digest of the weights, so two files of
+    the same trained model share it)."""
+    from trainer import __version__
+
+    gray = ", turned to gray inside the model" if image.channels == 1 else ""
+    description = (
+        f"Classifies a {image.height}x{image.width} RGB image{gray} into {len(labels)} "
+        f"classes ({', '.join(labels)}); returns {outputs}. Made with trainer."
+    )
+    version = f"weights sha256 {_weights_digest(model)}, trainer {__version__}"
+    return title or model.name, description, version
+
+
+def _mediapipe_row(job: _Export, path: Path, content: bytes, outputs: np.ndarray):
+    """MediaPipe on the test images as raw pixels, against LiteRT on those same pixels."""
+    from trainer.export.runtimes import mediapipe_image_check
+
+    pixels = raw_pixels(job.x_test, job.image)
+    inputs = model_inputs(pixels, job.image)
+    exact = np.max(np.abs(inputs - rgb(job.x_test)), initial=0.0) <= 1e-6
+    # Inputs that were not whole pixels (a resized image) are compared on the rounded pixels.
+    litert = outputs if exact else predict_tflite(content, inputs)
+    check = mediapipe_image_check(path, pixels, job.y_test, litert)
+    if check.loaded:
+        check.labels_match = check.labels == job.labels
+    return check
+
+
+def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResult, bytes]:
+    """Converts, writes and verifies one format; the sidecar is left to the caller."""
+    from trainer.export.metadata import image_classifier_metadata
+
+    io = job.io if format == "int8" else "float32"
+    representative = job.representative
+    if job.image is not None and representative is not None:
+        representative = rgb(representative)
+    input_range = None if job.image is None else job.image.pixel_range
+    content = convert(job.model, format, representative, io=io, input_range=input_range)
+    if job.image is not None:
+        image = job.image
+        content = image_classifier_metadata(content, job.labels, image.mean, image.std, job.general)
+    path = atomic_write_bytes(job.out_dir / f"model_{format}.tflite", content)
+    outputs = predict_tflite(content, job.x_test)
+    top1 = np.argmax(outputs, axis=-1)
+    accuracy = float(np.mean(top1 == np.asarray(job.y_test)))
+    median, p90 = latency_percentiles(content, np.asarray(job.x_test[0], np.float32))
+    result = ExportResult(
+        format=format,
+        path=str(path),
+        accuracy=accuracy,
+        keras_accuracy=float(job.keras_accuracy),
+        drop_pp=round((job.keras_accuracy - accuracy) * 100.0, 4),
+        budget_pp=budget_pp,
+        size_bytes=len(content),
+        gzip_bytes=gzip_size(content),
+        latency_ms=median,
+        latency_threads=1,
+        agreement=float(np.mean(top1 == np.argmax(job.reference, axis=-1))),
+        max_abs_diff=float(np.max(np.abs(outputs - job.reference))),
+        latency_p90_ms=p90,
+        examples=len(job.x_test),
+        io=io,
+        outputs=job.outputs,
+    )
+    if job.image is not None:
+        result.mediapipe = _mediapipe_row(job, path, content, outputs)
+    return result, content
+
+
+def export_and_verify(
+    model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    keras_accuracy: float,
+    formats: Sequence[str],
+    out_dir: str | Path,
+    representative_images: np.ndarray | None = None,
+    budgets_pp: dict[str, float] | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    input_spec: dict[str, Any] | None = None,
+    keras_outputs: np.ndarray | None = None,
+    artifacts: Sequence[str] = (),
+    io: str = "float32",
+    outputs: str = "probabilities",
+    title: str = "",
+) -> list[ExportResult]:
+    """Exports `model` in each format to `out_dir/model_<format>.tflite` and verifies it.
+
+    Each file is scored on all of `x_test` (preprocessed float32 inputs) with the LiteRT
+    interpreter and compared with the Keras model: accuracy against `keras_accuracy`, top-1
+    agreement and the largest output difference against `keras_outputs` (the model's logits,
+    computed here when not given); latency is batch-1 on one thread.
+
+    A model that takes images (height x width x 1 or 3) is exported for the mobile runtimes:
+    RGB input, `outputs` (probabilities, or logits), metadata with `title`, the labels and the
+    normalization from `input_spec` (mean and std, or a range of [0, top]); its int8 file takes
+    and returns `io` (float32, uint8 = raw pixels, or int8); and MediaPipe Tasks classifies the
+    test set too (`ExportResult.mediapipe`). Other models are exported as they are. Beside
+    each file goes its sidecar `model_<format>.json` (see `write_sidecar`).
+    """
+    budgets = {**DEFAULT_BUDGETS_PP, **(budgets_pp or {})}
+    for format in formats:
+        _check_format(format)
+    check_io(io)
+    check_outputs(outputs)
+    if class_names is not None and len(class_names) != model.output_shape[-1]:
+        raise ValueError(
+            f"{len(class_names)} class names were given for a model with "
+            f"{model.output_shape[-1]} outputs: pass one name per output, in output order"
+        )
+    labels = list(class_names or [str(index) for index in range(model.output_shape[-1])])
+    image = image_input(model, input_spec)
+    if keras_outputs is None:
+        keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
+    reference = np.asarray(keras_outputs, np.float32)
+    exported, kind, general = model, "logits", ("", "", "")
+    if image is not None:
+        exported, kind = mobile_graph(model, image, outputs), outputs
+        if kind == "probabilities" and not ends_in_softmax(model):
+            reference = softmax(reference)
+        general = _general(model, image, labels, kind, title)
+    job = _Export(
+        exported,
+        image,
+        np.asarray(x_test),
+        np.asarray(y_test),
+        reference,
+        keras_accuracy,
+        Path(out_dir),
+        representative_images,
+        labels,
+        general,
+        io,
+        kind,
+    )
+    results = []
+    for format in formats:
+        result, content = _export_one(job, format, budgets[format])
+        result.sidecar_path = str(
+            write_sidecar(result, content, class_names, input_spec, artifacts, image)
+        )
+        results.append(result)
+    return results
+
+
+def save_and_verify(
+    model,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    run_dir: str | Path,
+    formats: str | Sequence[str],
+    representative_images: np.ndarray | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    input_spec: dict[str, Any] | None = None,
+    artifacts: Sequence[str] = (),
+    io: str = "float32",
+    outputs: str = "probabilities",
+    title: str = "",
+) -> tuple[float, np.ndarray, list[ExportResult]]:
+    """The end of a training run: score, save `RUN_DIR/model.keras`, export and verify.
+
+    The Keras model is scored on exactly the inputs the TFLite files will see (`x_test`,
+    preprocessed float32), so the drops compare like with like. A Keras 3 model is refused
+    before anything is written, and `model.keras` is written atomically (a reader never sees
+    half a file). `class_names`, `input_spec`, `artifacts`, `io`, `outputs` and `title` go to
+    `export_and_verify`.
+
+    Returns:
+        (Keras test accuracy, predicted class per test example, one `ExportResult` per format)
+    """
+    from trainer.runs import MODEL_FILE
+
+    check_keras_object(model, "model")
+    if isinstance(formats, str):
+        formats = parse_formats(formats)
+    check_io(io)
+    check_outputs(outputs)
+    image_input(model, input_spec)  # an image model without its normalization fails here
+    logits = model.predict(x_test, batch_size=256, verbose=0)
+    predictions = np.argmax(logits, axis=-1)
+    keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
+    atomic_save(Path(run_dir) / MODEL_FILE, lambda temporary: model.save(temporary))
+    exports = export_and_verify(
+        model,
+        x_test,
+        y_test,
+        keras_accuracy,
+        formats,
+        run_dir,
+        representative_images,
+        class_names=class_names,
+        input_spec=input_spec,
+        keras_outputs=logits,
+        artifacts=artifacts,
+        io=io,
+        outputs=outputs,
+        title=title,
+    )
+    return keras_accuracy, predictions, exports
