@@ -69,6 +69,10 @@ class Experiment:
     learning_rate: float = 1e-3  # peak learning rate (compress retrains from it)
     class_weight: dict[int, float] | None = None
     export_formats: tuple[str, ...] = ("float32", "int8")
+    # input/output type of the int8 file (float32, uint8 = raw pixels, int8) and what image
+    # files return (probabilities or logits); see trainer.export.export_and_verify
+    export_io: str = "float32"
+    export_outputs: str = "probabilities"
     # Describes the model input for people and for the sidecar JSON beside each .tflite file,
     # e.g. {"shape": [28, 28, 1], "dtype": "float32", "range": [0, 1], "layout": "NHWC"}.
     input_spec: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -278,6 +282,9 @@ def _save_and_verify(model, experiment: Experiment, run_dir: Path) -> _Scored:
         class_names=list(experiment.class_names),
         input_spec=experiment.input_spec,
         artifacts=list(experiment.artifacts),
+        io=experiment.export_io,
+        outputs=experiment.export_outputs,
+        title=experiment.title,
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     return _Scored(keras_accuracy, predictions, exports, table)
