@@ -12,18 +12,17 @@ being finite) before any work, so a new option cannot skip the checks. `parse_ar
 
 Example:
 
-    from dataclasses import dataclass
-    from trainer.config import choice, count, fraction, parse_args, positive
-
-    @dataclass
-    class Config:
-        epochs: int = count(10)  # passes over the training set
-        learning_rate: float = positive(1e-3)  # peak learning rate
-        dropout: float = fraction(0.3)  # dropout before the head
-        optimizer: str = choice("adamw", "adamw", "adam", "sgd")  # optimizer
-
-    config = parse_args(Config, ["--epochs=3"])
-    assert config.epochs == 3
+    >>> from dataclasses import dataclass
+    >>> from trainer.config import choice, count, fraction, parse_args, positive
+    >>> @dataclass
+    ... class Config:
+    ...     epochs: int = count(10)  # passes over the training set
+    ...     learning_rate: float = positive(1e-3)  # peak learning rate
+    ...     dropout: float = fraction(0.3)  # dropout before the head
+    ...     optimizer: str = choice("adamw", "adamw", "adam", "sgd")  # optimizer
+    >>> config = parse_args(Config, ["--epochs=3", "--optimizer=sgd"])
+    >>> config.epochs, config.learning_rate, config.optimizer
+    (3, 0.001, 'sgd')
 """
 
 import dataclasses
@@ -356,8 +355,13 @@ def split_arguments(config_class: type, argv: list[str]) -> tuple[list[str], lis
 
     Example:
 
-        split_arguments(TuneOptions, ["digits", "--max_trials=4", "--width=8"])
-        # (["--max_trials=4"], ["digits", "--width=8"])
+        >>> from dataclasses import dataclass
+        >>> from trainer.config import split_arguments
+        >>> @dataclass
+        ... class TuneOptions:
+        ...     max_trials: int = 10
+        >>> split_arguments(TuneOptions, ["digits", "--max_trials=4", "--width=8"])
+        (['--max_trials=4'], ['digits', '--width=8'])
     """
     names = {field.name for field in dataclasses.fields(config_class)}
     ours, rest = [], []

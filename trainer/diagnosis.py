@@ -9,12 +9,16 @@ written so that a person can check them against the plot. `FitDiagnosis` in
 
 Example:
 
-    from trainer.diagnosis import diagnose, format_findings
-    history = {"loss": [1.0, 0.6, 0.4, 0.3, 0.2, 0.1],
-               "val_loss": [1.0, 0.7, 0.6, 0.7, 0.8, 1.0]}
-    findings = diagnose(history)
-    assert findings[0].kind == "overfitting"
-    print(format_findings(findings))
+    >>> from trainer.diagnosis import diagnose, format_findings
+    >>> history = {"loss": [1.0, 0.6, 0.4, 0.3, 0.2, 0.1],
+    ...            "val_loss": [1.0, 0.7, 0.6, 0.7, 0.8, 1.0]}
+    >>> findings = diagnose(history)
+    >>> findings[0].kind
+    'overfitting'
+    >>> print(format_findings(findings))
+    - **overfitting** (epoch 6): validation loss was lowest at epoch 3 (0.6) and rose to 1 ...
+      - more data or stronger augmentation
+      ...
 """
 
 import math

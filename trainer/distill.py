@@ -9,7 +9,7 @@ written once (`_Distillation`); `Distiller` puts it over tf_keras's `Model`, and
 models it is built as the same logic over Keras 3's `Model` (TensorFlow backend), a class
 made once from that one source. This module must not build datasets or export models.
 
-Example:
+Example (not run: needs a trained teacher run; `Distiller`'s own example runs):
 
     from trainer.distill import Distiller, load_teacher
     from trainer.models import small_cnn
@@ -188,10 +188,24 @@ class Distiller(_Distillation, keras.Model):
 
     Example:
 
-        distiller = Distiller(student, teacher, temperature=4.0, alpha=0.5)
-        distiller.compile(optimizer="adam", metrics=["accuracy"])
-        history = distiller.fit(x, y_one_hot, epochs=3)
-        distiller.student.save("student.keras")
+        >>> import numpy as np
+        >>> from trainer import keras
+        >>> from trainer.distill import Distiller
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+        >>> y_one_hot = keras.utils.to_categorical((x[:, 0] > 0).astype("int32"), 2)
+        >>> def classifier(width):
+        ...     hidden = keras.layers.Dense(width, activation="relu")
+        ...     return keras.Sequential([keras.Input((8,)), hidden, keras.layers.Dense(2)])
+        >>> teacher = classifier(32)
+        >>> teacher.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
+        >>> _ = teacher.fit(x, y_one_hot, epochs=5, verbose=0)
+        >>> distiller = Distiller(classifier(4), teacher, temperature=4.0, alpha=0.5)
+        >>> distiller.compile(optimizer="adam", metrics=["accuracy"])
+        >>> history = distiller.fit(x, y_one_hot, epochs=3, verbose=0)
+        >>> distiller.student.save("student.keras")  # an ordinary model
+        >>> distiller.student.count_params() < teacher.count_params()
+        True
     """
 
     def __new__(cls, *args, **kwargs):

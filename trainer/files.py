@@ -48,7 +48,11 @@ def atomic_save(path: str | Path, write: Callable[[Path], Any]) -> Path:
 
     Example:
 
-        atomic_save("run/model.keras", lambda temporary: model.save(temporary))
+        >>> from pathlib import Path
+        >>> from trainer.files import atomic_save
+        >>> path = atomic_save("run/notes.txt", lambda temporary: temporary.write_text("done"))
+        >>> path.read_text(), [file.name for file in Path("run").iterdir()]  # no temporary left
+        ('done', ['notes.txt'])
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,10 @@ module must not change or run models.
 
 Example:
 
-    from trainer.flops import count_flops
-    from trainer.models import small_cnn
-    print(count_flops(small_cnn()))  # FLOPs for one 28x28 image
+    >>> from trainer.flops import count_flops
+    >>> from trainer.models import small_cnn
+    >>> count_flops(small_cnn())  # for one 28x28 image
+    15027712
 """
 
 import math

@@ -11,11 +11,21 @@ on a recipe's model and data. It takes tf_keras and Keras 3 (TensorFlow backend)
 
 Example:
 
-    import trainer
-    from trainer.lr_finder import find_learning_rate
-    result = find_learning_rate(model, train_dataset, steps=200)
-    result.plot("lr_find.png")
-    print(f"suggested learning rate: {result.suggestion:.2e}")
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from trainer import keras
+    >>> from trainer.lr_finder import find_learning_rate
+    >>> keras.utils.set_random_seed(0)
+    >>> x = np.random.default_rng(0).normal(size=(512, 8)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> train_dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    >>> result = find_learning_rate(model, train_dataset, steps=60)  # weights left unchanged
+    >>> result.plot("lr_find.png").name
+    'lr_find.png'
+    >>> 1e-7 < result.suggestion < 10.0  # inside the swept range
+    True
 """
 
 import math

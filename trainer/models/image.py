@@ -5,9 +5,10 @@ output is logits. This module must not compile, train or export.
 
 Example:
 
-    from trainer.models import small_cnn
-    model = small_cnn(input_shape=(28, 28, 1), num_classes=10)
-    model.summary()
+    >>> from trainer.models import small_cnn
+    >>> model = small_cnn(input_shape=(28, 28, 1), num_classes=10)
+    >>> model.output_shape, model.count_params()  # logits; three stages by default
+    ((None, 10), 156074)
 """
 
 import tf_keras as keras
@@ -190,7 +191,10 @@ def with_test_time_flip(model: keras.Model) -> keras.Model:
 
     Example:
 
-        model = with_test_time_flip(resnet9())
+        >>> from trainer.models import small_cnn, with_test_time_flip
+        >>> model = with_test_time_flip(small_cnn(input_shape=(28, 28, 1), num_classes=10))
+        >>> model.name, model.output_shape
+        ('small_cnn_flip_averaged', (None, 10))
     """
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     both = [model(inputs), model(HorizontalFlip(name="mirror")(inputs))]
