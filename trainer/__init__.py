@@ -8,7 +8,10 @@ the schedules, callbacks, LR finder and Distiller work with Keras 3 too, and onl
 helpers and export refuse a Keras 3 model, naming the conversion `to_tf_keras`. It also
 quiets TensorFlow's C++ start-up log (absl and oneDNN notices) the first time TensorFlow is
 imported, unless the user chose a level or set TRAINER_DEBUG=1. Submodules are imported on
-demand so that `import trainer` stays fast.
+demand so that `import trainer` stays fast; for the same reason trainer's registered layers,
+losses and schedules are registered with Keras when a saved model first looks them up
+(`trainer.custom_objects`), so `tf_keras.models.load_model(RUN/model.keras)` needs no
+`custom_objects` after `import trainer`.
 
 Example:
 
@@ -18,6 +21,7 @@ Example:
 """
 
 # Importing keras_path sets TF_USE_LEGACY_KERAS=1 and the default TF_CPP_MIN_LOG_LEVEL=2.
+from trainer.custom_objects import register_on_import
 from trainer.keras_path import (
     check_keras_object,
     ensure_legacy_keras,
@@ -29,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = ["check_keras_object", "ensure_legacy_keras", "keras", "to_tf_keras", "__version__"]
 
 quiet_tensorflow_import()
+register_on_import()
 
 
 def __getattr__(name: str):
