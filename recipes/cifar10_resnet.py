@@ -35,6 +35,7 @@ from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.experiment import Experiment, finish, fit, start_run
+from trainer.export import IO_TYPES, OUTPUT_KINDS
 from trainer.losses import build_loss
 from trainer.models import resnet, resnet9, with_test_time_flip
 from trainer.optimizers import scheduled_optimizer
@@ -66,6 +67,12 @@ class Config:
     test_time_flip: bool = False  # average the logits of each image and its mirror image
     val_fraction: float = 0.1  # share of train held out for validation (0 = none)
     export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
+    # input/output type of the int8 file: float32; uint8 = raw 0-255 pixels, what MediaPipe
+    # Tasks and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe
+    # refuses it)
+    io: str = choice("float32", *IO_TYPES)
+    # what exported files return: probabilities (softmax; what the mobile runtimes expect) or logits
+    outputs: str = choice("probabilities", *OUTPUT_KINDS)
     tfds_dir: str = ""  # TFDS data directory for tfds:cifar10 ("" = TFDS default)
     md5: str = ""  # expected md5 of a tarball you built ("" = the published one)
     seed: int = 0  # seeds the split, weights, shuffling and augmentation
@@ -141,12 +148,17 @@ def build(config: Config) -> Experiment:
         batch_size=config.batch_size,
         learning_rate=config.learning_rate or default_rate,
         export_formats=tuple(config.export.split(",")),
+        export_io=config.io,
+        export_outputs=config.outputs,
         title=f"CIFAR-10 {config.model}" + (" + test-time flip" if config.test_time_flip else ""),
         input_spec={
             "shape": [32, 32, 3],
             "dtype": "float32",
             "range": [0.0, 1.0],
             "layout": "NHWC",
+            "color_space": "RGB",
+            "mean": 0.0,  # model input = (pixel - mean) / std
+            "std": 255.0,
             "preprocessing": "RGB pixels / 255",
         },
     )

@@ -30,6 +30,8 @@ class Config:
     width: int = 16  # convolution filters (compress halves it for the distilled student)
     seed: int = 0  # seeds the split, the weights and the shuffling
     backup_every: int = 0  # steps between backups for `trainer train --resume`; 0 = off
+    io: str = "float32"  # int8 file input/output: float32, uint8 (MediaPipe) or int8
+    outputs: str = "probabilities"  # what exported files return: probabilities or logits
 
 
 def build(config: Config) -> Experiment:
@@ -80,8 +82,11 @@ def build(config: Config) -> Experiment:
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
+        export_io=config.io,
+        export_outputs=config.outputs,
         title="Digits, one convolution",
-        input_spec={"shape": [8, 8, 1], "dtype": "float32", "range": [0.0, 1.0]},
+        # The 8x8 digits hold intensities 0..16, not 0..255: model input = (pixel - 0) / 16.
+        input_spec={"shape": [8, 8, 1], "dtype": "float32", "mean": 0.0, "std": 16.0},
     )
 
 

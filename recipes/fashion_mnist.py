@@ -35,7 +35,7 @@ from trainer.data.pipeline import image_dataset
 from trainer.data.sources import LoadedData
 from trainer.data.split import holdout_split
 from trainer.experiment import Experiment, finish, fit, start_run
-from trainer.export import FORMATS
+from trainer.export import FORMATS, IO_TYPES, OUTPUT_KINDS
 from trainer.losses import build_loss
 from trainer.models import small_cnn, with_test_time_flip
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
@@ -80,6 +80,12 @@ class Config:
     validation_size: int = at_least(-1, -1)
     # TFLite formats: float32, float16, dynamic, int8
     export: str = choices("float32,int8", *FORMATS, resumable=True)
+    # input/output type of the int8 file: float32; uint8 = raw 0-255 pixels, what MediaPipe
+    # Tasks and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe
+    # refuses it)
+    io: str = choice("float32", *IO_TYPES, resumable=True)
+    # what exported files return: probabilities (softmax; what the mobile runtimes expect) or logits
+    outputs: str = choice("probabilities", *OUTPUT_KINDS, resumable=True)
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # deterministic TF ops: identical metrics on reruns, slower
     # auto = mixed_bfloat16 on a CPU with native bfloat16 (AVX512_BF16/AMX), else float32;
@@ -196,12 +202,17 @@ def build(config: Config) -> Experiment:
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         export_formats=tuple(config.export.split(",")),
+        export_io=config.io,
+        export_outputs=config.outputs,
         title="Fashion-MNIST small CNN",
         input_spec={
             "shape": [28, 28, 1],
             "dtype": "float32",
             "range": [0.0, 1.0],
             "layout": "NHWC",
+            "color_space": "GRAYSCALE",
+            "mean": 0.0,  # model input = (pixel - mean) / std
+            "std": 255.0,
             "preprocessing": "grayscale pixels / 255",
         },
         data_report=data_report,

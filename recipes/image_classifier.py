@@ -33,7 +33,7 @@ from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
 from trainer.experiment import Experiment, finish, fit, start_run
-from trainer.export import FORMATS
+from trainer.export import FORMATS, IO_TYPES, OUTPUT_KINDS
 from trainer.losses import build_loss
 from trainer.models import small_cnn
 from trainer.models.transfer import (
@@ -92,6 +92,12 @@ class Config:
     drop_label_errors: bool = False  # search for and drop likely label errors (slower check)
     # TFLite formats: float32, float16, dynamic, int8
     export: str = choices("float32,int8", *FORMATS, resumable=True)
+    # input/output type of the int8 file: float32; uint8 = raw 0-255 pixels, what MediaPipe
+    # Tasks and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe
+    # refuses it)
+    io: str = choice("float32", *IO_TYPES, resumable=True)
+    # what exported files return: probabilities (softmax; what the mobile runtimes expect) or logits
+    outputs: str = choice("probabilities", *OUTPUT_KINDS, resumable=True)
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     md5: str = ""  # expected md5 of a CIFAR tarball you built ("" = the published one)
@@ -216,6 +222,8 @@ def build(config: Config) -> Experiment:
         learning_rate=config.learning_rate,
         class_weight=weights,
         export_formats=tuple(config.export.split(",")),
+        export_io=config.io,
+        export_outputs=config.outputs,
         title=f"Image classifier on {config.data}",
         data_report=data_report,
         input_spec={
@@ -223,6 +231,9 @@ def build(config: Config) -> Experiment:
             "dtype": "float32",
             "range": [0.0, 1.0],
             "layout": "NHWC",
+            "color_space": "RGB" if channels == 3 else "GRAYSCALE",
+            "mean": 0.0,  # model input = (pixel - mean) / std
+            "std": 255.0,
             "preprocessing": f"resize to {height}x{width}, "
             f"{'RGB' if channels == 3 else 'grayscale'}, pixels / 255",
         },
