@@ -36,17 +36,16 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from trainer.config import ConfigError, choice, limit, option
 from trainer.config import split_arguments as config_split_arguments
+from trainer.processes import describe_exit, exits, free_port, log_tail, start, stop
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 LEARNING_RATE_RULES = ("none", "linear")
@@ -469,42 +468,6 @@ atexit.register(remove_scratch_folders)
 # --------------------------------------------------------------------- local workers
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 at the time of asking."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
-
-
-def _stop(processes: list[subprocess.Popen], grace: float = 10.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    return "\n".join(f"    {line}" for line in text[-lines:])
-
-
 def supervise_local_workers(
     count: int,
     first_command: list[str],
@@ -523,59 +486,17 @@ def supervise_local_workers(
     and the job continues from there, at most `max_restarts` times. A worker refused for its
     options (exit 2) is not restarted.
     """
-    run_dir = Path(run_dir)
-    attempt = 0
     from trainer.keras_path import child_environment
 
+    run_dir = Path(run_dir)
     environment = child_environment("TF_CONFIG")
+    attempt = 0
     while True:
-        # New ports on each attempt: the old ones may still be held by the killed processes.
-        addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(count))
         resumable = attempt > 0 and (run_dir / "config.yaml").is_file()
         command = resume_command if resumable else first_command
-        processes, logs = [], []
-        log_folder = Path(tempfile.mkdtemp(prefix="trainer-workers-"))
-        try:
-            for index in range(count):
-                arguments = [*command, f"--workers={addresses}", f"--task_index={index}"]
-                log = None if index == 0 else log_folder / f"worker{index}.log"
-                logs.append(log)
-                output = open(log, "w") if log else None  # noqa: SIM115 (closed below)
-                try:
-                    processes.append(
-                        subprocess.Popen(arguments, env=environment, stdout=output, stderr=output)
-                    )
-                finally:
-                    if output:
-                        output.close()
-                role = "chief, writes the run folder" if index == 0 else f"log {log}"
-                print(f"worker {index}: pid {processes[-1].pid} ({role})", flush=True)
-            failed = _wait_for_first_failure(processes)
-            if failed is None:
-                return 0
-            index, code = failed
-            # The others wait in collective ops that cannot finish without the dead worker,
-            # and MultiWorkerMirroredStrategy catches SIGTERM (TensorFlow's preemption
-            # notice), so terminate() would only wait until they fail on their own (8-10 s
-            # measured): kill them. The last backup on disk is what the restart reads.
-            _stop(processes, grace=0.0)
-            print(f"worker {index} stopped with {_describe_exit(code)}", flush=True)
-            if logs[index] is not None and logs[index].is_file():
-                print(f"  last lines of its log:\n{_tail(logs[index])}", flush=True)
-        except KeyboardInterrupt as interrupt:
-            _stop(processes, grace=3.0)
-            # The chief wrote the run folder in its own process: say here how to continue it.
-            if (run_dir / "history.csv").is_file() and not (run_dir / "metrics.json").exists():
-                raise KeyboardInterrupt(
-                    f"The run folder {run_dir} is kept: continue with `trainer train "
-                    f"--resume={run_dir} --local_workers={count}`."
-                ) from interrupt
-            raise
-        except BaseException:
-            _stop(processes, grace=3.0)
-            raise
-        finally:
-            shutil.rmtree(log_folder, ignore_errors=True)
+        code = _run_workers_once(count, command, environment, run_dir)
+        if code is None:
+            return 0
         if code == OPTION_ERROR_EXIT_CODE or (run_dir / "metrics.json").exists():
             return code if code > 0 else 1
         if attempt >= max_restarts:
@@ -596,17 +517,59 @@ def supervise_local_workers(
         )
 
 
+def _run_workers_once(
+    count: int, command: list[str], environment: dict[str, str], run_dir: Path
+) -> int | None:
+    """Starts the `count` workers of one attempt and waits: None when all finished, else the
+    exit code of the first that failed, once the others are stopped. Ctrl-C or any error
+    stops them all."""
+    # New ports on each attempt: the old ones may still be held by the killed processes.
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(count))
+    processes, logs = [], []
+    log_folder = Path(tempfile.mkdtemp(prefix="trainer-workers-"))
+    try:
+        for index in range(count):
+            arguments = [*command, f"--workers={addresses}", f"--task_index={index}"]
+            logs.append(None if index == 0 else log_folder / f"worker{index}.log")
+            processes.append(start(arguments, environment, logs[-1]))
+            role = "chief, writes the run folder" if index == 0 else f"log {logs[-1]}"
+            print(f"worker {index}: pid {processes[-1].pid} ({role})", flush=True)
+        failed = _wait_for_first_failure(processes)
+        if failed is None:
+            return None
+        index, code = failed
+        # The others wait in collective ops that cannot finish without the dead worker,
+        # and MultiWorkerMirroredStrategy catches SIGTERM (TensorFlow's preemption
+        # notice), so terminate() would only wait until they fail on their own (8-10 s
+        # measured): kill them. The last backup on disk is what the restart reads.
+        stop(processes, grace=0.0)
+        print(f"worker {index} stopped with {describe_exit(code)}", flush=True)
+        if logs[index] is not None and logs[index].is_file():
+            print(f"  last lines of its log:\n{log_tail(logs[index])}", flush=True)
+        return code
+    except KeyboardInterrupt as interrupt:
+        stop(processes, grace=3.0)
+        # The chief wrote the run folder in its own process: say here how to continue it.
+        if (run_dir / "history.csv").is_file() and not (run_dir / "metrics.json").exists():
+            raise KeyboardInterrupt(
+                f"The run folder {run_dir} is kept: continue with `trainer train "
+                f"--resume={run_dir} --local_workers={count}`."
+            ) from interrupt
+        raise
+    except BaseException:
+        stop(processes, grace=3.0)
+        raise
+    finally:
+        shutil.rmtree(log_folder, ignore_errors=True)
+
+
 def _wait_for_first_failure(processes: list[subprocess.Popen]) -> tuple[int, int] | None:
     """Waits until every process has exited 0 (returns None) or one has failed (returns its
     index and exit code; the others are left running)."""
-    while True:
-        codes = [process.poll() for process in processes]
-        for index, code in enumerate(codes):
-            if code not in (None, 0):
-                return index, code
-        if all(code == 0 for code in codes):
-            return None
-        time.sleep(0.2)
+    for index, code in exits(dict(enumerate(processes))):
+        if code != 0:
+            return index, code
+    return None
 
 
 def local_worker_command(argv: list[str]) -> list[str]:

@@ -799,14 +799,6 @@ WORKER_CODE = (
 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _search_with_workers(hypermodel, recipe, base_config, directory: Path, options: TuneOptions):
     """keras-tuner's distributed mode on this machine: the oracle serves from a thread of this
     process (the chief) and `options.workers` processes run the trials, each asking the chief
@@ -819,10 +811,14 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
     on the others, all with KERASTUNER_ORACLE_IP=<the chief's address> and
     KERASTUNER_ORACLE_PORT=<a free port>, and a shared --tune_dir (see README).
     """
-    import subprocess
     import threading
 
-    address = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    from trainer import processes
+
+    address = {
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(processes.free_port()),
+    }
     previous = {name: os.environ.get(name) for name in [*address, "KERASTUNER_TUNER_ID"]}
     os.environ.update(address, KERASTUNER_TUNER_ID="chief")
     try:
@@ -840,8 +836,7 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
             environment = {**child_environment(), **address}
             environment["KERASTUNER_TUNER_ID"] = f"worker{index}"
             environment.update(deadline if options.time_budget else {})
-            command = [sys.executable, "-c", WORKER_CODE, str(directory)]
-            return subprocess.Popen(command, env=environment)
+            return processes.start([sys.executable, "-c", WORKER_CODE, str(directory)], environment)
 
         running = {index: start(index) for index in range(count)}
         port = address["KERASTUNER_ORACLE_PORT"]
@@ -852,8 +847,8 @@ def _search_with_workers(hypermodel, recipe, base_config, directory: Path, optio
         except KeyboardInterrupt as interrupt:
             _interrupted(chief.oracle, recipe, base_config, directory, options, interrupt)
         finally:
-            for worker in running.values():  # interrupted: stop the workers this search started
-                worker.terminate()
+            # Interrupted or failed: stop the workers this search started, none outliving it.
+            processes.stop(running.values(), grace=5.0)
     finally:
         for name, value in previous.items():
             if value is None:
@@ -887,15 +882,13 @@ def _interrupted(oracle, recipe, base_config, directory: Path, options, interrup
 def _wait_for_workers(running: dict, start, failed: list) -> None:
     """Waits until every worker has finished, starting a fresh process for each worker that
     exits after its `trials_per_process` trials; `running` holds the live ones."""
-    while running:
-        time.sleep(0.2)
-        for index, worker in list(running.items()):
-            code = worker.poll()
-            if code == RECYCLE_EXIT_CODE:
-                running[index] = start(index)
-            elif code is not None:
-                del running[index]
-                failed += [index] if code != 0 else []
+    from trainer.processes import exits
+
+    for index, code in exits(running):
+        if code == RECYCLE_EXIT_CODE:
+            running[index] = start(index)
+        elif code != 0:
+            failed.append(index)
 
 
 class _RetracingFilter:
