@@ -12,10 +12,23 @@ default and never inside the source.
 
 Example:
 
-    from trainer.data.check import check_source
-    report = check_source("path/to/photos", out_dir="data_report")
-    print(report.summary())
-    # shell: trainer data check path/to/photos --out=data_report  (trainer.cli.data)
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for index in range(40):  # photos/cat/0.png ... photos/dog/39.png, 8x8 grey images
+    ...     folder = Path("photos", "cat" if index % 2 else "dog")
+    ...     folder.mkdir(parents=True, exist_ok=True)
+    ...     pixels = np.full((8, 8), 5 * index + 40 * (index % 2), np.uint8)
+    ...     Image.fromarray(pixels).save(folder / f"{index}.png")
+    >>> from trainer.data.check import check_source
+    >>> report = check_source("photos", out_dir="data_report")  # the shell: trainer data check
+    >>> print(report.summary())
+    data check: photos (image, 2 classes)
+      train      32 samples  cat=16 dog=16
+      test        8 samples  cat=4 dog=4
+      no problems found
+    >>> sorted(path.name for path in Path("data_report").iterdir())
+    ['data_report.json', 'data_report.md']
 """
 
 import dataclasses

@@ -11,7 +11,7 @@ refused, so nothing can be written outside a target. The pickles are loaded by a
 that only builds dicts, lists, strings and NumPy arrays, so a crafted file cannot run code.
 This module reads only.
 
-Example:
+Example (not run: needs the CIFAR-10 tarball, which this machine cannot download):
 
     from trainer.data.cifar import load_cifar
     from trainer.data.types import SourceOptions

@@ -10,10 +10,18 @@ module reads only; it must not write into the folder.
 
 Example:
 
-    from trainer.data.folders import load_folder
-    from trainer.data.types import SourceOptions
-    data = load_folder("aclImdb", SourceOptions())     # train/pos, train/neg, test/...
-    print(data.kind, data.class_names, len(data.x_train))  # text ['neg', 'pos'] 25000
+    >>> from pathlib import Path
+    >>> for split in ("train", "test"):  # the aclImdb layout: train/pos, train/neg, test/...
+    ...     for label, words in (("pos", "a great film"), ("neg", "a dull film")):
+    ...         folder = Path("reviews", split, label)
+    ...         folder.mkdir(parents=True)
+    ...         for index in range(3):
+    ...             _ = (folder / f"{index}.txt").write_text(f"{words} number {split} {index}")
+    >>> from trainer.data.folders import load_folder
+    >>> from trainer.data.types import SourceOptions
+    >>> data = load_folder("reviews", SourceOptions())
+    >>> data.kind, data.class_names, len(data.x_train), len(data.x_test)
+    ('text', ['neg', 'pos'], 6, 6)
 """
 
 from pathlib import Path

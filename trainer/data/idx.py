@@ -7,9 +7,10 @@ returns NumPy arrays and must not build `tf.data` pipelines.
 
 Example:
 
-    from trainer.data.idx import load_fashion_mnist
-    (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
-    print(x_train.shape)  # (60000, 28, 28) uint8
+    >>> from trainer.data.idx import load_fashion_mnist
+    >>> (x_train, y_train), (x_test, y_test) = load_fashion_mnist()  # Debian's package files
+    >>> x_train.shape, x_train.dtype, x_test.shape
+    ((60000, 28, 28), dtype('uint8'), (10000, 28, 28))
 """
 
 import gzip

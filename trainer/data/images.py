@@ -7,12 +7,13 @@ converted is reported as a problem by name. This module must not read files or w
 
 Example:
 
-    import numpy as np
-    from trainer.data.images import uniform_images
-    from trainer.data.types import SourceOptions
-    images = [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 1), np.uint8)]
-    x, problems = uniform_images(images, ["a.png", "b.png"], ["", ""], SourceOptions())
-    print(x.shape, [p.check for p in problems])  # (2, 8, 8, 3) ['image_size', 'image_channels']
+    >>> import numpy as np
+    >>> from trainer.data.images import uniform_images
+    >>> from trainer.data.types import SourceOptions
+    >>> images = [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 1), np.uint8)]
+    >>> x, problems = uniform_images(images, ["a.png", "b.png"], ["", ""], SourceOptions())
+    >>> x.shape, [problem.check for problem in problems]
+    ((2, 8, 8, 3), ['image_size', 'image_channels'])
 """
 
 import re

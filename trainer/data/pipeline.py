@@ -7,13 +7,15 @@ and each epoch still sees new ones. This module must not read files or define mo
 
 Example:
 
-    import numpy as np
-    from trainer.augment import RandomFlip
-    from trainer.data.pipeline import image_dataset
-
-    x = np.zeros((100, 28, 28), np.uint8); y = np.arange(100) % 10
-    train = image_dataset(x, y, num_classes=10, batch_size=32, training=True,
-                          augment=RandomFlip(), seed=0)
+    >>> import numpy as np
+    >>> from trainer.augment import RandomFlip
+    >>> from trainer.data.pipeline import image_dataset
+    >>> x, y = np.zeros((100, 28, 28), np.uint8), np.arange(100) % 10
+    >>> train = image_dataset(x, y, num_classes=10, batch_size=32, training=True,
+    ...                       augment=RandomFlip(), seed=0)
+    >>> images, labels = next(iter(train))  # float images in [0, 1], one-hot labels
+    >>> images.shape, images.dtype.name, labels.shape, len(train)
+    (TensorShape([32, 28, 28, 1]), 'float32', TensorShape([32, 10]), 4)
 """
 
 import os

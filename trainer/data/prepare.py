@@ -8,9 +8,21 @@ module must not build models or datasets.
 
 Example:
 
-    from trainer.data.prepare import prepare_data
-    from trainer.data.sources import SourceOptions
-    data, report = prepare_data("photos/", SourceOptions(image_size=64), "runs/demo")
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for index in range(40):  # photos/cat/0.png ... photos/dog/39.png, 8x8 grey images
+    ...     folder = Path("photos", "cat" if index % 2 else "dog")
+    ...     folder.mkdir(parents=True, exist_ok=True)
+    ...     pixels = np.full((8, 8), 5 * index + 40 * (index % 2), np.uint8)
+    ...     Image.fromarray(pixels).save(folder / f"{index}.png")
+    >>> from trainer.data.prepare import prepare_data
+    >>> from trainer.data.sources import SourceOptions
+    >>> data, report = prepare_data("photos", SourceOptions(image_size=16), "runs/demo")
+    >>> len(data.x_train), len(data.x_val), len(data.x_test)  # 10% of train validates
+    (28, 4, 8)
+    >>> sorted(path.name for path in Path("runs/demo").iterdir())
+    ['data_report.json', 'data_report.md']
 """
 
 import dataclasses

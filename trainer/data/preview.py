@@ -9,14 +9,14 @@ The command line is `trainer.cli.data`.
 
 Example:
 
-    import numpy as np
-    from trainer.augment import augmentations_from_config
-    from trainer.data.preview import preview_grid
-
-    x = np.random.default_rng(0).integers(0, 255, (64, 28, 28), dtype=np.uint8)
-    y = np.arange(64) % 10
-    preview_grid(x, y, class_names=[f"class {i}" for i in range(10)],
-                 augment=augmentations_from_config("crop:2,flip,rotate:15"), path="preview.png")
+    >>> import numpy as np
+    >>> from trainer.augment import augmentations_from_config
+    >>> from trainer.data.preview import preview_grid
+    >>> x = np.random.default_rng(0).integers(0, 255, (64, 28, 28), dtype=np.uint8)
+    >>> y = np.arange(64) % 10
+    >>> preview_grid(x, y, class_names=[f"class {i}" for i in range(10)],
+    ...              augment=augmentations_from_config("crop:2,flip,rotate:15"), path="preview.png")
+    PosixPath('preview.png')
 """
 
 import io

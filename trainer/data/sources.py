@@ -10,9 +10,18 @@ never write into a source.
 
 Example:
 
-    from trainer.data.sources import SourceOptions, load_source
-    data = load_source("path/to/photos", SourceOptions(image_size=64))
-    print(data.kind, data.class_names, data.x_train.shape, len(data.problems))
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for index in range(40):  # photos/cat/0.png ... photos/dog/39.png, 8x8 grey images
+    ...     folder = Path("photos", "cat" if index % 2 else "dog")
+    ...     folder.mkdir(parents=True, exist_ok=True)
+    ...     pixels = np.full((8, 8), 5 * index + 40 * (index % 2), np.uint8)
+    ...     Image.fromarray(pixels).save(folder / f"{index}.png")
+    >>> from trainer.data.sources import SourceOptions, load_source
+    >>> data = load_source("photos", SourceOptions(image_size=16))
+    >>> data.kind, data.class_names, data.x_train.shape, len(data.problems)
+    ('image', ['cat', 'dog'], (32, 16, 16, 1), 0)
 """
 
 from pathlib import Path

@@ -8,12 +8,14 @@ files or build datasets.
 
 Example:
 
-    import numpy as np
-    from trainer.data.split import class_weights, stratified_split
-
-    y = np.array([0] * 90 + [1] * 10)
-    train_index, val_index = stratified_split(y, fraction=0.2, seed=0)
-    print(len(val_index), class_weights(y[train_index], num_classes=2))  # 20 {0: 0.55..., 1: 5.0}
+    >>> import numpy as np
+    >>> from trainer.data.split import class_weights, stratified_split
+    >>> y = np.array([0] * 90 + [1] * 10)
+    >>> train_index, val_index = stratified_split(y, fraction=0.2, seed=0)
+    >>> len(val_index), int(y[val_index].sum())  # 20% of each class
+    (20, 2)
+    >>> class_weights(y[train_index], num_classes=2)  # the rare class weighs more
+    {0: 0.5555555555555556, 1: 5.0}
 """
 
 import numpy as np

@@ -14,9 +14,17 @@ reads only; it must not write into the source.
 
 Example:
 
-    from trainer.data.types import SourceOptions
-    from trainer.data.tabular import load_csv
-    data = load_csv("reviews.csv", SourceOptions(text_column="review", label_column="stars"))
+    >>> import csv
+    >>> with open("reviews.csv", "w", newline="") as file:
+    ...     writer = csv.writer(file)
+    ...     _ = writer.writerow(["review", "stars"])
+    ...     for index in range(10):
+    ...         writer.writerows([[f"great film {index}", 5], [f"dull film {index}", 1]])
+    >>> from trainer.data.types import SourceOptions
+    >>> from trainer.data.tabular import load_csv
+    >>> data = load_csv("reviews.csv", SourceOptions(text_column="review", label_column="stars"))
+    >>> data.kind, data.class_names, len(data.x_train)  # 20% of each class held out to test
+    ('text', ['1', '5'], 16)
 """
 
 import csv

@@ -7,7 +7,7 @@ data directory and, if not, fails at once naming the folder it searched and how 
 supervised datasets (image or text input and a class label) are supported. This module must
 not write anywhere except through TFDS when downloading was asked for.
 
-Example:
+Example (not run: needs a prepared TFDS data set, which this machine cannot download):
 
     from trainer.data.types import SourceOptions
     from trainer.data.tfds_source import load_tfds

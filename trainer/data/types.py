@@ -8,11 +8,12 @@ stratified split), so the imports run one way. It must not read files.
 
 Example:
 
-    import numpy as np
-    from trainer.data.types import LoadedData
-    data = LoadedData("tabular", ["a", "b"], np.zeros((4, 2)), np.array([0, 1, 0, 1]),
-                      np.zeros((2, 2)), np.array([0, 1]))
-    print(data.num_classes, data.split_names())  # 2 ['train', 'test']
+    >>> import numpy as np
+    >>> from trainer.data.types import LoadedData
+    >>> data = LoadedData("tabular", ["a", "b"], np.zeros((4, 2)), np.array([0, 1, 0, 1]),
+    ...                   np.zeros((2, 2)), np.array([0, 1]))
+    >>> data.num_classes, data.split_names()
+    (2, ['train', 'test'])
 """
 
 import dataclasses
