@@ -173,15 +173,33 @@ def test_gray_conversion_keeps_a_gray_image_exactly():
     )
 
 
-def test_image_models_need_their_normalization_and_text_models_are_left_alone():
+def test_image_normalization_comes_from_the_spec_or_from_whole_pixel_inputs():
     image_model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
     with pytest.raises(ValueError, match="does not say how pixels were scaled"):
         image_input(image_model, {"shape": [4, 4, 1]})
     with pytest.raises(ValueError, match="one mean and one std"):
         image_input(image_model, {"mean": [0.5, 0.5, 0.5], "std": 0.2})
     assert image_input(image_model, {"range": [0, 1]}).std == 255.0
+    assert image_input(image_model, {"mean": 0, "std": 16}).pixel_range == (0.0, 255.0 / 16)
+    pixels_over_255 = np.arange(64, dtype=np.float32).reshape(4, 4, 4, 1) / 255.0
+    assert image_input(image_model, {}, pixels_over_255).std == 255.0
+    with pytest.raises(ValueError, match="not pixels / 255"):
+        image_input(image_model, {}, pixels_over_255 + 0.001)
     text_model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(2)])
     assert image_input(text_model, {"shape": [12]}) is None
+
+
+def test_an_image_model_of_unknown_scale_is_exported_as_it_is_and_says_why(trained, tmp_path):
+    from trainer.report import export_table
+
+    model, x, y, _, spec = trained
+    standardized = (x - 0.5) / 0.25  # not pixels / 255, and the spec does not say
+    (result,) = export_and_verify(model, standardized, y, 0.9, ["float32"], tmp_path)
+    assert result.outputs == "logits" and not result.mediapipe.checked
+    assert "not RGB pixels" in result.mediapipe.error
+    table = export_table(0.9, None, [result])
+    assert "| ↳ MediaPipe Tasks | not checked |" in table
+    assert "did not check the float32 file" in table and "give mean and std" in table
 
 
 def test_exact_ties_count_as_agreement():

@@ -76,7 +76,8 @@ def _litert_row(result) -> str:
 def _runtime_row(check, keras_accuracy: float) -> str:
     """The runtime's row under a file's row."""
     if not check.loaded:
-        return f"| ↳ {check.runtime} | **refused the file** | - | - | - | - | - | - | - |"
+        verdict = "**refused the file**" if check.checked else "not checked"
+        return f"| ↳ {check.runtime} | {verdict} | - | - | - | - | - | - | - |"
     ties = f" ({check.ties} exact ties)" if check.ties else ""
     return (
         f"| ↳ {check.runtime} | {check.accuracy * 100:.2f}% "
@@ -98,7 +99,9 @@ def _runtime_notes(checked: Sequence) -> str:
     if matched:
         notes.append(f"Labels returned: the class names, in order ({', '.join(matched)}).")
     for format, check in checked:
-        if not check.loaded:
+        if not check.checked:
+            notes.append(f"{check.runtime} did not check the {format} file: {check.error}.")
+        elif not check.loaded:
             notes.append(
                 f"**{check.runtime} refused the {format} file**: {check.error.rstrip('.')}."
             )

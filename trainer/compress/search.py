@@ -371,7 +371,7 @@ class Search:
 
         if self.config.io == "float32":
             return None
-        image = image_input(self.model, self.experiment.input_spec)
+        image = image_input(self.model, self.experiment.input_spec, self.experiment.x_test)
         return None if image is None else image.pixel_range
 
     def _skip(self, technique: str, reason: str) -> None:

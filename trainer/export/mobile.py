@@ -100,29 +100,52 @@ def _scalar(value: Any, key: str) -> float:
     return float(value)
 
 
-def image_input(model, input_spec: dict[str, Any] | None) -> ImageInput | None:
-    """The model's image input, or None when the model does not take images.
-
-    A model takes images when its one input is height x width x 1 or 3. The normalization
-    comes from `input_spec`: `mean` and `std` (model input = (pixel - mean) / std), or else a
-    `range` of [0, top] (pixels / (255 / top)). An image model whose spec gives neither is
-    refused: guessing the scale would export a file that silently sees the wrong inputs.
-    """
+def takes_images(model) -> bool:
+    """Whether the model's one input is height x width x 1 or 3 (an image)."""
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or shape[-1] not in (1, 3):
+        return False
+    return bool(shape[1]) and bool(shape[2])
+
+
+def _whole_pixels_over_255(x: np.ndarray | None) -> bool:
+    """Whether every value of `x` is a whole number of 255ths in [0, 1]: pixels / 255."""
+    if x is None or np.size(x) == 0:
+        return False
+    x = np.asarray(x, np.float64)
+    if x.min() < 0.0 or x.max() > 1.0 + 1e-6:
+        return False
+    return float(np.max(np.abs(x * 255.0 - np.round(x * 255.0)))) < 1e-3
+
+
+def image_input(model, input_spec: dict[str, Any] | None, x: np.ndarray | None = None):
+    """The model's image input (`ImageInput`), or None when the model does not take images.
+
+    The normalization comes from `input_spec`: `mean` and `std` (model input = (pixel - mean)
+    / std), or else a `range` of [0, top] (pixels / (255 / top)). Without either, inputs `x`
+    (e.g. the test set) that are all whole numbers of 255ths in [0, 1] show pixels / 255.
+
+    Raises:
+        ValueError: an image model whose normalization is not known that way (guessing would
+            export a file that silently sees the wrong inputs), or per-channel mean/std, which
+            the mobile runtimes do not implement.
+    """
+    if not takes_images(model):
         return None
-    if not shape[1] or not shape[2]:
-        return None
+    shape = model.input_shape
     spec = input_spec or {}
     if "mean" in spec or "std" in spec:
         mean, std = _scalar(spec.get("mean", 0.0), "mean"), _scalar(spec.get("std", 1.0), "std")
     elif len(spec.get("range") or []) == 2 and float(spec["range"][0]) == 0.0:
         mean, std = 0.0, 255.0 / float(spec["range"][1])
+    elif _whole_pixels_over_255(x):
+        mean, std = 0.0, 255.0
     else:
         raise ValueError(
-            f"the model takes images {list(shape[1:])} but input_spec {spec!r} does not say "
-            "how pixels were scaled: give mean and std (model input = (pixel - mean) / std, "
-            "e.g. mean 0 and std 255 for pixels / 255) or a range of [0, top]"
+            f"the model takes images {list(shape[1:])} but its input_spec {spec!r} does not "
+            "say how pixels were scaled (and the inputs are not pixels / 255): give mean and "
+            "std (model input = (pixel - mean) / std, e.g. mean 0 and std 255 for pixels / "
+            "255) or a range of [0, top]"
         )
     if std <= 0:
         raise ValueError(f"input_spec std must be positive, received {std:g}")

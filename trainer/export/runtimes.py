@@ -31,6 +31,7 @@ class RuntimeCheck:
 
     runtime: str
     loaded: bool  # False: the runtime refused the file (see `error`) or is not installed
+    checked: bool = True  # False: the file was not made for this runtime (`error` says why)
     error: str = ""  # the runtime's own message when it refused the file
     accuracy: float | None = None  # top-1 accuracy of the runtime's first category
     # share of examples whose first category is LiteRT's top-1 class; an exact tie in LiteRT's
@@ -72,9 +73,8 @@ def mediapipe_image_check(
         from mediapipe.tasks.python.core.base_options import BaseOptions
         from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
     except ImportError as error:
-        return RuntimeCheck(
-            MEDIAPIPE, False, f"mediapipe is not installed ({error}): pip install mediapipe==1.2.3"
-        )
+        message = f"mediapipe is not installed ({error}): pip install mediapipe==1.2.3"
+        return RuntimeCheck(MEDIAPIPE, loaded=False, error=message)
     options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
     scores = np.zeros(np.shape(litert_scores), np.float32)
     top1 = np.zeros(len(pixels), np.int64)
@@ -83,7 +83,8 @@ def mediapipe_image_check(
         try:
             classifier = ImageClassifier.create_from_options(options)
         except (RuntimeError, ValueError) as error:
-            return RuntimeCheck(MEDIAPIPE, False, _first_line(error), examples=len(pixels))
+            message = _first_line(error)
+            return RuntimeCheck(MEDIAPIPE, loaded=False, error=message, examples=len(pixels))
         with classifier:
             for row, image in enumerate(np.asarray(pixels, np.uint8)):
                 frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))

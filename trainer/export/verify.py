@@ -47,7 +47,7 @@ from trainer.export.mobile import (
     rgb,
     softmax,
 )
-from trainer.export.runtimes import RuntimeCheck
+from trainer.export.runtimes import MEDIAPIPE, RuntimeCheck
 from trainer.export.tflite import (
     DEFAULT_BUDGETS_PP,
     _check_format,
@@ -110,6 +110,7 @@ class _Export:
     general: tuple[str, str, str]  # metadata name, description, version
     io: str
     outputs: str
+    not_mobile: str = ""  # why an image model was exported as it is, not for the runtimes
 
 
 def _tensor_description(detail: dict) -> dict[str, Any]:
@@ -238,6 +239,9 @@ def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResu
     )
     if job.image is not None:
         result.mediapipe = _mediapipe_row(job, path, content, outputs)
+    elif job.not_mobile:
+        reason = f"the file takes the model's own input, not RGB pixels: {job.not_mobile}"
+        result.mediapipe = RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
     return result, content
 
 
@@ -284,7 +288,11 @@ def export_and_verify(
             f"{model.output_shape[-1]} outputs: pass one name per output, in output order"
         )
     labels = list(class_names or [str(index) for index in range(model.output_shape[-1])])
-    image = image_input(model, input_spec)
+    image, not_mobile = None, ""
+    try:
+        image = image_input(model, input_spec, x_test)
+    except ValueError as error:  # exported as the model is; the MediaPipe row says why
+        not_mobile = str(error)
     if keras_outputs is None:
         keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
     reference = np.asarray(keras_outputs, np.float32)
@@ -307,6 +315,7 @@ def export_and_verify(
         general,
         io,
         kind,
+        not_mobile,
     )
     results = []
     for format in formats:
@@ -351,7 +360,6 @@ def save_and_verify(
         formats = parse_formats(formats)
     check_io(io)
     check_outputs(outputs)
-    image_input(model, input_spec)  # an image model without its normalization fails here
     logits = model.predict(x_test, batch_size=256, verbose=0)
     predictions = np.argmax(logits, axis=-1)
     keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
