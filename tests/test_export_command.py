@@ -12,9 +12,14 @@ import tf_keras as keras
 from datagen import bar_image, write_image_folder
 
 from conftest import REPO
-from trainer.cli.export import run
+from trainer import cli
 
 CLASSES = ("circle", "square", "star")
+
+
+def run(arguments: list[str]) -> int:
+    """`trainer export ARGUMENTS` through the command line's error boundary: its exit code."""
+    return cli.main(["export", *arguments])
 
 
 def _bar_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -134,24 +134,35 @@ def _install_keras3(_module=None) -> None:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs `callback(module)` right after the process first imports the package `name`."""
+    """Runs `callback(module)` right after the process first imports the package `name`.
+
+    A `find_spec` call alone is not an import (TensorFlow probes `tf_keras` and `keras` with
+    `importlib.util.find_spec` while it loads), so the finder leaves `sys.meta_path` only once
+    the package's code has run.
+    """
 
     def __init__(self, name: str, callback, accept=lambda module: True):
         self.name, self.callback, self.accept = name, callback, accept
+        self._searching = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != self.name:
+        if name != self.name or self._searching:
             return None
-        sys.meta_path.remove(self)  # once: the real finders locate the package
-        spec = importlib.util.find_spec(name)
+        self._searching = True  # the real finders locate the package
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._searching = False
         if spec is None or spec.loader is None:
             return spec
-        loader_exec, callback, accept = spec.loader.exec_module, self.callback, self.accept
+        loader_exec = spec.loader.exec_module
 
         def exec_module(module):
             loader_exec(module)
-            if accept(module):
-                callback(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            if self.accept(module):
+                self.callback(module)
 
         spec.loader.exec_module = exec_module
         return spec
