@@ -1,9 +1,10 @@
-"""Handwritten digits (scikit-learn's 8x8 set): the smallest complete recipe, ~97% in seconds.
+"""Handwritten digits (scikit-learn's 8x8 set): the smallest complete recipe, one conv layer.
 
 Data: the 1,797 digit images bundled with scikit-learn (no download): 25% test, 10% of the
 rest held out for validation. Model: one convolution and a linear head. This file is the
-example of README "Write your own recipe": copy it, change `build`, and every command works
-on your recipe (`trainer train`, `--resume`, `lr-find`, `compress`, `export`).
+example of the documentation's "Write your own recipe" page (docs/recipe.md): copy it, change
+`build`, and every command works on your recipe (`trainer train`, `--resume`, `lr-find`,
+`compress`, `export`).
 
 Run:  trainer train digits            (or: trainer train path/to/my_recipe.py)
 """

@@ -1,4 +1,4 @@
-"""The recipe contract: a user's own recipe (README "Write your own recipe") works with every
+"""The recipe contract: a user's own recipe (docs/recipe.md, "Write your own recipe") works with every
 command, and the generic recipes hold up where today's defaults collapsed to chance."""
 
 import json
@@ -14,15 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _readme_recipe() -> str:
-    """The recipe printed in README "Write your own recipe", exactly."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Write your own recipe", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The recipe printed in docs/recipe.md ("Write your own recipe"), exactly."""
+    page = (REPO / "docs" / "recipe.md").read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", page, re.S).group(1)
 
 
 @pytest.fixture
 def user_recipe(tmp_path) -> Path:
-    """The README's recipe saved as a user's own file, outside the `recipes` package."""
+    """The documented recipe saved as a user's own file, outside the `recipes` package."""
     path = tmp_path / "my_recipe.py"
     path.write_text(_readme_recipe(), encoding="utf-8")
     return path
