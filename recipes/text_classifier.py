@@ -6,8 +6,11 @@ with a text column (`--text_column`, default `text`) and a label column, an `.np
 or `tfds:NAME` (e.g. tfds:imdb_reviews once prepared). The data check runs first (fast mode);
 duplicates and train/test leaks are dropped in memory. Texts become token ids in the pipeline
 (vocabulary from train only, saved as vocabulary.txt; WordPiece over the BERT folder's
-vocab.txt for bert), so the exported TFLite model takes float32 token ids and needs no string
-ops. Model (`--model=`, builders in `trainer.models`): `bow` TF-IDF of words and bigrams into a
+vocab.txt for bert); words are split at every character that is not a letter or digit, as
+MediaPipe's regex tokenizer splits them. The exported files take int32 token ids, return
+probabilities and carry the tokenizer and labels in their metadata, so MediaPipe Tasks'
+TextClassifier classifies raw strings with them (every model kind; see docs/mobile_text.md).
+Model (`--model=`, builders in `trainer.models`): `bow` TF-IDF of words and bigrams into a
 linear layer, `cnn` word-embedding CNN, `lstm` / `gru` bidirectional and masking padding,
 `transformer` a small encoder from scratch, `bert` a pretrained BERT from `--bert_dir` (the
 original checkpoint folder; never downloaded). AdamW with warmup, then cosine decay (linear
@@ -33,9 +36,11 @@ from trainer.config import choice, choices, count, fraction, in_range, limit
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
-from trainer.data.text import Vectorizer, token_dataset
+from trainer.data.text import STANDARDIZE_MODES, WORD_DELIMITER, Vectorizer, token_dataset
 from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export import parse_formats
+from trainer.export.mobile import OUTPUT_KINDS
+from trainer.export.text import regex_vocabulary
 from trainer.losses import build_loss
 from trainer.models import bag_of_ngrams, ngram_idf, text_classifier, text_rnn, text_transformer
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
@@ -56,6 +61,9 @@ class Config:
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = count(200)  # tokens per text: longer texts are cut, shorter padded
     vocab_size: int = count(20000)  # most frequent training words kept; others map to "unknown"
+    # words: lower_and_split_punctuation (what MediaPipe's tokenizer repeats) or Keras's
+    # lower_and_strip_punctuation ("don't" -> "dont"; files MediaPipe cannot tokenize)
+    standardize: str = choice("lower_and_split_punctuation", *STANDARDIZE_MODES)
     embedding_dim: int = count(64)  # model size: width of the word embeddings (not bow, bert)
     width: int = count(64)  # model size: convolution filters, units per LSTM/GRU direction
     heads: int = count(4)  # transformer: attention heads (embedding_dim must be a multiple)
@@ -86,6 +94,8 @@ class Config:
     drop_label_errors: bool = False  # search for and drop likely label errors (slower check)
     # TFLite formats: float32, float16, dynamic. Not int8: quantizing token ids breaks them.
     export: str = choices("float32,dynamic", "float32", "float16", "dynamic", resumable=True)
+    # what the exported files return: probabilities (softmax) or logits
+    outputs: str = choice("probabilities", *OUTPUT_KINDS, resumable=True)
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     seed: int = 0  # seeds the splits, shuffling and weights
@@ -150,8 +160,9 @@ def build(config: Config) -> Experiment:
         def vectorize(texts):
             return tokenizer(texts, config.sequence_length)
     else:
-        vectorizer = Vectorizer(config.vocab_size, config.sequence_length).adapt(data.x_train)
-        vocabulary, vectorize = vectorizer.vocabulary, vectorizer
+        vectorizer = Vectorizer(config.vocab_size, config.sequence_length, config.standardize)
+        vectorize = vectorizer.adapt(data.x_train)
+        vocabulary = vectorizer.vocabulary
     x_train, y_train = vectorize(data.x_train), data.y_train
     x_val = None if data.x_val is None else vectorize(data.x_val)
     x_test = vectorize(data.x_test)
@@ -210,14 +221,7 @@ def build(config: Config) -> Experiment:
 
     rng = np.random.default_rng(config.seed)
     representative = x_train[rng.choice(len(x_train), min(300, len(x_train)), replace=False)]
-    tokens = (
-        "The model takes float32 token ids: BERT's WordPiece over vocabulary.txt (uncased: "
-        "lower-case, strip accents, split on spaces and punctuation, longest-match pieces), "
-        "[CLS] pieces [SEP], 0 padding, "
-        if config.model == "bert"
-        else "The model takes float32 token ids: lower-case, strip punctuation, split on "
-        "spaces, id = line of vocabulary.txt (0 padding, 1 unknown), "
-    ) + f"{config.sequence_length} ids per text."
+    input_spec, artifacts = _tokenizer(config, vocabulary, vectorize)
     return Experiment(
         model=model,
         train=train,
@@ -234,15 +238,38 @@ def build(config: Config) -> Experiment:
         export_formats=tuple(formats),
         title=f"Text classifier ({config.model}) on {config.data}",
         data_report=data_report,
-        input_spec={
-            "shape": [config.sequence_length],
-            "dtype": "float32",
-            "preprocessing": tokens,
-            "vocabulary": "vocabulary.txt",
-        },
-        artifacts={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
-        report_sections={"Tokens": tokens},
+        input_spec=input_spec,
+        artifacts=artifacts,
+        report_sections={"Tokens": input_spec["preprocessing"]},
+        export_outputs=config.outputs,
+        test_texts=[str(text) for text in data.x_test],
     )
+
+
+def _tokenizer(config: Config, vocabulary: list[str], vectorize) -> tuple[dict, dict]:
+    """The input spec (the tokenizer's numbers, for the sidecar and the exported file's
+    metadata) and the files it names: vocabulary.txt (line = id) and, for words, the regex
+    tokenizer's vocabulary with every spelling of each word (trainer.export.text)."""
+    length = config.sequence_length
+    artifacts = {"vocabulary.txt": "\n".join(vocabulary) + "\n"}
+    spec = {"shape": [length], "dtype": "int32", "vocabulary": "vocabulary.txt"}
+    if config.model == "bert":
+        spec.update(tokenizer="wordpiece", lowercase=True)
+        prose = (
+            "BERT's WordPiece over vocabulary.txt (uncased: lower-case, strip accents, split on "
+            "spaces and punctuation, longest-match pieces), [CLS] pieces [SEP], 0 padding"
+        )
+    else:
+        spec.update(tokenizer="regex", standardize=config.standardize, delimiter=WORD_DELIMITER)
+        if config.standardize == "lower_and_split_punctuation":
+            spec["tokenizer_vocabulary"] = "tokenizer_vocabulary.txt"
+            artifacts["tokenizer_vocabulary.txt"] = regex_vocabulary(vectorize.spellings())
+            prose = "lower-case, split at every character that is not a letter or digit"
+        else:
+            prose = "lower-case, strip punctuation, split on spaces"
+        prose += ", id = line of vocabulary.txt (0 padding, 1 unknown)"
+    spec["preprocessing"] = f"The files take int32 token ids: {prose}, {length} ids per text."
+    return spec, artifacts
 
 
 def main(config: Config) -> dict:

@@ -82,6 +82,9 @@ class Experiment:
     # written by `finish` and named in the sidecar JSON of every export.
     artifacts: dict[str, str] = dataclasses.field(default_factory=dict)
     report_sections: dict[str, str] = dataclasses.field(default_factory=dict)  # extra sections
+    # The test inputs as an app hands them to a mobile runtime, when `x_test` cannot be turned
+    # back into them: the raw texts of a text model (MediaPipe tokenizes them itself).
+    test_texts: list[str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -285,6 +288,7 @@ def _save_and_verify(model, experiment: Experiment, run_dir: Path) -> _Scored:
         io=experiment.export_io,
         outputs=experiment.export_outputs,
         title=experiment.title,
+        test_texts=experiment.test_texts,
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     return _Scored(keras_accuracy, predictions, exports, table)

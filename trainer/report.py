@@ -90,9 +90,10 @@ def _runtime_row(check, keras_accuracy: float) -> str:
 def _runtime_notes(checked: Sequence) -> str:
     """What the runtime rows mean, which labels each runtime returned, and any refusal."""
     notes = [
-        "Runtime rows: the same file classified as an app runs it (raw RGB pixels in; "
-        "normalization and labels from the file's metadata); agreement and score difference "
-        "are against LiteRT on the same images, an exact tie in LiteRT's top two scores "
+        "Runtime rows: the same file classified as an app runs it (raw RGB pixels or raw "
+        "texts in; normalization or tokenizer, and labels, from the file's metadata); "
+        "agreement and score difference are against LiteRT on the same images, or on the ids "
+        "our pipeline made of the same texts, an exact tie in LiteRT's top two scores "
         "counting as agreement."
     ]
     matched = [format for format, check in checked if check.loaded and check.labels_match]

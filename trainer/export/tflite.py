@@ -192,7 +192,9 @@ def _converter(model):
     builtin ops, so every model here runs on the plain LiteRT interpreter."""
     if not _has_recurrent_layer(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    # The model's own input dtypes: a text file for the mobile runtimes takes int32 ids.
+    spec = [tf.TensorSpec([1, *tensor.shape[1:]], tensor.dtype) for tensor in model.inputs]
+    spec = spec[0] if len(spec) == 1 else spec
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
@@ -231,16 +233,38 @@ def _file_inputs(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.repeat(x, 3, axis=-1) if takes_rgb and x.ndim == 4 and x.shape[-1] == 1 else x
 
 
+def _feeds(batch: np.ndarray, details: list[dict]) -> list[tuple[int, np.ndarray]]:
+    """(tensor index, value) for every input of the file. A file with one input gets `batch`
+    in its type; a file with three is a BERT file (`trainer.export.text`): `batch` holds the
+    word ids, and the mask and type ids are made from them as MediaPipe makes them."""
+    if len(details) == 1:
+        return [(details[0]["index"], _quantize(_file_inputs(batch, details[0]), details[0]))]
+    from trainer.export.text import bert_feeds
+
+    values = bert_feeds(batch)
+    fed = []
+    for detail in details:
+        names = [name for name in values if name in detail["name"]]
+        if len(names) != 1:
+            raise ValueError(
+                f"the file has inputs {[d['name'] for d in details]}; a file with several "
+                f"inputs must be a BERT file whose inputs are named {', '.join(values)}"
+            )
+        fed.append((detail["index"], values[names[0]].astype(detail["dtype"])))
+    return fed
+
+
 def predict_tflite(
     model_content: bytes, x: np.ndarray, batch_size: int = 256, num_threads: int | None = None
 ) -> np.ndarray:
     """Runs a TFLite model on every row of `x` (float32, preprocessed) and returns its outputs,
     dequantized. Integer files get `x` quantized with their input's scale and zero point; a
-    file that takes RGB gets grayscale `x` repeated into three channels."""
+    file that takes RGB gets grayscale `x` repeated into three channels; a BERT file gets its
+    mask and type ids made from the ids in `x`."""
     interpreter = _interpreter(model_content, num_threads)
     input_detail = interpreter.get_input_details()[0]
     output_index = interpreter.get_output_details()[0]["index"]
-    x = _file_inputs(x, input_detail)
+    x = np.asarray(x)
     if list(input_detail["shape_signature"][:1]) == [1]:  # converted at batch 1 (recurrent)
         batch_size = 1
     outputs = []
@@ -248,12 +272,14 @@ def predict_tflite(
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
         if resized_to != len(batch):
-            interpreter.resize_tensor_input(input_detail["index"], [len(batch), *x.shape[1:]])
+            for detail in interpreter.get_input_details():
+                shape = [len(batch), *detail["shape"][1:]]
+                interpreter.resize_tensor_input(detail["index"], shape)
             interpreter.allocate_tensors()
             resized_to = len(batch)
-            input_detail = interpreter.get_input_details()[0]
             output_detail = interpreter.get_output_details()[0]
-        interpreter.set_tensor(input_detail["index"], _quantize(batch, input_detail))
+        for index, value in _feeds(batch, interpreter.get_input_details()):
+            interpreter.set_tensor(index, value)
         interpreter.invoke()
         outputs.append(_dequantize(interpreter.get_tensor(output_index), output_detail))
     return np.concatenate(outputs)
@@ -275,9 +301,8 @@ def measure_latency(
     """Mean milliseconds per batch-1 inference of `sample` (one preprocessed input)."""
     interpreter = _interpreter(model_content, num_threads)
     interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    data = _quantize(_file_inputs(np.asarray(sample)[None, ...], detail), detail)
-    interpreter.set_tensor(detail["index"], data)
+    for index, value in _feeds(np.asarray(sample)[None, ...], interpreter.get_input_details()):
+        interpreter.set_tensor(index, value)
     for _ in range(warmup):
         interpreter.invoke()
     start = time.perf_counter()
@@ -299,9 +324,8 @@ def latency_percentiles(
     percentile what a slow call costs.
     """
     interpreter = _interpreter(model_content, num_threads)
-    detail = interpreter.get_input_details()[0]
-    data = _quantize(_file_inputs(np.asarray(sample)[None, ...], detail), detail)
-    interpreter.set_tensor(detail["index"], data)
+    for index, value in _feeds(np.asarray(sample)[None, ...], interpreter.get_input_details()):
+        interpreter.set_tensor(index, value)
     for _ in range(warmup):
         interpreter.invoke()
     times = np.empty(runs)

@@ -10,8 +10,9 @@ softmax, or logits against logits), raw and gzip size and batch-1 latency; then 
 the same test images, as raw pixels, through MediaPipe Tasks (`trainer.export.runtimes`).
 Beside each `model_<format>.tflite` it writes `model_<format>.json`: labels in output order,
 the input's numbers (size, channels, color space, mean, std, dtype), the output kind and the
-verification numbers, so an app can use the file without our code. Models that do not take
-images (text) are exported as before: the model's own input, logits out, no metadata.
+verification numbers, so an app can use the file without our code. A text model is exported
+behind int32 token ids with its tokenizer in the metadata (`trainer.export.text`) and its
+raw test texts go through MediaPipe's TextClassifier.
 
 It must not train models or write reports (see `trainer.report`).
 
@@ -48,6 +49,7 @@ from trainer.export.mobile import (
     softmax,
 )
 from trainer.export.runtimes import MEDIAPIPE, RuntimeCheck
+from trainer.export.text import TextInput, text_graph, text_input
 from trainer.export.tflite import (
     DEFAULT_BUDGETS_PP,
     _check_format,
@@ -111,6 +113,8 @@ class _Export:
     io: str
     outputs: str
     not_mobile: str = ""  # why an image model was exported as it is, not for the runtimes
+    text: TextInput | None = None  # a text model's tokenizer (trainer.export.text)
+    test_texts: Sequence[str] | None = None  # the raw texts x_test was made from
 
 
 def _tensor_description(detail: dict) -> dict[str, Any]:
@@ -131,13 +135,16 @@ def write_sidecar(
     input_spec: dict[str, Any] | None,
     artifacts: Sequence[str] = (),
     image: ImageInput | None = None,
+    text: TextInput | None = None,
 ) -> Path:
     """Writes `model_<format>.json` beside the `.tflite` file and returns its path.
 
     It holds what an app needs to use the file without our code, as numbers: `class_names`
     (labels in output order), `image` (height, width, channels, color space, mean, std and
     dtype of the file's input: a float input is `(pixel - mean) / std`, a uint8 input the raw
-    pixels; None for a model that does not take images), `output` (kind: probabilities or
+    pixels; None for a model that does not take images), `text` (tokenizer, delimiter,
+    sequence length, vocabulary file, padding and unknown ids, and whether MediaPipe loads the
+    file; None for a model that does not take texts), `output` (kind: probabilities or
     logits, and the labels), the TFLite input and output tensors (with quantization parameters
     when they are integer), `input` (the recipe's description of the model's own input), other
     files the model needs (e.g. a vocabulary) and the verification numbers.
@@ -155,6 +162,7 @@ def write_sidecar(
         "format": result.format,
         "class_names": labels,
         "image": None if image is None else {**image.to_dict(), "dtype": file_input["dtype"]},
+        "text": None if text is None else text.to_dict(),
         "output": {"kind": result.outputs, "labels": labels},
         "input": dict(input_spec or {}),
         "tflite_input": file_input,
@@ -186,6 +194,31 @@ def _general(model, image: ImageInput, labels: list[str], outputs: str, title: s
     return title or model.name, description, version
 
 
+def _text_general(model, text: TextInput, labels: list[str], outputs: str, title: str):
+    """Metadata name, description and version of a text file (see `_general`)."""
+    from trainer import __version__
+    from trainer.export.text import text_description
+
+    version = f"weights sha256 {_weights_digest(model)}, trainer {__version__}"
+    return title or model.name, text_description(text, labels, outputs), version
+
+
+def _mediapipe_text_row(job: _Export, path: Path, outputs: np.ndarray) -> RuntimeCheck:
+    """MediaPipe on the raw test texts, against LiteRT on the ids our pipeline made of them;
+    or why the file is not for MediaPipe."""
+    from trainer.export.text import mediapipe_text_check
+
+    if job.text.refused:
+        return RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=job.text.refused)
+    if job.test_texts is None:
+        reason = "no raw test texts were given (test_texts), so MediaPipe could not be fed"
+        return RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
+    check = mediapipe_text_check(path, job.test_texts, job.y_test, outputs)
+    if check.loaded:
+        check.labels_match = check.labels == job.labels
+    return check
+
+
 def _mediapipe_row(job: _Export, path: Path, content: bytes, outputs: np.ndarray):
     """MediaPipe on the test images as raw pixels, against LiteRT on those same pixels."""
     from trainer.export.runtimes import mediapipe_image_check
@@ -214,6 +247,10 @@ def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResu
     if job.image is not None:
         image = job.image
         content = image_classifier_metadata(content, job.labels, image.mean, image.std, job.general)
+    if job.text is not None and not job.text.refused:
+        from trainer.export.text import text_classifier_metadata
+
+        content = text_classifier_metadata(content, job.text, job.labels, job.general)
     path = atomic_write_bytes(job.out_dir / f"model_{format}.tflite", content)
     outputs = predict_tflite(content, job.x_test)
     top1 = np.argmax(outputs, axis=-1)
@@ -239,6 +276,8 @@ def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResu
     )
     if job.image is not None:
         result.mediapipe = _mediapipe_row(job, path, content, outputs)
+    elif job.text is not None:
+        result.mediapipe = _mediapipe_text_row(job, path, outputs)
     elif job.not_mobile:
         reason = f"the file takes the model's own input, not RGB pixels: {job.not_mobile}"
         result.mediapipe = RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
@@ -262,6 +301,7 @@ def export_and_verify(
     io: str = "float32",
     outputs: str = "probabilities",
     title: str = "",
+    test_texts: Sequence[str] | None = None,
 ) -> list[ExportResult]:
     """Exports `model` in each format to `out_dir/model_<format>.tflite` and verifies it.
 
@@ -274,8 +314,12 @@ def export_and_verify(
     RGB input, `outputs` (probabilities, or logits), metadata with `title`, the labels and the
     normalization from `input_spec` (mean and std, or a range of [0, top]); its int8 file takes
     and returns `io` (float32, uint8 = raw pixels, or int8); and MediaPipe Tasks classifies the
-    test set too (`ExportResult.mediapipe`). Other models are exported as they are. Beside
-    each file goes its sidecar `model_<format>.json` (see `write_sidecar`).
+    test set too (`ExportResult.mediapipe`). A text model whose `input_spec` names its
+    tokenizer (`trainer.export.text.text_input`) is exported with int32 token ids in,
+    `outputs` out and the tokenizer, its vocabulary and the labels in the metadata; MediaPipe
+    classifies `test_texts` (the raw texts `x_test` was made from), or the row says why the
+    file is not for MediaPipe. Other models are exported as they are. Beside each file goes
+    its sidecar `model_<format>.json` (see `write_sidecar`).
     """
     budgets = {**DEFAULT_BUDGETS_PP, **(budgets_pp or {})}
     for format in formats:
@@ -289,8 +333,9 @@ def export_and_verify(
         )
     labels = list(class_names or [str(index) for index in range(model.output_shape[-1])])
     image, not_mobile = None, ""
+    text = text_input(model, input_spec, out_dir)
     try:
-        image = image_input(model, input_spec, x_test)
+        image = None if text is not None else image_input(model, input_spec, x_test)
     except ValueError as error:  # exported as the model is; the MediaPipe row says why
         not_mobile = str(error)
     if keras_outputs is None:
@@ -302,6 +347,11 @@ def export_and_verify(
         if kind == "probabilities" and not ends_in_softmax(model):
             reference = softmax(reference)
         general = _general(model, image, labels, kind, title)
+    if text is not None:
+        exported, kind = text_graph(model, text, outputs), outputs
+        if kind == "probabilities" and not ends_in_softmax(model):
+            reference = softmax(reference)
+        general = _text_general(model, text, labels, kind, title)
     job = _Export(
         exported,
         image,
@@ -316,12 +366,14 @@ def export_and_verify(
         io,
         kind,
         not_mobile,
+        text,
+        test_texts,
     )
     results = []
     for format in formats:
         result, content = _export_one(job, format, budgets[format])
         result.sidecar_path = str(
-            write_sidecar(result, content, class_names, input_spec, artifacts, image)
+            write_sidecar(result, content, class_names, input_spec, artifacts, image, text)
         )
         results.append(result)
     return results
@@ -341,14 +393,15 @@ def save_and_verify(
     io: str = "float32",
     outputs: str = "probabilities",
     title: str = "",
+    test_texts: Sequence[str] | None = None,
 ) -> tuple[float, np.ndarray, list[ExportResult]]:
     """The end of a training run: score, save `RUN_DIR/model.keras`, export and verify.
 
     The Keras model is scored on exactly the inputs the TFLite files will see (`x_test`,
     preprocessed float32), so the drops compare like with like. A Keras 3 model is refused
     before anything is written, and `model.keras` is written atomically (a reader never sees
-    half a file). `class_names`, `input_spec`, `artifacts`, `io`, `outputs` and `title` go to
-    `export_and_verify`.
+    half a file). `class_names`, `input_spec`, `artifacts`, `io`, `outputs`, `title` and
+    `test_texts` go to `export_and_verify`.
 
     Returns:
         (Keras test accuracy, predicted class per test example, one `ExportResult` per format)
@@ -379,5 +432,6 @@ def save_and_verify(
         io=io,
         outputs=outputs,
         title=title,
+        test_texts=test_texts,
     )
     return keras_accuracy, predictions, exports
