@@ -143,7 +143,7 @@ def test_help_lists_source_options_with_their_comments(capsys):
 
 
 def test_check_options_are_flat_and_cover_every_source_option():
-    # No config inheritance (STYLE.md): the command repeats SourceOptions' fields, all of them.
+    # No config inheritance (CONTRIBUTING.md, rule 3): the command repeats all SourceOptions' fields.
     import dataclasses
 
     from trainer.cli.data import CheckConfig, source_options

@@ -1,4 +1,4 @@
-"""Command-line and file configuration for recipes (STYLE.md rule 2).
+"""Command-line and file configuration for recipes (CONTRIBUTING.md, rule 2).
 
 A recipe declares a flat `@dataclass` whose fields carry a trailing `# comment`. This module
 turns `--key=value` arguments and an optional `--config=file.yaml` into an instance of it,

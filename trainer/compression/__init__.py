@@ -1,7 +1,7 @@
 """Model compression helpers: TF-MOT pruning, clustering and QAT, and structured pruning.
 
 Each TF-MOT helper works on a clone (the user's model is never rewired into TF-MOT wrappers)
-and returns the model *and* the callbacks it needs (STYLE rule 9); `strip` removes the
+and returns the model *and* the callbacks it needs (CONTRIBUTING.md, rule 9); `strip` removes the
 wrappers before saving or export, and `save_compressed` does it for you.
 
 - `prune_low_magnitude` (`prune.py`): zeros in the kernels; smaller after gzip, no faster.
@@ -11,8 +11,8 @@ wrappers before saving or export, and `save_compressed` does it for you.
 - `strip`, `save_compressed`, `load_compressed` (`saving.py`).
 
 Post-training quantization is `trainer.export.convert`; the budgeted search of `trainer
-compress RUN_DIR` is `trainer.compress`. TF-MOT is imported only inside this package (STYLE
-rule 8), and only when a helper runs. This package must not train, export, or parse
+compress RUN_DIR` is `trainer.compress`. TF-MOT is imported only inside this package (CONTRIBUTING.md,
+rule 4), and only when a helper runs. This package must not train, export, or parse
 command lines.
 
 Example:

@@ -1,7 +1,7 @@
 """Magnitude pruning with TF-MOT: zeros in the kernels (smaller after gzip), and sparsity tables.
 
 `prune_low_magnitude` returns the wrapped clone together with the `UpdatePruningStep` callback
-it needs (STYLE rule 9); `trainer.compression.strip` removes the wrappers before saving or
+it needs (CONTRIBUTING.md, rule 9); `trainer.compression.strip` removes the wrappers before saving or
 export. Magnitude pruning makes no model faster: `trainer.compression.structured` removes
 whole filters for that. This module must not train, save or export models.
 
