@@ -17,10 +17,10 @@
 # `text_classifier --model=` trains any of six text models on the same data with the same
 # checks, schedule and TFLite verification. This notebook writes a small folder of labelled
 # reviews (generated here: one subfolder per class, as `aclImdb` has), trains three models on
-# it, and compares accuracy, size and latency of the exported files. On real text use the
-# README's table (measured on 9,108 Debian package descriptions) to choose. `QUICK = True`
-# keeps every run to seconds on a 2-core CPU; the numbers below are then a smoke check, not a
-# benchmark.
+# it, and compares accuracy, size and latency of the exported files. On real text, choose with
+# the table measured on 9,108 Debian package descriptions (the documentation's Results page).
+# `QUICK = True` keeps every run short on a 2-core CPU; the numbers below are then a smoke
+# check, not a benchmark.
 #
 # Source of truth: this `.py` file (jupytext percent format). Regenerate the notebook with
 # `jupytext --to ipynb notebooks/text_models.py`.

@@ -1,7 +1,7 @@
 """Batch augmentations for `tf.data` pipelines, vectorized and reproducible from a seed.
 
 Augmentation lives in the input pipeline, not in the model: TF-MOT rejects preprocessing
-layers such as `RandomFlip`, and exported TFLite files should not carry them (README, "Augmentation").
+layers such as `RandomFlip`, and exported TFLite files should not carry them (docs/your-own-data.md).
 Each augmentation is a callable `(images, labels, seed) -> (images, labels)` on a whole batch
 (images float32 `[batch, height, width, channels]` in [0, 1], one-hot labels
 `[batch, classes]`), using stateless random ops so that a pipeline seed reproduces the same

@@ -58,7 +58,7 @@ def require_tensorflow_backend(who: str, obj: object = None) -> None:
         raise RuntimeError(
             f"{who} runs TensorFlow ops on the model, but Keras 3 here uses the {backend!r} "
             "backend. Set KERAS_BACKEND=tensorflow before importing keras, or use tf_keras "
-            "(`import tf_keras as keras`); see README section 'Keras 3' for what works on "
+            "(`import tf_keras as keras`); see docs/keras3.md for what works on "
             f"{backend!r}."
         )
 

@@ -1,7 +1,7 @@
 """Numeric precision for training: float32, or mixed precision where it pays off.
 
 `set_precision("mixed_float16")` is refused on a machine without a GPU, because float16 math
-on CPU ran about 100x slower than float32 here (README, "Resume, learning-rate finder, seeds, precision"); on a GPU it sets Keras's global
+on CPU ran about 100x slower than float32 here (docs/command-line.md); on a GPU it sets Keras's global
 policy, and `model.compile` then wraps the optimizer in the `LossScaleOptimizer` that float16
 gradients need (`loss_scaled` does the same for custom training loops). `float32_outputs`
 keeps a model's logits in float32 so losses and softmax stay stable. `set_precision("auto")`

@@ -137,6 +137,6 @@ def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, A
     if not hasattr(recipe, "build"):
         raise ValueError(
             f"the recipe that made {run_dir} ({recipe_name}) has no build(config) -> Experiment, "
-            f"which is needed to {needed_for}; see README 'Write your own recipe'"
+            f"which is needed to {needed_for}; see docs/recipe.md, 'Write your own recipe'"
         )
     return recipe, load_saved_config(recipe.Config, run_dir / CONFIG_FILE)

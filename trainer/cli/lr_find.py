@@ -62,8 +62,8 @@ def run(argv: list[str]) -> int:
         if not hasattr(module, "build"):
             raise TypeError(
                 f"recipe {argv[0]!r} has no build(config) -> Experiment function, which lr-find "
-                "needs to get its compiled model and training data (see README, 'Write your "
-                "own recipe')"
+                "needs to get its compiled model and training data (see docs/recipe.md, "
+                "'Write your own recipe')"
             )
         config = parse_args(module.Config, recipe_args, program=program)
     except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:

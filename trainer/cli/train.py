@@ -31,7 +31,7 @@ HELP = """options:
   --resume=RUN_DIR  continue a killed run from its last backup, with its saved config
   --restart         with --resume: start that run again from epoch 1
   --key=value       with --resume: change an option the recipe marks resumable
-scaling out (README "Scale out"; options of this command, not of the recipe):
+scaling out (docs/distribute.md; options of this command, not of the recipe):
   --strategy=auto|default|mirrored|multi_worker|tpu    auto: multi_worker with a cluster,
                     mirrored with several GPUs, else default
   --local_workers=N          N worker processes on this machine (loopback), restarted from
