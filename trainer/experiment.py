@@ -224,6 +224,7 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     diagnosis (with a loud warning when the test accuracy is at chance level) and writes
     `report.md` and `metrics.json`. Returns the metrics.
     """
+    from trainer.model_card import write_model_card
     from trainer.precision import float32_copy
     from trainer.report import write_report
 
@@ -242,6 +243,7 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     metrics = _metrics(experiment, fit, scored, findings, collapsed, model.count_params())
     sections = _report_sections(experiment, fit, scored, metrics, findings, collapsed)
     write_report(run_dir, experiment.title or f"Run {run_dir.name}", sections, metrics)
+    write_model_card(experiment, run_dir, metrics, scored.predictions)
     print(scored.table)
     print(f"report: {run_dir / 'report.md'}")
     return metrics

@@ -120,8 +120,16 @@ def write_report(
     sections: dict[str, str],
     metrics: dict[str, Any],
 ) -> Path:
-    """Writes `report.md` (title, then each section) and `metrics.json` into `run_dir`."""
+    """Writes `report.md` (title, then each section) and `metrics.json` into `run_dir`.
+
+    When `metrics` lists exported files, the report ends with how to run one of them in an app
+    (`trainer.snippets.usage_snippet`).
+    """
+    from trainer.snippets import USE_HEADING, usage_snippet
+
     run_dir = Path(run_dir)
+    if metrics.get("exports") and USE_HEADING not in sections:
+        sections = {**sections, USE_HEADING: usage_snippet(list(_json_safe(metrics["exports"])))}
     parts = [f"# {title}", ""]
     for heading, body in sections.items():
         parts += [f"## {heading}", "", body.rstrip(), ""]
