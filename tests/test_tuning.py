@@ -21,9 +21,14 @@ from trainer.cli.main import main as trainer_main
 from trainer.config import ConfigError, fraction
 
 # A user's own recipe file: `mode` picks a healthy trial, an exception in build, a NaN loss,
-# or a model without a held-out validation set. Each trial takes well under a second.
+# or a model without a held-out validation set. Each trial takes well under a second. Every
+# build seeds its weights, so a trial's score depends neither on the tests that ran before nor
+# on their order (unseeded, the "ok" trial scored 0.275 to 0.95 after its 8 steps). With
+# `gate=FOLDER` every trial but the first stops at its first batch until FOLDER/release exists:
+# a test interrupts a search while work is left, whatever the load, never after a sleep.
 FLAKY_RECIPE = """
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -38,7 +43,8 @@ class Config:
     epochs: int = 2  # passes
     mode: str = "ok"  # ok, broken, nan or no_validation
     units: int = 8  # hidden units
-    sleep: float = 0.0  # seconds to sleep per epoch (makes a trial slow enough to kill)
+    sleep: float = 0.0  # seconds to sleep per batch (makes a trial outlast a time budget)
+    gate: str = ""  # a folder: trials after the first wait at their first batch for gate/release
 
 
 class Sleep(keras.callbacks.Callback):
@@ -52,12 +58,40 @@ class Sleep(keras.callbacks.Callback):
         time.sleep(self.seconds)
 
 
+# Writes gate/heldN at the first batch of build N, then waits for gate/release.
+class Gate(keras.callbacks.Callback):
+    def __init__(self, folder, number):
+        super().__init__()
+        self.folder, self.number = folder, number
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+
+        if batch == 0 and not (self.folder / "release").exists():
+            (self.folder / f"held{self.number}").touch()
+            while not (self.folder / "release").exists():
+                time.sleep(0.05)
+
+
+# 0, 1, 2... for the builds in every process of a search: each creates the next file.
+def build_number(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 0
+    while True:
+        try:
+            (folder / f"build{number}").touch(exist_ok=False)
+            return number
+        except FileExistsError:
+            number += 1
+
+
 def build(config):
     if config.mode == "broken":
         raise ValueError("this combination is impossible")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(config.units, "relu"),
                               keras.layers.Dense(2)])
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
@@ -65,7 +99,11 @@ def build(config):
         loss = lambda labels, logits: tf.reduce_mean(logits) * float("nan")  # noqa: E731
     model.compile(keras.optimizers.Adam(0.01), loss, metrics=["accuracy"])
     if config.sleep:
-        model.fit = _slow(model.fit, config.sleep)
+        model.fit = _with_callback(model.fit, Sleep(config.sleep))
+    if config.gate:
+        number = build_number(Path(config.gate))
+        if number > 0:
+            model.fit = _with_callback(model.fit, Gate(Path(config.gate), number))
     train = tf.data.Dataset.from_tensor_slices((x[:200], tf.one_hot(y[:200], 2))).batch(50)
     has_validation = config.mode != "no_validation"
     # A test set no model can take (3 features, NaN): a search that touched it would fail.
@@ -75,11 +113,11 @@ def build(config):
                       y_val=y[200:] if has_validation else None, epochs=config.epochs)
 
 
-def _slow(fit, seconds):
-    def slow_fit(*args, callbacks=(), **kwargs):
-        return fit(*args, callbacks=[*callbacks, Sleep(seconds)], **kwargs)
+def _with_callback(fit, callback):
+    def fit_with_callback(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, callback], **kwargs)
 
-    return slow_fit
+    return fit_with_callback
 
 
 def main(config):
@@ -109,19 +147,47 @@ def _tune(recipe: str, tuner: str, tune_dir: Path, *options: str) -> list[dict]:
     return rows
 
 
-def _tune_process(flaky_recipe: Path, tune_dir: Path, *options: str, **popen):
-    """`trainer tune` of the flaky recipe in a subprocess (trials slow enough to interrupt),
-    its output read line by line."""
+def _tune_process(flaky_recipe: Path, tune_dir: Path, gate: Path, *options: str, **popen):
+    """`trainer tune` of the flaky recipe in a subprocess whose trials after the first wait at
+    their first batch until `gate/release` exists; its output read line by line."""
     command = [sys.executable, "-m", "trainer.cli", "tune", str(flaky_recipe), "--max_epochs=4"]
     command += ["--trial_patience=0", "--search=units=2:64", f"--tune_dir={tune_dir}"]
     return subprocess.Popen(
-        [*command, "--sleep=0.1", *options],
+        [*command, f"--gate={gate}", *options],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         **popen,
     )
+
+
+def _wait_for_a_held_trial(process, gate: Path) -> None:
+    """Reads the search's output until a trial has completed, then waits until another trial
+    waits at the gate (so the search still has work when a signal arrives)."""
+    for line in process.stdout:
+        if line.startswith("trial ") and " completed" in line:
+            break
+    else:
+        raise AssertionError("the search ended before a trial completed")
+    # The deadline only keeps a broken search from hanging the suite; no load comes near it.
+    deadline = time.monotonic() + 600
+    while not list(gate.glob("held*")):
+        assert process.poll() is None, "the search ended with no trial waiting at the gate"
+        assert time.monotonic() < deadline, "no trial reached the gate in 10 minutes"
+        time.sleep(0.05)
+
+
+def _end(process) -> None:
+    """Stops a search a failed test left running: Ctrl-C (the chief stops its workers), then
+    kill -9."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
 
 
 def _log(tune_dir: Path) -> list[dict]:
@@ -539,20 +605,18 @@ def test_trials_are_scored_with_batch_norm_statistics_of_their_final_weights(tmp
 def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_recipe, tmp_path):
     from trainer.tuning import resume
 
-    tune_dir = tmp_path / "tune"
-    process = _tune_process(flaky_recipe, tune_dir, "--max_trials=4")
-    started = []
-    for line in process.stdout:  # wait for trial 1 to start: trial 0 has completed
-        if line.startswith("trial ") and "started" in line:
-            started.append(line.split()[1])
-        if len(started) == 2:
-            time.sleep(0.5)  # inside trial 1's first epochs
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    tune_dir, gate = tmp_path / "tune", tmp_path / "gate"
+    process = _tune_process(flaky_recipe, tune_dir, gate, "--max_trials=4")
+    try:
+        _wait_for_a_held_trial(process, gate)  # trial 1 waits inside its first epoch
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        _end(process)
     completed_before = {record["trial"] for record in _log(tune_dir)}
     assert completed_before == {"0"}
 
+    (gate / "release").touch()
     result = resume(tune_dir)
     assert sorted(result.trials_run_here) == ["1", "2", "3"]  # trial 0 is not run again
     assert [record["trial"] for record in _log(tune_dir)].count("0") == 1
@@ -561,22 +625,24 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_ctrl_c_writes_the_finished_trials_and_says_how_to_resume(workers, flaky_recipe, tmp_path):
-    tune_dir = tmp_path / "tune"
+    tune_dir, gate = tmp_path / "tune", tmp_path / "gate"
     process = _tune_process(
         flaky_recipe,
         tune_dir,
+        gate,
         "--max_trials=6",
         f"--workers={workers}",
         stderr=subprocess.PIPE,
         # a shell's background job ignores SIGINT, and children inherit that: restore it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    for line in process.stdout:  # a trial has completed
-        if line.startswith("trial ") and "completed" in line:
-            break
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, errors = process.communicate(timeout=60)
+    # The first trial built is the only one that runs through: the others wait at the gate.
+    try:
+        _wait_for_a_held_trial(process, gate)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    finally:
+        _end(process)
     assert process.returncode == 130, errors
     assert f"continue the search with `trainer tune --resume={tune_dir}`" in errors
     assert "Nothing was trained" not in errors
