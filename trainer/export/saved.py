@@ -303,6 +303,7 @@ def export_prepared(job: ExportJob, options: ExportOptions) -> ExportOutcome:
         io=options.io or data.io,
         outputs=options.outputs or data.outputs,
         title=data.title,
+        test_texts=data.test_texts,
     )
     keras_size = job.model_file.stat().st_size if job.model_file.is_file() else None
     return ExportOutcome(keras_accuracy, keras_size, results)

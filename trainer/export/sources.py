@@ -38,6 +38,7 @@ class ExportData:
     io: str = "float32"  # the run's int8 input/output type
     outputs: str = "probabilities"  # the run's output kind for image files
     title: str = ""  # the run's report title, the files' metadata name
+    test_texts: list[str] | None = None  # a text run's raw test texts, for MediaPipe
 
 
 @dataclasses.dataclass
@@ -60,6 +61,7 @@ def run_data(run_dir: Path) -> ExportData:
         run_dir, "rebuild its test data (or pass --data=SOURCE to verify on a data source)"
     )
     experiment = recipe.build(config)
+    _check_same_artifacts(run_dir, experiment.artifacts)
     return ExportData(
         x=np.asarray(experiment.x_test),
         y=np.asarray(experiment.y_test, np.int64),
@@ -73,7 +75,24 @@ def run_data(run_dir: Path) -> ExportData:
         io=getattr(experiment, "export_io", "float32"),
         outputs=getattr(experiment, "export_outputs", "probabilities"),
         title=experiment.title,
+        test_texts=getattr(experiment, "test_texts", None),
     )
+
+
+def _check_same_artifacts(run_dir: Path, artifacts: dict[str, str]) -> None:
+    """Refuses a rebuild whose files (e.g. vocabulary.txt) differ from the run's own: the
+    recipe no longer makes the inputs the model was trained on."""
+    for name, text in artifacts.items():
+        saved = run_dir / name
+        if saved.is_file() and saved.read_text(encoding="utf-8") != text:
+            raise ValueError(
+                f"rebuilding {run_dir}'s data through its recipe gives another {name} than the "
+                "run's own, so the model would be verified on inputs it was not trained on: the "
+                "data or a recipe default changed since the run. Restore the data, or set the "
+                "old value in "
+                f"{run_dir / 'config.yaml'} (for a text run made before --standardize existed: "
+                "standardize: lower_and_strip_punctuation) and export again"
+            )
 
 
 def image_size(model) -> tuple[int, int, int] | None:
