@@ -6,7 +6,8 @@ once prepared (`--tfds_dir`). 25,000 train reviews (10% held out for validation)
 test reviews. Model (`--model=`): bow (TF-IDF of words and bigrams, linear), cnn, lstm, gru,
 transformer or bert (`--bert_dir`, the original checkpoint folder). Everything else, including
 the checks and the TFLite verification, is `recipes/text_classifier.py` with IMDb defaults
-(longer texts, binary labels); this file only sets them.
+(longer texts, binary labels); this file only sets them. The exported files load in MediaPipe
+Tasks' TextClassifier as they are (docs/mobile_text.md).
 
 Published (test accuracy): bag of words + logistic regression 88-89% (Maas et al. 2011:
 88.3-88.9%), NBSVM with bigrams 91.2% (Wang & Manning 2012), BERT-base fine-tuned about 94%
@@ -24,7 +25,9 @@ import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from recipes import text_classifier
 from trainer.cli import run_recipe
 from trainer.config import choice
+from trainer.data.text import STANDARDIZE_MODES
 from trainer.experiment import Experiment, finish, fit, start_run
+from trainer.export.mobile import OUTPUT_KINDS
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Config:
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
     sequence_length: int = 400  # tokens per review (median review: about 175 words)
     vocab_size: int = 30000  # most frequent training words kept (bow: at most 46340)
+    # words split at punctuation (what MediaPipe's tokenizer repeats) or Keras's stripping
+    standardize: str = choice("lower_and_split_punctuation", *STANDARDIZE_MODES)
     embedding_dim: int = 64  # width of the word embeddings (not bow, bert)
     width: int = 64  # convolution filters, units per LSTM/GRU direction
     dropout: float = -1.0  # dropout before the logits; -1 = the model's default
@@ -43,6 +48,7 @@ class Config:
     learning_rate: float = 0.0  # peak learning rate; 0 = the model's default
     val_fraction: float = 0.1  # share of train held out for validation
     export: str = "float32,dynamic"  # TFLite formats: float32, float16, dynamic
+    outputs: str = choice("probabilities", *OUTPUT_KINDS)  # the files return these (or logits)
     tfds_dir: str = ""  # TFDS data directory for tfds:imdb_reviews ("" = TFDS default)
     seed: int = 0  # seeds the split, shuffling and weights
     backup_every: int = 500  # steps between backups for `trainer train --resume=RUN_DIR`

@@ -8,8 +8,11 @@ the pooler) so the one model object goes through fit, TF-MOT and the TFLite conv
 weights are copied from the checkpoint by their original names. keras-hub needs Keras 3 and
 tf-models-official pins its own TensorFlow, so neither is used. The tokenizer is BERT's own
 algorithm in Python (basic split + greedy longest-match WordPiece over vocab.txt), run in the
-data pipeline so the exported model takes float32 token ids like every text model here and
-needs no string ops. This module must not compile, train or export.
+data pipeline, so the model needs no string ops; its exported file takes BERT's three int32
+inputs (word ids, mask, type ids) with the WordPiece vocabulary in its metadata, which is what
+MediaPipe Tasks' TextClassifier feeds (`trainer.export.text`). MediaPipe lower-cases ASCII
+letters only and keeps accents, so a text with accented or non-ASCII capital letters can get
+other pieces in an app than here. This module must not compile, train or export.
 
 Example:
 

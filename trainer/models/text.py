@@ -2,8 +2,10 @@
 
 Every builder takes float32 token ids of shape (sequence_length,) as made by
 `trainer.data.text.Vectorizer` (0 = padding, 1 = unknown word; ids below 2**24 are exact in
-float32), so the exported TFLite file takes the same float input as the image models and string
-processing stays in the pipeline. Outputs are logits. Padding is masked everywhere: the bag
+float32), so string processing stays in the pipeline. The exported file takes int32 ids and
+casts them inside its graph, with the tokenizer in its metadata, so MediaPipe Tasks'
+TextClassifier runs every model here from raw text (`trainer.export.text`). Outputs are
+logits. Padding is masked everywhere: the bag
 ignores it, the recurrent models skip it (`mask_zero`), the Transformer's attention and pooling
 never look at it. The custom layers here are registered with Keras, so saved models reload. This
 module must not compile, train or export.
@@ -11,9 +13,10 @@ module must not compile, train or export.
 Which to pick (measured on Debian's package descriptions, 8 classes, against TF-IDF +
 logistic regression: bench/results/text_models_debian.json): the Transformer scores best and
 is text_classifier's default; the CNN gives the smallest and fastest file; the bag of n-grams
-is about as cheap to train; the bidirectional LSTM and GRU take about 1 ms per text. The LSTM
-and GRU files are converted at batch size 1 (trainer.export) so they need no select TF ops;
-none of these models does.
+is about as cheap to train; the bidirectional LSTM and GRU are the slowest per text. Their
+files are unrolled (one step of ops per token) and converted at batch size 1
+(trainer.export), so they need no select TF ops and run in one subgraph, which MediaPipe
+requires; none of these models needs select TF ops.
 
 Example:
 
