@@ -29,6 +29,7 @@ COMMANDS = {
     "lr-find": "sweep the learning rate on a recipe, plot, suggest one",
     "compress": "compress a trained run within an accuracy budget",
     "export": "convert a run or any saved model to TFLite and verify it",
+    "predict": "classify new images or texts with a run or a .tflite file (top-k labels)",
     "tune": "search a recipe's hyperparameters with keras-tuner",
 }
 
@@ -79,6 +80,10 @@ def _dispatch(argv: list[str]) -> int:
         from trainer.cli import export
 
         return export.run(rest)
+    if command == "predict":
+        from trainer.cli import predict
+
+        return predict.run(rest)
     if command == "tune":
         from trainer.cli import tune
 
