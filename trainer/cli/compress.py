@@ -2,13 +2,12 @@
 
 Parses the options into `trainer.compress.CompressConfig` with the same parser every command
 uses (`--help`, `--config=FILE.yaml`, unknown keys listed), checks them all before any work and
-runs `trainer.compress.compress_run`. Bad options exit 2 here; a broken run (unreadable
-model.keras, a model that never learned) exits 1 through the error boundary of
-`trainer.cli.main` (one paragraph; `TRAINER_DEBUG=1` shows the traceback). This module must
-not contain compression logic.
+runs `trainer.compress.compress_run`. It raises and never prints an error: bad options and a
+run folder the options do not fit are `ConfigError` (exit 2), a run that breaks while
+compressing (unreadable model.keras, a model that never learned) exits 1, both turned into one
+paragraph by the error boundary (`trainer.cli.errors`; `TRAINER_DEBUG=1` shows the
+traceback). This module must not contain compression logic.
 """
-
-import sys
 
 PROGRAM = "trainer compress RUN_DIR"
 
@@ -25,18 +24,15 @@ def run(argv: list[str]) -> int:
         print(help_text(CompressConfig, PROGRAM))
         return 0 if argv else 2
     if argv[0].startswith("-"):
-        print(
-            f"{PROGRAM}: error: the first argument must be a run directory, received {argv[0]!r}",
-            file=sys.stderr,
-        )
-        return 2
+        raise ConfigError(f"the first argument must be a run directory, received {argv[0]!r}")
     run_dir = argv[0]
     try:
         config = parse_args(CompressConfig, argv[1:], program=PROGRAM)
         check_compress_options(run_dir, config)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as error:
+        # Before any work, a missing run file or an option the run cannot take is a bad
+        # option: exit 2 (ConfigError), not the exit 1 of a run that breaks while compressing.
+        raise ConfigError(str(error)) from None
     from trainer.compress.search import compress_run
 
     # A broken run (unreadable model.keras, a model that never learned) raises; the error

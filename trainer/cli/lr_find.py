@@ -10,9 +10,11 @@ augmentation and batch size. This module parses and prints; the sweep is
 """
 
 import dataclasses
-import sys
+from types import ModuleType
+from typing import Any
 
 from trainer.config import ConfigError, help_text, parse_args, split_arguments
+from trainer.recipe_loader import load_recipe_argument
 
 
 @dataclasses.dataclass
@@ -24,6 +26,28 @@ class LrFindConfig:
 
 
 USAGE = "usage: trainer lr-find RECIPE [lr-find options] [recipe options, e.g. --batch_size=128]"
+
+
+def _parse(module: ModuleType, recipe: str, argv: list[str]) -> tuple[LrFindConfig, Any]:
+    """The sweep's options and the recipe's config, all checked before any data loads; a
+    problem with either is a bad option (ConfigError, exit 2)."""
+    mine, recipe_args = split_arguments(LrFindConfig, argv)
+    program = f"trainer lr-find {recipe}"
+    if "--help" in recipe_args or "-h" in recipe_args:
+        print(help_text(LrFindConfig, program).split("\n", 2)[2])
+    try:
+        options = parse_args(LrFindConfig, mine, program=program)
+        check(options)
+        if not hasattr(module, "build"):
+            raise ConfigError(
+                f"recipe {recipe!r} has no build(config) -> Experiment function, which lr-find "
+                "needs to get its compiled model and training data (see docs/recipe.md, "
+                "'Write your own recipe')"
+            )
+        config = parse_args(module.Config, recipe_args, program=program)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise ConfigError(str(error)) from None
+    return options, config
 
 
 def check(options: LrFindConfig) -> None:
@@ -38,37 +62,15 @@ def check(options: LrFindConfig) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from trainer.recipe_loader import load_recipe
-
+    """`trainer lr-find ...` -> exit code (errors are raised to the caller's boundary)."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE + "\n\n" + help_text(LrFindConfig, "trainer lr-find RECIPE").split("\n", 2)[2])
         print("\nrecipe options: `trainer lr-find RECIPE --help`")
         return 0 if argv else 2
     if argv[0].startswith("-"):
-        print(
-            f"{USAGE}\ntrainer lr-find: error: the first argument must be a recipe, received "
-            f"{argv[0]!r}",
-            file=sys.stderr,
-        )
-        return 2
-    mine, recipe_args = split_arguments(LrFindConfig, argv[1:])
-    program = f"trainer lr-find {argv[0]}"
-    try:
-        module = load_recipe(argv[0])
-        if "--help" in recipe_args or "-h" in recipe_args:
-            print(help_text(LrFindConfig, program).split("\n", 2)[2])
-        options = parse_args(LrFindConfig, mine, program=program)
-        check(options)
-        if not hasattr(module, "build"):
-            raise TypeError(
-                f"recipe {argv[0]!r} has no build(config) -> Experiment function, which lr-find "
-                "needs to get its compiled model and training data (see docs/recipe.md, "
-                "'Write your own recipe')"
-            )
-        config = parse_args(module.Config, recipe_args, program=program)
-    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
-        print(f"trainer lr-find: error: {error}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"the first argument must be a recipe, received {argv[0]!r}\n{USAGE}")
+    module = load_recipe_argument(argv[0])
+    options, config = _parse(module, argv[0], argv[1:])
     from trainer.lr_finder import find_learning_rate
 
     experiment = module.build(config)
