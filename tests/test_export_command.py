@@ -356,3 +356,29 @@ def test_split_chooses_the_examples_and_a_bad_split_is_named(saved, tmp_path, ca
     assert _sidecar(tmp_path / "model_float32.json")["verification"]["examples"] == 12
     assert run([*arguments, "--split=validation"]) == 1
     assert "received 'validation'" in capsys.readouterr().err
+
+
+def test_a_keras3_file_is_named_as_such(tmp_path, capsys):
+    import keras as keras3
+
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    model.save(tmp_path / "keras3.keras")
+    assert run([str(tmp_path / "keras3.keras"), f"--data={tmp_path}"]) == 1
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'keras3.keras'} was saved by Keras 3." in error
+    assert "to_tf_keras(model)" in error and "the tf_keras loader said:" in error
+
+
+def test_an_unregistered_custom_layer_is_named_with_its_module(tmp_path, capsys):
+    class Doubler(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2.0
+
+    Doubler.__module__ = "my_layers"
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Doubler()(inputs)))
+    model.save(tmp_path / "custom.keras")
+    assert run([str(tmp_path / "custom.keras"), f"--data={tmp_path}"]) == 1
+    error = capsys.readouterr().err
+    assert "holds custom objects that are not registered in this process: Doubler (module " in error
+    assert "register_keras_serializable" in error and "Keras 3" not in error

@@ -142,8 +142,8 @@ def _load_error(path: Path, error: Exception) -> ValueError:
             f"{', '.join(missing)}. Keras can rebuild a custom layer only after the module that "
             "defines it was imported and registered it with "
             "`@tf_keras.saving.register_keras_serializable()`: export from Python after "
-            "importing that module (trainer.export.saved.prepare and export_prepared), "
-            f"(the loader said: {cause})"
+            "importing that module (trainer.export.saved.prepare and export_prepared). "
+            f"The tf_keras loader said: {cause}"
         )
     return ValueError(
         f"could not load {path} as a tf_keras model ({cause}). trainer reads a .keras file, a "
