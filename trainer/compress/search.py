@@ -650,14 +650,14 @@ def _pin_quantized_input(model: keras.Model, input_range: tuple[float, float]) -
     """Sets the input range a quantization-aware model learned to `input_range`, the range
     its integer input must stand for exactly; conversion takes a QAT model's input
     quantization from this layer, not from calibration. Other models are left as they are."""
-    first = model.layers[0] if model.layers else None
-    if type(first).__name__ != "QuantizeLayer":
-        return
-    for weight in first.weights:
-        if weight.name.endswith("_min:0"):
-            weight.assign(input_range[0])
-        elif weight.name.endswith("_max:0"):
-            weight.assign(input_range[1])
+    for layer in model.layers:
+        if type(layer).__name__ != "QuantizeLayer" or layer.input is not model.input:
+            continue
+        for weight in layer.weights:
+            if weight.name.endswith("_min:0"):
+                weight.assign(input_range[0])
+            elif weight.name.endswith("_max:0"):
+                weight.assign(input_range[1])
 
 
 def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
