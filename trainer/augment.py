@@ -686,22 +686,6 @@ class Compose:
         }
 
 
-# Names accepted by `augmentations_from_config`, with their argument and default.
-AUGMENTATION_NAMES = {
-    "crop": "crop[:PADDING=4]  random crop after zero padding",
-    "flip": "flip[:horizontal|vertical|both]  random flips (horizontal by default)",
-    "rotate": "rotate[:DEGREES=15]",
-    "zoom": "zoom[:FACTOR=0.1]",
-    "translate": "translate[:FRACTION=0.1]",
-    "brightness": "brightness[:MAX_DELTA=0.2]",
-    "contrast": "contrast[:FACTOR=0.2]",
-    "erase": "erase[:PROBABILITY=0.5]  random erasing / cutout with zeros",
-    "mixup": "mixup[:ALPHA=0.2]",
-    "cutmix": "cutmix[:ALPHA=1.0]",
-    "randaugment": "randaugment[:NUM_OPS=2[:MAGNITUDE=9]]",
-}
-
-
 def _number(item: str, text: str, kind: type) -> float:
     try:
         return kind(text)
@@ -712,6 +696,59 @@ def _number(item: str, text: str, kind: type) -> float:
         ) from None
 
 
+def _one_number(augmentation: type, kind: type, default: float):
+    """The factory of an augmentation built from one optional number (`rotate:30`)."""
+
+    def build(item: str, arguments: list[str]):
+        argument = arguments[0] if arguments else None
+        return augmentation(_number(item, argument, kind) if argument else default)
+
+    return build
+
+
+def _flip(item: str, arguments: list[str]) -> RandomFlip:
+    directions = {"horizontal": (True, False), "vertical": (False, True), "both": (True, True)}
+    argument = arguments[0] if arguments else None
+    if (argument or "horizontal") not in directions:
+        raise ValueError(
+            f"augmentation {item!r}: flip takes horizontal, vertical or both, received {argument!r}"
+        )
+    horizontal, vertical = directions[argument or "horizontal"]
+    return RandomFlip(horizontal=horizontal, vertical=vertical)
+
+
+def _randaugment(item: str, arguments: list[str]) -> RandAugment:
+    num_ops = _number(item, arguments[0], int) if arguments else 2
+    magnitude = _number(item, arguments[1], float) if len(arguments) > 1 else 9.0
+    return RandAugment(num_ops=num_ops, magnitude=magnitude)
+
+
+# Every name `augmentations_from_config` accepts: its usage (argument and default, shown in
+# errors and help) and the factory that builds it from the arguments after ':'. A reader sees
+# here which class each name builds.
+AUGMENTATIONS = {
+    "crop": (
+        "crop[:PADDING=4]  random crop after zero padding",
+        _one_number(RandomCropWithPadding, int, 4),
+    ),
+    "flip": ("flip[:horizontal|vertical|both]  random flips (horizontal by default)", _flip),
+    "rotate": ("rotate[:DEGREES=15]", _one_number(RandomRotation, float, 15.0)),
+    "zoom": ("zoom[:FACTOR=0.1]", _one_number(RandomZoom, float, 0.1)),
+    "translate": ("translate[:FRACTION=0.1]", _one_number(RandomTranslation, float, 0.1)),
+    "brightness": ("brightness[:MAX_DELTA=0.2]", _one_number(RandomBrightness, float, 0.2)),
+    "contrast": ("contrast[:FACTOR=0.2]", _one_number(RandomContrast, float, 0.2)),
+    "erase": (
+        "erase[:PROBABILITY=0.5]  random erasing / cutout with zeros",
+        _one_number(RandomErasing, float, 0.5),
+    ),
+    "mixup": ("mixup[:ALPHA=0.2]", _one_number(MixUp, float, 0.2)),
+    "cutmix": ("cutmix[:ALPHA=1.0]", _one_number(CutMix, float, 1.0)),
+    "randaugment": ("randaugment[:NUM_OPS=2[:MAGNITUDE=9]]", _randaugment),
+}
+# Each name with its usage line (the table above without its factories).
+AUGMENTATION_NAMES = {name: usage for name, (usage, _) in AUGMENTATIONS.items()}
+
+
 def _one_augmentation(item: str):
     name, *arguments = [part.strip() for part in item.split(":")]
     most = 2 if name == "randaugment" else 1
@@ -720,43 +757,13 @@ def _one_augmentation(item: str):
             f"augmentation {item!r} has {len(arguments)} arguments; "
             f"usage: {AUGMENTATION_NAMES.get(name, name)}"
         )
-    argument = arguments[0] if arguments else None
-    # An explicit chain, so a reader sees exactly which class each name builds.
-    if name == "crop":
-        return RandomCropWithPadding(_number(item, argument, int) if argument else 4)
-    if name == "flip":
-        directions = {"horizontal": (True, False), "vertical": (False, True), "both": (True, True)}
-        if (argument or "horizontal") not in directions:
-            raise ValueError(
-                f"augmentation {item!r}: flip takes horizontal, vertical or both, "
-                f"received {argument!r}"
-            )
-        horizontal, vertical = directions[argument or "horizontal"]
-        return RandomFlip(horizontal=horizontal, vertical=vertical)
-    if name == "rotate":
-        return RandomRotation(_number(item, argument, float) if argument else 15.0)
-    if name == "zoom":
-        return RandomZoom(_number(item, argument, float) if argument else 0.1)
-    if name == "translate":
-        return RandomTranslation(_number(item, argument, float) if argument else 0.1)
-    if name == "brightness":
-        return RandomBrightness(_number(item, argument, float) if argument else 0.2)
-    if name == "contrast":
-        return RandomContrast(_number(item, argument, float) if argument else 0.2)
-    if name == "erase":
-        return RandomErasing(_number(item, argument, float) if argument else 0.5)
-    if name == "mixup":
-        return MixUp(_number(item, argument, float) if argument else 0.2)
-    if name == "cutmix":
-        return CutMix(_number(item, argument, float) if argument else 1.0)
-    if name == "randaugment":
-        num_ops = _number(item, arguments[0], int) if arguments else 2
-        magnitude = _number(item, arguments[1], float) if len(arguments) > 1 else 9.0
-        return RandAugment(num_ops=num_ops, magnitude=magnitude)
-    raise ValueError(
-        f"unknown augmentation {name!r} in {item!r}; valid names:\n  "
-        + "\n  ".join(AUGMENTATION_NAMES.values())
-    )
+    if name not in AUGMENTATIONS:
+        raise ValueError(
+            f"unknown augmentation {name!r} in {item!r}; valid names:\n  "
+            + "\n  ".join(AUGMENTATION_NAMES.values())
+        )
+    _, build = AUGMENTATIONS[name]
+    return build(item, arguments)
 
 
 def augmentations_from_config(spec: str) -> Compose:

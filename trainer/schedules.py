@@ -34,15 +34,6 @@ schedules = keras.optimizers.schedules
 LearningRateSchedule = schedules.LearningRateSchedule
 
 WARMUP_TYPES = ("linear", "exponential")
-SCHEDULE_NAMES = (
-    "constant",
-    "cosine",
-    "cosine_restarts",
-    "step",
-    "exponential",
-    "polynomial",
-    "one_cycle",
-)
 
 
 def _rate_at(rate, step, ops):
@@ -302,6 +293,33 @@ class OneCycle(_Schedule):
         }
 
 
+def _step_decay(learning_rate: float, decay_steps: int, final_fraction: float):
+    boundaries = [max(decay_steps // 2, 1), max(decay_steps * 3 // 4, 2)]
+    values = [learning_rate, learning_rate * 0.1, learning_rate * 0.01]
+    return schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+# Every name `build_schedule` accepts, with the factory of the schedule after warmup, built from
+# (learning_rate, decay_steps, final_fraction). one_cycle takes no warmup, so its decay steps
+# are the whole run.
+SCHEDULES = {
+    "constant": lambda rate, steps, final: Constant(rate),
+    "cosine": lambda rate, steps, final: schedules.CosineDecay(rate, steps, alpha=final),
+    "cosine_restarts": lambda rate, steps, final: schedules.CosineDecayRestarts(
+        rate, max(steps // 4, 1), t_mul=2.0, alpha=final
+    ),
+    "step": _step_decay,
+    "exponential": lambda rate, steps, final: schedules.ExponentialDecay(
+        rate, steps, decay_rate=0.1
+    ),
+    "polynomial": lambda rate, steps, final: schedules.PolynomialDecay(
+        rate, steps, rate * final, power=1.0
+    ),
+    "one_cycle": lambda rate, steps, final: OneCycle(rate, total_steps=max(steps, 2)),
+}
+SCHEDULE_NAMES = tuple(SCHEDULES)
+
+
 def build_schedule(
     name: str,
     learning_rate: float,
@@ -344,30 +362,11 @@ def build_schedule(
         )
     if not 0.0 <= final_fraction <= 1.0:
         raise ValueError(f"final_fraction must be in [0, 1], received {final_fraction!r}")
-    if name == "one_cycle":
-        if warmup_steps:
-            raise ValueError(
-                f"one_cycle has its own rising phase; use warmup_steps=0, received {warmup_steps}"
-            )
-        return OneCycle(learning_rate, total_steps=max(total_steps, 2))
-    decay_steps = total_steps - warmup_steps
-    if name == "constant":
-        after = Constant(learning_rate)
-    elif name == "cosine":
-        after = schedules.CosineDecay(learning_rate, decay_steps, alpha=final_fraction)
-    elif name == "cosine_restarts":
-        after = schedules.CosineDecayRestarts(
-            learning_rate, max(decay_steps // 4, 1), t_mul=2.0, alpha=final_fraction
+    if name == "one_cycle" and warmup_steps:
+        raise ValueError(
+            f"one_cycle has its own rising phase; use warmup_steps=0, received {warmup_steps}"
         )
-    elif name == "step":
-        boundaries = [max(decay_steps // 2, 1), max(decay_steps * 3 // 4, 2)]
-        values = [learning_rate, learning_rate * 0.1, learning_rate * 0.01]
-        after = schedules.PiecewiseConstantDecay(boundaries, values)
-    elif name == "exponential":
-        after = schedules.ExponentialDecay(learning_rate, decay_steps, decay_rate=0.1)
-    else:  # polynomial
-        end = learning_rate * final_fraction
-        after = schedules.PolynomialDecay(learning_rate, decay_steps, end, power=1.0)
+    after = SCHEDULES[name](learning_rate, total_steps - warmup_steps, final_fraction)
     if warmup_steps == 0:
         return after
     start = learning_rate * 0.01 if warmup_type == "exponential" else 0.0
