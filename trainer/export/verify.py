@@ -284,6 +284,36 @@ def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResu
     return result, content
 
 
+def _labels(model, class_names: Sequence[str] | None) -> list[str]:
+    """`class_names`, checked against the model's outputs; "0", "1", ... when not given."""
+    if class_names is not None and len(class_names) != model.output_shape[-1]:
+        raise ValueError(
+            f"{len(class_names)} class names were given for a model with "
+            f"{model.output_shape[-1]} outputs: pass one name per output, in output order"
+        )
+    return list(class_names or [str(index) for index in range(model.output_shape[-1])])
+
+
+def _model_input(model, input_spec, x_test: np.ndarray, out_dir):
+    """(ImageInput or None, TextInput or None, why an image model is not exported for the
+    mobile runtimes or ""): what kind of input the model takes, from its spec and inputs."""
+    text = text_input(model, input_spec, out_dir)
+    if text is not None:
+        return None, text, ""
+    try:
+        return image_input(model, input_spec, x_test), None, ""
+    except ValueError as error:  # exported as the model is; the MediaPipe row says why
+        return None, None, str(error)
+
+
+def _for_runtimes(model, image, text, labels: list[str], outputs: str, title: str):
+    """(the graph to convert, the metadata's name, description and version) of an image model
+    (`image` given) or a text model (`text` given) exported for the mobile runtimes."""
+    if image is not None:
+        return mobile_graph(model, image, outputs), _general(model, image, labels, outputs, title)
+    return text_graph(model, text, outputs), _text_general(model, text, labels, outputs, title)
+
+
 def export_and_verify(
     model,
     x_test: np.ndarray,
@@ -326,32 +356,17 @@ def export_and_verify(
         _check_format(format)
     check_io(io)
     check_outputs(outputs)
-    if class_names is not None and len(class_names) != model.output_shape[-1]:
-        raise ValueError(
-            f"{len(class_names)} class names were given for a model with "
-            f"{model.output_shape[-1]} outputs: pass one name per output, in output order"
-        )
-    labels = list(class_names or [str(index) for index in range(model.output_shape[-1])])
-    image, not_mobile = None, ""
-    text = text_input(model, input_spec, out_dir)
-    try:
-        image = None if text is not None else image_input(model, input_spec, x_test)
-    except ValueError as error:  # exported as the model is; the MediaPipe row says why
-        not_mobile = str(error)
+    labels = _labels(model, class_names)
+    image, text, not_mobile = _model_input(model, input_spec, x_test, out_dir)
     if keras_outputs is None:
         keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
     reference = np.asarray(keras_outputs, np.float32)
     exported, kind, general = model, "logits", ("", "", "")
-    if image is not None:
-        exported, kind = mobile_graph(model, image, outputs), outputs
+    if image is not None or text is not None:
+        exported, general = _for_runtimes(model, image, text, labels, outputs, title)
+        kind = outputs
         if kind == "probabilities" and not ends_in_softmax(model):
             reference = softmax(reference)
-        general = _general(model, image, labels, kind, title)
-    if text is not None:
-        exported, kind = text_graph(model, text, outputs), outputs
-        if kind == "probabilities" and not ends_in_softmax(model):
-            reference = softmax(reference)
-        general = _text_general(model, text, labels, kind, title)
     job = _Export(
         exported,
         image,
