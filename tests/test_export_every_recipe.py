@@ -57,7 +57,7 @@ SETTINGS = {
     "digits": lambda root: ["--epochs=3", "--width=8"],
     "cifar10_resnet": lambda root: [
         f"--data={write_cifar10_folder(root / 'cifar')}",
-        "--model=resnet20",
+        "--model=resnet9",  # half the time of resnet20 (tests/test_case_studies.py trains that)
         "--width=4",
         "--epochs=3",
         "--batch_size=16",
