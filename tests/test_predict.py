@@ -182,3 +182,29 @@ def test_predict_help_lists_its_options(capsys):
     for field in dataclasses.fields(PredictConfig):
         assert f"--{field.name}=" in text
     assert "trainer predict runs/" in text  # the examples
+
+
+def test_the_reports_text_snippet_classifies_a_text(text_run):
+    """report.md's MediaPipe TextClassifier snippet, run as written from the run folder."""
+    import subprocess
+    import sys
+
+    from trainer.keras_path import child_environment
+    from trainer.snippets import USE_HEADING
+
+    section = (text_run / "report.md").read_text().split(f"## {USE_HEADING}", 1)[1]
+    assert "takes the text itself" in section
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "text.TextClassifier" in snippet and '"a wonderful film"' in snippet
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=text_run,
+        env=child_environment("TRAINER_DEBUG"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line.split() for line in result.stdout.strip().splitlines()]
+    assert [label for label, _ in printed] == ["pos", "neg"]  # "wonderful" is a positive word
+    assert sum(float(score) for _, score in printed) == pytest.approx(1, abs=0.01)

@@ -72,11 +72,12 @@ def _data_lines(experiment, metrics: dict) -> list[str]:
     tests = len(experiment.y_test)
     train = experiment.train
     batches = int(train.cardinality()) if hasattr(train, "cardinality") else -1
-    lines = []
+    lines, epochs = [], metrics.get("epochs") or 0
     if batches > 0:
         lines.append(
-            f"- Training: {batches} batches of up to {experiment.batch_size} examples per epoch "
-            f"(about {batches * experiment.batch_size:,} examples), {metrics.get('epochs')} epochs"
+            f"- Training: {batches} batches per epoch of up to {experiment.batch_size} examples "
+            f"(at most {batches * experiment.batch_size:,} examples), {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}"
         )
     if experiment.x_val is not None and len(experiment.x_val):
         held = "held out of the training data" if experiment.validation_held_out else "monitored"

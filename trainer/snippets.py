@@ -117,13 +117,19 @@ def usage_snippet(exports: list[dict]) -> str:
             "file's sidecar JSON, or use `trainer predict`."
         )
     file = Path(chosen["path"]).name
-    is_text = bool(read_sidecar(chosen).get("text"))
+    sidecar = read_sidecar(chosen)
+    is_text = bool(sidecar.get("text"))
     python, kotlin = (PYTHON_TEXT, KOTLIN_TEXT) if is_text else (PYTHON_IMAGE, KOTLIN_IMAGE)
     example = "a wonderful film"
-    what = "a text" if is_text else "an image"
+    if is_text:
+        what, takes = "a text", "takes the text itself: its tokenizer is packed in the file"
+    else:
+        image = sidecar.get("image") or {}
+        what = "an image"
+        takes = f"takes an RGB image, {image.get('dtype', chosen.get('io', 'float32'))}"
     return "\n\n".join(
         [
-            f"`{file}` ({chosen['format']}, {chosen.get('io', 'float32')} input, returns "
+            f"`{file}` ({chosen['format']}; {takes}; returns "
             f"{chosen.get('outputs', 'probabilities')}; {percent(chosen['accuracy'])} on the test "
             f"set, MediaPipe Tasks agreeing with LiteRT on "
             f"{percent((chosen.get('mediapipe') or {}).get('agreement'))}) classifies {what} "
