@@ -382,3 +382,13 @@ def test_an_unregistered_custom_layer_is_named_with_its_module(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "holds custom objects that are not registered in this process: Doubler (module " in error
     assert "register_keras_serializable" in error and "Keras 3" not in error
+
+
+def test_io_and_outputs_reach_the_files(saved, tmp_path, capsys):
+    root, folder = saved
+    arguments = [str(root / "mine.keras"), f"--data={folder}", f"--out={tmp_path}"]
+    assert run([*arguments, "--format=int8", "--io=uint8", "--outputs=logits"]) == 0
+    sidecar = _sidecar(tmp_path / "model_int8.json")
+    assert sidecar["tflite_input"]["dtype"] == "uint8" and sidecar["output"]["kind"] == "logits"
+    assert run([*arguments, "--format=int8", "--io=int16"]) == 1
+    assert "io must be one of float32, uint8, int8, received 'int16'" in capsys.readouterr().err
