@@ -23,14 +23,73 @@ commands:
                                    (--restart: from epoch 1; --key=value: resumable options)
 """
 
-# One line of `trainer --help` per command; `_dispatch` maps each name to its module below.
+
+def _recipes(argv: list[str]) -> int:
+    recipes = list_recipes()
+    width = max(map(len, recipes), default=0)
+    for name, summary in recipes.items():
+        print(f"{name:<{width}}  {summary}")
+    return 0
+
+
+# Each command's module is imported only when it runs, so that `trainer recipes` and `--help`
+# stay fast; one small function per command shows which code its name runs.
+def _train(argv: list[str]) -> int:
+    from trainer.cli import train
+
+    return train.run(argv)
+
+
+def _data(argv: list[str]) -> int:
+    from trainer.cli import data
+
+    return data.run(argv)
+
+
+def _lr_find(argv: list[str]) -> int:
+    from trainer.cli import lr_find
+
+    return lr_find.run(argv)
+
+
+def _compress(argv: list[str]) -> int:
+    from trainer.cli import compress
+
+    return compress.run(argv)
+
+
+def _export(argv: list[str]) -> int:
+    from trainer.cli import export
+
+    return export.run(argv)
+
+
+def _predict(argv: list[str]) -> int:
+    from trainer.cli import predict
+
+    return predict.run(argv)
+
+
+def _tune(argv: list[str]) -> int:
+    from trainer.cli import tune
+
+    return tune.run(argv)
+
+
+# Every command: its line in `trainer --help` ("" for recipes and train, which USAGE describes)
+# and the function that runs it on the arguments after its name.
 COMMANDS = {
-    "data": "check SOURCE: data problems by path; preview SOURCE: augmented samples",
-    "lr-find": "sweep the learning rate on a recipe, plot, suggest one",
-    "compress": "compress a trained run within an accuracy budget",
-    "export": "convert a run or any saved model to TFLite and verify it",
-    "predict": "classify new images or texts with a run or a .tflite file (top-k labels)",
-    "tune": "search a recipe's hyperparameters with keras-tuner",
+    "recipes": ("", _recipes),
+    "train": ("", _train),
+    "data": ("check SOURCE: data problems by path; preview SOURCE: augmented samples", _data),
+    "lr-find": ("sweep the learning rate on a recipe, plot, suggest one", _lr_find),
+    "compress": ("compress a trained run within an accuracy budget", _compress),
+    "export": ("convert a run or any saved model to TFLite and verify it", _export),
+    "predict": (
+        "classify new images or texts with a run or a .tflite file (top-k labels)",
+        _predict,
+    ),
+    "tune": ("search a recipe's hyperparameters with keras-tuner", _tune),
 }
 
 
@@ -52,48 +111,17 @@ def _dispatch(argv: list[str]) -> int:
         print(_usage())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    # An explicit chain: each command's module is imported only when it runs, so that
-    # `trainer recipes` and `--help` stay fast and a reader sees which code each name runs.
-    if command == "recipes":
-        recipes = list_recipes()
-        width = max(map(len, recipes), default=0)
-        for name, summary in recipes.items():
-            print(f"{name:<{width}}  {summary}")
-        return 0
-    if command == "train":
-        from trainer.cli import train
-
-        return train.run(rest)
-    if command == "data":
-        from trainer.cli import data
-
-        return data.run(rest)
-    if command == "lr-find":
-        from trainer.cli import lr_find
-
-        return lr_find.run(rest)
-    if command == "compress":
-        from trainer.cli import compress
-
-        return compress.run(rest)
-    if command == "export":
-        from trainer.cli import export
-
-        return export.run(rest)
-    if command == "predict":
-        from trainer.cli import predict
-
-        return predict.run(rest)
-    if command == "tune":
-        from trainer.cli import tune
-
-        return tune.run(rest)
+    if command in COMMANDS:
+        _, run = COMMANDS[command]
+        return run(rest)
     print(f"trainer: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2
 
 
 def _usage() -> str:
-    extra = "".join(f"  {name:<31}  {help}\n" for name, help in COMMANDS.items())
+    extra = "".join(
+        f"  {name:<31}  {summary}\n" for name, (summary, _) in COMMANDS.items() if summary
+    )
     return USAGE + extra
 
 
