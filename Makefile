@@ -46,9 +46,11 @@ format: setup
 	$(VENV)/bin/ruff format trainer recipes tests bench notebooks
 	$(VENV)/bin/ruff check --fix trainer recipes tests bench notebooks
 
-# The documentation site (mkdocs.yml; pages generated from the code by docs/hooks.py) in site/.
+# The documentation site (mkdocs.yml, docs/, docs/hooks.py) in site/: open site/index.html.
+# --strict fails on any warning (a broken link, a missing page, image or result file); without
+# --quiet, which hides the warnings that strict mode counts.
 docs: setup
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: setup
 	$(PY) bench/fashion_mnist.py $(ARGS)

@@ -1,57 +1,131 @@
-"""MkDocs hooks: the site's pages are generated from the repository at build time.
+"""MkDocs hooks: the site is the Markdown pages under docs/ plus pages made from the repository.
 
-Nothing here is a second copy to keep up to date by hand:
-- README.md is split at its `## ` headings: the part before the first heading is the home
-  page, each section a page (its links rewritten to the site's pages);
-- ARCHITECTURE.md is the "Architecture" page; docs/*.md (say docs/bad_input.md) are used as
-  they are;
+What is written by hand lives in one place and is only rendered here:
+- README.md is the home page (`index.md`); ARCHITECTURE.md and CONTRIBUTING.md are the
+  Architecture and Contributing pages. Links between them and the pages under docs/ are
+  written as they work on GitHub (`docs/tuning.md` in the README, `../README.md` in a page) and
+  rewritten to the site's pages;
+- a line `<!-- bench: NAME -->` in a page becomes the table of the committed benchmark result
+  bench/results/NAME.json, with the date, commit, hardware and load it records, so every
+  measured number on the site comes from a result file;
 - each recipe in `recipes/` gets a page from its module docstring and a table of its `Config`
-  fields (type, default, rule, comment), read from the dataclass the way `--help` reads it;
+  fields (type, default, comment), read from the dataclass the way `--help` reads it;
 - the API reference has one mkdocstrings `::: module` entry per module of `trainer/`;
-- each notebook in `notebooks/` is rendered to a page by nbconvert (not executed here: the
-  test suite executes them).
+- each notebook in `notebooks/` is rendered with the outputs saved in its `.ipynb` (text,
+  tables and plots; `docs/execute_notebooks.py` executes them), images written beside the
+  page.
 
-`mkdocs build --strict` then fails on a broken link or a missing reference.
+`mkdocs build --strict` (`make docs`) then fails on a broken link, a missing page or image,
+and a `bench:` line whose file is missing or lacks a field.
 """
 
+import base64
 import dataclasses
 import html
 import inspect
+import json
 import pkgutil
 import re
 import sys
 from pathlib import Path
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 REPO = Path(__file__).resolve().parent.parent
-README_PAGES: list[tuple[str, str, str]] = []  # (title, page path, markdown)
+BENCH_RESULTS = REPO / "bench" / "results"
+BENCH_FIELDS = ("title", "what", "command", "date", "commit", "hardware", "load", "columns", "rows")
+BENCH_LINE = re.compile(r"^<!-- bench: ([\w-]+) -->$", re.M)
+MARKDOWN_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+# The hand-written pages, in the order of the navigation.
+GUIDES = [
+    ("The command line", "command-line.md"),
+    ("Train on your own data", "your-own-data.md"),
+    ("Export to a phone", "export.md"),
+    ("Compress a trained model", "compression.md"),
+    ("Tune hyperparameters", "tuning.md"),
+    ("Training pieces in your own fit", "training-pieces.md"),
+    ("Keras 3", "keras3.md"),
+    ("Write your own recipe", "recipe.md"),
+    ("Several devices or machines", "distribute.md"),
+]
+REFERENCE = [
+    ("Results (measured here)", "results.md"),
+    ("Bad input and faults", "bad_input.md"),
+    ("Known limits", "known-limits.md"),
+    ("Install, step by step", "install.md"),
+]
+# Repository files that are pages of the site, by their path from the repository root.
+REPOSITORY_PAGES = {"README.md": "index.md", "ARCHITECTURE.md": "architecture.md",
+                    "CONTRIBUTING.md": "contributing.md"}  # fmt: skip
 
 
-def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower().replace("`", "")).strip("-")
+def _site_link(target: str, page_dir: str) -> str:
+    """A link as written in the repository (relative to `page_dir`) -> the site's link."""
+    path, hash_mark, anchor = target.partition("#")
+    if not path or re.match(r"^[a-z]+:", path):
+        return target
+    resolved = Path(page_dir, path).as_posix()
+    parts: list[str] = []
+    for part in resolved.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    resolved = "/".join(parts)
+    if resolved in REPOSITORY_PAGES:
+        site = REPOSITORY_PAGES[resolved]
+    elif resolved.startswith("docs/"):
+        site = resolved[len("docs/") :]
+    else:
+        return target  # a file of the repository that is not on the site: mkdocs reports it
+    # Site pages sit at the top of the site, except recipes/ and notebooks/ pages.
+    return f"{site}{hash_mark}{anchor}"
 
 
-def _readme_pages() -> list[tuple[str, str, str]]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    parts = re.split(r"^## (.+)\n", text, flags=re.M)
-    pages = [("Home", "index.md", parts[0])]
-    for title, body in zip(parts[1::2], parts[2::2], strict=True):
-        pages.append((title.replace("`", ""), f"{_slug(title)}.md", f"# {title}\n{body}"))
-    slugs = {_slug(title): path for title, path, _ in pages}
+def _rewrite_links(markdown: str, page_dir: str) -> str:
+    def replace(match: re.Match) -> str:
+        bang, label, target = match.groups()
+        return f"{bang}[{label}]({_site_link(target, page_dir)})"
 
-    def link(match: re.Match) -> str:
-        label, target = match.group(1), match.group(2)
-        if target.startswith("#") and _slug(target[1:]) in slugs:
-            target = slugs[_slug(target[1:])]
-        elif target.startswith("docs/"):
-            target = target[len("docs/") :]
-        elif target == "ARCHITECTURE.md":
-            target = "architecture.md"
-        return f"[{label}]({target})"
+    return MARKDOWN_LINK.sub(replace, markdown)
 
-    markdown_link = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-    return [(title, path, markdown_link.sub(link, body)) for title, path, body in pages]
+
+def bench_table(name: str) -> str:
+    """The Markdown of bench/results/NAME.json: title, what was measured, the table, and the
+    date, commit, hardware and load it was measured with."""
+    path = BENCH_RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise PluginError(f"<!-- bench: {name} --> names {path}, which does not exist")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    missing = [field for field in BENCH_FIELDS if field not in record]
+    if missing:
+        raise PluginError(f"{path} lacks {', '.join(missing)} (every result file needs them)")
+
+    def cell(value) -> str:
+        return html.escape(str(value), quote=False).replace("|", "\\|")
+
+    columns = record["columns"]
+    lines = [f"**{record['title']}.** {record['what']}", ""]
+    lines.append("| " + " | ".join(cell(column) for column in columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for row in record["rows"]:
+        if len(row) != len(columns):
+            raise PluginError(f"{path}: a row has {len(row)} cells for {len(columns)} columns")
+        lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+    lines.append("")
+    lines += [note + "\n" for note in record.get("notes", [])]
+    commit = record["commit"]
+    if record.get("recorded_in_commit"):
+        commit = f"{commit} (numbers recorded in commit {record['recorded_in_commit']})"
+    lines.append(
+        f"*Measured {record['date']}; commit: {commit}; {record['hardware']}; load: "
+        f"{record['load']}. Command: `{record['command']}`. Source: "
+        f"`bench/results/{name}.json`.*"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _recipe_page(name: str) -> str:
@@ -102,7 +176,8 @@ def _api_page() -> str:
         "# API reference",
         "",
         "Generated from the docstrings of every module of `trainer/` (the command-line modules "
-        "are documented by their `--help`).",
+        "are documented by their `--help`). The `>>>` examples run as doctests in the test "
+        "suite (`tests/test_docstring_examples.py`).",
         "",
     ]
     for name in ["trainer", *names]:
@@ -110,19 +185,43 @@ def _api_page() -> str:
     return "\n".join(lines)
 
 
+def _notebook_page(notebook: Path) -> tuple[str, dict[str, bytes]]:
+    """The notebook as a page with the outputs saved in the .ipynb, and its image files
+    (paths relative to the notebooks/ folder of the site)."""
+    import nbformat
+    from nbconvert import MarkdownExporter
+
+    node = nbformat.read(notebook, as_version=4)
+    resources = {"output_files_dir": f"{notebook.stem}_files"}
+    body, resources = MarkdownExporter().from_notebook_node(node, resources=resources)
+    images = dict(resources.get("outputs", {}))
+    executed = any(cell.get("outputs") for cell in node.cells if cell.cell_type == "code")
+    note = (
+        "The outputs above are the ones saved in the notebook when it was last executed "
+        "(`docs/execute_notebooks.py`); the test suite runs it again on small settings."
+        if executed
+        else "This notebook is saved without outputs: `docs/execute_notebooks.py` executes it."
+    )
+    source = f"notebooks/{notebook.name}"
+    return f"{body}\n\n---\n\nThis page is `{source}`. {note}\n", images
+
+
+def _as_bytes(data) -> bytes:
+    return data if isinstance(data, bytes) else base64.b64decode(data)
+
+
 def on_config(config):
     from trainer.recipe_loader import list_recipes
 
-    README_PAGES[:] = _readme_pages()
     recipes = sorted(list_recipes())
     notebooks = sorted(path.stem for path in (REPO / "notebooks").glob("*.ipynb"))
     config["nav"] = [
-        *[{title: path} for title, path, _ in README_PAGES],
-        {"Architecture": "architecture.md"},
-        {"Bad input and faults": "bad_input.md"},
+        {"Home": "index.md"},
+        {"Guides": [{title: path} for title, path in GUIDES]},
         {"Recipes": [{name: f"recipes/{name}.md"} for name in recipes]},
         {"Notebooks": [{name: f"notebooks/{name}.md"} for name in notebooks]},
-        {"API reference": "api.md"},
+        {"Reference": [*({title: path} for title, path in REFERENCE), {"API": "api.md"}]},
+        {"Project": [{"Architecture": "architecture.md"}, {"Contributing": "contributing.md"}]},
     ]
     return config
 
@@ -130,23 +229,22 @@ def on_config(config):
 def on_files(files, config):
     from trainer.recipe_loader import list_recipes
 
-    for _, path, markdown in README_PAGES:
-        files.append(File.generated(config, path, content=markdown))
-    architecture = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    files.append(File.generated(config, "architecture.md", content=architecture))
+    for source, page in REPOSITORY_PAGES.items():
+        markdown = _rewrite_links((REPO / source).read_text(encoding="utf-8"), "")
+        files.append(File.generated(config, page, content=markdown))
     for name in sorted(list_recipes()):
         files.append(File.generated(config, f"recipes/{name}.md", content=_recipe_page(name)))
     files.append(File.generated(config, "api.md", content=_api_page()))
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
-        path = f"notebooks/{notebook.stem}.md"
-        files.append(File.generated(config, path, content=_notebook_page(notebook)))
+        page, images = _notebook_page(notebook)
+        files.append(File.generated(config, f"notebooks/{notebook.stem}.md", content=page))
+        for name, data in images.items():
+            files.append(File.generated(config, f"notebooks/{name}", content=_as_bytes(data)))
     return files
 
 
-def _notebook_page(notebook: Path) -> str:
-    """The notebook as a page (nbconvert's Markdown export), with a link to the file."""
-    from nbconvert import MarkdownExporter
-
-    body, _ = MarkdownExporter().from_filename(str(notebook))
-    source = f"notebooks/{notebook.name}"
-    return f"{body}\n\n---\n\nThis page is `{source}` rendered when the site was built.\n"
+def on_page_markdown(markdown, page, config, files):
+    """Pages under docs/: repository links become site links; `bench:` lines become tables."""
+    if page.file.generated_by is None:  # written by hand under docs/
+        markdown = _rewrite_links(markdown, str(Path("docs", page.file.src_uri).parent))
+    return BENCH_LINE.sub(lambda match: bench_table(match.group(1)), markdown)

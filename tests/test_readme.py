@@ -1,17 +1,25 @@
-"""Every shell command and Python block in README.md runs, and every quoted output matches.
+"""Every shell command and Python block of README.md and of the pages under docs/ runs, and
+every quoted output matches.
 
-The README is read into examples: a ```bash block (one command a line; a trailing
-`# exits N` comment gives the expected status, else 0) or a ```python block, each with the
-```text block that follows it, if any: the output it quotes. Every line of that text block
-must appear, in order, in what the example printed (stdout and stderr); `...` inside a
-quoted line stands for anything (timings, accuracies that move with the machine).
+A document is read into examples: a ```bash block (one command a line; a trailing `# exits N`
+comment gives the expected status, else 0) or a ```python block, each with the ```text block
+that follows it, if any: the output it quotes. Every line of that text block must appear, in
+order, in what the example printed (stdout and stderr); `...` inside a quoted line stands for
+anything (timings, accuracies that move with the machine). ```sh blocks are shown, not run.
 
-All examples run in README order in one scratch folder, as a newcomer would type them in a
-clone: `.venv/bin/trainer` and `.venv/bin/python` are this environment's, and paths under
-`recipes/` point into the repository. Long commands get the tiny settings of `OVERRIDES`
-(later `--key=value` options win); the few that take a minute or more, or rely on a timed
-kill, are in `SLOW` and run with `pytest -m slow`. `make` targets install things and are not
-run here (`tests/` as a whole is what `make test` runs).
+Examples run in a scratch folder, as a newcomer would type them in a clone:
+`.venv/bin/trainer` and `.venv/bin/python` are this environment's, and paths under `recipes/`
+point into the repository. The README's examples run in order in one folder. A page under
+docs/ says where its examples run: `<!-- test_readme: after README.md -->` (in the README's
+folder, after all the README's examples: it continues the tour) or
+`<!-- test_readme: standalone -->` (in a folder of its own). Each test first runs the
+examples its example depends on (the earlier ones of its page, and the README's for a page
+that continues it), once per session, so any test passes alone and in any order.
+
+Long commands get the tiny settings of `OVERRIDES` (later `--key=value` options win); the few
+that take a minute or more, or rely on a timed kill, are in `SLOW` and run with
+`pytest -m slow`. `make` targets install things and are not run here (`tests/` as a whole is
+what `make test` runs).
 """
 
 import dataclasses
@@ -26,10 +34,13 @@ import pytest
 
 from conftest import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
+README = "README.md"
+AFTER_README = "after README.md"
+STANDALONE = "standalone"
+PLACEMENT = re.compile(r"^<!-- test_readme: (.+?) -->$", re.M)
 
-# A substring naming one README command -> options appended in the fast suite.
+# A substring naming one documented command -> options appended in the fast suite.
 OVERRIDES = {
     "train image_classifier --data=photos": "--epochs=1",
     "train text_classifier --data=reviews.csv": "--epochs=1",
@@ -38,7 +49,7 @@ OVERRIDES = {
     # README does not; the slow test runs that one with the default budget).
     "export runs/photos/model.keras": "--max_accuracy_drop=2",
 }
-# A substring naming one README command or Python block -> why it only runs with -m slow.
+# A substring naming one documented command or Python block -> why it only runs with -m slow.
 SLOW = {
     "--config=runs/digits/config.yaml": "a second digits run, to show --config",
     "timeout -s KILL": "a real run killed after 40 s, then resumed: a minute or more",
@@ -52,10 +63,15 @@ NOT_RUN = {"make demo", "make test"}  # they install; the suite itself is `make 
 
 @dataclasses.dataclass
 class Example:
+    document: str  # "README.md" or "docs/<page>.md"
     kind: str  # "bash" or "python"
     code: str  # a bash block's commands, one a line, or a Python block
-    line: int  # where the block starts in README.md
+    line: int  # where the block starts in its document
     expected: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.document}:{self.line}"
 
     def commands(self, slow: bool) -> list[str]:
         """The block's commands to run: all with -m slow, else those not in SLOW."""
@@ -70,23 +86,30 @@ class Example:
         return not self.commands(slow=False)
 
 
-def _examples() -> list[Example]:
+def _text(document: str) -> str:
+    return (REPO / document).read_text(encoding="utf-8")
+
+
+def _examples(document: str) -> list[Example]:
+    text = _text(document)
     fence = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
     found: list[Example] = []
-    previous_end = -1
-    for match in fence.finditer(README):
+    example_end = -1  # where the block of the last example found ends
+    for match in fence.finditer(text):
         kind, body = match.group(1), match.group(2)
-        line = README.count("\n", 0, match.start()) + 1
-        if kind == "text" and found and not README[previous_end : match.start()].strip():
+        line = text.count("\n", 0, match.start()) + 1
+        if kind == "text" and found and not text[example_end : match.start()].strip():
             found[-1].expected = [row for row in body.splitlines() if row.strip()]
-        elif kind == "bash":
+            continue
+        if kind == "bash":
             commands = [row.strip() for row in body.splitlines() if row.strip()]
             commands = [row for row in commands if _split_comment(row)[0] not in NOT_RUN]
             if commands:
-                found.append(Example("bash", "\n".join(commands), line, []))
+                found.append(Example(document, "bash", "\n".join(commands), line, []))
+                example_end = match.end()
         elif kind == "python" and 'if __name__ == "__main__":' not in body:
-            found.append(Example("python", body, line, []))
-        previous_end = match.end()
+            found.append(Example(document, "python", body, line, []))
+            example_end = match.end()
     return found
 
 
@@ -96,7 +119,30 @@ def _split_comment(command: str) -> tuple[str, str]:
     return parts[0].strip(), parts[1] if len(parts) > 1 else ""
 
 
-EXAMPLES = _examples()
+def _placement(document: str) -> str:
+    """Where a page's examples run: README.md's own, "after README.md" or "standalone"."""
+    if document == README:
+        return README
+    found = PLACEMENT.findall(_text(document))
+    return found[0] if len(found) == 1 else ""
+
+
+DOCUMENTS = [README, *sorted(f"docs/{path.name}" for path in (REPO / "docs").glob("*.md"))]
+EXAMPLES = {document: _examples(document) for document in DOCUMENTS}
+ALL_EXAMPLES = [example for document in DOCUMENTS for example in EXAMPLES[document]]
+
+
+def _workspace_key(document: str) -> str:
+    return README if _placement(document) in (README, AFTER_README) else document
+
+
+def _prerequisites(example: Example) -> list[Example]:
+    """The examples that must have run before this one, in order."""
+    own = EXAMPLES[example.document]
+    earlier = own[: own.index(example)]
+    if _placement(example.document) == AFTER_README:
+        return [*EXAMPLES[README], *earlier]
+    return earlier
 
 
 def _shell(command: str, slow: bool) -> tuple[str, int]:
@@ -111,16 +157,11 @@ def _shell(command: str, slow: bool) -> tuple[str, int]:
     return code, status
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("readme")
-
-
 def _run(example: Example, cwd: Path, slow: bool) -> str:
     env = {key: value for key, value in os.environ.items() if key != "TRAINER_DEBUG"}
     env["PYTHONPATH"] = str(REPO)
     if example.kind == "python":
-        script = cwd / f"readme_line_{example.line}.py"
+        script = cwd / f"{Path(example.document).stem}_line_{example.line}.py"
         script.write_text(example.code, encoding="utf-8")
         runs = [([sys.executable, script.name], 0, "python block")]
     else:
@@ -135,8 +176,8 @@ def _run(example: Example, cwd: Path, slow: bool) -> str:
         # A process killed by signal N is -N here and 128+N in a shell (`timeout -s KILL`).
         returncode = 128 - result.returncode if result.returncode < 0 else result.returncode
         assert returncode == status, (
-            f"README line {example.line}: {what[:200]!r} exited {returncode}, "
-            f"expected {status}:\n{(result.stdout + result.stderr)[-4000:]}"
+            f"{example.name}: {what[:200]!r} exited {returncode}, expected {status}:\n"
+            f"{(result.stdout + result.stderr)[-4000:]}"
         )
     return output
 
@@ -153,49 +194,96 @@ def _assert_quoted(example: Example, output: str) -> None:
                 break
         else:
             raise AssertionError(
-                f"README line {example.line} quotes {quoted!r}, which the program did not "
-                f"print (after the lines matched before it). It printed:\n{output[-4000:]}"
+                f"{example.name} quotes {quoted!r}, which the program did not print (after "
+                f"the lines matched before it). It printed:\n{output[-4000:]}"
             )
+
+
+class Session:
+    """The fast suite's scratch folders, and which examples already ran in them."""
+
+    def __init__(self, factory: pytest.TempPathFactory):
+        self.factory = factory
+        self.folders: dict[str, Path] = {}
+        self.done: set[str] = set()
+
+    def folder(self, example: Example) -> Path:
+        key = _workspace_key(example.document)
+        if key not in self.folders:
+            self.folders[key] = self.factory.mktemp(Path(key).stem.replace("-", "_"))
+        return self.folders[key]
+
+    def run(self, example: Example) -> None:
+        """Runs `example` once (after what it depends on) and checks what it printed."""
+        for needed in [*_prerequisites(example), example]:
+            if needed.name not in self.done and not needed.slow:
+                _assert_quoted(needed, _run(needed, self.folder(needed), slow=False))
+                self.done.add(needed.name)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> Session:
+    return Session(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def readme_folder(session) -> Path:
+    """The README's folder after all its (fast) examples ran: runs/digits, photos, reviews..."""
+    for example in EXAMPLES[README]:
+        session.run(example)
+    return session.folder(EXAMPLES[README][0])
 
 
 @pytest.mark.parametrize(
     "example",
-    [pytest.param(example, id=f"line{example.line}") for example in EXAMPLES if not example.slow],
+    [pytest.param(example, id=example.name) for example in ALL_EXAMPLES if not example.slow],
 )
-def test_readme_example(example, workspace):
-    """The fast suite: in README order, without the SLOW commands, with OVERRIDES."""
-    _assert_quoted(example, _run(example, workspace, slow=False))
+def test_documented_example(example, session):
+    """The fast suite: each example after the ones it depends on, without SLOW, with OVERRIDES."""
+    session.run(example)
 
 
 @pytest.mark.slow
-def test_the_whole_readme_as_written(tmp_path):
+def test_every_document_as_written(tmp_path):
     """`pytest -m slow`: every example, SLOW ones included, exactly as written (no OVERRIDES),
-    then the file table against all four recipes' run folders."""
-    for example in EXAMPLES:
-        _assert_quoted(example, _run(example, tmp_path, slow=True))
-    _check_file_table(tmp_path, {**RUN_FOLDERS, "fashion_mnist": "runs/killed"})
+    in document order per folder, then the file table against all four recipes' run folders."""
+    folders: dict[str, Path] = {}
+    for document in DOCUMENTS:
+        key = _workspace_key(document)
+        folder = folders.setdefault(key, tmp_path / Path(key).stem)
+        folder.mkdir(exist_ok=True)
+        for example in EXAMPLES[document]:
+            _assert_quoted(example, _run(example, folder, slow=True))
+    _check_file_table(folders[README], {**RUN_FOLDERS, "fashion_mnist": "runs/killed"})
 
 
-def test_every_override_and_slow_key_names_a_readme_example():
+def test_every_page_with_examples_says_where_they_run():
+    for document in DOCUMENTS[1:]:
+        if EXAMPLES[document] or PLACEMENT.search(_text(document)):
+            assert _placement(document) in (AFTER_README, STANDALONE), (
+                f"{document}: add `<!-- test_readme: after README.md -->` or "
+                f"`<!-- test_readme: standalone -->` on a line of its own"
+            )
+
+
+def test_every_override_and_slow_key_names_one_example():
     """A renamed command must not silently lose its tiny settings or its slow mark."""
     for key in [*OVERRIDES, *SLOW]:
-        assert sum(example.code.count(key) for example in EXAMPLES) == 1, key
-    make = [line for line in README.splitlines() if line.startswith("make ")]
+        assert sum(example.code.count(key) for example in ALL_EXAMPLES) == 1, key
+    make = [line for line in _text(README).splitlines() if line.startswith("make ")]
     assert {line.split("#")[0].strip() for line in make} == NOT_RUN
 
 
-def test_quoted_outputs_belong_to_an_example():
-    """Every ```text block follows a command or Python block, so the test above checks it."""
-    quoted = len(re.findall(r"^```text\n", README, re.M))
-    assert quoted == sum(bool(example.expected) for example in EXAMPLES)
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_quoted_outputs_belong_to_an_example(document):
+    """Every ```text block follows a command or Python block, so the tests above check it."""
+    quoted = len(re.findall(r"^```text\n", _text(document), re.M))
+    assert quoted == sum(bool(example.expected) for example in EXAMPLES[document]), document
 
 
-def _file_table() -> tuple[list[str], list[list[str]]]:
-    section = README.split("## What a run gives you", 1)[1].split("\n## ", 1)[0]
-    rows = [row for row in section.splitlines() if row.startswith("| `")]
-    header = next(row for row in section.splitlines() if row.startswith("| file "))
-    recipes = [cell.strip() for cell in header.strip("|").split("|")[2:]]
-    return recipes, [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+def test_readme_is_short():
+    """The README is the front page: what it is, two commands, a tour and links."""
+    assert len(_text(README).splitlines()) <= 400
 
 
 # The run folders the README's own commands wrote (fast suite), by recipe.
@@ -204,22 +292,33 @@ RUN_FOLDERS = {
     "image_classifier": "runs/photos",
     "text_classifier": "runs/reviews",
 }
+FILE_TABLE_PAGE = "docs/command-line.md"
 
 
-def test_file_table_matches_the_run_folders_the_readme_wrote(workspace):
-    if not (workspace / "runs").is_dir():
-        pytest.skip("needs the README examples above to have run in this session")
-    _check_file_table(workspace, RUN_FOLDERS)
+def _section(document: str, heading: str) -> str:
+    return _text(document).split(heading, 1)[1].split("\n## ", 1)[0]
 
 
-def test_star_ratings_are_the_classes_in_sorted_order(workspace):
-    """README: integer labels 1, 3, 5 are classes '1', '3', '5'; the mapping is in the run."""
-    run = workspace / RUN_FOLDERS["text_classifier"]
-    if not run.is_dir():
-        pytest.skip("needs the README examples above to have run in this session")
+def _file_table() -> tuple[list[str], list[list[str]]]:
+    section = _section(FILE_TABLE_PAGE, "## What a run gives you")
+    rows = [row for row in section.splitlines() if row.startswith("| `")]
+    header = next(row for row in section.splitlines() if row.startswith("| file "))
+    recipes = [cell.strip() for cell in header.strip("|").split("|")[2:]]
+    return recipes, [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_file_table_matches_the_run_folders_the_readme_wrote(readme_folder):
+    _check_file_table(readme_folder, RUN_FOLDERS)
+
+
+def test_star_ratings_are_the_classes_in_sorted_order(readme_folder):
+    """docs/command-line.md: integer labels 1, 3, 5 are classes '1', '3', '5' in the run."""
+    run = readme_folder / RUN_FOLDERS["text_classifier"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["class_names"] == ["1", "3", "5"]
-    for sidecar in run.glob("model_*.json"):
+    sidecars = list(run.glob("model_*.json"))
+    assert sidecars
+    for sidecar in sidecars:
         assert json.loads(sidecar.read_text())["class_names"] == ["1", "3", "5"]
 
 
@@ -228,7 +327,7 @@ def _check_file_table(workspace: Path, folders: dict[str, str]) -> None:
     assert set(folders) <= set(recipes)
     for column, recipe in enumerate(recipes, start=2):
         if recipe not in folders:
-            continue  # fashion_mnist: its README run is in the slow test
+            continue  # fashion_mnist: its documented run is in the slow test
         run = workspace / folders[recipe]
         assert (run / "metrics.json").is_file(), f"{run} was not written by the README commands"
         for row in rows:
@@ -250,7 +349,7 @@ def _check_file_table(workspace: Path, folders: dict[str, str]) -> None:
 def test_augmentation_table_names_every_augmentation():
     from trainer.augment import AUGMENTATION_NAMES
 
-    section = README.split("### Augmentation", 1)[1].split("\n## ", 1)[0]
+    section = _section("docs/your-own-data.md", "## Augmentation")
     listed = set(re.findall(r"^\| `(\w+)|, `(\w+)\[", section, re.M))
     names = {name for pair in listed for name in pair if name}
     assert names == set(AUGMENTATION_NAMES)
@@ -259,6 +358,21 @@ def test_augmentation_table_names_every_augmentation():
 def test_command_table_names_every_command():
     from trainer.cli.main import COMMANDS
 
-    section = README.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    section = _section("docs/command-line.md", "## Commands")
     for command in ["recipes", "train", *COMMANDS]:
         assert f"| `trainer {command}" in section or f"`trainer {command} " in section, command
+
+
+def test_every_bench_result_has_the_fields_the_docs_show():
+    """Each committed bench/results/*.json that a page shows has what docs/hooks.py renders,
+    and every `<!-- bench: NAME -->` line names such a file."""
+    sys.path.insert(0, str(REPO / "docs"))
+    import hooks
+
+    shown = {name for document in DOCUMENTS for name in hooks.BENCH_LINE.findall(_text(document))}
+    assert shown
+    for name in sorted(shown):
+        table = hooks.bench_table(name)  # raises on a missing file, field or cell
+        record = json.loads((REPO / "bench" / "results" / f"{name}.json").read_text())
+        assert record["date"] and record["commit"] and record["hardware"] and record["load"]
+        assert table.count("\n|") == len(record["rows"]) + 2, name
