@@ -25,7 +25,7 @@ trial's epochs are those its `fit` ran (`len(history)`), so a continued trial co
 epochs, not its `tuner/epochs` target (tests/test_tuning.py checks it at E = 3). Other E:
 3 -> 11 epochs in 5 configurations (12 random trials for 1/3), 6 -> 36 (18 trials), 27 ->
 375 (42 trials). Every trial is scored on the held-out images after re-estimating its
-batch-norm statistics (trainer.tuning.PreciseValidation), as `trainer train` scores its final
+batch-norm statistics (trainer.tuning.hypermodel.PreciseValidation), as `trainer train` scores its final
 model; without it a 1-epoch trial validated at 10-24% (chance), and Hyperband's first round
 ranked noise.
 
