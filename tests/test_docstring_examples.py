@@ -23,6 +23,10 @@ from conftest import REPO
 
 CONVERTED = [
     "trainer.augment",
+    "trainer.augment.image",
+    "trainer.augment.mixing",
+    "trainer.augment.ops",
+    "trainer.augment.randaugment",
     "trainer.callbacks",
     "trainer.config",
     "trainer.data.check",
