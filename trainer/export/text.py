@@ -262,17 +262,6 @@ def text_graph(model, text: TextInput, outputs: str = "probabilities"):
     return keras.Model(inputs, x, name=model.name)
 
 
-def bert_feeds(ids: np.ndarray) -> dict[str, np.ndarray]:
-    """BERT's three inputs for rows of word ids, as MediaPipe makes them: the mask is 1 where
-    the id is not padding (0), the type ids are all 0 (one segment)."""
-    ids = np.asarray(ids)
-    return {
-        "input_word_ids": ids,
-        "input_mask": (ids != 0).astype(np.int32),
-        "input_type_ids": np.zeros_like(ids, np.int32),
-    }
-
-
 def text_description(text: TextInput, labels: Sequence[str], outputs: str) -> str:
     """The metadata's description of a text file."""
     tokens = "WordPiece tokens" if text.tokenizer == "wordpiece" else "words"

@@ -233,14 +233,23 @@ def _file_inputs(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.repeat(x, 3, axis=-1) if takes_rgb and x.ndim == 4 and x.shape[-1] == 1 else x
 
 
+def bert_feeds(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """BERT's three inputs for rows of word ids, as MediaPipe makes them: the mask is 1 where
+    the id is not padding (0), the type ids are all 0 (one segment)."""
+    ids = np.asarray(ids)
+    return {
+        "input_word_ids": ids,
+        "input_mask": (ids != 0).astype(np.int32),
+        "input_type_ids": np.zeros_like(ids, np.int32),
+    }
+
+
 def _feeds(batch: np.ndarray, details: list[dict]) -> list[tuple[int, np.ndarray]]:
     """(tensor index, value) for every input of the file. A file with one input gets `batch`
     in its type; a file with three is a BERT file (`trainer.export.text`): `batch` holds the
     word ids, and the mask and type ids are made from them as MediaPipe makes them."""
     if len(details) == 1:
         return [(details[0]["index"], _quantize(_file_inputs(batch, details[0]), details[0]))]
-    from trainer.export.text import bert_feeds
-
     values = bert_feeds(batch)
     fed = []
     for detail in details:
