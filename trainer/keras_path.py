@@ -18,7 +18,10 @@ import sys
 
 # Read before trainer sets its default, so we know whether the user chose a level.
 USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under TRAINER_DEBUG=1 TensorFlow keeps its own level: with absl-py 2.x the C++ start-up
+# notices honour TF_CPP_MIN_LOG_LEVEL too, so a default set here would hide them.
+if not os.environ.get("TRAINER_DEBUG"):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 _HOW_TO_FIX = (
