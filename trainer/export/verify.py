@@ -12,7 +12,9 @@ Beside each `model_<format>.tflite` it writes `model_<format>.json`: labels in o
 the input's numbers (size, channels, color space, mean, std, dtype), the output kind and the
 verification numbers, so an app can use the file without our code. A text model is exported
 behind int32 token ids with its tokenizer in the metadata (`trainer.export.text`) and its
-raw test texts go through MediaPipe's TextClassifier.
+raw test texts go through MediaPipe's TextClassifier. `trainer compress` makes and checks
+its files by the same path: `mobile_target` (what a model's files are made for), `mobile_file`
+(the runtimes' graph, conversion, metadata), `keras_reference` and `verify_file`.
 
 It must not train models or write reports (see `trainer.report`).
 
@@ -97,24 +99,33 @@ class ExportResult:
 
 
 @dataclasses.dataclass
-class _Export:
-    """What every format of one export shares."""
+class MobileTarget:
+    """What the files of one model are made for, whatever the format: the input the runtimes
+    feed (an image, token ids of a text, or the model's own input), the labels, what the file
+    returns, and the metadata's title. Made by `mobile_target`; `mobile_file` makes the files."""
 
-    model: Any  # the graph that is converted: the mobile graph of an image model
-    image: ImageInput | None  # None: not an image model, exported as it is
+    labels: list[str]  # class names in output order
+    outputs: str  # what the file returns: probabilities or logits (a model exported as it is)
+    image: ImageInput | None = None  # an image model: RGB input, normalization metadata
+    text: TextInput | None = None  # a text model: int32 ids, tokenizer metadata
+    not_mobile: str = ""  # why an image model is exported as it is, not for the runtimes
+    title: str = ""  # the metadata's name; empty = the model's name
+
+    @property
+    def for_runtimes(self) -> bool:
+        return self.image is not None or self.text is not None
+
+
+@dataclasses.dataclass
+class Reference:
+    """What a file is verified against: the test set, the Keras model's outputs on it (of the
+    same kind as the file's) and its accuracy, and the raw texts a text model's ids came from."""
+
     x_test: np.ndarray
     y_test: np.ndarray
-    reference: np.ndarray  # Keras's outputs of the same kind as the file's
+    outputs: np.ndarray
     keras_accuracy: float
-    out_dir: Path
-    representative: np.ndarray | None
-    labels: list[str]
-    general: tuple[str, str, str]  # metadata name, description, version
-    io: str
-    outputs: str
-    not_mobile: str = ""  # why an image model was exported as it is, not for the runtimes
-    text: TextInput | None = None  # a text model's tokenizer (trainer.export.text)
-    test_texts: Sequence[str] | None = None  # the raw texts x_test was made from
+    test_texts: Sequence[str] | None = None
 
 
 def _tensor_description(detail: dict) -> dict[str, Any]:
@@ -203,85 +214,35 @@ def _text_general(model, text: TextInput, labels: list[str], outputs: str, title
     return title or model.name, text_description(text, labels, outputs), version
 
 
-def _mediapipe_text_row(job: _Export, path: Path, outputs: np.ndarray) -> RuntimeCheck:
+def _mediapipe_text_row(target: MobileTarget, reference: Reference, path: Path, outputs):
     """MediaPipe on the raw test texts, against LiteRT on the ids our pipeline made of them;
     or why the file is not for MediaPipe."""
     from trainer.export.text import mediapipe_text_check
 
-    if job.text.refused:
-        return RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=job.text.refused)
-    if job.test_texts is None:
+    if target.text.refused:
+        return RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=target.text.refused)
+    if reference.test_texts is None:
         reason = "no raw test texts were given (test_texts), so MediaPipe could not be fed"
         return RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
-    check = mediapipe_text_check(path, job.test_texts, job.y_test, outputs)
+    check = mediapipe_text_check(path, reference.test_texts, reference.y_test, outputs)
     if check.loaded:
-        check.labels_match = check.labels == job.labels
+        check.labels_match = check.labels == target.labels
     return check
 
 
-def _mediapipe_row(job: _Export, path: Path, content: bytes, outputs: np.ndarray):
+def _mediapipe_row(target: MobileTarget, reference: Reference, path: Path, content: bytes, outputs):
     """MediaPipe on the test images as raw pixels, against LiteRT on those same pixels."""
     from trainer.export.runtimes import mediapipe_image_check
 
-    pixels = raw_pixels(job.x_test, job.image)
-    inputs = model_inputs(pixels, job.image)
-    exact = np.max(np.abs(inputs - rgb(job.x_test)), initial=0.0) <= 1e-6
+    pixels = raw_pixels(reference.x_test, target.image)
+    inputs = model_inputs(pixels, target.image)
+    exact = np.max(np.abs(inputs - rgb(reference.x_test)), initial=0.0) <= 1e-6
     # Inputs that were not whole pixels (a resized image) are compared on the rounded pixels.
     litert = outputs if exact else predict_tflite(content, inputs)
-    check = mediapipe_image_check(path, pixels, job.y_test, litert)
+    check = mediapipe_image_check(path, pixels, reference.y_test, litert)
     if check.loaded:
-        check.labels_match = check.labels == job.labels
+        check.labels_match = check.labels == target.labels
     return check
-
-
-def _export_one(job: _Export, format: str, budget_pp: float) -> tuple[ExportResult, bytes]:
-    """Converts, writes and verifies one format; the sidecar is left to the caller."""
-    from trainer.export.metadata import image_classifier_metadata
-
-    io = job.io if format == "int8" else "float32"
-    representative = job.representative
-    if job.image is not None and representative is not None:
-        representative = rgb(representative)
-    input_range = None if job.image is None else job.image.pixel_range
-    content = convert(job.model, format, representative, io=io, input_range=input_range)
-    if job.image is not None:
-        image = job.image
-        content = image_classifier_metadata(content, job.labels, image.mean, image.std, job.general)
-    if job.text is not None and not job.text.refused:
-        from trainer.export.text import text_classifier_metadata
-
-        content = text_classifier_metadata(content, job.text, job.labels, job.general)
-    path = atomic_write_bytes(job.out_dir / f"model_{format}.tflite", content)
-    outputs = predict_tflite(content, job.x_test)
-    top1 = np.argmax(outputs, axis=-1)
-    accuracy = float(np.mean(top1 == np.asarray(job.y_test)))
-    median, p90 = latency_percentiles(content, np.asarray(job.x_test[0], np.float32))
-    result = ExportResult(
-        format=format,
-        path=str(path),
-        accuracy=accuracy,
-        keras_accuracy=float(job.keras_accuracy),
-        drop_pp=round((job.keras_accuracy - accuracy) * 100.0, 4),
-        budget_pp=budget_pp,
-        size_bytes=len(content),
-        gzip_bytes=gzip_size(content),
-        latency_ms=median,
-        latency_threads=1,
-        agreement=float(np.mean(top1 == np.argmax(job.reference, axis=-1))),
-        max_abs_diff=float(np.max(np.abs(outputs - job.reference))),
-        latency_p90_ms=p90,
-        examples=len(job.x_test),
-        io=io,
-        outputs=job.outputs,
-    )
-    if job.image is not None:
-        result.mediapipe = _mediapipe_row(job, path, content, outputs)
-    elif job.text is not None:
-        result.mediapipe = _mediapipe_text_row(job, path, outputs)
-    elif job.not_mobile:
-        reason = f"the file takes the model's own input, not RGB pixels: {job.not_mobile}"
-        result.mediapipe = RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
-    return result, content
 
 
 def _labels(model, class_names: Sequence[str] | None) -> list[str]:
@@ -306,12 +267,129 @@ def _model_input(model, input_spec, x_test: np.ndarray, out_dir):
         return None, None, str(error)
 
 
-def _for_runtimes(model, image, text, labels: list[str], outputs: str, title: str):
-    """(the graph to convert, the metadata's name, description and version) of an image model
-    (`image` given) or a text model (`text` given) exported for the mobile runtimes."""
+def mobile_target(
+    model,
+    x: np.ndarray,
+    out_dir: str | Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    input_spec: dict[str, Any] | None = None,
+    outputs: str = "probabilities",
+    title: str = "",
+) -> MobileTarget:
+    """What `model`'s files are made for (see `MobileTarget`): an image model (height x width
+    x 1 or 3, normalization from `input_spec` or from inputs `x` that are pixels / 255), a
+    text model (`input_spec` names its tokenizer, whose vocabulary file is in `out_dir`), or
+    another model, exported as it is with logits out.
+
+    Raises:
+        ValueError: `class_names` that do not match the model's outputs, or a bad `outputs`.
+    """
+    check_outputs(outputs)
+    labels = _labels(model, class_names)
+    image, text, not_mobile = _model_input(model, input_spec, x, out_dir)
+    kind = outputs if image is not None or text is not None else "logits"
+    return MobileTarget(labels, kind, image, text, not_mobile, title)
+
+
+def mobile_file(
+    model,
+    target: MobileTarget,
+    format: str,
+    representative: np.ndarray | None = None,
+    io: str = "float32",
+) -> bytes:
+    """`model` as the `format` file an app loads: behind the runtimes' graph (an image model
+    takes RGB, a text model int32 ids, and both return `target.outputs`), converted (`io` is
+    the int8 file's input and output type; `representative` calibrates it, as the model's own
+    inputs) and with TFLite Model Metadata (labels, normalization or tokenizer). The one path
+    by which `export_and_verify` and `trainer compress` make every file."""
+    from trainer.export.metadata import image_classifier_metadata
+    from trainer.export.text import text_classifier_metadata
+
+    graph, general = model, ("", "", "")
+    if target.image is not None:
+        graph = mobile_graph(model, target.image, target.outputs)
+        general = _general(model, target.image, target.labels, target.outputs, target.title)
+    elif target.text is not None:
+        graph = text_graph(model, target.text, target.outputs)
+        general = _text_general(model, target.text, target.labels, target.outputs, target.title)
+    image = target.image
+    if image is not None and representative is not None:
+        representative = rgb(representative)
+    input_range = None if image is None else image.pixel_range
+    content = convert(graph, format, representative, io=io, input_range=input_range)
     if image is not None:
-        return mobile_graph(model, image, outputs), _general(model, image, labels, outputs, title)
-    return text_graph(model, text, outputs), _text_general(model, text, labels, outputs, title)
+        return image_classifier_metadata(content, target.labels, image.mean, image.std, general)
+    if target.text is not None and not target.text.refused:
+        return text_classifier_metadata(content, target.text, target.labels, general)
+    return content
+
+
+def keras_reference(
+    model,
+    target: MobileTarget,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    keras_accuracy: float,
+    keras_outputs: np.ndarray | None = None,
+    test_texts: Sequence[str] | None = None,
+) -> Reference:
+    """The `Reference` that `model`'s files are verified against: its outputs on `x_test`
+    (`keras_outputs`, its logits, are computed when not given), as probabilities when the
+    files return probabilities."""
+    if keras_outputs is None:
+        keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
+    outputs = np.asarray(keras_outputs, np.float32)
+    if target.outputs == "probabilities" and not ends_in_softmax(model):
+        outputs = softmax(outputs)
+    x, y = np.asarray(x_test), np.asarray(y_test)
+    return Reference(x, y, outputs, float(keras_accuracy), test_texts)
+
+
+def verify_file(
+    content: bytes,
+    path: str | Path,
+    format: str,
+    io: str,
+    target: MobileTarget,
+    reference: Reference,
+    budget_pp: float,
+) -> ExportResult:
+    """Scores the written file `content` (at `path`) on the whole test set with LiteRT against
+    `reference`: accuracy, drop, top-1 agreement, largest output difference, sizes, batch-1
+    latency on one thread; then MediaPipe Tasks on the same test set, as an app runs the
+    file (`ExportResult.mediapipe`; None for a model that is neither image nor text)."""
+    outputs = predict_tflite(content, reference.x_test)
+    top1 = np.argmax(outputs, axis=-1)
+    accuracy = float(np.mean(top1 == reference.y_test))
+    median, p90 = latency_percentiles(content, np.asarray(reference.x_test[0], np.float32))
+    result = ExportResult(
+        format=format,
+        path=str(path),
+        accuracy=accuracy,
+        keras_accuracy=reference.keras_accuracy,
+        drop_pp=round((reference.keras_accuracy - accuracy) * 100.0, 4),
+        budget_pp=budget_pp,
+        size_bytes=len(content),
+        gzip_bytes=gzip_size(content),
+        latency_ms=median,
+        latency_threads=1,
+        agreement=float(np.mean(top1 == np.argmax(reference.outputs, axis=-1))),
+        max_abs_diff=float(np.max(np.abs(outputs - reference.outputs))),
+        latency_p90_ms=p90,
+        examples=len(reference.x_test),
+        io=io,
+        outputs=target.outputs,
+    )
+    if target.image is not None:
+        result.mediapipe = _mediapipe_row(target, reference, Path(path), content, outputs)
+    elif target.text is not None:
+        result.mediapipe = _mediapipe_text_row(target, reference, Path(path), outputs)
+    elif target.not_mobile:
+        reason = f"the file takes the model's own input, not RGB pixels: {target.not_mobile}"
+        result.mediapipe = RuntimeCheck(MEDIAPIPE, loaded=False, checked=False, error=reason)
+    return result
 
 
 def export_and_verify(
@@ -355,41 +433,28 @@ def export_and_verify(
     for format in formats:
         _check_format(format)
     check_io(io)
-    check_outputs(outputs)
-    labels = _labels(model, class_names)
-    image, text, not_mobile = _model_input(model, input_spec, x_test, out_dir)
-    if keras_outputs is None:
-        keras_outputs = model.predict(x_test, batch_size=256, verbose=0)
-    reference = np.asarray(keras_outputs, np.float32)
-    exported, kind, general = model, "logits", ("", "", "")
-    if image is not None or text is not None:
-        exported, general = _for_runtimes(model, image, text, labels, outputs, title)
-        kind = outputs
-        if kind == "probabilities" and not ends_in_softmax(model):
-            reference = softmax(reference)
-    job = _Export(
-        exported,
-        image,
-        np.asarray(x_test),
-        np.asarray(y_test),
-        reference,
-        keras_accuracy,
-        Path(out_dir),
-        representative_images,
-        labels,
-        general,
-        io,
-        kind,
-        not_mobile,
-        text,
-        test_texts,
+    target = mobile_target(
+        model,
+        x_test,
+        out_dir,
+        class_names=class_names,
+        input_spec=input_spec,
+        outputs=outputs,
+        title=title,
+    )
+    reference = keras_reference(
+        model, target, x_test, y_test, keras_accuracy, keras_outputs, test_texts
     )
     results = []
     for format in formats:
-        result, content = _export_one(job, format, budgets[format])
-        result.sidecar_path = str(
-            write_sidecar(result, content, class_names, input_spec, artifacts, image, text)
+        file_io = io if format == "int8" else "float32"
+        content = mobile_file(model, target, format, representative_images, file_io)
+        path = atomic_write_bytes(Path(out_dir) / f"model_{format}.tflite", content)
+        result = verify_file(content, path, format, file_io, target, reference, budgets[format])
+        sidecar = write_sidecar(
+            result, content, class_names, input_spec, artifacts, target.image, target.text
         )
+        result.sidecar_path = str(sidecar)
         results.append(result)
     return results
 
