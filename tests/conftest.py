@@ -1,48 +1,29 @@
-"""Shared fixtures: tiny generated data in the real on-disk formats."""
+"""Shared fixtures: tiny generated data in the real on-disk formats (tests/datagen.py), runs
+trained once and shared by the tests that only read them, and the global state every test
+starts from (seeds, dtype policy), so a test passes the same alone, in any order and in
+either pytest-xdist process."""
 
+import fcntl
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import trainer  # noqa: F401  (Keras 2 path before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+RECIPES_FOR_TESTS = TESTS / "recipes_for_tests"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
-
-def make_class_images(count: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images where class k has a bright horizontal bar in row band k, plus noise.
-
-    Easy enough that a small CNN learns it in a couple of epochs, so tests can assert
-    accuracy well above chance.
-    """
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 10
-    rng.shuffle(labels)
-    images = rng.integers(0, 60, size=(count, size, size), dtype=np.uint8)
-    band = size // 10
-    for index, label in enumerate(labels):
-        images[index, label * band : label * band + band, 3 : size - 3] = 230
-    return images, labels.astype(np.uint8)
-
-
-def write_fashion_dir(directory: Path) -> Path:
-    """Writes the four Fashion-MNIST IDX gzip files, 600 train / 200 test images, into
-    `directory` and returns it."""
-    from trainer.data.idx import write_idx
-
-    x_train, y_train = make_class_images(600, seed=1)
-    x_test, y_test = make_class_images(200, seed=2)
-    write_idx(directory / "train-images-idx3-ubyte.gz", x_train)
-    write_idx(directory / "train-labels-idx1-ubyte.gz", y_train)
-    write_idx(directory / "t10k-images-idx3-ubyte.gz", x_test)
-    write_idx(directory / "t10k-labels-idx1-ubyte.gz", y_test)
-    return directory
+# Re-exported: test files import these from conftest.
+from datagen import bar_images as make_class_images  # noqa: E402, F401
+from datagen import write_fashion_dir  # noqa: E402, F401
 
 
 @pytest.fixture
@@ -52,10 +33,117 @@ def fashion_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def float32_policy_after_each_test():
-    """A recipe run sets Keras's global dtype policy (fashion_mnist picks mixed_bfloat16 on a CPU
-    with native bfloat16); tests that build models afterwards in the same process get float32."""
-    yield
+def same_start_for_every_test():
+    """Each test starts from the same seeds (Python, NumPy, TensorFlow), so a result does not
+    depend on which tests ran before it in the process. A recipe run sets Keras's global
+    dtype policy (fashion_mnist picks mixed_bfloat16 on a CPU with native bfloat16); tests
+    that build models afterwards in the same process get float32."""
     from trainer import keras
 
+    keras.utils.set_random_seed(0)
+    yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder both pytest-xdist processes of this session see (only this process's, alone)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def shared_folder(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """The folder `name`, made once per test session by `build(folder)` however many test
+    files (and pytest-xdist processes) ask for it: the first to ask builds it under a file
+    lock, the others wait on the lock and read it. Tests must not write into it; those that
+    change a run copy it first (`copy_run`)."""
+    root = _shared_root(tmp_path_factory)
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a shared run folder that a test may change."""
+    shutil.copytree(run, destination)
+    return destination
+
+
+def _train(arguments: list[str], log: Path) -> None:
+    """`trainer train ARGUMENTS` in this process; what it printed goes to `log`."""
+    import contextlib
+
+    from trainer import cli
+
+    with open(log, "w") as stream, contextlib.redirect_stdout(stream):
+        code = cli.main(["train", *arguments])
+    assert code == 0, f"trainer train {' '.join(arguments)} exited {code}: {log.read_text()}"
+
+
+@pytest.fixture(scope="session")
+def image_classifier_run(tmp_path_factory) -> Path:
+    """`trainer train image_classifier` on a photos/ folder of 16x16 bar images (train/: 3
+    classes of 20, one planted leak in test/: 8 per class); float32 and int8 exports.
+    Returns the run folder; beside it, ../photos (its data) and ../train.log (what it
+    printed)."""
+
+    def build(folder: Path) -> None:
+        from datagen import write_photos_with_a_leak
+
+        photos = write_photos_with_a_leak(folder / "photos")
+        _train(
+            [
+                "image_classifier",
+                f"--data={photos}",
+                f"--run_dir={folder / 'run'}",
+                "--epochs=3",
+                "--image_size=16",
+                "--width=8",
+                "--batch_size=16",
+                "--learning_rate=0.01",
+                "--export=float32,int8",
+                "--augment=crop:2",
+            ],
+            folder / "train.log",
+        )
+
+    return shared_folder(tmp_path_factory, "image_classifier", build) / "run"
+
+
+@pytest.fixture(scope="session")
+def text_classifier_run(tmp_path_factory) -> Path:
+    """`trainer train text_classifier --model=cnn` on an aclImdb tree (20 reviews per class
+    and split), with class weights; its default exports (float32, dynamic). Beside the run
+    folder: ../aclImdb and ../train.log."""
+
+    def build(folder: Path) -> None:
+        from datagen import write_imdb
+
+        root = write_imdb(folder / "aclImdb", per_class=20)
+        _train(
+            [
+                "text_classifier",
+                f"--data={root}",
+                f"--run_dir={folder / 'run'}",
+                "--model=cnn",
+                "--epochs=12",
+                "--sequence_length=24",
+                "--embedding_dim=16",
+                "--width=16",
+                "--batch_size=8",
+                "--learning_rate=0.01",
+                "--balance=class_weights",
+            ],
+            folder / "train.log",
+        )
+
+    return shared_folder(tmp_path_factory, "text_classifier", build) / "run"

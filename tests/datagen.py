@@ -1,4 +1,7 @@
-"""Writers for tiny data sets in real on-disk formats, shared by the data tests."""
+"""The tests' generated data, in one place: bar images a small model learns in a few epochs,
+and writers for tiny data sets in their real on-disk formats (IDX, image folders, aclImdb,
+CIFAR batches). Every generator is seeded, so a test sees the same data whatever ran before.
+"""
 
 import io
 import pickle
@@ -12,6 +15,41 @@ WORDS = {
     "pos": ["great", "wonderful", "superb", "moving", "brilliant", "good", "best", "fun"],
 }
 FILLER = ["the", "film", "was", "a", "and", "plot", "actors", "story", "it", "this"]
+
+
+def bar_images(
+    count: int, seed: int = 0, size: int = 28, margin: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` uint8 images (count, size, size) in 10 classes and their uint8 labels: class k
+    has a bright horizontal bar in row band k (size // 10 rows), `margin` columns from each
+    side, over dark noise.
+
+    Easy enough that a small CNN learns it in a couple of epochs, so tests can assert accuracy
+    well above chance (0.1).
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(count, size, size), dtype=np.uint8)
+    band = size // 10
+    for index, label in enumerate(labels):
+        images[index, label * band : label * band + band, margin : size - margin] = 230
+    return images, labels.astype(np.uint8)
+
+
+def write_fashion_dir(directory: Path) -> Path:
+    """Writes the four Fashion-MNIST IDX gzip files, 600 train / 200 test 28x28 bar images,
+    into `directory` and returns it."""
+    from trainer.data.idx import write_idx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = bar_images(600, seed=1)
+    x_test, y_test = bar_images(200, seed=2)
+    write_idx(directory / "train-images-idx3-ubyte.gz", x_train)
+    write_idx(directory / "train-labels-idx1-ubyte.gz", y_train)
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", x_test)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", y_test)
+    return directory
 
 
 def bar_image(
@@ -57,6 +95,44 @@ def write_image_folder(
             data = encode(bar_image(label, rng, size), extension)
             (root / name / f"{index:03d}{extension}").write_bytes(data)
     return root
+
+
+def write_photos_with_a_leak(root: Path) -> Path:
+    """root/train/ (3 classes of 20 bar images) and root/test/ (8 per class), plus one
+    planted leak: a copy of train/a/000.png in test/a/leaked.png."""
+    import shutil
+
+    write_image_folder(root / "train", per_class=20, seed=1)
+    write_image_folder(root / "test", per_class=8, seed=2)
+    shutil.copy(root / "train/a/000.png", root / "test/a/leaked.png")
+    return root
+
+
+def write_cifar10_folder(root: Path, per_class: tuple[int, int] = (10, 4), seed: int = 0) -> Path:
+    """root/cifar-10-batches-py/ as the official tarball unpacks, with images a model can
+    learn: class k brightens colour channel k % 3 and draws a white band at rows 3k..3k+2.
+    `per_class` is (train, test) images per class."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def batch(count: int) -> bytes:
+        labels = np.resize(np.arange(10), count)
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, size=(count, 32, 32, 3)).astype(np.uint8)
+        for index, label in enumerate(labels):
+            images[index, :, :, label % 3] += np.uint8(120 + 10 * (label // 3))
+            images[index, 3 * label : 3 * label + 3] = 250
+        data = images.transpose(0, 3, 1, 2).reshape(count, 3072)  # channel-major rows
+        return pickle.dumps({b"labels": [int(v) for v in labels], b"data": data}, protocol=2)
+
+    for index in range(1, 6):
+        (folder / f"data_batch_{index}").write_bytes(batch(per_class[0] * 10 // 5))
+    (folder / "test_batch").write_bytes(batch(per_class[1] * 10))
+    names = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    meta = {b"label_names": [name.encode() for name in names]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
 
 
 def review(label: str, rng: np.random.Generator, words: int = 12) -> str:

@@ -11,153 +11,27 @@ import pytest
 import tf_keras as keras
 import yaml
 
+from conftest import RECIPES_FOR_TESTS
 from trainer.cli import main as trainer_main
 from trainer.compress import CompressConfig, Search, compress_run, rebuild_run
 from trainer.export import tflite_accuracy
 
-IMAGE_RECIPE = '''"""Tiny bars (test recipe): a functional CNN sized by `width`."""
 
-from dataclasses import dataclass
-
-import numpy as np
-
-import trainer  # noqa: F401
-from trainer import keras
-from trainer.data.pipeline import image_dataset
-from trainer.experiment import Experiment, finish, fit, start_run
-
-
-@dataclass
-class Config:
-    run_dir: str = ""  # output folder
-    epochs: int = 5  # passes over the training set
-    width: int = 8  # filters of the first convolution (doubled in the second)
-    learning_rate: float = 0.005  # peak learning rate
-    held_out: bool = True  # the validation examples were never trained on
-    validation: int = 100  # validation examples (0 = none)
-    seed: int = 0  # seeds weights and shuffling
-
-
-def bars(count, seed):
-    """Class k has a bright bar in rows 2k and 2k+1 of a 20x20 noisy image."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 10
-    rng.shuffle(labels)
-    images = rng.integers(0, 60, size=(count, 20, 20, 1), dtype=np.uint8)
-    for index, label in enumerate(labels):
-        images[index, 2 * label : 2 * label + 2, 2:18] = 230
-    return images, labels
-
-
-def build(config):
-    keras.utils.set_random_seed(config.seed)
-    x_train, y_train = bars(400, 1)
-    x_test, y_test = bars(200, 2)
-    x_val, y_val = bars(config.validation, 3) if config.validation else (None, None)
-    train = image_dataset(x_train, y_train, num_classes=10, batch_size=32, training=True,
-                          seed=config.seed)
-    inputs = keras.Input((20, 20, 1))
-    x = keras.layers.Conv2D(config.width, 3, padding="same", use_bias=False)(inputs)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(config.width * 2, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.MaxPooling2D()(x)
-    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(config.learning_rate),
-                  keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    scale = lambda images: images.astype(np.float32) / 255.0  # noqa: E731
-    return Experiment(
-        model=model, train=train, x_test=scale(x_test), y_test=y_test,
-        class_names=[str(k) for k in range(10)], representative=scale(x_train[:100]),
-        x_val=None if x_val is None else scale(x_val), y_val=y_val,
-        validation_held_out=config.held_out, epochs=config.epochs, batch_size=32,
-        learning_rate=config.learning_rate, export_formats=("float32", "int8"),
-    )
-
-
-def main(config):
-    experiment = build(config)
-    run_dir = start_run("tiny_bars", config, config.run_dir)
-    return finish(experiment, run_dir, fit(experiment, run_dir, backup_every=0))
-'''
-
-TEXT_RECIPE = '''"""Tiny token sequences (test recipe): Embedding + Conv1D, no `width` field."""
-
-from dataclasses import dataclass
-
-import numpy as np
-
-import trainer  # noqa: F401
-from trainer import keras
-from trainer.experiment import Experiment, finish, fit, start_run
-from trainer.models import text_classifier
-
-
-@dataclass
-class Config:
-    run_dir: str = ""  # output folder
-    epochs: int = 6  # passes over the training set
-    seed: int = 0  # seeds weights and shuffling
-
-
-def texts(count, seed):
-    """Sequences of 16 float32 token ids in [2, 40); class k always holds token 40 + k."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 4
-    ids = rng.integers(2, 40, size=(count, 16))
-    ids[np.arange(count), rng.integers(0, 16, count)] = 40 + labels
-    return ids.astype(np.float32), labels
-
-
-def build(config):
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(config.seed)
-    x_train, y_train = texts(320, 1)
-    x_val, y_val = texts(80, 2)
-    x_test, y_test = texts(120, 3)
-    train = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, 4)))
-    train = train.shuffle(320, seed=config.seed).batch(32)
-    model = text_classifier(16, 48, 4, embedding_dim=16, width=32, dropout=0.0)
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    return Experiment(
-        model=model, train=train, x_test=x_test, y_test=y_test, class_names=list("abcd"),
-        representative=x_train[:100], x_val=x_val, y_val=y_val, epochs=config.epochs,
-        batch_size=32, learning_rate=0.01, export_formats=("float32", "dynamic"),
-    )
-
-
-def main(config):
-    experiment = build(config)
-    run_dir = start_run("tiny_text", config, config.run_dir)
-    return finish(experiment, run_dir, fit(experiment, run_dir, backup_every=0))
-'''
-
-
-def _train(root, name: str, source: str) -> tuple:
-    """Trains a recipe written to `root/name.py` with `trainer train`; returns (run, recipe)."""
-    recipe = root / f"{name}.py"
-    recipe.write_text(source)
+def _train(root, name: str):
+    """Trains tests/recipes_for_tests/NAME.py with `trainer train`; returns the run folder."""
     run = root / f"{name}-run"
-    assert trainer_main(["train", str(recipe), f"--run_dir={run}"]) == 0
-    return run, recipe
+    assert trainer_main(["train", str(RECIPES_FOR_TESTS / f"{name}.py"), f"--run_dir={run}"]) == 0
+    return run
 
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    run, _ = _train(tmp_path_factory.mktemp("image"), "tiny_bars", IMAGE_RECIPE)
-    return run
+    return _train(tmp_path_factory.mktemp("image"), "tiny_bars")
 
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
-    run, _ = _train(tmp_path_factory.mktemp("text"), "tiny_text", TEXT_RECIPE)
-    return run
+    return _train(tmp_path_factory.mktemp("text"), "tiny_text")
 
 
 def _copy_run(run, destination, **config_changes):
@@ -174,30 +48,29 @@ def _metrics(out_dir) -> dict:
 
 
 def test_image_run_compresses_through_its_recipe(image_run, tmp_path):
+    """`trainer compress` in auto mode on a strict budget, one rung per ladder: real
+    candidates, cheapest first, each judged against the budget by its measured validation
+    drop; the best is the smallest within it. (Which candidates `Search.run` tries, and where
+    each ladder stops, is checked on a scripted budget by test_search_plan_...)"""
     out = tmp_path / "out"
     args = [
         "compress",
         str(image_run),
-        "--method=ptq,structured,distill",
         f"--out_dir={out}",
+        "--max_accuracy_drop=0",
+        "--sparsities=0.5",
         "--structured_ratios=0.5",
+        "--finetune_epochs=0.5",
         "--structured_epochs=1",
         "--distill_epochs=1",
-        "--max_accuracy_drop=50",
     ]
     assert trainer_main(args) == 0
     metrics = _metrics(out)
     names = [candidate["name"] for candidate in metrics["candidates"]]
-    assert names == [
-        "original-float32",
-        "ptq-float16",
-        "ptq-dynamic",
-        "ptq-int8",
-        "structured-ratio0.5-float32",
-        "structured+ptq-ratio0.5-int8",
-        "distill-width4-float32",
-        "distill+ptq-width4-int8",
-    ]
+    assert names[:4] == ["original-float32", "ptq-float16", "ptq-dynamic", "ptq-int8"]
+    assert names[-2:] == ["distill-width4-float32", "distill+ptq-width4-int8"]
+    assert "structured-ratio0.5-float32" in names and "structured+ptq-ratio0.5-int8" in names
+    assert {"prune+ptq-sparsity0.5-int8", "prune+pqat-sparsity0.5-int8"} & set(names)
     by_name = {candidate["name"]: candidate for candidate in metrics["candidates"]}
     original = by_name["original-float32"]
     # The student is the recipe's own model at half the width (4 filters, then 8).
@@ -210,11 +83,15 @@ def test_image_run_compresses_through_its_recipe(image_run, tmp_path):
     assert tflite_accuracy(content, experiment.x_test, experiment.y_test) == pytest.approx(
         by_name["ptq-int8"]["test_accuracy"]
     )
-    # With a generous budget everything qualifies and the smallest gzip file wins.
-    smallest = min(metrics["candidates"], key=lambda candidate: candidate["gzip_bytes"])
-    assert metrics["best"] == smallest["name"]
+    # The budget judges each candidate by its validation drop; the smallest gzip file within
+    # it wins, else the original.
+    for candidate in metrics["candidates"]:
+        assert candidate["within_budget"] == (candidate["val_drop_pp"] <= 0.0)
+    eligible = [c for c in metrics["candidates"] if c["within_budget"]]
+    best = min(eligible, key=lambda c: c["gzip_bytes"])["name"] if eligible else None
+    assert metrics["best"] == (best or "original-float32")
     assert (out / "model_compressed.tflite").read_bytes() == (
-        out / "candidates" / f"{smallest['name']}.tflite"
+        out / "candidates" / f"{metrics['best']}.tflite"
     ).read_bytes()
     report = (out / "report.md").read_text()
     for fragment in (
@@ -278,32 +155,102 @@ def test_text_run_gets_dynamic_range_candidates_and_skips_qat(text_run, tmp_path
     assert "dynamic range" in (out / "report.md").read_text()
 
 
-def test_auto_search_runs_cheapest_first_and_stops_ladders_over_budget(image_run, tmp_path):
-    metrics = compress_run(
-        image_run,
-        CompressConfig(
-            max_accuracy_drop=0.0,
-            sparsities="0.5,0.9",
-            structured_ratios="0.5,0.9",
-            finetune_epochs=0.5,
-            structured_epochs=0.5,
-            distill_epochs=1,
-            out_dir=str(tmp_path / "out"),
-        ),
-    )
-    techniques = [candidate["technique"] for candidate in metrics["candidates"]]
-    assert techniques[:4] == ["original", "ptq", "ptq", "ptq"]
-    assert techniques[-2:] == ["distill", "distill+ptq"]
-    for candidate in metrics["candidates"]:
-        assert candidate["within_budget"] == (candidate["val_drop_pp"] <= 0.0)
-    # Each ladder goes up only while within budget: after an over-budget rung it stops.
-    for prefix in ("prune", "structured+ptq"):
-        rungs = [c for c in metrics["candidates"] if c["technique"].startswith(prefix)]
-        over = [index for index, rung in enumerate(rungs) if not rung["within_budget"]]
-        assert rungs and (not over or over[0] == len(rungs) - 1)
-    eligible = [c for c in metrics["candidates"] if c["within_budget"]]
-    expected = min(eligible, key=lambda c: c["gzip_bytes"])["name"] if eligible else None
-    assert metrics["best"] == (expected or "original-float32")
+class ScriptedBudget(Search):
+    """A Search whose measurements are scripted: the candidates in `over` are over budget,
+    every other one within it; nothing is trained, exported or scored. What is tested is the
+    plan `Search.run` follows, not the tiny run's accuracies."""
+
+    over: set = set()
+
+    def fit(self, *args, **kwargs) -> None:
+        pass
+
+    def measure(self, technique, settings, model, format, started):
+        from trainer.compress.candidates import Candidate
+
+        name = "-".join(part for part in (technique, settings.replace("=", ""), format) if part)
+        candidate = Candidate(
+            technique=technique,
+            settings=settings,
+            format=format,
+            path=f"{name}.tflite",
+            val_accuracy=0.9,
+            val_drop_pp=0.0,
+            test_accuracy=0.9,
+            test_drop_pp=0.0,
+            size_bytes=1,
+            gzip_bytes=1,
+            latency_ms=1.0,
+            parameters=1,
+            nonzero_parameters=1,
+            flops=1,
+            seconds=0.0,
+            within_budget=(technique, settings, format) not in self.over,
+        )
+        self.candidates.append(candidate)
+        return candidate
+
+
+def _scripted_search(image_run, out_dir, config: CompressConfig, over: set) -> ScriptedBudget:
+    from trainer.compress.search import student_factory
+
+    recipe, recipe_config, experiment = rebuild_run(image_run)
+    model = keras.models.load_model(image_run / "model.keras", compile=False)
+    make_student = student_factory(recipe, recipe_config, model, config)
+    search = ScriptedBudget(model, experiment, config, out_dir, make_student)
+    search.over = over
+    return search
+
+
+@pytest.mark.parametrize("ptq_over", [True, False], ids=["ptq_over_budget", "ptq_within"])
+def test_search_plan_in_auto_mode_is_cheapest_first_and_each_ladder_stops_at_its_first_rung_over(
+    image_run, tmp_path, ptq_over
+):
+    # PTQ over budget: QAT is tried, and the pruned models are quantized with QAT that keeps
+    # their zeros; within budget, neither.
+    prune = "prune+pqat" if ptq_over else "prune+ptq"
+    over = {(prune, "sparsity=0.75", "int8"), ("structured+ptq", "ratio=0.25", "int8")}
+    if ptq_over:
+        over.add(("ptq", "", "int8"))
+    config = CompressConfig(sparsities="0.5,0.75,0.9", structured_ratios="0.25,0.5")
+    search = _scripted_search(image_run, tmp_path, config, over)
+    search.run(["auto"])
+    plan = [(c.technique, c.settings, c.format) for c in search.candidates]
+    assert plan == [
+        ("original", "", "float32"),
+        ("ptq", "", "float16"),
+        ("ptq", "", "dynamic"),
+        ("ptq", "", "int8"),
+        *([("qat", "", "int8")] if ptq_over else []),
+        (prune, "sparsity=0.5", "int8"),
+        (prune, "sparsity=0.75", "int8"),  # over budget: 0.9 is never tried
+        ("structured", "ratio=0.25", "float32"),
+        ("structured+ptq", "ratio=0.25", "int8"),  # over budget: 0.5 is never tried
+        ("distill", "width=4", "float32"),
+        ("distill+ptq", "width=4", "int8"),
+    ]
+    assert "prune: stopped at 0.75, the first over budget." in search.notes
+    assert "structured: stopped at 0.25, the first over budget." in search.notes
+    assert any(note.startswith("QAT skipped") for note in search.notes) != ptq_over
+
+
+def test_search_plan_with_named_methods_tries_each_rung_whatever_the_budget(image_run, tmp_path):
+    over = {("ptq", "", "int8"), ("structured+ptq", "ratio=0.25", "int8")}
+    config = CompressConfig(structured_ratios="0.25,0.5")
+    search = _scripted_search(image_run, tmp_path, config, over)
+    search.run(["ptq", "structured", "distill"])
+    assert [(c.technique, c.settings, c.format) for c in search.candidates] == [
+        ("original", "", "float32"),
+        ("ptq", "", "float16"),
+        ("ptq", "", "dynamic"),
+        ("ptq", "", "int8"),  # over budget, but QAT was not asked for
+        ("structured", "ratio=0.25", "float32"),
+        ("structured+ptq", "ratio=0.25", "int8"),
+        ("structured", "ratio=0.5", "float32"),
+        ("structured+ptq", "ratio=0.5", "int8"),
+        ("distill", "width=4", "float32"),
+        ("distill+ptq", "width=4", "int8"),
+    ]
 
 
 def test_collaborative_qat_candidates_keep_sparsity_and_clusters(image_run, tmp_path):
@@ -446,27 +393,8 @@ def test_missing_run_files_and_help(text_run, tmp_path, capsys):
     assert "--max_accuracy_drop" in capsys.readouterr().out
 
 
-def test_an_image_classifier_run_compresses(tmp_path):
-    from datagen import write_image_folder
-
-    photos = tmp_path / "photos"
-    write_image_folder(photos / "train", per_class=30, seed=1)
-    write_image_folder(photos / "test", per_class=10, seed=2)
-    run = tmp_path / "run"
-    train = [
-        "train",
-        "image_classifier",
-        f"--data={photos}",
-        f"--run_dir={run}",
-        "--epochs=3",
-        "--image_size=16",
-        "--width=8",
-        "--batch_size=16",
-        "--learning_rate=0.01",
-        "--export=float32,int8",
-        "--augment=crop:2",
-    ]
-    assert trainer_main(train) == 0
+def test_an_image_classifier_run_compresses(image_classifier_run, tmp_path):
+    run = image_classifier_run  # shared (conftest.py): 3 classes of 16x16 RGB bars, width 8
     out = tmp_path / "out"
     args = [
         "compress",
@@ -486,31 +414,15 @@ def test_an_image_classifier_run_compresses(tmp_path):
         "distill-width4-float32",
         "distill+ptq-width4-int8",
     ]
-    # The run's own 16x16 RGB test images, scored through the recipe's preprocessing.
+    # The run's own 16x16 RGB test images (25), scored through the recipe's preprocessing:
+    # the float32 file and the Keras model differ on one image at most.
     test_accuracy = json.loads((run / "metrics.json").read_text())["test_accuracy"]
-    assert candidates[0]["test_accuracy"] == pytest.approx(test_accuracy, abs=1 / 30)
+    assert candidates[0]["test_accuracy"] == pytest.approx(test_accuracy, abs=1 / 25 + 1e-9)
     assert candidates[4]["parameters"] < 0.5 * candidates[0]["parameters"]
 
 
-def test_a_text_classifier_run_compresses_with_dynamic_range(tmp_path):
-    from datagen import write_imdb
-
-    root = write_imdb(tmp_path / "aclImdb", per_class=20)
-    run = tmp_path / "run"
-    train = [
-        "train",
-        "text_classifier",
-        f"--data={root}",
-        f"--run_dir={run}",
-        "--model=cnn",
-        "--epochs=12",
-        "--sequence_length=24",
-        "--embedding_dim=16",
-        "--width=16",
-        "--batch_size=8",
-        "--learning_rate=0.01",
-    ]
-    assert trainer_main(train) == 0
+def test_a_text_classifier_run_compresses_with_dynamic_range(text_classifier_run, tmp_path):
+    run = text_classifier_run  # shared (conftest.py): the CNN on an aclImdb tree
     out = tmp_path / "out"
     args = [
         "compress",

@@ -1,9 +1,12 @@
+"""The generic recipes (image_classifier, text_classifier) on data in the formats users have:
+an image folder with a planted leak, the aclImdb tree, a CSV file. The folder and aclImdb runs
+are the session's shared runs (conftest.py), also compressed by test_compress_command.py."""
+
 import json
-import shutil
 
 import numpy as np
 import pytest
-from datagen import write_image_folder, write_imdb
+from datagen import write_photos_with_a_leak
 
 from trainer import cli
 
@@ -11,29 +14,11 @@ from trainer import cli
 @pytest.fixture
 def photos(tmp_path):
     """train/ and test/ image folders (3 classes, 20 + 8 each) with one planted leak."""
-    root = tmp_path / "photos"
-    write_image_folder(root / "train", per_class=20, seed=1)
-    write_image_folder(root / "test", per_class=8, seed=2)
-    shutil.copy(root / "train/a/000.png", root / "test/a/leaked.png")
-    return root
+    return write_photos_with_a_leak(tmp_path / "photos")
 
 
-def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    args = [
-        "train",
-        "image_classifier",
-        f"--data={photos}",
-        f"--run_dir={run_dir}",
-        "--epochs=3",
-        "--image_size=16",
-        "--width=8",
-        "--batch_size=16",
-        "--learning_rate=0.01",
-        "--export=float32,int8",
-        "--augment=crop:2",
-    ]
-    assert cli.main(args) == 0
+def test_image_classifier_on_a_folder(image_classifier_run):
+    run_dir = image_classifier_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["a", "b", "c"]
     assert metrics["test_accuracy"] > 0.5  # bars are easy; chance is 1/3
@@ -43,30 +28,14 @@ def test_image_classifier_on_a_folder(photos, tmp_path, capsys):
     data_report = json.loads((run_dir / "data_report.json").read_text())
     assert data_report["fast"] is True
     assert "Data check (fast)" in (run_dir / "report.md").read_text()
-    out = capsys.readouterr().out
+    out = (run_dir.parent / "train.log").read_text()
     assert "WARNING data check: 1 leak problem(s)" in out
     # 60 train images less the leaked original, less a stratified 10% (2 per class) for validation
     assert "data: 53 train / 6 val / 25 test images" in out
 
 
-def test_text_classifier_on_aclimdb_layout_with_class_weights(tmp_path):
-    root = write_imdb(tmp_path / "aclImdb", per_class=20)
-    run_dir = tmp_path / "run"
-    args = [
-        "train",
-        "text_classifier",
-        f"--data={root}",
-        f"--run_dir={run_dir}",
-        "--model=cnn",
-        "--epochs=12",
-        "--sequence_length=24",
-        "--embedding_dim=16",
-        "--width=16",
-        "--batch_size=8",
-        "--learning_rate=0.01",
-        "--balance=class_weights",
-    ]
-    assert cli.main(args) == 0
+def test_text_classifier_on_aclimdb_layout_with_class_weights(text_classifier_run):
+    run_dir = text_classifier_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["neg", "pos"]
     assert metrics["test_accuracy"] >= 0.75  # sentiment words decide; chance is 0.5
@@ -75,6 +44,7 @@ def test_text_classifier_on_aclimdb_layout_with_class_weights(tmp_path):
     assert abs(exports["float32"]["accuracy"] - metrics["test_accuracy"]) <= 1 / 40
     vocabulary = (run_dir / "vocabulary.txt").read_text().splitlines()
     assert vocabulary[:2] == ["", "[UNK]"] and "wonderful" in vocabulary
+    assert "balance: class_weights" in (run_dir / "config.yaml").read_text()
 
 
 def test_text_classifier_on_csv(tmp_path):

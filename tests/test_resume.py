@@ -1,74 +1,24 @@
 """Kill -9 a training subprocess mid-epoch, resume it from its run directory, and check that it
-finishes with the same epochs, config and schedule position; best-model and history helpers."""
+finishes with the same epochs, config and schedule position; best-model and history helpers.
+
+The killed run is tests/recipes_for_tests/killable_regression.py: it stops at a known step and
+says so in a file, and only then is it killed, so no timing decides where the kill lands."""
 
 import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import REPO
+from conftest import RECIPES_FOR_TESTS, REPO
 from trainer import cli
 from trainer.checkpoint import BestModelCheckpoint, ResumeBackup
 from trainer.runs import has_backup, read_history, resume_arguments
 from trainer.schedules import build_schedule
-
-TINY_RECIPE = '''
-"""Tiny regression recipe used by the resume test."""
-
-import json
-import time
-from dataclasses import dataclass
-
-import numpy as np
-
-import trainer  # noqa: F401
-from trainer.cli import run_recipe
-from trainer.runs import create_run_dir, run_callbacks
-from trainer.schedules import build_schedule
-
-
-@dataclass
-class Config:
-    run_dir: str = ""  # output folder
-    epochs: int = 4  # passes over the data
-    sleep: float = 0.05  # seconds per batch, so that a kill lands inside an epoch
-    learning_rate: float = 0.05  # peak learning rate
-
-
-def main(config):
-    import tensorflow as tf
-    import tf_keras as keras
-
-    run_dir = create_run_dir("tiny", config, config.run_dir)
-    keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).normal(size=(160, 3)).astype("float32")
-    y = (x @ np.array([[1.0], [2.0], [3.0]])).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(160, seed=0).batch(16)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    steps = config.epochs * len(data)
-    schedule = build_schedule("cosine", config.learning_rate, steps, warmup_steps=5)
-    model.compile(keras.optimizers.SGD(schedule, momentum=0.9), "mse")
-
-    class Slow(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            time.sleep(config.sleep)
-
-    callbacks = [Slow(), *run_callbacks(run_dir, tensorboard=False, backup_every=3)]
-    model.fit(data, epochs=config.epochs, verbose=0, callbacks=callbacks)
-    metrics = {"iterations": int(model.optimizer.iterations), "epochs": config.epochs}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    return metrics
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_recipe(Config, main, None, "tiny"))
-'''
 
 
 def _trainer(*args, **kwargs):
@@ -77,21 +27,21 @@ def _trainer(*args, **kwargs):
 
 
 def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
-    recipe = tmp_path / "tiny_recipe.py"
-    recipe.write_text(textwrap.dedent(TINY_RECIPE))
-    run_dir = tmp_path / "run"
+    recipe = RECIPES_FOR_TESTS / "killable_regression.py"
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
     command, env = _trainer("train", str(recipe), f"--run_dir={run_dir}", "--learning_rate=0.04")
+    env["PAUSE_MARKER"] = str(marker)
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     history_file = run_dir / "history.csv"
-    pointer = run_dir / "backup" / "chief" / "checkpoint"  # tf_keras's layout
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        logged = history_file.is_file() and len(history_file.read_text().splitlines()) >= 2
-        if logged and pointer.is_file() and pointer.stat().st_mtime >= history_file.stat().st_mtime:
-            break  # epoch 1 is logged and backed up; epoch 2 (10 batches x 50 ms) is under way
-        time.sleep(0.02)
-    time.sleep(0.15)
+    # The run writes the marker at step 15 (epoch 2, batch 5: epoch 1 is logged and the
+    # backup of step 12 written) and waits there to be killed.
+    deadline = time.monotonic() + 600
+    while not marker.is_file():
+        assert process.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "no pause marker after 10 minutes"
+        time.sleep(0.05)
+    assert int(marker.read_text()) == process.pid
     process.kill()  # SIGKILL: no handler, no flush, no clean-up
     process.wait()
     log.close()
@@ -101,7 +51,7 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
 
     command, env = _trainer("train", f"--resume={run_dir}")
     result = subprocess.run(
-        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180
+        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"resuming {run_dir}" in result.stdout
