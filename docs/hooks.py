@@ -43,6 +43,7 @@ GUIDES = [
     ("The command line", "command-line.md"),
     ("Train on your own data", "your-own-data.md"),
     ("Export to a phone", "export.md"),
+    ("Text models on a phone", "mobile_text.md"),
     ("Compress a trained model", "compression.md"),
     ("Tune hyperparameters", "tuning.md"),
     ("Training pieces in your own fit", "training-pieces.md"),
