@@ -93,6 +93,10 @@ def test_image_run_compresses_through_its_recipe(image_run, tmp_path):
     assert (out / "model_compressed.tflite").read_bytes() == (
         out / "candidates" / f"{metrics['best']}.tflite"
     ).read_bytes()
+    # The chosen file is verified as training verifies its files: MediaPipe loads it.
+    check = metrics["compressed_file"]["mediapipe"]
+    assert check["loaded"] and check["labels"] == [str(k) for k in range(10)], check["error"]
+    assert metrics["compressed_file"]["size_bytes"] == by_name[metrics["best"]]["size_bytes"]
     report = (out / "report.md").read_text()
     for fragment in (
         "| candidate |",
@@ -153,6 +157,9 @@ def test_text_run_gets_dynamic_range_candidates_and_skips_qat(text_run, tmp_path
     assert dynamic["test_accuracy"] >= metrics["reference_test_accuracy"] - 0.05
     assert metrics["reference_test_accuracy"] > 0.6
     assert "dynamic range" in (out / "report.md").read_text()
+    # Ids without a tokenizer in the recipe's input_spec: exported as the model is, LiteRT only.
+    assert metrics["compressed_file"]["mediapipe"] is None
+    assert metrics["compressed_file"]["outputs"] == "logits"
 
 
 class ScriptedBudget(Search):

@@ -1,8 +1,14 @@
 """The `trainer compress RUN_DIR` command's logic: options, the budgeted search, its report.
 
 - `options.py`: `CompressConfig` and `check_compress_options` (every option checked first).
-- `search.py`: `compress_run`, which rebuilds the run through its recipe, and `Search`,
-  which tries the techniques of `trainer.compression` and measures every candidate.
+- `rebuild.py`: `rebuild_run` (the run's recipe, config and data), the run's model, the
+  refusal of a model that never learned, the distillation student.
+- `search.py`: `compress_run`, and `Search`, which tries the techniques of
+  `trainer.compression` in turn and keeps the best within budget.
+- `finetune.py`: `FineTuning`, how candidates train on the run's data and loss.
+- `files.py`: `CandidateFiles`, which writes every candidate as the file an app loads (the
+  graph and metadata of `trainer train`'s files), scores it with LiteRT, and verifies the
+  chosen `model_compressed.tflite` with LiteRT and MediaPipe Tasks.
 - `candidates.py`: `Candidate`, the choice of the best, the table.
 - `report.py`: report.md, metrics.json and the accuracy-vs-size plot.
 
@@ -16,7 +22,8 @@ Example:
 
 from trainer.compress.candidates import Candidate, best_candidate, candidates_table
 from trainer.compress.options import CompressConfig, check_compress_options
-from trainer.compress.search import Search, compress_run, rebuild_run
+from trainer.compress.rebuild import rebuild_run
+from trainer.compress.search import Search, compress_run
 
 __all__ = [
     "Candidate",

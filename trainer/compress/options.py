@@ -51,6 +51,17 @@ def _check_batch_size(value: int) -> None:
         raise ValueError("must be >= 1, or -1 for the run's own batch size")
 
 
+def _check_io(value: str) -> None:
+    if value and value not in IO_TYPES:
+        raise ValueError(f"must be one of {', '.join(IO_TYPES)}, or empty for the run's --io")
+
+
+def compress_io(config: "CompressConfig", run_io: str) -> str:
+    """The int8 files' input and output type: `--io`, or else the run's own (`run_io`), so
+    that a run trained with `--io=uint8` compresses into files that take raw pixels too."""
+    return config.io or run_io or "float32"
+
+
 @dataclasses.dataclass
 class CompressConfig:
     max_accuracy_drop: float = limit(0.5)  # largest accuracy drop allowed, percentage points
@@ -81,9 +92,10 @@ class CompressConfig:
     batch_size: int = option(-1, check=_check_batch_size)
     # keep the smallest (size) or fastest (latency) within budget
     prefer: str = choice("size", *PREFER)
-    # input/output type of int8 candidates: float32; uint8 = raw 0-255 pixels, what MediaPipe
-    # and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe refuses)
-    io: str = choice("float32", *IO_TYPES)
+    # input/output type of int8 files: float32; uint8 = raw 0-255 pixels, what MediaPipe and
+    # the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe refuses);
+    # empty = the run's --io
+    io: str = option("", check=_check_io)
     out_dir: str = option("")  # output folder; default RUN_DIR/compression
     seed: int = option(0)  # seeds fine-tuning and the student
 

@@ -1,4 +1,6 @@
-"""The report of `trainer compress`: summary, candidate table, legend, plot and metrics.
+"""The report of `trainer compress`: summary, candidate table, legend, plot, the compressed
+file's verification (LiteRT and MediaPipe Tasks rows, as in a training run's report) and
+metrics.
 
 Writes `OUT_DIR/report.md`, `OUT_DIR/metrics.json` and `OUT_DIR/accuracy_vs_size.png` from a
 finished `trainer.compress.search.Search`. This module must not train, convert or measure models.
@@ -68,6 +70,11 @@ def legend(search: Any) -> str:
             else " (dynamic range: int8 weights, float inputs), because the run does not "
             "export int8: quantizing its inputs (such as token ids) would break the model."
         ),
+        f"Files: every candidate is the file an app loads, made as `trainer train` makes its "
+        f"files ({_file_kind(search)}), so sizes and latencies are those of the file that "
+        f"ships; int8 files take and return {search.io}. Candidates are scored with LiteRT, "
+        f"which computes what MediaPipe Tasks does from the same file; MediaPipe checks "
+        f"the chosen file below.",
         "Latency: batch 1, one thread, LiteRT interpreter; best of 8 means of 100 runs, 5 of "
         "them taken round-robin over all candidates after the search. Size ratios and "
         "speed-ups are against the first row. MFLOPs count pruned zeros, which still execute.",
@@ -75,11 +82,39 @@ def legend(search: Any) -> str:
     return "\n".join(f"- {line}" for line in lines + search.notes)
 
 
+def _file_kind(search: Any) -> str:
+    """What the candidate files take and return, in words."""
+    target = search.files.target
+    if target.image is not None:
+        return f"RGB image input, {target.outputs} out, labels and normalization in the metadata"
+    if target.text is not None and not target.text.refused:
+        return f"int32 token ids in, {target.outputs} out, tokenizer and labels in the metadata"
+    if target.text is not None:
+        return f"int32 token ids in, {target.outputs} out; no tokenizer metadata: {target.text.refused}"
+    return "the model's own input and logits, not a file for the mobile runtimes"
+
+
+def verification(compressed: Any, best: Candidate, search: Any) -> str:
+    """The compressed file's section: the verification table of a training run's report, on
+    the whole test set, with the MediaPipe Tasks row."""
+    from trainer.report import export_table
+
+    table = export_table(search.reference_test, None, [compressed])
+    return (
+        f"`model_compressed.tflite` is {best.label}, checked as `trainer train` checks its "
+        "files: LiteRT against the original Keras model on the whole test set (the budget "
+        "column holds it to --max_accuracy_drop on the test set, for information: validation "
+        "chose it), then MediaPipe Tasks as an app runs it. Its sidecar is "
+        "`model_compressed.json`.\n\n" + table
+    )
+
+
 def write_compression_report(
-    search: Any, best: Candidate, run_dir: str | Path, seconds: float
+    search: Any, best: Candidate, run_dir: str | Path, seconds: float, compressed: Any = None
 ) -> dict:
     """Writes report.md, metrics.json and accuracy_vs_size.png into the search's `out_dir`;
-    returns the metrics."""
+    returns the metrics. `compressed` is the `trainer.export.ExportResult` of
+    model_compressed.tflite (its section and `metrics["compressed_file"]`)."""
     from trainer.plots import plot_accuracy_vs_size
     from trainer.report import write_report
 
@@ -105,6 +140,9 @@ def write_compression_report(
         "data, which selects; the test set only scores.\n\n"
         "![accuracy vs size](accuracy_vs_size.png)",
     }
+    if compressed is not None:
+        sections["The compressed file"] = verification(compressed, best, search)
+        print(sections["The compressed file"])
     for settings, sparsity in search.sparsity_tables.items():
         sections[f"Per-layer sparsity, magnitude pruning {settings}"] = sparsity
     metrics = {
@@ -114,9 +152,11 @@ def write_compression_report(
         "reference_test_accuracy": search.reference_test,
         "validation_held_out": search.experiment.validation_held_out,
         "quantized_format": search.int8,
+        "io": search.io,
         "best": best.name,
         "seconds": round(seconds, 1),
         "notes": list(search.notes),
+        "compressed_file": None if compressed is None else compressed.to_dict(),
         "candidates": [
             {**dataclasses.asdict(candidate), "name": candidate.name}
             for candidate in search.candidates

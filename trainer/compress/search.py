@@ -1,42 +1,54 @@
 """The budgeted search of `trainer compress RUN_DIR`: rebuild the run, try techniques, measure.
 
-`compress_run` rebuilds a run through the recipe that made it (`run.json` names it, and
-`config.yaml` holds its config), so the data, preprocessing, loss and learning rate are the
-run's own, whatever the recipe. `Search` then tries techniques from cheapest to most expensive
-(post-training quantization, QAT, magnitude pruning, clustering, filter pruning,
-distillation), exports every candidate to TFLite, measures it with LiteRT and keeps the
-smallest (or fastest) whose accuracy drop on the run's validation data stays within the
-budget. The test set only scores. Techniques that do not apply to the model are skipped with
-a note in the report.
+`compress_run` rebuilds a run through the recipe that made it (`trainer.compress.rebuild`), so
+the data, preprocessing, loss and learning rate are the run's own, whatever the recipe.
+`Search` then tries techniques from cheapest to most expensive (post-training quantization,
+QAT, magnitude pruning, clustering, filter pruning, distillation), writes every candidate as
+the file an app loads (`trainer.compress.files`: the same graph and metadata as the files of
+`trainer train`), measures that file with LiteRT and keeps the smallest (or fastest) whose
+accuracy drop on the run's validation data stays within the budget. The test set only scores.
+Techniques that do not apply to the model are skipped with a note in the report.
 
-This module owns the search; the TF-MOT helpers are `trainer.compression`, TFLite conversion is
-`trainer.export`, the report is `trainer.compress.report`. It must not parse command lines.
+Candidates are scored with LiteRT only: it computes what MediaPipe Tasks computes from the
+same file, batched, while the task API classifies one example per call. MediaPipe checks the
+chosen file, `model_compressed.tflite`, on the whole test set, as training checks its files.
+
+This module owns the search; the TF-MOT helpers are `trainer.compression`, fine-tuning is
+`trainer.compress.finetune`, the report is `trainer.compress.report`. It must not parse
+command lines.
 
 Example:
 
     from trainer.compress import CompressConfig, compress_run
     metrics = compress_run("runs/fm", CompressConfig(max_accuracy_drop=0.5))
-    print(metrics["best"])
+    print(metrics["best"], metrics["compressed_file"]["mediapipe"]["agreement"])
 """
 
-import dataclasses
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 import tf_keras as keras
 
 from trainer.compress.candidates import Candidate, best_candidate
+from trainer.compress.files import COMPRESSED_FILE, CandidateFiles
+from trainer.compress.finetune import GENTLE_FRACTION, FineTuning
 from trainer.compress.options import (
     MIN_PRUNED_WEIGHTS,
     CompressConfig,
     check_compress_options,
+    compress_io,
     parse_fractions,
     parse_methods,
+)
+from trainer.compress.rebuild import (
+    STUDENT_RATIO,
+    StudentFactory,
+    load_original,
+    rebuild_run,
+    refuse_untrained,
+    run_model,
+    student_factory,
 )
 from trainer.compression import cluster_weights as cluster_layers
 from trainer.compression import (
@@ -50,135 +62,22 @@ from trainer.compression import (
     strip,
 )
 from trainer.experiment import Experiment
-from trainer.models.image import without_test_time_flip
-from trainer.precision import float32_copy
 
-STUDENT_RATIO = 0.5  # filters removed from the original for a student of a width-less recipe
-# Fine-tuning runs at a sixth of the run's peak learning rate unless --learning_rate says
-# otherwise (Fashion-MNIST: 5e-4 against 3e-3), QAT and clustering at a fifth of that again.
-FINETUNE_FRACTION = 1 / 6
-GENTLE_FRACTION = 1 / 5
-
-# Makes the untrained distillation student: (model, settings for the candidate's name, a
-# phrase for the log and the report).
-StudentFactory = Callable[[], tuple[keras.Model, str, str]]
-
-
-def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
-    """The recipe module, its config and `recipe.build(config)` for the run in `run_dir`.
-
-    Raises:
-        FileNotFoundError: `run.json` or `config.yaml` is missing, or names a recipe file that
-            no longer exists.
-        ValueError: `run.json` names no recipe, or the recipe has no `build` (the recipe
-            contract), or its `build` returned no validation data.
-    """
-    from trainer.recipe_loader import load_run_recipe
-
-    recipe, config = load_run_recipe(run_dir, "rebuild the run's data and model for compress")
-    recipe_name = recipe.__name__
-    if getattr(config, "precision", "float32") != "float32":
-        # TF-MOT's fake-quantization and clustering ops take float32 only (measured: bfloat16
-        # inputs fail in FakeQuantWithMinMaxVars and KmeansPlusPlusInitialization).
-        print(f"compress fine-tunes in float32 (the run's precision: {config.precision})")
-        config = dataclasses.replace(config, precision="float32")
-    experiment = recipe.build(config)
-    if experiment.x_val is None or experiment.y_val is None or len(experiment.x_val) == 0:
-        raise ValueError(
-            f"recipe {recipe_name!r} built no validation data for {run_dir} (x_val is None). "
-            "Compress chooses candidates on validation data, never on the test set: train the "
-            "run again with a validation share (e.g. --validation_size=N if the recipe has it)"
-        )
-    return recipe, config, experiment
+__all__ = [
+    "STUDENT_RATIO",
+    "Search",
+    "StudentFactory",
+    "compress_run",
+    "load_original",
+    "rebuild_run",
+    "refuse_untrained",
+    "run_model",
+    "student_factory",
+]
 
 
-def load_original(path: str | Path) -> keras.Model:
-    """The run's trained model; a truncated or unreadable file fails with a one-paragraph
-    ValueError naming it, not a traceback from h5py or zipfile."""
-    import zipfile
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(
-            f"{path} could not be read as a Keras model ({type(error).__name__}: {reason}); "
-            "the file is probably truncated or was written by an interrupted run. Train the run "
-            "again, or copy model.keras from where it was made."
-        ) from None
-
-
-def student_factory(
-    recipe: ModuleType, recipe_config: Any, original: keras.Model, config: CompressConfig
-) -> StudentFactory:
-    """How to make the distillation student: the run's own architecture, shrunk.
-
-    If the recipe's Config has a `width`, the student is `recipe.build(config with width
-    halved, at least 4, or --student_width)`'s fresh model; otherwise the original with half
-    its filters removed (`prune_filters`) and its weights re-initialised.
-    """
-    if hasattr(recipe_config, "width"):
-        width = config.student_width or max(4, int(recipe_config.width) // 2)
-
-        def build_student() -> tuple[keras.Model, str, str]:
-            smaller = dataclasses.replace(recipe_config, width=width)
-            model = recipe.build(smaller).model
-            return model, f"width={width}", f"the recipe's model at width={width}"
-
-        return build_student
-
-    def prune_student() -> tuple[keras.Model, str, str]:
-        pruned = prune_filters(original, STUDENT_RATIO, criterion="l1")
-        if pruned.count_params() >= original.count_params():
-            raise ValueError("no layer of the model can lose filters")
-        # clone_model builds new layers from the config: fresh, re-initialised weights.
-        fresh = keras.models.clone_model(pruned)
-        description = f"the original without {STUDENT_RATIO:.0%} of its filters, re-initialised"
-        return fresh, f"ratio={STUDENT_RATIO:g}", description
-
-    return prune_student
-
-
-def refuse_untrained(
-    val_accuracy: float, y_val: np.ndarray, test_accuracy: float, y_test: np.ndarray
-) -> None:
-    """Fails when the original scores at chance on validation or test data: compressing a
-    model that never learned would only measure noise (and may call noise "within budget")."""
-    from trainer.diagnosis import CHANCE_MARGIN, at_chance, majority_share
-
-    for split, accuracy, labels in (
-        ("validation", val_accuracy, y_val),
-        ("test", test_accuracy, y_test),
-    ):
-        if at_chance(accuracy, labels):
-            raise ValueError(
-                f"the run's model never learned: its {split} accuracy {accuracy:.1%} is at "
-                f"chance level (the majority class is {majority_share(labels):.1%} of the "
-                f"{split} labels, +{CHANCE_MARGIN * 100:g} pp). There is nothing to compress. "
-                "Train it again with more epochs (or a smaller batch size, for more steps) and "
-                "read the fit diagnosis in the run's report.md for what else to change."
-            )
-
-
-def _count_nonzero(model: keras.Model) -> int:
-    return int(sum(np.count_nonzero(weight) for weight in model.get_weights()))
-
-
-def _keras_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    logits = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
-
-
-def _batches_per_epoch(dataset) -> int:
-    count = int(dataset.cardinality())
-    if count == -1:  # tf.data.INFINITE_CARDINALITY
-        raise ValueError(
-            "experiment.train repeats forever; build() must return one epoch of batches "
-            "(no .repeat()), so compress can count the steps of an epoch"
-        )
-    if count < 0:  # unknown (e.g. after filter): count it once
-        count = sum(1 for _ in dataset)
-    return max(1, count)
+def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(outputs, axis=-1) == np.asarray(y)))
 
 
 class Search:
@@ -216,19 +115,22 @@ class Search:
         # Quantizing the inputs breaks models that take ids (text): when the recipe does not
         # export int8, dynamic-range quantization (float inputs, int8 weights) stands in.
         self.int8 = "int8" if "int8" in experiment.export_formats else "dynamic"
-        loss = experiment.model.loss
-        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
-        if self.loss is None:
-            raise ValueError("experiment.model is not compiled: build() must compile it")
-        self.steps_per_epoch = _batches_per_epoch(experiment.train)
-        if config.batch_size > 0:
-            examples = self.steps_per_epoch * experiment.batch_size
-            self.steps_per_epoch = max(1, math.ceil(examples / config.batch_size))
-        self.finetune_rate = config.learning_rate or experiment.learning_rate * FINETUNE_FRACTION
-        self.reference_val = _keras_accuracy(original, experiment.x_val, experiment.y_val)
-        self.reference_test = _keras_accuracy(original, experiment.x_test, experiment.y_test)
+        self.tuning = FineTuning(experiment, config)
+        self.loss = self.tuning.loss
+        self.steps_per_epoch = self.tuning.steps_per_epoch
+        self.finetune_rate = self.tuning.learning_rate
+        self.reference_val = _accuracy(
+            original.predict(experiment.x_val, batch_size=256, verbose=0), experiment.y_val
+        )
+        test_outputs = original.predict(experiment.x_test, batch_size=256, verbose=0)
+        self.reference_test = _accuracy(test_outputs, experiment.y_test)
         refuse_untrained(
             self.reference_val, experiment.y_val, self.reference_test, experiment.y_test
+        )
+        self.io = compress_io(config, experiment.export_io)
+        references = self.reference_val, self.reference_test
+        self.files = CandidateFiles(
+            original, experiment, self.io, self.out_dir, test_outputs, references
         )
 
     def _log(self, message: str) -> None:
@@ -236,14 +138,8 @@ class Search:
 
     # -- fitting ---------------------------------------------------------------------------
 
-    def _dataset(self):
-        train = self.experiment.train
-        if self.config.batch_size > 0:
-            train = train.unbatch().batch(self.config.batch_size)
-        return train
-
     def steps(self, epochs: float) -> int:
-        return max(1, int(round(epochs * self.steps_per_epoch)))
+        return self.tuning.steps(epochs)
 
     def fit(
         self,
@@ -254,45 +150,8 @@ class Search:
         teacher: keras.Model | None = None,
         warmup: bool = False,
     ) -> None:
-        """Compiles with the run's loss and trains for `epochs` (fractions allowed) with Adam,
-        cosine decay from `learning_rate` (default: the fine-tuning rate).
-
-        With a `teacher`, the model trains as the student of a `Distiller` (the run's loss on
-        the hard labels, `temperature` and `alpha` from the options). With `warmup` the
-        learning rate rises linearly over the first half epoch, for models trained from
-        scratch.
-        """
-        from trainer.callbacks import EpochLogger
-        from trainer.distill import Distiller
-        from trainer.optimizers import scheduled_optimizer
-
-        total = self.steps(epochs)
-        rounds = max(1, math.ceil(epochs))  # Keras epochs, so callbacks see epoch ends
-        optimizer = scheduled_optimizer(
-            "adam",
-            learning_rate or self.finetune_rate,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=epochs,
-            warmup_epochs=0.5 if warmup else 0.0,
-        )
-        class_weight = self.experiment.class_weight
-        if teacher is None:
-            trained = model
-            trained.compile(optimizer, self.loss, metrics=["accuracy"])
-        else:
-            trained = Distiller(
-                model, teacher, self.config.temperature, self.config.alpha, student_loss=self.loss
-            )
-            trained.compile(optimizer=optimizer, metrics=["accuracy"])
-            class_weight = None  # the distiller's hard loss is already reduced to a scalar
-        trained.fit(
-            self._dataset().repeat(),
-            epochs=rounds,
-            steps_per_epoch=math.ceil(total / rounds),
-            class_weight=class_weight,
-            callbacks=[*callbacks, EpochLogger()],
-            verbose=0,
-        )
+        """Trains `model` on the run's data with the run's loss (see `FineTuning.fit`)."""
+        self.tuning.fit(model, callbacks, epochs, learning_rate, teacher, warmup)
 
     def teacher(self) -> keras.Model:
         """The frozen teacher for distillation: the `--teacher` run's model, or a copy of this
@@ -315,64 +174,21 @@ class Search:
     def measure(
         self, technique: str, settings: str, model: keras.Model, format: str, started: float
     ) -> Candidate:
-        """Exports `model` as `format`, scores it with LiteRT and records the candidate."""
-        from trainer.export import convert, gzip_size, measure_latency, tflite_accuracy
-        from trainer.files import atomic_write_bytes
-        from trainer.flops import count_flops
-
-        experiment = self.experiment
+        """Writes `model` as the `format` file an app loads, scores that file with LiteRT
+        (`CandidateFiles.measure`) and records the candidate with its verdict."""
         model = strip(model)
-        parts = [technique, settings.replace("=", "").replace(",", "_"), format]
-        name = "-".join(part for part in parts if part)
-        input_range = self._input_range()
-        if format == "int8" and input_range is not None:
-            _pin_quantized_input(model, input_range)
-        content = convert(
-            model, format, experiment.representative, io=self.config.io, input_range=input_range
-        )
-        path = atomic_write_bytes(self.out_dir / "candidates" / f"{name}.tflite", content)
-        val_accuracy = tflite_accuracy(content, experiment.x_val, experiment.y_val)
-        test_accuracy = tflite_accuracy(content, experiment.x_test, experiment.y_test)
-        # Best of three: the machine may be shared, and interference only ever adds time.
-        sample = experiment.x_test[0]
-        latency = min(measure_latency(content, sample, runs=100) for _ in range(3))
-        candidate = Candidate(
-            technique=technique,
-            settings=settings,
-            format=format,
-            path=str(path),
-            val_accuracy=val_accuracy,
-            val_drop_pp=round((self.reference_val - val_accuracy) * 100, 3),
-            test_accuracy=test_accuracy,
-            test_drop_pp=round((self.reference_test - test_accuracy) * 100, 3),
-            size_bytes=len(content),
-            gzip_bytes=gzip_size(content),
-            latency_ms=latency,
-            parameters=int(model.count_params()),
-            nonzero_parameters=_count_nonzero(model),
-            flops=count_flops(model),
-            seconds=round(time.perf_counter() - started, 1),
-        )
+        candidate = self.files.measure(technique, settings, model, format, started)
         candidate.within_budget = candidate.val_drop_pp <= self.config.max_accuracy_drop
         self.candidates.append(candidate)
         self.models[candidate.name] = model
         verdict = "within budget" if candidate.within_budget else "OVER budget"
         self._log(
-            f"  {candidate.name}: val {val_accuracy:.4f} (drop {candidate.val_drop_pp:+.2f} pp, "
-            f"{verdict}), test {test_accuracy:.4f}, {len(content) / 1024:.1f} KiB, "
-            f"gzip {candidate.gzip_bytes / 1024:.1f} KiB, {latency:.3f} ms"
+            f"  {candidate.name}: val {candidate.val_accuracy:.4f} (drop "
+            f"{candidate.val_drop_pp:+.2f} pp, {verdict}), test {candidate.test_accuracy:.4f}, "
+            f"{candidate.size_bytes / 1024:.1f} KiB, gzip {candidate.gzip_bytes / 1024:.1f} KiB, "
+            f"{candidate.latency_ms:.3f} ms"
         )
         return candidate
-
-    def _input_range(self) -> tuple[float, float] | None:
-        """The model inputs of pixels 0 and 255, so that a uint8 or int8 file takes raw pixels
-        exactly; None with float32 io or a model that does not take images."""
-        from trainer.export import image_input
-
-        if self.config.io == "float32":
-            return None
-        image = image_input(self.model, self.experiment.input_spec, self.experiment.x_test)
-        return None if image is None else image.pixel_range
 
     def _skip(self, technique: str, reason: str) -> None:
         note = f"{technique} skipped: {reason}"
@@ -628,47 +444,27 @@ class Search:
             self.distill()
 
     def remeasure_latency(self, rounds: int = 5) -> None:
-        """Measures every candidate again, round-robin, keeping each one's best time.
-
-        Load from other processes comes and goes during a long search; interleaving gives
-        every candidate the same chances of a quiet moment, so speed ratios stay fair.
-        """
-        from trainer.export import measure_latency
-
-        contents = [Path(candidate.path).read_bytes() for candidate in self.candidates]
-        for _ in range(rounds):
-            for candidate, content in zip(self.candidates, contents, strict=True):
-                latency = measure_latency(content, self.experiment.x_test[0], runs=100)
-                candidate.latency_ms = min(candidate.latency_ms, latency)
+        """Measures every candidate again, round-robin, keeping each one's best time (see
+        `CandidateFiles.remeasure_latency`)."""
+        self.files.remeasure_latency(self.candidates, rounds)
 
     def best(self) -> Candidate:
         """The smallest (gzip) or fastest candidate within budget; the original otherwise."""
         return best_candidate(self.candidates, self.config.prefer)
 
 
-def _pin_quantized_input(model: keras.Model, input_range: tuple[float, float]) -> None:
-    """Sets the input range a quantization-aware model learned to `input_range`, the range
-    its integer input must stand for exactly; conversion takes a QAT model's input
-    quantization from this layer, not from calibration. Other models are left as they are."""
-    for layer in model.layers:
-        if type(layer).__name__ != "QuantizeLayer" or layer.input is not model.input:
-            continue
-        for weight in layer.weights:
-            if weight.name.endswith("_min:0"):
-                weight.assign(input_range[0])
-            elif weight.name.endswith("_max:0"):
-                weight.assign(input_range[1])
-
-
 def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
     """Compresses a trained run within an accuracy budget; writes a report and the best model.
 
-    The run is rebuilt through its recipe (`rebuild_run`). Every candidate is exported to
-    TFLite under `OUT_DIR/candidates/` and measured with LiteRT: accuracy on the run's
-    validation data (selects) and test set (scores), size raw and gzip, batch-1 latency on
-    one thread, parameters and FLOPs. The best candidate is copied to
-    `OUT_DIR/model_compressed.tflite` with its Keras model; `report.md` holds the table and
-    `accuracy_vs_size.png`. Returns the metrics written to `OUT_DIR/metrics.json`.
+    The run is rebuilt through its recipe (`rebuild_run`). Every candidate is written under
+    `OUT_DIR/candidates/` as the file an app loads (made as `trainer train` makes its files:
+    the runtimes' input, probabilities out, labels and normalization or tokenizer in the
+    metadata) and measured with LiteRT: accuracy on the run's validation data (selects) and
+    test set (scores), size raw and gzip, batch-1 latency on one thread, parameters and
+    FLOPs. The best candidate is copied to `OUT_DIR/model_compressed.tflite` with its Keras
+    model and its sidecar JSON, and verified like training's files: LiteRT against the
+    original on the test set, and MediaPipe Tasks as an app runs it. `report.md` holds the
+    tables and `accuracy_vs_size.png`. Returns the metrics written to `OUT_DIR/metrics.json`.
 
     Raises:
         FileNotFoundError: the run directory, its config.yaml, run.json or model.keras is
@@ -677,23 +473,13 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
             or validation data, or an original at chance level.
     """
     from trainer.compress.report import write_compression_report
-    from trainer.files import atomic_write_bytes
-    from trainer.runs import MODEL_FILE
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     check_compress_options(run_dir, config)
     methods = parse_methods(config.method)
     out_dir = Path(config.out_dir) if config.out_dir else run_dir / "compression"
-    loaded = load_original(run_dir / MODEL_FILE)
-    original = without_test_time_flip(loaded)
-    if original is not loaded:
-        print(
-            "compress works on the model without its test-time flip (the run's model averages "
-            "the logits of each image and its mirror image; its candidates do not)"
-        )
-    # A mixed-precision run is compressed as its float32 copy (the same weights).
-    original = float32_copy(original)
+    original = run_model(run_dir)
     recipe, recipe_config, experiment = rebuild_run(run_dir)
     keras.utils.set_random_seed(config.seed)
     print(
@@ -709,8 +495,9 @@ def compress_run(run_dir: str | Path, config: CompressConfig) -> dict:
     best_model = search.models[best.name]
     best_path = out_dir / ("model_compressed" + ("" if is_quantize_aware(best_model) else ".keras"))
     save_compressed(best_model, best_path)
-    atomic_write_bytes(out_dir / "model_compressed.tflite", Path(best.path).read_bytes())
+    print(f"verifying {COMPRESSED_FILE} ({best.name}) with LiteRT and MediaPipe Tasks", flush=True)
+    compressed = search.files.write_compressed(best, config.max_accuracy_drop)
     seconds = time.perf_counter() - started
-    metrics = write_compression_report(search, best, run_dir, seconds)
+    metrics = write_compression_report(search, best, run_dir, seconds, compressed)
     print(f"best: {best.name}; report: {out_dir / 'report.md'} ({seconds:.0f} s)")
     return metrics
