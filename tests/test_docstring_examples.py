@@ -29,6 +29,7 @@ CONVERTED = [
     "trainer.augment.randaugment",
     "trainer.callbacks",
     "trainer.config",
+    "trainer.data",
     "trainer.data.check",
     "trainer.data.cifar",
     "trainer.data.folders",
@@ -56,6 +57,7 @@ CONVERTED = [
 ]
 _RESTRUCTURED = "being restructured under issue 23; its examples are converted after that lands"
 _NOT_YET = "examples not converted to doctests yet"
+_NEW = "added under issue 23 while the doctests were written; its author converts its examples"
 # A package named here covers its submodules.
 PENDING = {
     "trainer": _NOT_YET,
@@ -73,14 +75,17 @@ PENDING = {
     "trainer.models.bert": _NOT_YET,
     "trainer.models.text": _NOT_YET,
     "trainer.models.transfer": _NOT_YET,
+    "trainer.model_card": _NEW,
     "trainer.plots": _NOT_YET,
     "trainer.precision": _NOT_YET,
+    "trainer.predict": _NEW,
     "trainer.processes": _RESTRUCTURED,
     "trainer.recipe_loader": _NOT_YET,
     "trainer.report": _RESTRUCTURED,
     "trainer.reproducibility": _NOT_YET,
     "trainer.runs": _NOT_YET,
     "trainer.sizing": _RESTRUCTURED,
+    "trainer.snippets": _NEW,
     "trainer.tuning": _RESTRUCTURED,
 }
 # The command line is documented by its `--help` and tested through it.
@@ -116,7 +121,11 @@ def _docstrings(name: str) -> list[tuple[str, str]]:
 
 
 def _pending(name: str) -> bool:
-    return any(name == package or name.startswith(f"{package}.") for package in PENDING)
+    """Listed in PENDING, or a submodule of a package listed there (not of `trainer` itself)."""
+    return any(
+        name == package or (package != "trainer" and name.startswith(f"{package}."))
+        for package in PENDING
+    )
 
 
 def test_every_module_is_converted_or_pending():
