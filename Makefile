@@ -10,7 +10,7 @@ ARGS ?=
 # pytest processes for `make test`; each test file stays in one process, in order.
 TEST_WORKERS ?= 2
 
-.PHONY: setup data demo test test-slow lint format docs bench bench-real bench-transfer notebooks clean
+.PHONY: setup data demo test test-fast test-slow lint format docs bench bench-real bench-transfer notebooks clean
 
 setup: data $(STAMP)
 
@@ -34,6 +34,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS); status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
+
+# The edit loop: `make test` without the end-to-end tests (marked e2e: recipe runs, commands,
+# subprocesses, notebooks; tests/conftest.py also marks those that use a trained run).
+test-fast: setup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not e2e" $(ARGS); status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(ARGS)

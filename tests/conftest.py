@@ -25,6 +25,84 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 from datagen import bar_images as make_class_images  # noqa: E402, F401
 from datagen import write_fashion_dir  # noqa: E402, F401
 
+# Fixtures that train a run or start a search: a test that uses one is end-to-end
+# (`make test-fast` leaves it out). Other end-to-end tests carry `@pytest.mark.e2e`.
+TRAINING_FIXTURES = {
+    "image_classifier_run",
+    "text_classifier_run",
+    "image_run",  # test_compress_command.py, test_predict.py
+    "text_run",  # test_compress_command.py, test_predict.py
+    "single_process",  # test_distribute.py
+    "runs",  # test_export_every_recipe.py
+    "fashion_run",  # test_mobile_export.py
+    "fashion_compressed",  # test_compress_mobile.py
+    "text_compressed",  # test_compress_mobile.py
+    "digits_run",  # test_model_card.py
+    "flaky_recipe",  # test_tuning.py: searches run as subprocesses
+}
+# Files whose every test runs what a user types (documented commands): end-to-end.
+END_TO_END_FILES = {"test_readme.py"}
+# End-to-end tests (by function name) of files that do not carry the mark yet; the mark
+# belongs on the test itself (`@pytest.mark.e2e`), and a name here goes once it does. Each
+# takes 4-28 s of CPU (CLI searches, fresh processes, MediaPipe runs).
+END_TO_END_TESTS = {
+    "test_tuning.py": {
+        "test_all_four_tuners_search_fashion_mnists_own_space_from_the_cli",
+        "test_all_four_tuners_from_the_cli_on_digits",
+        "test_best_yaml_trains_unchanged",
+        "test_tuners_from_the_cli_on_image_classifier",
+    },
+    "test_custom_objects.py": {
+        "test_a_fresh_process_loads_the_model_after_import_trainer",
+        "test_keras3_loads_a_keras3_model_with_a_trainer_schedule",
+    },
+    "test_mobile_text.py": {
+        "test_bert_file_loads_with_its_wordpiece_tokenizer",
+        "test_mediapipe_classifies_raw_text_like_our_pipeline",
+        "test_a_run_with_stripped_punctuation_says_why_mediapipe_cannot_load",
+        "test_trainer_export_of_a_text_run_checks_it_with_mediapipe",
+    },
+    "test_export_command.py": {
+        "test_command_output_is_clean",
+        "test_run_folder_of_a_shipped_recipe",
+    },
+    "test_mobile_export.py": {"test_mediapipe_loads_the_file_and_returns_labelled_probabilities"},
+}
+
+# The files that take the most CPU, heaviest first (measured alone, each a few minutes or
+# less). pytest-xdist's loadfile hands whole files to the two processes in collection order:
+# starting with the longest ones keeps one process from finishing minutes after the other.
+HEAVY_FIRST = [
+    "test_readme.py",
+    "test_tuning.py",
+    "test_notebooks.py",
+    "test_compress_command.py",
+    "test_export_every_recipe.py",
+    "test_export_command.py",
+    "test_mobile_export.py",
+    "test_contract.py",
+    "test_distribute.py",
+    "test_text_models.py",
+    "test_compression.py",
+    "test_cli_and_recipe.py",
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks `e2e` the tests that train through a fixture, those of END_TO_END_FILES and those
+    named in END_TO_END_TESTS, and puts the heaviest files
+    first (a stable sort: each file's tests keep their order, the other files theirs)."""
+    e2e = pytest.mark.e2e
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        function = getattr(item, "originalname", item.name)
+        named = function in END_TO_END_TESTS.get(item.path.name, ())
+        if TRAINING_FIXTURES & uses or item.path.name in END_TO_END_FILES or named:
+            item.add_marker(e2e)
+    rank = {name: index for index, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture
 def fashion_dir(tmp_path: Path) -> Path:

@@ -76,6 +76,7 @@ def _check_run(run_dir: Path, formats: set[str], learns: bool = True) -> dict:
     return metrics
 
 
+@pytest.mark.e2e
 def test_cifar10_resnet20_on_the_python_folder(tmp_path):
     folder = write_cifar10_folder(tmp_path / "cifar")
     run_dir = tmp_path / "run"
@@ -100,6 +101,7 @@ def test_cifar10_resnet20_on_the_python_folder(tmp_path):
     assert "model: resnet20" in config
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cifar10_resnet9_with_test_time_flip(tmp_path):
     folder = write_cifar10_folder(tmp_path / "cifar")
@@ -123,6 +125,7 @@ def test_cifar10_resnet9_with_test_time_flip(tmp_path):
     assert metrics["test_accuracy"] > 0.2  # chance is 0.1
 
 
+@pytest.mark.e2e
 def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
     root = write_imdb(tmp_path / "aclImdb", per_class=24)
     run_dir = tmp_path / "run"
@@ -145,6 +148,7 @@ def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
     assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_image_classifier_transfers_a_backbone_from_an_earlier_run(tmp_path):
     from datagen import write_image_folder
@@ -203,6 +207,7 @@ def test_image_classifier_transfers_a_backbone_from_an_earlier_run(tmp_path):
     np.testing.assert_array_equal(bottom_kernel(first), bottom_kernel(second))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_image_classifier_transfers_its_own_cnn_from_an_earlier_run(tmp_path):
     from datagen import write_image_folder

@@ -79,6 +79,7 @@ def _zero_share(table) -> float:
     return float(np.mean(np.asarray(table) == 0))
 
 
+@pytest.mark.e2e
 def test_bag_of_ngrams_table_is_pruned_and_quantized(tmp_path, texts, capsys):
     import tf_keras as keras
 
@@ -107,6 +108,7 @@ def test_bag_of_ngrams_table_is_pruned_and_quantized(tmp_path, texts, capsys):
 
 
 # About 80 s of CPU each (train, then the whole auto search): behind -m slow, out of CI.
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["transformer", "bert"])
 def test_attention_models_compress_by_default(tmp_path, texts, capsys, model):

@@ -112,6 +112,7 @@ def test_two_four_sparsity_keeps_two_of_every_four_input_weights(trained, data):
         assert _kernel_sparsity(final)[name] == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.e2e
 def test_pruned_int8_file_is_smaller_after_gzip(trained, data):
     x, y, _ = data
     pruned, callbacks = prune_low_magnitude(trained, 0.8, end_step=20, frequency=2)
@@ -162,6 +163,7 @@ def test_clustering_leaves_at_most_k_values_per_kernel(trained, data):
         cluster_weights(trained, number_of_clusters=1)
 
 
+@pytest.mark.e2e
 def test_qat_model_exports_matches_keras_and_reloads(trained, data, tmp_path):
     x, y, _ = data
     qat, callbacks = quantize_aware(trained)
@@ -181,6 +183,7 @@ def test_qat_model_exports_matches_keras_and_reloads(trained, data, tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_pruning_preserving_qat_keeps_zeros(trained, data):
     pruned, callbacks = prune_low_magnitude(trained, 0.7, end_step=6, frequency=1)
     final = strip(_fit(pruned, callbacks, data, epochs=1))
@@ -190,6 +193,7 @@ def test_pruning_preserving_qat_keeps_zeros(trained, data):
     assert np.mean(kernel == 0) == pytest.approx(0.7, abs=0.01)
 
 
+@pytest.mark.e2e
 def test_cluster_preserving_qat_keeps_clusters(trained, data):
     clustered, callbacks = cluster_weights(trained, number_of_clusters=8)
     final = strip(_fit(clustered, callbacks, data, epochs=1, learning_rate=1e-4))

@@ -221,6 +221,7 @@ def main(config):
 # In the default suite: 32 s of CPU for the supervisor and its 4 workers (2.6 s supervisor
 # start, 4.8 s per worker before the kill, 9.4 s per worker after), 2026-11-26 00:53 UTC. The
 # wall time, 158-227 s, was measured only at load average 17-20 (2 cores), never alone.
+@pytest.mark.e2e
 def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
     """`trainer train RECIPE --local_workers=2 --epochs=3`: kill -9 worker 1 once epoch 1 is
     backed up; the supervisor restarts both workers from the chief's backup, which train
@@ -398,6 +399,7 @@ print("FOUND " + json.dumps(found))
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # about 25 s alone (55 s on a loaded machine)
 def test_callbacks_pruning_qat_and_distillation_train_under_mirrored_strategy(tmp_path):
     result = subprocess.run(

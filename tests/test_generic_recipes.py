@@ -47,6 +47,7 @@ def test_text_classifier_on_aclimdb_layout_with_class_weights(text_classifier_ru
     assert "balance: class_weights" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.e2e
 def test_text_classifier_on_csv(tmp_path):
     rng = np.random.default_rng(0)
     lines = ["text,label"] + [

@@ -103,6 +103,7 @@ def test_bad_arguments_are_refused(keras):
         find_learning_rate(uncompiled, data)
 
 
+@pytest.mark.e2e
 def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch):
     from trainer import cli
 
@@ -129,6 +130,7 @@ def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch)
     assert "epochs expects int, received 'abc'" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("recipe", ["image_classifier", "text_classifier"])
 def test_lr_find_works_for_every_recipe(recipe, tmp_path, capsys):
     from datagen import write_image_folder, write_imdb

@@ -4,12 +4,14 @@ skipped because of the run's precision. The run is tests/recipes_for_tests/tiny_
 
 import json
 
+import pytest
 import tf_keras as keras
 
 from conftest import RECIPES_FOR_TESTS
 from trainer.cli import main as trainer_main
 
 
+@pytest.mark.e2e
 def test_a_bfloat16_run_exports_and_compresses_in_float32(tmp_path, capsys):
     recipe, run, out = RECIPES_FOR_TESTS / "tiny_bf16.py", tmp_path / "run", tmp_path / "out"
     try:

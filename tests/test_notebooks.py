@@ -23,6 +23,7 @@ def test_ipynb_is_generated_from_source(source: Path):
     assert _code(nbformat.read(ipynb, as_version=4)) == _code(jupytext.read(source))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("source", SOURCES, ids=[path.stem for path in SOURCES])
 def test_notebook_runs(source: Path, tmp_path: Path):
     notebook = jupytext.read(source)

@@ -46,6 +46,7 @@ def compare_runs() -> None:
     print("identical", len(first_metrics), "metric values")
 
 
+@pytest.mark.e2e
 def test_same_seed_gives_identical_metrics_and_weights():
     # A subprocess, because op determinism cannot be switched off in the test process.
     script = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); " + (

@@ -26,6 +26,7 @@ def _trainer(*args, **kwargs):
     return [sys.executable, "-m", "trainer.cli", *args], env
 
 
+@pytest.mark.e2e
 def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
     recipe = RECIPES_FOR_TESTS / "killable_regression.py"
     run_dir, marker = tmp_path / "run", tmp_path / "paused"

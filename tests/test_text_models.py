@@ -265,12 +265,14 @@ MODELS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model, options", MODELS)
 def test_text_classifier_trains_and_exports_each_model(tmp_path, model, options):
     metrics, _ = _train_text(tmp_path, model, *options)
     assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
 
 
+@pytest.mark.e2e
 def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     folder, _ = tiny_bert
     metrics, run_dir = _train_text(
@@ -284,6 +286,7 @@ def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     assert rates[0] > rates[1] > rates[2]  # linear decay after the warmup
 
 
+@pytest.mark.e2e
 def test_every_text_model_exports_to_builtin_tflite_ops(tiny_bert):
     # LSTM converts like the GRU (both are recurrent layers); its recipe test (-m slow) checks it.
     from trainer.export import convert, predict_tflite
