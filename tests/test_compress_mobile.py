@@ -202,7 +202,7 @@ def text_compressed(tmp_path_factory):
     return run_dir, out
 
 
-def test_compressed_text_file_loads_in_text_classifier(text_compressed):
+def test_compressed_text_file_loads_in_text_classifier(text_compressed, tmp_path, capsys):
     from mediapipe.tasks.python.core.base_options import BaseOptions
     from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
 
@@ -223,3 +223,10 @@ def test_compressed_text_file_loads_in_text_classifier(text_compressed):
     sidecar = json.loads((out / "model_compressed.json").read_text())
     assert sidecar["text"]["mediapipe"] == "loads" and sidecar["class_names"] == names
     assert "↳ MediaPipe Tasks" in (out / "report.md").read_text()
+    # The sidecar and the vocabulary beside the file are all `trainer predict` needs.
+    review = tmp_path / "review.txt"
+    review.write_text("A wonderful, moving film.", encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["predict", str(path), str(review), "--format=json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert sorted(entry["label"] for entry in row["top_k"]) == sorted(names)

@@ -171,7 +171,8 @@ class CandidateFiles:
     def write_compressed(self, best: Candidate, budget_pp: float) -> ExportResult:
         """Copies `best`'s file to `out_dir/model_compressed.tflite`, verifies it on the whole
         test set against the original with LiteRT and MediaPipe Tasks (`budget_pp` is the
-        drop it is held to), and writes its sidecar `model_compressed.json`; returns the verification."""
+        drop it is held to), writes its sidecar `model_compressed.json` and returns the
+        verification."""
         experiment = self.experiment
         content = Path(best.path).read_bytes()
         path = atomic_write_bytes(self.out_dir / COMPRESSED_FILE, content)

@@ -72,9 +72,10 @@ def legend(search: Any) -> str:
         ),
         f"Files: every candidate is the file an app loads, made as `trainer train` makes its "
         f"files ({_file_kind(search)}), so sizes and latencies are those of the file that "
-        f"ships; int8 files take and return {search.io}. Candidates are scored with LiteRT, "
-        f"which computes what MediaPipe Tasks does from the same file; MediaPipe checks "
-        f"the chosen file below.",
+        "ships"
+        + (f"; int8 files take and return {search.io}" if search.int8 == "int8" else "")
+        + ". Candidates are scored with LiteRT, which computes what MediaPipe Tasks does from "
+        "the same file; MediaPipe checks the chosen file below.",
         "Latency: batch 1, one thread, LiteRT interpreter; best of 8 means of 100 runs, 5 of "
         "them taken round-robin over all candidates after the search. Size ratios and "
         "speed-ups are against the first row. MFLOPs count pruned zeros, which still execute.",
@@ -90,7 +91,8 @@ def _file_kind(search: Any) -> str:
     if target.text is not None and not target.text.refused:
         return f"int32 token ids in, {target.outputs} out, tokenizer and labels in the metadata"
     if target.text is not None:
-        return f"int32 token ids in, {target.outputs} out; no tokenizer metadata: {target.text.refused}"
+        refused = target.text.refused
+        return f"int32 token ids in, {target.outputs} out; no tokenizer metadata: {refused}"
     return "the model's own input and logits, not a file for the mobile runtimes"
 
 
@@ -102,9 +104,9 @@ def verification(compressed: Any, best: Candidate, search: Any) -> str:
     table = export_table(search.reference_test, None, [compressed])
     return (
         f"`model_compressed.tflite` is {best.label}, checked as `trainer train` checks its "
-        "files: LiteRT against the original Keras model on the whole test set (the budget "
-        "column holds it to --max_accuracy_drop on the test set, for information: validation "
-        "chose it), then MediaPipe Tasks as an app runs it. Its sidecar is "
+        "files: LiteRT against the original Keras model on the whole test set, then MediaPipe "
+        "Tasks as an app runs it. The budget column is --max_accuracy_drop applied to the test "
+        "drop, for information (validation chose the file). Its sidecar is "
         "`model_compressed.json`.\n\n" + table
     )
 
