@@ -20,7 +20,7 @@
 # test set is scored once, by the final model. The recipe here is `digits` (scikit-learn's
 # bundled 8x8 digits, seconds per trial); the same calls work on `fashion_mnist`,
 # `image_classifier`, `text_classifier` and your own recipe file.
-# `QUICK = True` keeps every step to seconds on a 2-core CPU.
+# `QUICK = True` keeps the whole notebook to about a minute on a 2-core CPU.
 #
 # Source of truth: this `.py` file (jupytext percent format). Regenerate the notebook with
 # `jupytext --to ipynb notebooks/tune_a_recipe.py`.

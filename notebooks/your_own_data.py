@@ -19,7 +19,7 @@
 # within an accuracy budget, exports it to TFLite and runs the exported file with LiteRT the way
 # an app would. The folder here is scikit-learn's bundled handwritten digits written out as PNG
 # files (real scans, no download); point `FOLDER` at your own photos instead.
-# `QUICK = True` keeps every step to seconds on a 2-core CPU.
+# `QUICK = True` keeps the whole notebook to about two minutes on a 2-core CPU.
 #
 # Source of truth: this `.py` file (jupytext percent format). Regenerate the notebook with
 # `jupytext --to ipynb notebooks/your_own_data.py`.
