@@ -238,6 +238,7 @@ def readme_folder(session) -> Path:
     return session.folder(EXAMPLES[README][0])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "example",
     [pytest.param(example, id=example.name) for example in ALL_EXAMPLES if not example.slow],
@@ -311,10 +312,12 @@ def _file_table() -> tuple[list[str], list[list[str]]]:
     return recipes, [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
 
 
+@pytest.mark.e2e
 def test_file_table_matches_the_run_folders_the_readme_wrote(readme_folder):
     _check_file_table(readme_folder, RUN_FOLDERS)
 
 
+@pytest.mark.e2e
 def test_star_ratings_are_the_classes_in_sorted_order(readme_folder):
     """docs/command-line.md: integer labels 1, 3, 5 are classes '1', '3', '5' in the run."""
     run = readme_folder / RUN_FOLDERS["text_classifier"]
