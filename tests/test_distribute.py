@@ -218,9 +218,9 @@ def main(config):
 """
 
 
-# In the default suite: 32 s of CPU for the supervisor and its 4 workers (2.6 s supervisor
-# start, 4.8 s per worker before the kill, 9.4 s per worker after), 2026-11-26 00:53 UTC. The
-# wall time, 158-227 s, was measured only at load average 17-20 (2 cores), never alone.
+# In the default suite: about 32 s of CPU for the supervisor and its 4 workers (2.6 s
+# supervisor start, 4.8 s per worker before the kill, 9.4 s per worker after); its wall time
+# depends on the machine's load far more than on the code.
 @pytest.mark.e2e
 def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
     """`trainer train RECIPE --local_workers=2 --epochs=3`: kill -9 worker 1 once epoch 1 is
