@@ -2,53 +2,13 @@
 with ResNet-20 and ResNet-9, and IMDb (the aclImdb folder tree)."""
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import write_imdb
+from datagen import write_cifar10_folder, write_imdb
 
 from trainer import cli
-
-
-def write_cifar10_folder(root: Path, per_class: tuple[int, int] = (10, 4), seed: int = 0) -> Path:
-    """cifar-10-batches-py/ as the official tarball unpacks, with images a model can learn:
-    class k brightens colour channel k % 3 and draws a white band at rows 3k..3k+2."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-
-    def batch(count: int) -> bytes:
-        labels = np.resize(np.arange(10), count)
-        rng.shuffle(labels)
-        images = rng.integers(0, 60, size=(count, 32, 32, 3)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            images[index, :, :, label % 3] += np.uint8(120 + 10 * (label // 3))
-            images[index, 3 * label : 3 * label + 3] = 250
-        data = images.transpose(0, 3, 1, 2).reshape(count, 3072)  # channel-major rows
-        return pickle.dumps({b"labels": [int(v) for v in labels], b"data": data}, protocol=2)
-
-    for index in range(1, 6):
-        (folder / f"data_batch_{index}").write_bytes(batch(per_class[0] * 10 // 5))
-    (folder / "test_batch").write_bytes(batch(per_class[1] * 10))
-    names = [
-        name.encode()
-        for name in (
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        )
-    ]
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
-    return folder
 
 
 def _history_losses(run_dir: Path) -> list[float]:

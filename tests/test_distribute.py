@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import RECIPES_FOR_TESTS
 from trainer.config import ConfigError
 from trainer.distribute import (
     DistributeOptions,
@@ -32,37 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Trains the digits recipe's model for 2 epochs under `distributed(...)` and writes its loss
 # curve and final weights to argv[1] (.npz). argv[2:] are `trainer train` distribution options.
-TRAIN_SCRIPT = """
-import json, sys
-import numpy as np
-import trainer.keras_path as path
-path.import_tensorflow_quietly()
-import tensorflow as tf
-if "--strategy=mirrored" in sys.argv:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from trainer.distribute import distributed, prepare_input, split_arguments
-from trainer.recipe_loader import load_recipe
-recipe = load_recipe("digits")
-options, _ = split_arguments(sys.argv[2:])
-with distributed(options) as strategy:
-    experiment = recipe.build(recipe.Config(epochs=2, batch_size=32))
-    history = experiment.model.fit(prepare_input(experiment.train), epochs=2, verbose=0)
-    # Batch-norm re-estimation under the same strategy: 8 batches of 32 rows centred on 3
-    # (a new layer holds mean 0, variance 1).
-    import tf_keras as keras
-    from trainer.batch_norm import recalibrate_batch_norm
-    rows = np.random.default_rng(0).normal(3.0, 2.0, size=(256, 4)).astype("float32")
-    probe = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
-    rows_dataset = tf.data.Dataset.from_tensor_slices((rows, rows)).batch(32)
-    updated = recalibrate_batch_norm(probe, rows_dataset)
-    variance = probe.layers[0].moving_variance
-    copies = [copy.numpy() for copy in strategy.experimental_local_results(variance)]
-    statistics = dict(bn_updated=updated, bn_mean=probe.layers[0].moving_mean.numpy(),
-                      bn_variance=variance.numpy(), bn_copies=np.array(copies))
-np.savez(sys.argv[1], loss=np.array(history.history["loss"]),
-         replicas=strategy.num_replicas_in_sync, *experiment.model.get_weights(), **statistics)
-"""
+TRAIN_SCRIPT = RECIPES_FOR_TESTS / "distributed_digits.py"
 
 
 def _environment(tmp_path: Path) -> dict[str, str]:
@@ -74,7 +45,7 @@ def _environment(tmp_path: Path) -> dict[str, str]:
 
 
 def _train(tmp_path: Path, name: str, *options: str) -> subprocess.Popen:
-    command = [sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path / f"{name}.npz"), *options]
+    command = [sys.executable, str(TRAIN_SCRIPT), str(tmp_path / f"{name}.npz"), *options]
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (the process holds it)
     return subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=_environment(tmp_path), cwd=tmp_path
@@ -167,55 +138,7 @@ def _history_epochs(path: Path) -> list[str]:
 # Gaussian classes of 16 features, one hidden layer. Worker 1 stops once at the start of epoch
 # 2, after epoch 1's backup, writes its pid to $PAUSE_MARKER and waits to be killed: the test
 # kills it at that known point instead of racing epochs of a few hundred ms.
-PAUSED_RECIPE = """
-import dataclasses
-import os
-import time
-from pathlib import Path
-
-import numpy as np
-import tensorflow as tf
-import tf_keras as keras
-
-from trainer.distribute import is_chief
-from trainer.experiment import Experiment, finish, fit, start_run
-
-
-@dataclasses.dataclass
-class Config:
-    run_dir: str = ""
-    epochs: int = 3
-    batch_size: int = 32
-
-
-class PauseOnce(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        marker = Path(os.environ["PAUSE_MARKER"])
-        if epoch == 1 and not is_chief() and not marker.exists():
-            marker.with_suffix(".tmp").write_text(str(os.getpid()))
-            marker.with_suffix(".tmp").rename(marker)
-            while True:
-                time.sleep(1)
-
-
-def main(config):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 4, 768)
-    x = (rng.normal(0, 2, (4, 16))[labels] + rng.normal(size=(768, 16))).astype("float32")
-    keras.utils.set_random_seed(0)
-    train = tf.data.Dataset.from_tensor_slices((x[:512], tf.one_hot(labels[:512], 4)))
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(4)])
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    model.compile(keras.optimizers.Adam(1e-2), loss, metrics=["accuracy"])
-    experiment = Experiment(
-        model=model, train=train.shuffle(512, seed=0).batch(config.batch_size),
-        x_val=x[512:640], y_val=labels[512:640], x_test=x[640:], y_test=labels[640:],
-        class_names=list("abcd"), representative=x[:64], epochs=config.epochs,
-        export_formats=("float32",))
-    run_dir = start_run("paused", config, config.run_dir)
-    return finish(experiment, run_dir, fit(experiment, run_dir, callbacks=[PauseOnce()]))
-"""
+PAUSED_RECIPE = RECIPES_FOR_TESTS / "paused_worker.py"
 
 
 # In the default suite: about 32 s of CPU for the supervisor and its 4 workers (2.6 s
@@ -226,8 +149,7 @@ def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_re
     """`trainer train RECIPE --local_workers=2 --epochs=3`: kill -9 worker 1 once epoch 1 is
     backed up; the supervisor restarts both workers from the chief's backup, which train
     epochs 2 and 3 only; the run ends with 3 epochs, one report and no scratch folder left."""
-    recipe, run_dir, marker = tmp_path / "paused.py", tmp_path / "run", tmp_path / "paused"
-    recipe.write_text(PAUSED_RECIPE)
+    recipe, run_dir, marker = PAUSED_RECIPE, tmp_path / "run", tmp_path / "paused"
     command = [sys.executable, "-m", "trainer.cli", "train", str(recipe), "--local_workers=2"]
     command += ["--epochs=3", f"--run_dir={run_dir}"]
     environment = {**_environment(tmp_path), "PAUSE_MARKER": str(marker)}
@@ -340,70 +262,14 @@ def test_strategy_errors_say_what_to_do(monkeypatch):
 
 # Under MirroredStrategy over two logical CPUs: EMA, time budget, pruning, QAT and
 # distillation each train, and each does what it is for. Prints one JSON line of findings.
-PIECES_SCRIPT = """
-import json
-import numpy as np
-import trainer.keras_path as path
-path.import_tensorflow_quietly()
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import tf_keras as keras
-from trainer.callbacks import ExponentialMovingAverage, TimeBudget
-from trainer.compression.prune import prune_low_magnitude
-from trainer.compression.quantize import quantize_aware
-from trainer.compression.saving import is_quantize_aware, strip
-from trainer.distill import Distiller
-from trainer.distribute import DistributeOptions, distributed
-
-rng = np.random.default_rng(0)
-x = rng.normal(size=(256, 8, 8, 1)).astype("float32")
-y = keras.utils.to_categorical(rng.integers(0, 4, 256), 4)
-loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-
-def compiled():
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(4)])
-    model.compile("adam", loss, metrics=["accuracy"])
-    return model
-
-found = {}
-with distributed(DistributeOptions(strategy="mirrored")) as strategy:
-    found["replicas"] = strategy.num_replicas_in_sync
-    model = compiled()
-    ema = ExponentialMovingAverage(0.9)
-    raw = []
-    record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: raw.__setitem__(slice(None), model.get_weights()))
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[record, ema])
-    found["ema_differs_from_last_step"] = float(np.abs(model.get_weights()[0] - raw[0]).max())
-    budget = TimeBudget(600)
-    history = compiled().fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[budget])
-    found["budget_epochs"] = len(history.history["loss"])
-    pruned, callbacks = prune_low_magnitude(compiled(), 0.5, end_step=8, frequency=2)
-    pruned.compile("adam", loss)
-    pruned.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=callbacks)
-    kernel = strip(pruned).layers[0].get_weights()[0]
-    found["pruned_sparsity"] = float(np.mean(kernel == 0))
-    qat, callbacks = quantize_aware(compiled())
-    qat.compile("adam", loss)
-    history = qat.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
-    found["qat"] = is_quantize_aware(qat) and bool(np.isfinite(history.history["loss"][-1]))
-    student = compiled()
-    before = student.get_weights()[0].copy()
-    distiller = Distiller(student, compiled(), temperature=4.0, alpha=0.5)
-    distiller.compile(optimizer="adam", metrics=["accuracy"])
-    distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    found["student_moved"] = float(np.abs(student.get_weights()[0] - before).max())
-print("FOUND " + json.dumps(found))
-"""
+PIECES_SCRIPT = RECIPES_FOR_TESTS / "mirrored_pieces.py"
 
 
 @pytest.mark.e2e
 @pytest.mark.slow  # about 25 s alone (55 s on a loaded machine)
 def test_callbacks_pruning_qat_and_distillation_train_under_mirrored_strategy(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", PIECES_SCRIPT],
+        [sys.executable, str(PIECES_SCRIPT)],
         capture_output=True,
         text=True,
         env=_environment(tmp_path),
