@@ -30,6 +30,7 @@ from datagen import write_fashion_dir  # noqa: E402, F401
 TRAINING_FIXTURES = {
     "image_classifier_run",
     "text_classifier_run",
+    "imdb_run",
     "image_run",  # test_compress_command.py, test_predict.py
     "text_run",  # test_compress_command.py, test_predict.py
     "single_process",  # test_distribute.py
@@ -225,3 +226,31 @@ def text_classifier_run(tmp_path_factory) -> Path:
         )
 
     return shared_folder(tmp_path_factory, "text_classifier", build) / "run"
+
+
+@pytest.fixture(scope="session")
+def imdb_run(tmp_path_factory) -> Path:
+    """`trainer train imdb --model=bow` on an aclImdb tree (24 reviews per class and split),
+    4 epochs, a float32 export; beside the run folder, ../aclImdb and ../train.log."""
+
+    def build(folder: Path) -> None:
+        from datagen import write_imdb
+
+        root = write_imdb(folder / "aclImdb", per_class=24)
+        _train(
+            [
+                "imdb",
+                f"--data={root}",
+                f"--run_dir={folder / 'run'}",
+                "--model=bow",
+                "--sequence_length=24",
+                "--epochs=4",
+                "--batch_size=8",
+                "--learning_rate=0.05",
+                "--export=float32",
+                "--backup_every=0",
+            ],
+            folder / "train.log",
+        )
+
+    return shared_folder(tmp_path_factory, "imdb", build) / "run"

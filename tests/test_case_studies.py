@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import write_cifar10_folder, write_imdb
+from datagen import write_cifar10_folder
 
 from trainer import cli
 
@@ -86,23 +86,8 @@ def test_cifar10_resnet9_with_test_time_flip(tmp_path):
 
 
 @pytest.mark.e2e
-def test_imdb_recipe_on_the_aclimdb_tree(tmp_path):
-    root = write_imdb(tmp_path / "aclImdb", per_class=24)
-    run_dir = tmp_path / "run"
-    args = [
-        "train",
-        "imdb",
-        f"--data={root}",
-        f"--run_dir={run_dir}",
-        "--model=bow",
-        "--sequence_length=24",
-        "--epochs=4",
-        "--batch_size=8",
-        "--learning_rate=0.05",
-        "--export=float32",
-        "--backup_every=0",
-    ]
-    assert cli.main(args) == 0
+def test_imdb_recipe_on_the_aclimdb_tree(imdb_run):
+    run_dir = imdb_run  # shared (conftest.py): bow, 4 epochs on 24 reviews per class and split
     metrics = _check_run(run_dir, {"float32"})
     assert metrics["class_names"] == ["neg", "pos"]
     assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
