@@ -36,7 +36,7 @@ def test_small_cnn_stages():
     assert four.get_layer("stage4_relu").output_shape == (None, 4, 4, 256)  # "same" pooling 7->4
     assert four.count_params() == 430_250
     assert small_cnn((28, 28, 1), 10, stages=1).get_layer("flatten").output_shape == (None, 25088)
-    with pytest.raises(ValueError, match="stages must be at least 1, received 0"):
+    with pytest.raises(ValueError, match="stages must be an int >= 1, received 0"):
         small_cnn(stages=0)
 
 

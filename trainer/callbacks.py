@@ -17,6 +17,7 @@ import numpy as np
 import tf_keras as keras
 
 from trainer import keras_compat
+from trainer.config import check_number
 
 
 def current_learning_rate(model) -> float | None:
@@ -167,8 +168,7 @@ class FitDiagnosis(keras.callbacks.Callback):
         check_every: int = 25,
     ):
         super().__init__()
-        if not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(f"check_every must be an int >= 1, received {check_every!r}")
+        check_every = check_number("check_every", check_every, minimum=1, integer=True)
         # Batch logs stay tensors: reading the loss forces a host sync, which stalls the
         # input pipeline and op dispatch, so it is read only every `check_every` batches.
         self._supports_tf_logs = True
@@ -265,9 +265,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     def __init__(self, decay: float = 0.999):
         super().__init__()
         keras_compat.require_tensorflow_backend("ExponentialMovingAverage")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), received {decay!r}")
-        self.decay = decay
+        self.decay = check_number("decay", decay, minimum=0, maximum=1, exclusive_maximum=True)
         self._average = []
         self._updates = None
         self._in_fit = False
@@ -351,9 +349,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def __init__(self, seconds: float, verbose: int = 1):
         super().__init__()
-        if not isinstance(seconds, int | float) or seconds <= 0:
-            raise ValueError(f"seconds must be a number > 0, received {seconds!r}")
-        self.seconds = float(seconds)
+        self.seconds = check_number("seconds", seconds, minimum=0, exclusive_minimum=True)
         self.verbose = verbose
         self.stopped_epoch = None
         self._start = 0.0
@@ -416,10 +412,10 @@ class LearningRateWarmup(keras.callbacks.Callback):
 
     def __init__(self, warmup_steps: int, initial_factor: float = 0.0):
         super().__init__()
-        if not isinstance(warmup_steps, int) or warmup_steps < 1:
-            raise ValueError(f"warmup_steps must be an int >= 1, received {warmup_steps!r}")
-        if not 0.0 <= initial_factor < 1.0:
-            raise ValueError(f"initial_factor must be in [0, 1), received {initial_factor!r}")
+        warmup_steps = check_number("warmup_steps", warmup_steps, minimum=1, integer=True)
+        initial_factor = check_number(
+            "initial_factor", initial_factor, minimum=0, maximum=1, exclusive_maximum=True
+        )
         keras_compat.require_tensorflow_backend("LearningRateWarmup")
         self.warmup_steps = warmup_steps
         self.initial_factor = initial_factor

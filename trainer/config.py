@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 import json
 import math
+import numbers
 import re
 import sys
 import typing
@@ -50,6 +51,103 @@ class ConfigError(ValueError):
     """A configuration value or key that the recipe does not accept."""
 
 
+# An int option beyond a 32-bit int is a typo or a test of the limits (`--epochs=10**12`): it
+# would overflow TensorFlow's step counters or allocate without end, so every int field stops
+# here unless its rule says less.
+INT_LIMIT = 2**31 - 1
+# How much of a received value an error message quotes: a value built by a YAML alias bomb
+# prints as megabytes.
+SHOWN_CHARACTERS = 200
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to `SHOWN_CHARACTERS` characters for error messages."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... ({len(text):,} characters)"
+
+
+def _interval(
+    minimum: float | None,
+    maximum: float | None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+) -> str:
+    """A range in words: ">= 1", "> 0", "in [0, 1)", "in (0, 1)"; "" when unbounded."""
+    if minimum is not None and maximum is not None:
+        opening = "(" if exclusive_minimum else "["
+        closing = ")" if exclusive_maximum else "]"
+        return f"in {opening}{minimum:g}, {maximum:g}{closing}"
+    if minimum is not None:
+        return f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}"
+    if maximum is not None:
+        return f"< {maximum:g}" if exclusive_maximum else f"<= {maximum:g}"
+    return ""
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+    integer: bool = False,
+) -> Any:
+    """Checks one numeric argument of a public function and returns it as a Python number.
+
+    The one check behind every number trainer's schedules, callbacks, losses, regularizers,
+    optimizers, distillation and model builders take: Python and NumPy scalars are accepted
+    (`np.int64(100)`, `np.float32(0.01)`, 0-d arrays), bools, NaN and infinities refused, and
+    the range is checked; the value comes back as `int` or `float`, so it serializes to JSON
+    in a model's config. `integer=True` asks for an integral type (`1.5` and `2.0` refused).
+
+    Raises:
+        ValueError: naming the argument, the range and the value received, e.g.
+            "pct_start must be in (0, 1), received nan".
+
+    Example:
+
+        >>> import numpy as np
+        >>> from trainer.config import check_number
+        >>> check_number("total_steps", np.int64(100), minimum=2, integer=True)
+        100
+        >>> check_number("learning_rate", float("nan"), minimum=0, exclusive_minimum=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: learning_rate must be a finite number > 0, received nan
+    """
+    received = shown(value)
+    dtype = getattr(value, "dtype", None)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # NumPy scalar or 0-d array
+        # float32(0.01) is 0.009999999776 as a Python float; its shortest text is "0.01".
+        small_float = dtype.kind == "f" and dtype.itemsize < 8
+        value = float(str(value)) if small_float else value.item()
+    rule = _interval(minimum, maximum, exclusive_minimum, exclusive_maximum)
+    kind = "an int" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(
+        value, numbers.Integral if integer else numbers.Real
+    ):
+        raise ValueError(
+            f"{name} must be {kind} {rule}, received {shown(value)}".replace(" ,", ",")
+        )
+    in_range = rule.startswith("in ")
+    expected = f"{name} must be {'an int ' if integer and in_range else ''}" + (
+        rule if in_range else f"{kind} {rule}"
+    )
+    value = int(value) if integer else float(value)
+    if not math.isfinite(value):
+        finite = f"{name} must be a finite number {rule}".rstrip()
+        raise ValueError(f"{finite}, received {shown(value)}")
+    too_low = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
+    too_high = maximum is not None and (value >= maximum if exclusive_maximum else value > maximum)
+    if too_low or too_high:
+        raise ValueError(f"{expected}, received {received}")
+    return value
+
+
 # Field helpers: each returns a `dataclasses.field` whose metadata says what values the option
 # accepts, so the rule sits on the field's line and `validate` and `--help` read it from there.
 # `resumable=True` marks an option that changes neither the model nor the data (export
@@ -65,9 +163,13 @@ def option(
     return dataclasses.field(default=default, metadata={"check": check, "resumable": resumable})
 
 
-def count(default: int, *, resumable: bool = False) -> Any:
-    """An int that counts something and so must be >= 1 (epochs, batch_size, steps)."""
-    return dataclasses.field(default=default, metadata={"minimum": 1, "resumable": resumable})
+def count(default: int, *, maximum: int | None = None, resumable: bool = False) -> Any:
+    """An int that counts something and so must be >= 1 (epochs, batch_size, steps), and at
+    most `maximum` when more would be nonsense or exhaust memory."""
+    metadata = {"minimum": 1, "resumable": resumable}
+    if maximum is not None:
+        metadata["maximum"] = maximum
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def limit(default: int | float, *, resumable: bool = False) -> Any:
@@ -130,17 +232,16 @@ def _rule_text(metadata: Any) -> str:
         return "one of " + ", ".join(map(str, metadata["choices"]))
     if "items" in metadata:
         return "comma-separated, each one of " + ", ".join(metadata["items"])
-    low, high = metadata.get("minimum"), metadata.get("maximum")
-    if low is not None and high is not None:
-        closing = ")" if metadata.get("exclusive_maximum") else "]"
-        return f"in [{low:g}, {high:g}{closing}"
-    if low is not None:
-        return f"> {low:g}" if metadata.get("exclusive_minimum") else f">= {low:g}"
-    return ""
+    return _interval(
+        metadata.get("minimum"),
+        metadata.get("maximum"),
+        metadata.get("exclusive_minimum", False),
+        metadata.get("exclusive_maximum", False),
+    )
 
 
 def _check_value(name: str, expected: type, value: Any, metadata: Any) -> None:
-    received = repr(value)
+    received = shown(value)
     if expected is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} expects bool (true/false), received {received}")
@@ -177,6 +278,11 @@ def _check_value(name: str, expected: type, value: Any, metadata: Any) -> None:
         )
         if too_low or too_high:
             raise ConfigError(f"{name} must be {rule}, received {received}")
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise ConfigError(
+                f"{name} must be between -{INT_LIMIT} and {INT_LIMIT}, received {received}: a "
+                "value this large would overflow a step counter or exhaust memory"
+            )
 
 
 def validate(config: Any) -> Any:
@@ -248,7 +354,7 @@ def convert_value(name: str, expected: type, value: Any) -> Any:
     Raises:
         ConfigError: "epochs expects int, received 'abc'".
     """
-    received = repr(value)
+    received = shown(value)
     if expected is bool:
         if isinstance(value, bool):
             return value
@@ -285,12 +391,28 @@ def _unknown_key_error(key: str, valid: list[str], source: str) -> ConfigError:
     close = [name for name in valid if key in name or name in key]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(
-        f"unknown config key {key!r} in {source}.{hint} Valid keys: {', '.join(valid)}"
+        f"unknown config key {shown(key)} in {source}.{hint} Valid keys: {', '.join(valid)}"
     )
 
 
+class _AliasFound(Exception):
+    """An alias (`*name`) in a config file: where it is, for the message."""
+
+
+class _FlatLoader(yaml.SafeLoader):
+    """Safe YAML without aliases. Options are flat `key: value` lines, so an alias is never
+    needed, and aliases are how 300 bytes expand into a value that prints as 80 MB (the
+    "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasFound(f"*{event.anchor} on line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML or JSON file of defaults (safe YAML: no Python objects)."""
+    """Reads a YAML or JSON file of defaults (safe YAML: no Python objects, no aliases)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(
@@ -299,14 +421,21 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_FlatLoader)
     except UnicodeDecodeError as error:
         raise ConfigError(
             f"config file {str(path)!r} is not UTF-8 text (byte {error.start}: "
             f"{error.object[error.start : error.start + 1]!r}); save it as UTF-8 YAML or JSON"
         ) from None
+    except _AliasFound as where:
+        raise ConfigError(
+            f"config file {str(path)!r} uses a YAML alias ({where}); a config file holds flat "
+            "key: value lines, so write each value out instead of referring to an anchor"
+        ) from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML/JSON: {error}") from None
+        detail = str(error)
+        detail = detail if len(detail) <= SHOWN_CHARACTERS * 2 else detail[: SHOWN_CHARACTERS * 2]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML/JSON: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -401,7 +530,7 @@ def parse_args(
     for arg in argv:
         if not arg.startswith("--"):
             raise ConfigError(
-                f"unexpected argument {arg!r}: options are written --key=value "
+                f"unexpected argument {shown(arg)}: options are written --key=value "
                 f"(valid keys: {', '.join(valid)})"
             )
         key, has_value, value = arg[2:].partition("=")

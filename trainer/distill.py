@@ -26,6 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer import keras_compat
+from trainer.config import check_number
 from trainer.keras_path import is_keras3_object
 
 
@@ -54,6 +55,7 @@ def distillation_loss(teacher_logits, student_logits, temperature: float):
     The T^2 factor keeps the soft term's gradient scale independent of the temperature, as in
     Hinton et al., so `alpha` means the same at every temperature.
     """
+    temperature = _temperature(temperature)
     teacher_probabilities = tf.nn.softmax(teacher_logits / temperature, axis=-1)
     student_log_probabilities = tf.nn.log_softmax(student_logits / temperature, axis=-1)
     teacher_log_probabilities = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
@@ -61,6 +63,10 @@ def distillation_loss(teacher_logits, student_logits, temperature: float):
         teacher_probabilities * (teacher_log_probabilities - student_log_probabilities), axis=-1
     )
     return tf.reduce_mean(kl) * temperature**2
+
+
+def _temperature(value) -> float:
+    return check_number("temperature", value, minimum=0, exclusive_minimum=True)
 
 
 def _hard_loss(labels, logits):
@@ -92,10 +98,8 @@ class _Distillation:
                 "with trainer.keras_path.to_tf_keras(model)"
             )
         keras_compat.require_tensorflow_backend("Distiller", student)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, received {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], received {alpha}")
+        temperature = _temperature(temperature)
+        alpha = check_number("alpha", alpha, minimum=0, maximum=1)
         student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
         if student_classes != teacher_classes:
             raise ValueError(

@@ -15,6 +15,8 @@ Example:
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.config import check_number
+
 LOSS_NAMES = (
     "mse",
     "mae",
@@ -30,9 +32,8 @@ _SMOOTHABLE = {
 }
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), received {value!r}")
+def _fraction(name: str, value) -> float:
+    return check_number(name, value, minimum=0, maximum=1, exclusive_maximum=True)
 
 
 @keras.saving.register_keras_serializable(package="trainer")
@@ -61,9 +62,8 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         name: str = "sparse_categorical_crossentropy",
     ):
         super().__init__(reduction=reduction, name=name)
-        _check_fraction("label_smoothing", label_smoothing)
         self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
 
     def call(self, y_true, y_pred):
         labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
@@ -104,7 +104,8 @@ def build_loss(
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
-    _check_fraction("label_smoothing", label_smoothing)
+    label_smoothing = _fraction("label_smoothing", label_smoothing)
+    huber_delta = check_number("huber_delta", huber_delta, minimum=0, exclusive_minimum=True)
     if label_smoothing and name not in _SMOOTHABLE:
         raise ValueError(
             f"label_smoothing applies to cross-entropy losses, not {name!r} "
@@ -115,8 +116,6 @@ def build_loss(
     if name == "mae":
         return keras.losses.MeanAbsoluteError()
     if name == "huber":
-        if huber_delta <= 0:
-            raise ValueError(f"huber_delta must be > 0, received {huber_delta!r}")
         return keras.losses.Huber(delta=huber_delta)
     if name == "categorical_crossentropy":
         return keras.losses.CategoricalCrossentropy(

@@ -18,6 +18,8 @@ Example:
 
 import tf_keras as keras
 
+from trainer.config import check_number
+
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
 
 
@@ -55,18 +57,19 @@ def build_optimizer(
     if name not in OPTIMIZER_NAMES:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
     is_schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
-    if not is_schedule and (not isinstance(learning_rate, int | float) or learning_rate <= 0):
-        raise ValueError(
-            f"learning_rate must be a number > 0 or a LearningRateSchedule, "
-            f"received {learning_rate!r}"
-        )
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, received {weight_decay!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), received {momentum!r}")
-    for clip_name, clip in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
-        if clip is not None and clip <= 0:
-            raise ValueError(f"{clip_name} must be > 0 or None, received {clip!r}")
+    if not is_schedule:
+        try:
+            learning_rate = check_number(
+                "learning_rate", learning_rate, minimum=0, exclusive_minimum=True
+            )
+        except ValueError as error:
+            raise ValueError(f"{error} (or pass a LearningRateSchedule)") from None
+    weight_decay = check_number("weight_decay", weight_decay, minimum=0)
+    momentum = check_number("momentum", momentum, minimum=0, maximum=1, exclusive_maximum=True)
+    if clipnorm is not None:
+        clipnorm = check_number("clipnorm", clipnorm, minimum=0, exclusive_minimum=True)
+    if clipvalue is not None:
+        clipvalue = check_number("clipvalue", clipvalue, minimum=0, exclusive_minimum=True)
     if nesterov and name != "sgd":
         raise ValueError(f"nesterov applies to sgd only, received optimizer {name!r}")
     if name == "adam" and weight_decay:
@@ -118,12 +121,10 @@ def scheduled_optimizer(
     """
     from trainer.schedules import build_schedule
 
-    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be an int >= 1, received {steps_per_epoch!r}")
-    if epochs <= 0 or warmup_epochs < 0:
-        raise ValueError(
-            f"epochs must be > 0 and warmup_epochs >= 0, received {epochs!r} and {warmup_epochs!r}"
-        )
+    steps_per_epoch = check_number("steps_per_epoch", steps_per_epoch, minimum=1, integer=True)
+    epochs = check_number("epochs", epochs, minimum=0, exclusive_minimum=True)
+    warmup_epochs = check_number("warmup_epochs", warmup_epochs, minimum=0)
+    clipnorm = check_number("clipnorm", clipnorm, minimum=0)
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     warmup_steps = min(int(warmup_epochs * steps_per_epoch), total_steps - 1)
     if schedule == "one_cycle":

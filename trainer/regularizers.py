@@ -15,12 +15,12 @@ Example:
 
 import tf_keras as keras
 
+from trainer.config import check_number
 from trainer.keras_path import check_functional
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), received {value!r}")
+def _fraction(name: str, value) -> float:
+    return check_number(name, value, minimum=0, maximum=1, exclusive_maximum=True)
 
 
 def build_regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.Regularizer | None:
@@ -35,9 +35,7 @@ def build_regularizer(l1: float = 0.0, l2: float = 0.0) -> keras.regularizers.Re
         >>> build_regularizer() is None  # nothing asked, nothing added
         True
     """
-    for label, value in (("l1", l1), ("l2", l2)):
-        if not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{label} must be a number >= 0, received {value!r}")
+    l1, l2 = check_number("l1", l1, minimum=0), check_number("l2", l2, minimum=0)
     if not l1 and not l2:
         return None
     return keras.regularizers.L1L2(l1=float(l1), l2=float(l2))
@@ -71,9 +69,9 @@ def regularize(
     """
     regularizer = build_regularizer(l1, l2)
     if dropout is not None:
-        _check_fraction("dropout", dropout)
+        dropout = _fraction("dropout", dropout)
     if batch_norm_momentum is not None:
-        _check_fraction("batch_norm_momentum", batch_norm_momentum)
+        batch_norm_momentum = _fraction("batch_norm_momentum", batch_norm_momentum)
     check_functional(model, "regularize", "pass the options to your model builder instead")
 
     def clone_layer(layer):

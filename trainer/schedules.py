@@ -25,10 +25,12 @@ Example:
 """
 
 import math
+import numbers
 
 import tf_keras as keras
 
 from trainer import keras_compat
+from trainer.config import check_number
 
 schedules = keras.optimizers.schedules
 LearningRateSchedule = schedules.LearningRateSchedule
@@ -86,10 +88,14 @@ def _keras3_class(cls: type, keras3) -> type:
     return _KERAS3_CLASSES[cls]
 
 
-def _check_positive(name: str, value, allow_zero: bool = False) -> None:
-    if not isinstance(value, int | float) or value < 0 or (value == 0 and not allow_zero):
-        expected = "a number >= 0" if allow_zero else "a number > 0"
-        raise ValueError(f"{name} must be {expected}, received {value!r}")
+def _rate(name: str, value, allow_zero: bool = False) -> float:
+    """A learning rate or factor as a Python float: finite, > 0 (or >= 0), NumPy scalars too."""
+    return check_number(name, value, minimum=0, exclusive_minimum=not allow_zero)
+
+
+def _steps(name: str, value, minimum: int) -> int:
+    """A step count as a Python int (NumPy integers too)."""
+    return check_number(name, value, minimum=minimum, integer=True)
 
 
 @keras.saving.register_keras_serializable(package="trainer")
@@ -108,8 +114,7 @@ class Constant(_Schedule):
 
     def __init__(self, learning_rate: float, name: str | None = None):
         super().__init__()
-        _check_positive("learning_rate", learning_rate, allow_zero=True)
-        self.learning_rate = learning_rate
+        self.learning_rate = _rate("learning_rate", learning_rate, allow_zero=True)
         self.name = name
 
     def __call__(self, step):
@@ -157,17 +162,19 @@ class Warmup(_Schedule):
         name: str | None = None,
     ):
         super().__init__()
-        if not (keras_compat.is_schedule(after_warmup) or isinstance(after_warmup, int | float)):
+        is_number = isinstance(after_warmup, numbers.Real) or getattr(after_warmup, "ndim", 1) == 0
+        if not (keras_compat.is_schedule(after_warmup) or is_number):
             raise TypeError(
                 "after_warmup must be a LearningRateSchedule (tf_keras or Keras 3) or a float, "
                 "received "
                 f"{type(after_warmup).__module__}.{type(after_warmup).__qualname__}"
             )
-        if not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, received {warmup_steps!r}")
+        if not keras_compat.is_schedule(after_warmup):
+            after_warmup = _rate("after_warmup", after_warmup, allow_zero=True)
+        warmup_steps = _steps("warmup_steps", warmup_steps, 0)
         if warmup_type not in WARMUP_TYPES:
             raise ValueError(f"warmup_type must be one of {WARMUP_TYPES}, received {warmup_type!r}")
-        _check_positive("initial_learning_rate", initial_learning_rate, allow_zero=True)
+        initial_learning_rate = _rate("initial_learning_rate", initial_learning_rate, True)
         if warmup_type == "exponential" and initial_learning_rate <= 0:
             raise ValueError(
                 "exponential warmup multiplies the rate by a constant factor per step, so it "
@@ -252,18 +259,18 @@ class OneCycle(_Schedule):
         name: str | None = None,
     ):
         super().__init__()
-        _check_positive("max_learning_rate", max_learning_rate)
-        if not isinstance(total_steps, int) or total_steps < 2:
-            raise ValueError(f"total_steps must be an int >= 2, received {total_steps!r}")
-        if not 0.0 < pct_start < 1.0:
-            raise ValueError(f"pct_start must be in (0, 1), received {pct_start!r}")
-        _check_positive("div_factor", div_factor)
-        _check_positive("final_div_factor", final_div_factor)
-        self.max_learning_rate = max_learning_rate
-        self.total_steps = total_steps
-        self.pct_start = pct_start
-        self.div_factor = div_factor
-        self.final_div_factor = final_div_factor
+        self.max_learning_rate = _rate("max_learning_rate", max_learning_rate)
+        self.total_steps = _steps("total_steps", total_steps, 2)
+        self.pct_start = check_number(
+            "pct_start",
+            pct_start,
+            minimum=0,
+            maximum=1,
+            exclusive_minimum=True,
+            exclusive_maximum=True,
+        )
+        self.div_factor = _rate("div_factor", div_factor)
+        self.final_div_factor = _rate("final_div_factor", final_div_factor)
         self.name = name
 
     def __call__(self, step):
@@ -352,16 +359,15 @@ def build_schedule(
     """
     if name not in SCHEDULE_NAMES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
-    _check_positive("learning_rate", learning_rate)
-    if not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be an int >= 1, received {total_steps!r}")
-    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < total_steps:
+    learning_rate = _rate("learning_rate", learning_rate)
+    total_steps = _steps("total_steps", total_steps, 1)
+    warmup_steps = _steps("warmup_steps", warmup_steps, 0)
+    if warmup_steps >= total_steps:
         raise ValueError(
             f"warmup_steps must be an int in [0, total_steps={total_steps}), "
             f"received {warmup_steps!r}"
         )
-    if not 0.0 <= final_fraction <= 1.0:
-        raise ValueError(f"final_fraction must be in [0, 1], received {final_fraction!r}")
+    final_fraction = check_number("final_fraction", final_fraction, minimum=0, maximum=1)
     if name == "one_cycle" and warmup_steps:
         raise ValueError(
             f"one_cycle has its own rising phase; use warmup_steps=0, received {warmup_steps}"

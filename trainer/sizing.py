@@ -4,6 +4,8 @@ validation, and a batch size that gives enough steps per epoch.
 Pure functions of the example count; they must not load data or build models.
 """
 
+from trainer.config import check_number
+
 
 def holdout_size(train_count: int, requested: int = -1) -> int:
     """How many training examples to hold out for validation: `requested` if >= 0, otherwise
@@ -12,6 +14,8 @@ def holdout_size(train_count: int, requested: int = -1) -> int:
     5,000 examples measure accuracy to about +-0.4 pp (one standard error at 90%); more would
     only take training data away.
     """
+    train_count = check_number("train_count", train_count, minimum=0, integer=True)
+    requested = check_number("validation_size", requested, minimum=-1, integer=True)
     if requested >= 0:
         if requested > train_count // 2:
             raise ValueError(
@@ -32,8 +36,8 @@ def auto_batch_size(train_count: int, largest: int = 64) -> int:
     Small data sets need steps more than they need big batches: a 1,400-image folder at batch
     64 gets 20 steps per epoch, too few for the moving statistics and the schedule to settle.
     """
-    if train_count < 1:
-        raise ValueError(f"train_count must be >= 1, received {train_count}")
+    train_count = check_number("train_count", train_count, minimum=1, integer=True)
+    largest = check_number("largest", largest, minimum=16, integer=True)
     size = 16
     while size * 2 <= largest and train_count / (size * 2) >= 50:
         size *= 2

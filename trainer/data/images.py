@@ -22,6 +22,7 @@ from collections import Counter
 import numpy as np
 
 from trainer.data.types import Problem, SourceOptions
+from trainer.resources import check_memory
 
 
 def decode_image(data: bytes) -> tuple[np.ndarray | None, str]:
@@ -80,6 +81,14 @@ def uniform_images(
     channels = options.channels or (3 if any(shape[2] >= 3 for shape in shapes) else 1)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 0 (auto), 1 or 3, received {options.channels}")
+    # The uint8 stack and the float32 copy the model reads: 5 bytes a value, before any is made.
+    check_memory(
+        5 * len(images) * size[0] * size[1] * channels,
+        f"{len(images):,} images of {size[1]}x{size[0]}x{channels} pixels",
+        "lower --image_size"
+        if options.image_size
+        else "the images are that large: pass --image_size=N to resize them to N x N",
+    )
     problems = []
     out = np.zeros((len(images), *size, channels), np.uint8)
     for index, (image, name, split) in enumerate(zip(images, names, splits, strict=True)):

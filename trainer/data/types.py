@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 from trainer.data.split import stratified_split
+from trainer.resources import check_memory
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -149,6 +150,30 @@ def split_off_test(
     }
 
 
+def check_class_count(class_names: list[str], labels: np.ndarray, source: str) -> None:
+    """Refuses class ids far beyond the classes that have examples, before any model is built.
+
+    Labels are class ids 0..N-1, so one stray label (100000 among 0..9) makes a 100,001-class
+    model and a 74.5 GiB confusion matrix. More than twice as many classes as have examples
+    (and more than 10) is such a stray id or a numbering with gaps, never a usable classifier.
+    """
+    present = np.unique(labels)
+    count = len(class_names)
+    if count > max(10, 2 * len(present)):
+        largest = ", ".join(str(int(label)) for label in present[::-1][:3])
+        raise ValueError(
+            f"{source} has {count:,} classes (class ids 0..{count - 1}), but only "
+            f"{len(present)} of them have any example (the largest labels: {largest}); a model "
+            f"with {count:,} outputs would learn nothing of the others. Labels must be the "
+            "class ids 0..N-1 of the classes present: fix or renumber the stray labels"
+        )
+    check_memory(
+        8 * count * count,
+        f"a confusion matrix of {count:,} classes",
+        f"{source} has {count:,} classes; merge classes or train on fewer",
+    )
+
+
 def assemble(
     kind: str,
     class_names: list[str],
@@ -167,6 +192,8 @@ def assemble(
     for split, (x, y, _) in splits.items():
         arrays[f"x_{split}"] = x
         arrays[f"y_{split}"] = np.asarray(y, dtype=np.int64)
+    labels = [arrays[f"y_{split}"].reshape(-1) for split in splits]
+    check_class_count(class_names, np.concatenate(labels), source)
     return LoadedData(
         kind=kind,
         class_names=list(class_names),

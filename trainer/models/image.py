@@ -11,9 +11,77 @@ Example:
     ((None, 10), 156074)
 """
 
+import math
+
 import tf_keras as keras
 
+from trainer.config import check_number
+from trainer.resources import TRAINING_BYTES_PER_WEIGHT, check_memory
+
 layers = keras.layers
+
+
+def _check_input_shape(input_shape) -> tuple[int, int, int]:
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), received {tuple(input_shape)!r}"
+        )
+    height, width, channels = (
+        check_number(name, value, minimum=1, integer=True)
+        for name, value in zip(("height", "width", "channels"), input_shape, strict=True)
+    )
+    return height, width, channels
+
+
+def _check_model_memory(weights: int, name: str, advice: str) -> None:
+    check_memory(
+        TRAINING_BYTES_PER_WEIGHT * weights,
+        f"{name} with {int(weights):,} weights (with its gradients and optimizer state)",
+        advice,
+    )
+
+
+def _momentum(value) -> float:
+    return check_number("batch_norm_momentum", value, minimum=0, maximum=1, exclusive_maximum=True)
+
+
+def _small_cnn_sizes(size: int, stages: int) -> list[int]:
+    """The side of the feature map each stage works on (pooling: valid twice, then same)."""
+    sizes = [size]
+    for stage in range(1, stages):
+        sizes.append(sizes[-1] // 2 if stage <= 2 else math.ceil(sizes[-1] / 2))
+    return sizes
+
+
+def _check_small_cnn(input_shape, num_classes, width, stages, head_units) -> None:
+    """Refuses a small_cnn whose stages run out of image or whose weights cannot fit, naming
+    the arguments (the recipes' options of the same names) before Keras builds anything."""
+    height, image_width, channels = _check_input_shape(input_shape)
+    sides = _small_cnn_sizes(min(height, image_width), stages)
+    # A side only reaches 0 by pooling a side of 1, and pooling 1 ("same") adds nothing.
+    useful = sides.index(1) + 1 if 1 in sides else stages
+    if stages > useful:
+        raise ValueError(
+            f"stages={stages} is too many for {height}x{image_width} images: each stage but the "
+            f"last halves the image ({' -> '.join(map(str, sides[: useful + 1]))}), so stage "
+            f"{useful} already works on 1x1; lower stages (--stages) to at most {useful}, or use "
+            "larger images (--image_size)"
+        )
+    inputs, weights = channels, 0
+    for stage in range(stages):
+        filters = width * 2**stage
+        weights += 9 * inputs * filters + 4 * filters  # convolution and batch norm
+        inputs = filters
+    final = math.ceil(height / 2 ** (stages - 1)) * math.ceil(image_width / 2 ** (stages - 1))
+    features = final * inputs
+    for units in ([head_units] if head_units else []) + [num_classes]:
+        weights += (features + 1) * units
+        features = units
+    _check_model_memory(
+        weights,
+        f"small_cnn(width={width}, stages={stages})",
+        "lower width (--width) or stages (--stages): each stage doubles the filters",
+    )
 
 
 def _conv_bn_relu(x, filters: int, l2: float, momentum: float, strides: int = 1, name: str = ""):
@@ -49,12 +117,14 @@ def small_cnn(
     and applies dropout before each dense layer. `stages=4` adds a stage at 4x4 on 28x28
     inputs: 0.43M parameters at width 32 instead of 0.16M, for about 60% more FLOPs.
     """
-    if width < 1:
-        raise ValueError(f"width must be at least 1, received {width}")
-    if stages < 1:
-        raise ValueError(f"stages must be at least 1, received {stages}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}")
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    width = check_number("width", width, minimum=1, integer=True)
+    stages = check_number("stages", stages, minimum=1, integer=True)
+    dropout = check_number("dropout", dropout, minimum=0, maximum=1, exclusive_maximum=True)
+    head_units = check_number("head_units", head_units, minimum=0, integer=True)
+    l2 = check_number("l2", l2, minimum=0)
+    batch_norm_momentum = _momentum(batch_norm_momentum)
+    _check_small_cnn(input_shape, num_classes, width, stages, head_units)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for stage in range(1, stages + 1):
@@ -96,9 +166,23 @@ def resnet(
     convolution with batch norm where the shape changes. depth=20 gives ResNet-20 (0.27M
     parameters at width 16), depth=56 ResNet-56.
     """
-    if (depth - 2) % 6 != 0 or depth < 8:
+    depth = check_number("depth", depth, minimum=8, integer=True)
+    if (depth - 2) % 6 != 0:
         raise ValueError(f"depth must be 6n+2 (8, 14, 20, 32, 56...), received {depth}")
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    width = check_number("width", width, minimum=1, integer=True)
+    l2 = check_number("l2", l2, minimum=0)
+    batch_norm_momentum = _momentum(batch_norm_momentum)
+    channels = _check_input_shape(input_shape)[2]
     blocks = (depth - 2) // 6
+    convolutions = 9 * channels * width + sum(
+        blocks * 18 * (width * 2**stage) ** 2 for stage in range(3)
+    )
+    _check_model_memory(
+        convolutions + 4 * width * num_classes,
+        f"resnet(depth={depth}, width={width})",
+        "lower width (--width) or depth (--model)",
+    )
     regularizer = keras.regularizers.l2(l2) if l2 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn_relu(inputs, width, l2, batch_norm_momentum, name="stem")
@@ -152,8 +236,17 @@ def resnet9(
     `logit_scale` (0.125 in the original, which keeps the softmax soft early on). width=64
     gives the published 6.6M-parameter network; width=32 a quarter of it for CPUs.
     """
-    if width < 1:
-        raise ValueError(f"width must be at least 1, received {width}")
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    width = check_number("width", width, minimum=1, integer=True)
+    l2 = check_number("l2", l2, minimum=0)
+    batch_norm_momentum = _momentum(batch_norm_momentum)
+    logit_scale = check_number("logit_scale", logit_scale, minimum=0, exclusive_minimum=True)
+    channels = _check_input_shape(input_shape)[2]
+    _check_model_memory(
+        9 * width * width * (channels / width + 2 + 8 + 8 + 32 + 128) + 8 * width * num_classes,
+        f"resnet9(width={width})",
+        "lower width (--width)",
+    )
     regularizer = keras.regularizers.l2(l2) if l2 else None
 
     def residual(x, filters: int, name: str):

@@ -28,6 +28,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.config import check_number
+from trainer.resources import TRAINING_BYTES_PER_WEIGHT, check_memory
+
 layers = keras.layers
 serializable = keras.saving.register_keras_serializable(package="trainer")
 # Bigram ids are a * vocab_size + b in int32 (TFLite builtins have no int64 multiply here).
@@ -35,14 +38,26 @@ LARGEST_BAG_VOCABULARY = 46340
 
 
 def _check_sizes(sequence_length: int, vocab_size: int, dropout: float, **sizes: int) -> None:
-    if sequence_length < 1 or vocab_size < 2 or any(value < 1 for value in sizes.values()):
-        named = ", ".join(f"{name}={value}" for name, value in sizes.items())
-        raise ValueError(
-            "sequence_length and the sizes must be positive and vocab_size at least 2, received "
-            f"sequence_length={sequence_length}, vocab_size={vocab_size}, {named}"
+    """Checks the builders' numbers (the recipes' options of the same names) and refuses a
+    word table that cannot fit in memory, before Keras allocates it."""
+    check_number("sequence_length", sequence_length, minimum=1, integer=True)
+    check_number("vocab_size", vocab_size, minimum=2, integer=True)
+    for name, value in sizes.items():
+        check_number(name, value, minimum=1, integer=True)
+    check_number("dropout", dropout, minimum=0, maximum=1, exclusive_maximum=True)
+    if "embedding_dim" in sizes:
+        rows, row_width, options = (
+            vocab_size,
+            sizes["embedding_dim"],
+            "--vocab_size or --embedding_dim",
         )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}")
+    else:  # bag of n-grams: a row per word and per bigram bucket, a column per output
+        rows, row_width, options = vocab_size + sizes["buckets"], sizes["units"], "--buckets"
+    check_memory(
+        TRAINING_BYTES_PER_WEIGHT * rows * row_width,
+        f"a word table of {rows:,} x {row_width:,} weights (with gradients and optimizer state)",
+        f"lower {options}",
+    )
 
 
 def _token_input(sequence_length: int):
@@ -63,7 +78,14 @@ def text_classifier(
 
         model = text_classifier(sequence_length=100, vocab_size=5000, num_classes=2)
     """
-    _check_sizes(sequence_length, vocab_size, dropout, embedding_dim=embedding_dim, width=width)
+    _check_sizes(
+        sequence_length,
+        vocab_size,
+        dropout,
+        embedding_dim=embedding_dim,
+        width=width,
+        num_classes=num_classes,
+    )
     inputs = _token_input(sequence_length)
     x = layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
     x = layers.Conv1D(width, 5, padding="same", activation="relu", name="conv")(x)
@@ -191,10 +213,13 @@ def bag_of_ngrams(
         idf = ngram_idf(train_ids, vocab_size=5000, buckets=2**14)
         model = bag_of_ngrams(100, 5000, num_classes=2, buckets=2**14, idf=idf)
     """
-    _check_sizes(sequence_length, vocab_size, dropout, buckets=buckets, num_classes=num_classes)
-    inputs = _token_input(sequence_length)
+    check_number("hidden_units", hidden_units, minimum=0, integer=True)
     # With hidden units the table is the hidden layer (its bias-free weights).
     units = hidden_units or num_classes
+    _check_sizes(
+        sequence_length, vocab_size, dropout, buckets=buckets, num_classes=num_classes, units=units
+    )
+    inputs = _token_input(sequence_length)
     # A linear model starts at zero like logistic regression; a hidden layer needs random
     # weights, or every unit stays at zero.
     initializer = "glorot_uniform" if hidden_units else "zeros"
@@ -224,7 +249,14 @@ def text_rnn(
 
         model = text_rnn(sequence_length=100, vocab_size=5000, num_classes=2, cell="gru")
     """
-    _check_sizes(sequence_length, vocab_size, dropout, embedding_dim=embedding_dim, width=width)
+    _check_sizes(
+        sequence_length,
+        vocab_size,
+        dropout,
+        embedding_dim=embedding_dim,
+        width=width,
+        num_classes=num_classes,
+    )
     if cell not in ("lstm", "gru"):
         raise ValueError(f"cell must be 'lstm' or 'gru', received {cell!r}")
     recurrent = layers.LSTM if cell == "lstm" else layers.GRU
@@ -322,7 +354,15 @@ def text_transformer(
 
         model = text_transformer(sequence_length=128, vocab_size=5000, num_classes=2)
     """
-    _check_sizes(sequence_length, vocab_size, dropout, embedding_dim=embedding_dim, heads=heads)
+    _check_sizes(
+        sequence_length,
+        vocab_size,
+        dropout,
+        embedding_dim=embedding_dim,
+        heads=heads,
+        blocks=blocks,
+        num_classes=num_classes,
+    )
     if embedding_dim % heads:
         raise ValueError(
             f"embedding_dim must be a multiple of heads, received {embedding_dim} and {heads}"
