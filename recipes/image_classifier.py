@@ -57,6 +57,7 @@ class Config:
     image_size: int = limit(32)
     channels: int = choice(0, 0, 1, 3)  # 1 (grayscale) or 3 (RGB); 0 = RGB if any image has colour
     width: int = count(32)  # model size: filters in the first conv stage (doubles per stage)
+    stages: int = count(3)  # conv stages of the CNN (each but the last halves the image)
     backbone: str = choice("", "", *BACKBONES)  # mobilenet_v2, efficientnet_b0, resnet50; "" = CNN
     # pretrained weights, frozen under a new head: an earlier RUN_DIR (its whole model but the
     # last layer, or with --backbone its backbone) or a backbone weights file; none = scratch
@@ -190,6 +191,7 @@ def build(config: Config) -> Experiment:
             width=config.width,
             dropout=config.dropout,
             batch_norm_momentum=momentum,
+            stages=config.stages,
         )
     optimizer = scheduled_optimizer(
         config.optimizer,

@@ -76,6 +76,12 @@ def _tune(argv: list[str]) -> int:
     return tune.run(argv)
 
 
+def _auto(argv: list[str]) -> int:
+    from trainer.cli import auto
+
+    return auto.run(argv)
+
+
 # Every command: its line in `trainer --help` ("" for recipes and train, which USAGE describes)
 # and the function that runs it on the arguments after its name.
 COMMANDS = {
@@ -90,6 +96,7 @@ COMMANDS = {
         _predict,
     ),
     "tune": ("search a recipe's hyperparameters with keras-tuner", _tune),
+    "auto": ("from data to the most accurate model within --max_kib/--max_ms", _auto),
 }
 
 

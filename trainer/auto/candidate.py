@@ -1,0 +1,184 @@
+"""One `trainer auto` candidate as a recipe: a flat `Config` of what auto searches (the
+architecture and the training settings) and the device budget, whose `build` is the image or
+text recipe's own `build` behind the cost model.
+
+`trainer auto` hands this module to `trainer.tuning.search` as the recipe, so each trial, in
+this process or in a worker process (`--workers`), is `build(config)`: the cost model first
+(`trainer.auto.cost`: parameters, FLOPs, the shipped file's size and LiteRT latency), which
+refuses an architecture that not even compression could bring within the budget before any
+training, then the recipe's data, model and optimizer. `main(config)` is the recipe's own
+`main`, so a finalist's run folder is an `image_classifier` or `text_classifier` run that
+`trainer compress`, `export` and `predict` read like any other.
+
+The recipes are loaded by name when a candidate is built (`trainer.recipe_loader`), as
+commands load them; this module must not import `recipes` nor choose candidates.
+"""
+
+import dataclasses
+from types import ModuleType
+from typing import Any
+
+from trainer.augment import augmentations_from_config
+from trainer.auto.cost import (
+    Budget,
+    Cost,
+    measure_cost,
+    read_costs,
+    refuse_unreachable,
+    remember_cost,
+)
+from trainer.config import choice, count, limit, option
+
+KINDS = ("image", "text")
+TEXT_MODELS = ("bow", "cnn", "transformer")  # the text kinds cheap enough for a phone budget
+# The recipe each kind of data trains with, and the format its files ship in (token ids must
+# not be quantized, so texts ship with int8 weights and float activations).
+RECIPES = {"image": "image_classifier", "text": "text_classifier"}
+SHIPPED_FORMAT = {"image": "int8", "text": "dynamic"}
+
+
+@dataclasses.dataclass
+class Config:
+    data: str = ""  # the data source, as the recipes take it
+    kind: str = choice("image", *KINDS)  # which recipe trains: image_classifier or text_classifier
+    run_dir: str = ""  # output folder of a finalist's run
+    # images
+    image_size: int = limit(0)  # images resized to image_size x image_size; 0 = most common size
+    width: int = count(16)  # filters in the first conv stage; text: conv filters / units
+    stages: int = count(3)  # conv stages of the image CNN
+    augment: str = option("crop:2", check=augmentations_from_config)  # image augmentation
+    # texts
+    model: str = choice("cnn", *TEXT_MODELS)  # bow, cnn or transformer
+    embedding_dim: int = count(32)  # width of the word embeddings
+    vocab_size: int = count(5000)  # most frequent training words kept
+    sequence_length: int = count(128)  # tokens per text
+    # training
+    learning_rate: float = limit(0.0)  # peak learning rate; 0 = the recipe's default
+    epochs: int = count(10)  # passes over the training set
+    batch_size: int = limit(0)  # examples per step; 0 = from the data size
+    seed: int = 0  # seeds the splits, weights, shuffling and augmentation
+    backup_every: int = limit(0)  # steps between backups of a finalist's run; 0 = off
+    # the device budget the cost model holds candidates to (0 = none)
+    max_kib: float = limit(0.0)  # largest .tflite file in KiB
+    max_ms: float = limit(0.0)  # largest median batch-1 latency in ms
+    costs: str = ""  # the cost model's file (costs.json); "" = measure nothing
+
+
+# The architectures searched: image CNN widths and stage counts; text embedding widths,
+# model widths, vocabularies and sequence lengths.
+WIDTHS = (8, 12, 16, 24, 32)
+STAGES = (2, 3, 4)
+TEXT_WIDTHS = (16, 32, 64)
+VOCABULARIES = (2000, 5000, 20000)
+SEQUENCE_LENGTHS = (64, 128)
+
+
+def _values(values) -> str:
+    return ",".join(str(value) for value in values)
+
+
+def image_space(image_sizes: list[int]) -> str:
+    """The image search space: width, depth, input resolution, augmentation, learning rate."""
+    sizes = _values(sorted(set(image_sizes)))
+    return (
+        f"width={_values(WIDTHS)}; stages={_values(STAGES)}; image_size={sizes}; "
+        "augment=none|crop:2|crop:2,erase:0.25; learning_rate=log:1e-3:1e-2"
+    )
+
+
+# The text search space: the model kind, its size and the learning rate.
+TEXT_SPACE = (
+    f"model={_values(TEXT_MODELS)}; embedding_dim={_values(TEXT_WIDTHS)}; "
+    f"width={_values(TEXT_WIDTHS)}; vocab_size={_values(VOCABULARIES)}; "
+    f"sequence_length={_values(SEQUENCE_LENGTHS)}; learning_rate=log:5e-4:2e-2"
+)
+
+
+def recipe_for(config: Config) -> ModuleType:
+    """The recipe module that trains `config.kind`, loaded by name."""
+    from trainer.recipe_loader import load_recipe
+
+    return load_recipe(RECIPES[config.kind])
+
+
+def recipe_config(config: Config, recipe: ModuleType) -> Any:
+    """The recipe's own `Config` with the candidate's values; every other option (the
+    exported formats among them: float32 and int8 for images, float32 and dynamic for
+    texts) stays the recipe's default."""
+    values = {
+        "data": config.data,
+        "run_dir": config.run_dir,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "backup_every": config.backup_every,
+        "width": config.width,
+    }
+    if config.learning_rate:
+        values["learning_rate"] = config.learning_rate
+    if config.kind == "image":
+        values.update(image_size=config.image_size, stages=config.stages, augment=config.augment)
+    else:
+        values.update(
+            model=config.model,
+            embedding_dim=config.embedding_dim,
+            vocab_size=config.vocab_size,
+            sequence_length=config.sequence_length,
+        )
+    return dataclasses.replace(recipe.Config(), **values)
+
+
+def architecture(config: Config) -> str:
+    """What decides a candidate's cost, as text: the cost model's key."""
+    if config.kind == "image":
+        return f"width={config.width}, stages={config.stages}, image_size={config.image_size}"
+    if config.model == "bow":
+        return (
+            f"model=bow, vocab_size={config.vocab_size}, sequence_length={config.sequence_length}"
+        )
+    return (
+        f"model={config.model}, embedding_dim={config.embedding_dim}, width={config.width}, "
+        f"vocab_size={config.vocab_size}, sequence_length={config.sequence_length}"
+    )
+
+
+def known_cost(config: Config) -> Cost | None:
+    """The cost measured earlier for this architecture, if any."""
+    return read_costs(config.costs).get(architecture(config)) if config.costs else None
+
+
+def build(config: Config):
+    """The recipe's `Experiment` for this candidate, after the cost model: an architecture
+    that not even compression could fit is refused (`CandidateTooCostly`) before training,
+    and before its data loads when it was measured already."""
+    budget = Budget(config.max_kib, config.max_ms)
+    known = known_cost(config)
+    if known is not None:
+        refuse_unreachable(known, budget)
+    recipe = recipe_for(config)
+    experiment = recipe.build(recipe_config(config, recipe))
+    if known is None and config.costs:
+        sample = experiment.x_test[0]
+        cost = measure_cost(
+            experiment.model,
+            architecture(config),
+            experiment.representative,
+            sample,
+            SHIPPED_FORMAT[config.kind],
+        )
+        remember_cost(config.costs, cost)
+        print(
+            f"cost: {cost.architecture}: {cost.parameters:,} parameters, "
+            f"{cost.flops / 1e6:.2f} MFLOPs, {cost.format} file {cost.kib:.1f} KiB, "
+            f"{cost.latency_ms:.4f} ms",
+            flush=True,
+        )
+        refuse_unreachable(cost, budget)
+    return experiment
+
+
+def main(config: Config) -> dict:
+    """Trains the candidate to the end with the recipe's own `main` (run folder, export,
+    verification, report, model card); returns its metrics."""
+    recipe = recipe_for(config)
+    return recipe.main(recipe_config(config, recipe))

@@ -1,0 +1,133 @@
+"""The cost model of `trainer auto`: what a candidate architecture costs on a device, measured
+before it trains, and whether the compress search could still bring it within the budget.
+
+A candidate's cost is its parameters, its FLOPs (`trainer.flops`) and the file it would ship
+as, converted from the untrained model (size and speed do not depend on the weights' values):
+int8 for images, dynamic-range for texts, whose token ids must not be quantized. The file's
+latency is the median batch-1 LiteRT time on one thread, as the verification table measures
+it (`trainer.export.latency_percentiles`). Measurements are kept per architecture in
+`costs.json`, so a search that proposes an architecture again pays nothing.
+
+This module must not train models or choose candidates.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from trainer.files import atomic_write_json
+
+# How far over the budget a candidate may be and still be trained: the compress search's
+# strongest step removes half the filters of every convolution (structured pruning at ratio
+# 0.5) or distils into half the width, which leaves about a quarter of the weights and MACs.
+COMPRESS_REACH = 4.0
+
+
+@dataclasses.dataclass
+class Cost:
+    """What one architecture costs, measured on its shipped file."""
+
+    architecture: str  # e.g. "width=16, stages=3, image_size=28"
+    parameters: int
+    flops: int
+    format: str  # int8 (images) or dynamic (texts)
+    size_bytes: int
+    latency_ms: float  # median batch-1 LiteRT time, one thread
+
+    @property
+    def kib(self) -> float:
+        return self.size_bytes / 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The device limits: the .tflite size in KiB and the median latency in ms (0 = none)."""
+
+    max_kib: float = 0.0
+    max_ms: float = 0.0
+
+    def excess(self, kib: float, latency_ms: float) -> float:
+        """How many times over the tighter limit a file is (<= 1: within both)."""
+        ratios = [0.0]
+        if self.max_kib:
+            ratios.append(kib / self.max_kib)
+        if self.max_ms:
+            ratios.append(latency_ms / self.max_ms)
+        return max(ratios)
+
+    def fits(self, kib: float, latency_ms: float) -> bool:
+        return self.excess(kib, latency_ms) <= 1.0
+
+    def broken_limits(self, kib: float, latency_ms: float) -> list[str]:
+        """The limits a file breaks, in words, e.g. `["size 80.1 KiB > --max_kib=64"]`."""
+        broken = []
+        if self.max_kib and kib > self.max_kib:
+            broken.append(f"size {kib:.1f} KiB > --max_kib={self.max_kib:g}")
+        if self.max_ms and latency_ms > self.max_ms:
+            broken.append(f"latency {latency_ms:.3f} ms > --max_ms={self.max_ms:g}")
+        return broken
+
+    def reachable(self, cost: Cost) -> bool:
+        """Whether the compress search could still bring `cost` within the budget."""
+        return self.excess(cost.kib, cost.latency_ms) <= COMPRESS_REACH
+
+
+def measure_cost(model, architecture: str, representative, sample, format: str) -> Cost:
+    """Converts the untrained `model` to its shipped `format` and measures the file: size,
+    median batch-1 latency on one thread (best of three medians: other processes only ever
+    add time), parameters and FLOPs.
+
+    Example (not run: converts a model, about 3 s):
+
+        from trainer.models import small_cnn
+        cost = measure_cost(small_cnn(), "width=32", x_train[:50], x_train[0], "int8")
+        print(cost.kib, cost.latency_ms)
+    """
+    from trainer.export import convert, latency_percentiles
+    from trainer.flops import count_flops
+
+    content = convert(model, format, representative[:64] if format == "int8" else None)
+    latency = min(latency_percentiles(content, sample, runs=100)[0] for _ in range(3))
+    return Cost(
+        architecture=architecture,
+        parameters=int(model.count_params()),
+        flops=int(count_flops(model)),
+        format=format,
+        size_bytes=len(content),
+        latency_ms=round(latency, 5),
+    )
+
+
+def read_costs(path: str | Path) -> dict[str, Cost]:
+    """The measured costs by architecture (empty when the file does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:  # cut by a kill: measure again
+        return {}
+    return {key: Cost(**value) for key, value in saved.items()}
+
+
+def remember_cost(path: str | Path, cost: Cost) -> None:
+    """Adds `cost` to the costs file (re-read first: worker processes share the file)."""
+    costs = read_costs(path)
+    costs[cost.architecture] = cost
+    atomic_write_json(Path(path), {key: dataclasses.asdict(value) for key, value in costs.items()})
+
+
+class CandidateTooCostly(ValueError):
+    """Raised by a candidate's build when the cost model says it cannot fit the budget, so the
+    search records the trial as failed with the reason and moves on without training it."""
+
+
+def refuse_unreachable(cost: Cost, budget: Budget) -> None:
+    """Raises `CandidateTooCostly` when not even the compress search could fit `cost`."""
+    if budget.reachable(cost):
+        return
+    broken = "; ".join(budget.broken_limits(cost.kib, cost.latency_ms))
+    raise CandidateTooCostly(
+        f"skipped by the cost model: {cost.architecture} as {cost.format} is {broken}, more "
+        f"than the {COMPRESS_REACH:g}x that compression can remove"
+    )

@@ -1,0 +1,273 @@
+"""`trainer auto`'s stages, from a data source to the finalists' verified files.
+
+1. The data check (`trainer.data`): the source loaded once and checked in fast mode, its
+   report in `AUTO_DIR/data/`, image or text chosen from what it holds.
+2. The cost model on the smallest architecture of the space: a budget that not even it could
+   reach after compression stops here, before any training, naming the limit.
+3. The search (`trainer.tuning.search` over `trainer.auto.candidate`, keras-tuner's Bayesian
+   optimization, in worker processes with `--workers`) within its share of the time budget,
+   each trial behind the cost model.
+4. The finalists (the most accurate trial, and the most accurate one that fits as it is)
+   trained to the end, then compressed until they fit (`trainer.auto.finalists`).
+
+Every step is written to `state.json` as it ends, so `--resume` continues at the step a kill
+interrupted; Ctrl-C keeps what finished (`trainer.auto.report` then chooses among it). This
+module must not parse command lines nor write the final report.
+"""
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+from trainer.auto import candidate
+from trainer.auto.cost import Budget, CandidateTooCostly, read_costs
+from trainer.auto.finalists import FinalistCompression, train_finalist
+from trainer.auto.options import (
+    CANDIDATES_DIR,
+    COSTS_FILE,
+    FINALISTS,
+    SEARCH_DIR,
+    SEARCH_SHARE,
+    TRAINING_SHARE,
+    AutoOptions,
+)
+from trainer.auto.state import AutoState, Clock, Progress, save_state
+
+MAX_FINAL_EPOCHS = 40
+# Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
+# of the epochs its share of the budget buys.
+FINISH_SECONDS = 20.0
+
+
+def new_auto_dir(root: str | Path = "runs") -> Path:
+    """A new folder `ROOT/auto-<timestamp>` (with a suffix if that one exists)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, suffix = Path(root) / f"auto-{stamp}", 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"auto-{stamp}-{suffix}"
+    return path
+
+
+def data_check(directory: Path, options: AutoOptions, state: AutoState) -> None:
+    """Stage 1: loads and checks the source (fast mode), writes its report, and records
+    whether it holds images or texts and which input resolutions the search tries."""
+    from trainer.data.check import check_data, write_data_report
+    from trainer.data.sources import SourceOptions, load_source
+
+    data = load_source(options.data, SourceOptions(seed=options.seed))
+    report = check_data(data, label_errors=False, seed=options.seed)
+    write_data_report(report, directory / "data")
+    print(report.summary(max_rows=10), flush=True)
+    if data.kind not in candidate.KINDS:
+        raise ValueError(
+            f"{options.data} holds {data.kind} data; trainer auto searches image and text "
+            "classifiers: pass a folder of images or texts, a .csv with a text column, or an "
+            ".npz of images or strings"
+        )
+    state.kind = data.kind
+    if data.kind == "image":
+        state.image_sizes = image_sizes(min(data.x_train.shape[1:3]))
+
+
+def image_sizes(native: int) -> list[int]:
+    """The input resolutions searched: the data's own (at most 64), three quarters and half of
+    it (even sizes, at least 8)."""
+    top = min(native, 64)
+    smaller = {max(8, round(top * share / 2) * 2) for share in (0.75, 0.5)}
+    return sorted({top, *(size for size in smaller if size < top)})
+
+
+def base_config(directory: Path, options: AutoOptions, state: AutoState) -> candidate.Config:
+    """The candidate config every trial starts from: the data, the budget, the cost file."""
+    return candidate.Config(
+        data=options.data,
+        kind=state.kind,
+        image_size=max(state.image_sizes, default=0),
+        epochs=max(1, state.trial_epochs),
+        seed=options.seed,
+        max_kib=options.max_kib,
+        max_ms=options.max_ms,
+        costs=str(directory / COSTS_FILE),
+    )
+
+
+def space(state: AutoState) -> str:
+    return (
+        candidate.image_space(state.image_sizes) if state.kind == "image" else candidate.TEXT_SPACE
+    )
+
+
+def smallest_corner(base: candidate.Config, sizes: list[int]) -> candidate.Config:
+    """The architecture of the space with the fewest parameters: the narrowest model at the
+    lowest resolution (images: the stage count with the fewest parameters, which depends on
+    the resolution; texts: a CNN on the smallest vocabulary and embedding)."""
+    if base.kind == "text":
+        return dataclasses.replace(
+            base,
+            model="cnn",
+            embedding_dim=min(candidate.TEXT_WIDTHS),
+            width=min(candidate.TEXT_WIDTHS),
+            vocab_size=min(candidate.VOCABULARIES),
+            sequence_length=min(candidate.SEQUENCE_LENGTHS),
+        )
+    recipe = candidate.recipe_for(base)
+    corners = [
+        dataclasses.replace(base, width=min(candidate.WIDTHS), stages=stages, image_size=min(sizes))
+        for stages in candidate.STAGES
+    ]
+    built = [
+        (recipe.build(candidate.recipe_config(corner, recipe)).model.count_params(), index)
+        for index, corner in enumerate(corners)
+    ]
+    return corners[min(built)[1]]
+
+
+def check_reachable(base: candidate.Config, state: AutoState, budget: Budget) -> None:
+    """Stage 2: measures the smallest architecture; when not even it can fit after
+    compression, records why in `state.cannot_meet` (the search is then skipped)."""
+    if not (budget.max_kib or budget.max_ms):
+        return
+    corner = smallest_corner(base, state.image_sizes)
+    try:
+        candidate.build(dataclasses.replace(corner, epochs=1))
+    except CandidateTooCostly as error:
+        state.cannot_meet = (
+            f"the smallest model of the search space cannot fit: {str(error).split(': ', 1)[1]}"
+        )
+
+
+def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: Clock):
+    """Stage 3: keras-tuner's Bayesian search over the candidate recipe, for its share of the
+    budget (at least one trial); a killed search resumes from its folder."""
+    from trainer.tuning import TuneOptions, search
+
+    seconds = max(clock.until_share(SEARCH_SHARE), 1.0)
+    tune_options = TuneOptions(
+        tuner="bayesian",
+        max_trials=0,
+        max_epochs=state.trial_epochs,
+        trial_patience=2,
+        time_budget=seconds,
+        search_seed=options.seed,
+        tune_dir=str(directory / SEARCH_DIR),
+        workers=options.workers,
+    )
+    base = base_config(directory, options, state)
+    result = search(candidate, base, space(state), options=tune_options)
+    costs = read_costs(directory / COSTS_FILE)
+    state.trials = [
+        {
+            "trial": trial.trial_id,
+            "values": trial.values,
+            "val_accuracy": trial.objective,
+            "epochs": trial.epochs,
+            "seconds": trial.seconds,
+            "error": trial.error,
+            "architecture": candidate.architecture(_trial_config(base, trial.values)),
+        }
+        for trial in result.trials
+    ]
+    completed = [trial for trial in state.trials if trial["val_accuracy"] is not None]
+    if not completed:
+        state.cannot_meet = _no_trial_completed(state.trials, directory)
+        return
+    budget = Budget(options.max_kib, options.max_ms)
+    chosen = [completed[0]]
+    for trial in completed:
+        cost = costs.get(trial["architecture"])
+        if cost is not None and budget.fits(cost.kib, cost.latency_ms) and trial not in chosen:
+            chosen.append(trial)
+            break
+    for index, trial in enumerate(chosen[:FINALISTS], start=1):
+        run_dir = directory / CANDIDATES_DIR / f"{index}-trial{trial['trial']}"
+        state.finalists.append({**trial, "run_dir": str(run_dir)})
+    state.search_done = True
+
+
+def _trial_config(base: candidate.Config, values: dict) -> candidate.Config:
+    from trainer.tuning import trial_config
+
+    return trial_config(base, values, base.epochs)
+
+
+def _no_trial_completed(trials: list[dict], directory: Path) -> str:
+    """Why no trial completed: the cost model refused them all, or they failed (an error)."""
+    errors = [trial["error"] for trial in trials]
+    if errors and all("skipped by the cost model" in error for error in errors):
+        return f"every architecture the search tried was over the budget ({len(errors)} trials)"
+    raise ValueError(
+        f"no trial of the search completed ({len(trials)} tried); their errors are in "
+        f"{directory / SEARCH_DIR / 'trials.md'}"
+    )
+
+
+def final_epochs(finalist: dict, seconds: float) -> int:
+    """Epochs a finalist trains for in `seconds`, from its trial's seconds per epoch: at least
+    its trial's epochs, at most `MAX_FINAL_EPOCHS`."""
+    per_epoch = finalist["seconds"] / max(1, finalist["epochs"])
+    affordable = int(max(0.0, seconds - FINISH_SECONDS) / max(per_epoch, 1e-3))
+    return max(1, finalist["epochs"], min(affordable, MAX_FINAL_EPOCHS))
+
+
+def train_finalists(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, progress: Progress
+) -> None:
+    """Stage 4a: each finalist not trained yet, to the end, in its share of the budget."""
+    base = base_config(directory, options, state)
+    waiting = [finalist for finalist in state.finalists if "test_accuracy" not in finalist]
+    for position, finalist in enumerate(waiting):
+        seconds = clock.until_share(SEARCH_SHARE + TRAINING_SHARE) / (len(waiting) - position)
+        epochs = final_epochs(finalist, seconds)
+        progress.enter(f"training finalist {finalist['run_dir']} for {epochs} epochs")
+        config = dataclasses.replace(_trial_config(base, finalist["values"]), epochs=epochs)
+        metrics = train_finalist(candidate, config, Path(finalist["run_dir"]))
+        finalist.update(final_epochs=epochs, test_accuracy=metrics["test_accuracy"])
+        save_state(directory, state, clock)
+
+
+def compress_finalists(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, progress: Progress
+) -> None:
+    """Stage 4b: each trained finalist not verified yet, compressed until it fits, its chosen
+    file verified with LiteRT and MediaPipe Tasks."""
+    import time
+
+    budget = Budget(options.max_kib, options.max_ms)
+    waiting = [f for f in state.finalists if "test_accuracy" in f and "verified" not in f]
+    for position, finalist in enumerate(waiting):
+        progress.enter(f"compressing finalist {finalist['run_dir']}")
+        share = max(clock.left(), 0.0) / (len(waiting) - position)
+        epochs = max(1, finalist["final_epochs"] // 2)
+        compression = FinalistCompression(Path(finalist["run_dir"]), budget, epochs, options.seed)
+        compression.run(deadline=time.time() + share)
+        chosen = compression.chosen()
+        finalist["measured"] = [
+            dataclasses.asdict(entry) for entry in compression.measured.values()
+        ]
+        finalist["chosen"] = dataclasses.asdict(chosen)
+        finalist["verified"] = compression.verify(chosen)
+        save_state(directory, state, clock)
+
+
+def run_stages(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, progress: Progress
+) -> None:
+    """Runs every stage that is not done yet, saving the state after each."""
+    if not state.kind:
+        progress.enter("data check")
+        data_check(directory, options, state)
+        state.trial_epochs = min(8, max(2, int(options.time_budget * SEARCH_SHARE / 60)))
+        base = base_config(directory, options, state)
+        check_reachable(base, state, Budget(options.max_kib, options.max_ms))
+        save_state(directory, state, clock)
+    if state.cannot_meet:
+        return
+    if not state.search_done:
+        progress.enter("search")
+        run_search(directory, options, state, clock)
+        save_state(directory, state, clock)
+        if state.cannot_meet:
+            return
+    train_finalists(directory, options, state, clock, progress)
+    compress_finalists(directory, options, state, clock, progress)
