@@ -50,6 +50,7 @@ CONVERTED = [
     "trainer.flops",
     "trainer.losses",
     "trainer.lr_finder",
+    "trainer.outputs",
     "trainer.models.image",
     "trainer.optimizers",
     "trainer.regularizers",

@@ -127,14 +127,11 @@ def _source_and_options(name: str, argv: list[str]) -> tuple[str, list[str]]:
 
 def check(argv: list[str]) -> int:
     """`trainer data check SOURCE ...`: prints the summary with every problem row by path."""
-    from trainer.data.check import check_source, refuse_inside_source
+    from trainer.data.check import check_report_folder, check_source
 
     source, rest = _source_and_options("check", argv)
     config = parse_args(CheckConfig, rest, "trainer data check SOURCE")
-    try:
-        refuse_inside_source(source, Path(config.out))
-    except ValueError as error:
-        raise ConfigError(str(error)) from None  # a bad --out: an option error, exit 2
+    check_report_folder(source, config.out, source_options(config))  # before any data loads
     report = check_source(
         source,
         config.out,
@@ -152,9 +149,11 @@ def preview(argv: list[str]) -> int:
     from trainer.augment import augmentations_from_config, describe_spec
     from trainer.data.preview import preview_grid
     from trainer.data.sources import load_source
+    from trainer.outputs import check_output_file, data_sources
 
     source, rest = _source_and_options("preview", argv)
     config = parse_args(PreviewConfig, rest, "trainer data preview SOURCE")
+    check_output_file(config.out, "--out", data_sources(config, ("SOURCE", source)))
     data = load_source(source, source_options(config))
     if data.kind != "image":
         raise ValueError(

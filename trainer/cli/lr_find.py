@@ -71,6 +71,9 @@ def run(argv: list[str]) -> int:
         raise ConfigError(f"the first argument must be a recipe, received {argv[0]!r}\n{USAGE}")
     module = load_recipe_argument(argv[0])
     options, config = _parse(module, argv[0], argv[1:])
+    from trainer.outputs import check_output_file, data_sources
+
+    check_output_file(options.out, "--out", data_sources(config))  # before any data loads
     from trainer.lr_finder import find_learning_rate
 
     experiment = module.build(config)

@@ -23,6 +23,16 @@ PREFER = ("size", "latency")
 MIN_PRUNED_WEIGHTS = 1024  # magnitude pruning leaves layers with fewer kernel weights unpruned
 CRITERIA = ("l1", "l2", "bn")  # as trainer.compression.structured; not imported: --help stays fast
 IO_TYPES = ("float32", "uint8", "int8")  # as trainer.export.IO_TYPES, for the same reason
+# What compress writes into its --out_dir (trainer.compress.files and .report): a folder that
+# holds these beside files trainer did not make is refused (trainer.outputs).
+COMPRESS_WRITES = (
+    "candidates",
+    "model_compressed*",
+    "report.md",
+    "metrics.json",
+    "accuracy_vs_size.png",
+    "*vocabulary.txt",
+)
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -109,6 +119,9 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
         FileNotFoundError: the run directory, its config.yaml, run.json or model.keras is
             missing, or the `--teacher` run has no model.keras.
         ValueError: a bad option value (a `trainer.config.ConfigError` for a field's rule).
+        OutputError, NotADirectoryError, PermissionError: `--out_dir` is inside the run's
+            data, is a run's folder (this one's included), or holds files trainer did not
+            make (`trainer.outputs.check_output_folder`).
     """
     from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
 
@@ -122,6 +135,10 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
             raise FileNotFoundError(
                 f"{path} is missing: pass a run directory made by `trainer train`"
             )
+    from trainer.outputs import check_output_folder, run_data_sources
+
+    out_dir = config.out_dir or run_dir / "compression"
+    check_output_folder(out_dir, "--out_dir", run_data_sources(run_dir), COMPRESS_WRITES)
     if config.student_width:
         import yaml
 

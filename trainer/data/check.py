@@ -43,6 +43,8 @@ import numpy as np
 from trainer.data.sources import load_source
 from trainer.data.types import LoadedData, Problem, SourceOptions, class_counts
 from trainer.files import atomic_write_json, atomic_write_text
+from trainer.outputs import DATA_REPORT_FILES as REPORT_FILES
+from trainer.outputs import check_output_folder, data_sources
 
 # What to do about each kind of problem, printed under it; every check any loader reports has
 # an entry (tests/test_data_check.py reads the loaders' sources to keep it so).
@@ -62,6 +64,10 @@ ADVICE = {
     "image_size": "images were resized to one size; check they are the pictures you meant",
     "image_channels": "grayscale/RGBA images were converted to the common channel count",
     "encoding": "save text as UTF-8; these files were read as Latin-1",
+    "not_data": "folders trainer made (runs, tuning and report folders) are not samples and "
+    "were skipped; move them out of the data folder",
+    "symlink_loop": "a symbolic link that leads back into the folder it is in would read the "
+    "same files again (or forever); it was skipped: remove the link",
     "missing_values": "empty cells were filled with the training median",
     "missing_label": "rows without a label (empty, nan, null, None, NA, N/A) are skipped; "
     "label them or delete them",
@@ -396,20 +402,17 @@ def clean_data(
 def write_data_report(report: DataReport, out_dir: str | Path) -> tuple[Path, Path]:
     """Writes `data_report.json` and `data_report.md` into `out_dir`, atomically."""
     out_dir = Path(out_dir)
-    json_path = atomic_write_json(out_dir / "data_report.json", report.to_dict())
-    return json_path, atomic_write_text(out_dir / "data_report.md", report.to_markdown())
+    json_path = atomic_write_json(out_dir / REPORT_FILES[0], report.to_dict())
+    return json_path, atomic_write_text(out_dir / REPORT_FILES[1], report.to_markdown())
 
 
-def refuse_inside_source(source: str, out_dir: str | Path) -> None:
-    """Raises ValueError when `out_dir` is the source folder or inside it: never write there."""
-    if source.startswith("tfds:"):
-        return
-    source_path, out_path = Path(source).resolve(), Path(out_dir).resolve()
-    if source_path.is_dir() and (out_path == source_path or source_path in out_path.parents):
-        raise ValueError(
-            f"report folder {out_dir} is inside the data source {source}; the source is never "
-            "written to. Pass --out=DIR outside it."
-        )
+def check_report_folder(
+    spec: str, out_dir: str | Path, options: SourceOptions | None = None
+) -> None:
+    """Refuses a report folder the shared output guard refuses (`trainer.outputs`): inside the
+    source, a run's or tuning folder, a device, or a folder of files trainer did not make."""
+    sources = data_sources(options or SourceOptions(), ("SOURCE", str(spec)))
+    check_output_folder(out_dir, "--out", sources, REPORT_FILES)
 
 
 def check_source(
@@ -424,7 +427,7 @@ def check_source(
 
     `label_errors=False` skips the likely-label-error search (the fast mode training uses).
     """
-    refuse_inside_source(str(spec), Path(out_dir))
+    check_report_folder(str(spec), out_dir, options)
     started = time.perf_counter()
     data = load_source(spec, options)
     seed = (options or SourceOptions()).seed

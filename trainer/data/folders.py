@@ -2,11 +2,15 @@
 
 `root/<class>/<files>` is one pool that is split into train and test by a seeded stratified
 split; `root/train/<class>/...` and `root/test/<class>/...` (optionally `root/val/...`) are
-read as those splits. Class folders are searched recursively; hidden files are ignored, and
-so is a class folder named `unsup` (aclImdb's unlabelled reviews). Images are decoded with
-`tf.io`, converted to one channel count and resized to one size; text is read as UTF-8, or as
-Latin-1 with a reported problem. Bad files are skipped and listed by path, never fatal. This
-module reads only; it must not write into the folder.
+read as those splits. Class folders are searched recursively, following symbolic links;
+hidden files are ignored, and so is a class folder named `unsup` (aclImdb's unlabelled
+reviews). What is not data is skipped and listed by path, never read as a class or a sample:
+folders trainer made (runs, a `runs` folder of them, tuning and report folders;
+`trainer.outputs.trainer_folder`) and symbolic links that lead back to a folder they are in.
+Images are decoded with `tf.io`, converted to one channel count and resized to one size; text
+is read as UTF-8, or as Latin-1 with a reported problem, and a .txt file holding binary data
+(NUL or many control bytes) is skipped. Bad files are skipped and listed by path, never fatal.
+This module reads only; it must not write into the folder.
 
 Example:
 
@@ -24,6 +28,7 @@ Example:
     ('text', ['neg', 'pos'], 6, 6)
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,28 +45,74 @@ from trainer.data.types import (
     require_two_classes,
     split_off_test,
 )
+from trainer.outputs import trainer_folder
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 IGNORED_CLASS_FOLDERS = ("unsup",)  # aclImdb: unlabelled reviews
 
 
-def _class_folders(directory: Path) -> list[Path]:
-    return sorted(
-        child
-        for child in directory.iterdir()
-        if child.is_dir()
-        and not child.name.startswith(".")
-        and child.name not in IGNORED_CLASS_FOLDERS
-    )
+def _not_data(folder: Path) -> tuple[str, str]:
+    """(check, reason) when `folder` must not be read as data, else ("", ""): a folder
+    trainer made (a run, a search, a report), or a symbolic link that leads back to a folder
+    it is in (reading it would repeat the data as a class, or never end)."""
+    if folder.is_symlink():
+        target = Path(os.path.realpath(folder))
+        here = Path(os.path.realpath(folder.parent))
+        if target == here or target in here.parents:
+            return "symlink_loop", f"symbolic link to {printable_path(target)}, a folder it is in"
+    made = trainer_folder(folder)
+    if made:
+        return "not_data", f"{made}, not data"
+    return "", ""
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+def _skipped(folder: Path, check: str, reason: str, split: str) -> Problem:
+    shown = "" if split == "pool" else split
+    return Problem(check, printable_path(folder), f"{reason}; skipped", shown, "skipped")
+
+
+def _class_folders(directory: Path, problems: list | None = None, split: str = "") -> list[Path]:
+    """The class folders of `directory`; folders that are not data are left out and, when
+    `problems` is given, listed there by path."""
+    folders = []
+    for child in sorted(directory.iterdir()):
+        if not child.is_dir() or child.name.startswith(".") or child.name in IGNORED_CLASS_FOLDERS:
+            continue
+        check, reason = _not_data(child)
+        if check:
+            if problems is not None:
+                problems.append(_skipped(child, check, reason, split))
+            continue
+        folders.append(child)
+    return folders
+
+
+def _files(folder: Path, problems: list, split: str) -> list[Path]:
+    """Every visible file under `folder`, following symbolic links, except inside folders
+    that are not data (`_not_data`) and folders already read through another link."""
+    found, seen = [], {os.path.realpath(folder)}
+    for current, subfolders, names in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(subfolders):
+            child = Path(current, name)
+            if name.startswith("."):
+                continue
+            check, reason = _not_data(child)
+            real = os.path.realpath(child)
+            if not check and real in seen:
+                check, reason = "symlink_loop", f"leads to {printable_path(real)}, read already"
+            if check:
+                problems.append(_skipped(child, check, reason, split))
+                continue
+            seen.add(real)
+            kept.append(name)
+        subfolders[:] = kept
+        found += [
+            Path(current, name)
+            for name in names
+            if not name.startswith(".") and Path(current, name).is_file()
+        ]
+    return sorted(found)
 
 
 def _layout(root: Path) -> dict[str, Path]:
@@ -87,19 +138,48 @@ def _kind(files: list[Path], root: Path) -> str:
     return "image" if images >= texts else "text"
 
 
-def _read_text(path: Path) -> tuple[str | None, str, bool]:
-    """(text, problem, skipped): UTF-8 first, Latin-1 as the repair for other encodings."""
+# Control characters (other than tab, newlines, form feed and escape) that real text holds
+# rarely; a file where more than this share of the bytes are such is binary data, not text.
+_CONTROL_BYTES = bytes(sorted(set(range(32)) - {9, 10, 11, 12, 13, 27})) + b"\x7f"
+MAX_CONTROL_SHARE = 0.01
+
+
+def binary_reason(raw: bytes) -> str:
+    """Why `raw` is not text ("NUL bytes", "12% control bytes"), or "" when it reads as text:
+    a file named .txt that holds an image, an archive or random bytes must not train a model.
+
+    Example:
+
+        >>> from trainer.data.folders import binary_reason
+        >>> binary_reason("caf\u00e9 au lait".encode("latin-1")), binary_reason(bytes(range(256)))
+        ('', 'binary data (NUL bytes), not text')
+    """
+    if b"\x00" in raw:
+        return "binary data (NUL bytes), not text"
+    control = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
+    if raw and control / len(raw) > MAX_CONTROL_SHARE:
+        return f"binary data ({control / len(raw):.0%} control bytes), not text"
+    return ""
+
+
+def _read_text(path: Path) -> tuple[str | None, str, bool, str]:
+    """(text, problem, skipped, check): UTF-8 first, Latin-1 as the repair for other
+    encodings; binary data (NUL or many control bytes) is skipped as undecodable."""
     raw = path.read_bytes()
     if not raw.strip():
-        return None, "empty file" if not raw else "file holds only whitespace", True
+        return None, "empty file" if not raw else "file holds only whitespace", True, "empty_file"
+    binary = binary_reason(raw)
+    if binary:
+        return None, binary, True, "undecodable"
     try:
-        return raw.decode("utf-8-sig"), "", False
+        return raw.decode("utf-8-sig"), "", False, "encoding"
     except UnicodeDecodeError as error:
         bad = raw[error.start]
         return (
             raw.decode("latin-1"),
             (f"not valid UTF-8 (byte 0x{bad:02x} at offset {error.start}); read as Latin-1"),
             False,
+            "encoding",
         )
 
 
@@ -108,8 +188,8 @@ def _collect(layout: dict[str, Path], root: Path) -> tuple[list, list[Problem], 
     entries, problems, classes = [], [], {}
     for split, folder in layout.items():
         classes[split] = []
-        for class_folder in _class_folders(folder):
-            files = _files(class_folder)
+        for class_folder in _class_folders(folder, problems, split):
+            files = _files(class_folder, problems, split)
             if not files:
                 problems.append(
                     Problem(
@@ -199,8 +279,7 @@ def _read_entries(entries, kind: str, index: dict[str, int], problems: list):
             skipped = sample is None
             check = "empty_file" if why == "zero-byte file" else "undecodable"
         else:
-            sample, why, skipped = _read_text(path)
-            check = "empty_file" if skipped else "encoding"
+            sample, why, skipped, check = _read_text(path)
         if why:
             problems.append(
                 Problem(

@@ -80,6 +80,14 @@ def load_source(spec: str | Path, options: SourceOptions | None = None) -> Loade
         raise ValueError(
             f"cannot read {spec!r}: a file source must end in .csv, .npz, .tar.gz, .tgz or .tar"
         )
+    from trainer.outputs import trainer_folder
+
+    made = trainer_folder(path)
+    if made:
+        raise ValueError(
+            f"data source {spec!r} is {made}, not data: pass the folder of your images or "
+            "texts, or the file, that the run was trained on"
+        )
     from trainer.data.cifar import is_cifar_folder, load_cifar
 
     if is_cifar_folder(path):

@@ -9,11 +9,12 @@ import dataclasses
 from pathlib import Path
 from types import ModuleType
 
+from trainer import outputs
 from trainer.config import choice, limit
 
 TUNERS = ("random", "grid", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
-TUNE_FILE = "tune.yaml"  # the search's options, recipe and space: what --resume reads
+TUNE_FILE = outputs.TUNE_FILE  # the search's options, recipe and space: what --resume reads
 BASE_CONFIG_FILE = "base_config.yaml"  # the recipe options held fixed
 BEST_CONFIG_FILE = "best.yaml"
 TRIAL_LOG_FILE = "trial_log.jsonl"  # one line per finished trial: seconds, epochs, error

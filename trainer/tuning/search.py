@@ -19,6 +19,7 @@ import yaml
 
 from trainer.config import ConfigError, load_saved_config, save_config, validate
 from trainer.files import atomic_write_text
+from trainer.outputs import check_output_folder, data_sources
 from trainer.tuning.options import (
     BASE_CONFIG_FILE,
     BEST_CONFIG_FILE,
@@ -111,13 +112,12 @@ def _tune_dir(recipe: ModuleType, base_config: Any, options: TuneOptions, space:
     """The tuning folder: `--tune_dir` or a new one. A new search writes its options, space and
     fixed config there (what `--resume` reads); a folder that holds a search is resumed."""
     directory = Path(options.tune_dir) if options.tune_dir else new_tune_dir(recipe_name(recipe))
+    # The shared output guard (trainer.outputs): outside the recipe's data (the next trial
+    # would read the folder as a class), not a run's folder, not a device or file, and a
+    # folder that is not this search's own (tune.yaml) must be empty.
+    check_output_folder(directory, "--tune_dir", data_sources(base_config), ("*",), TUNE_FILE)
     if (directory / TUNE_FILE).is_file():
         return directory
-    if directory.exists() and any(directory.iterdir()):
-        raise ConfigError(
-            f"--tune_dir={directory} exists and holds no search to resume; choose an empty "
-            "or new folder"
-        )
     directory.mkdir(parents=True, exist_ok=True)
     options.search, options.tune_dir = space, str(directory)
     saved = {"recipe": recipe_reference(recipe), **dataclasses.asdict(options)}
