@@ -19,7 +19,6 @@ import csv
 import datetime
 import json
 import math
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -28,19 +27,24 @@ from typing import Any
 
 from trainer.config import save_config, to_dict, validate
 from trainer.files import atomic_write_json
+from trainer.outputs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    REPORT_FILE,
+    RUN_INFO_FILE,
+    OutputError,
+    check_folder_path,
+    check_foreign_files,
+    check_outside_data,
+    data_sources,
+)
 
 RUNS_ROOT = Path("runs")
-CONFIG_FILE = "config.yaml"
-RUN_INFO_FILE = "run.json"
 HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
 MODEL_FILE = "model.keras"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 BEST_MODEL_FILE = "best_epoch.keras"
-# Config fields that name a run's data source; a run folder must not be inside one.
-DATA_FIELDS = ("data", "data_dir", "tfds_dir")
 # What a run writes while training; `--restart` removes these and keeps config.yaml and run.json.
 TRAINING_STATE = (
     BACKUP_DIR,
@@ -51,7 +55,32 @@ TRAINING_STATE = (
 )
 
 
-class RunFolderError(ValueError):
+# What a run writes into its folder: a folder not made by a run (no run.json) that holds any
+# of these is refused, since the run would overwrite or append to the user's files.
+RUN_WRITES = (
+    CONFIG_FILE,
+    RUN_INFO_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    REPORT_FILE,
+    "model*.keras",
+    "best_epoch.keras*",
+    LOGS_DIR,
+    BACKUP_DIR,
+    "*.tflite",
+    "model_*.json",
+    "learning_curves.png",
+    "confusion_matrix.png",
+    "per_class_accuracy.png",
+    "model_card.md",
+    "data_report.*",
+    "*vocabulary.txt",
+    "export",
+    "compression",
+)
+
+
+class RunFolderError(OutputError):
     """A run folder that cannot be used as asked (another run's folder, inside the data...)."""
 
 
@@ -77,46 +106,28 @@ def resuming(run_dir: str | Path) -> Iterator[None]:
         _resuming = previous
 
 
-def _is_inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def check_run_dir(config: Any, run_dir: str | Path | None = None) -> None:
-    """Checks, before any work, that a new run may write into `run_dir`.
+    """Checks, before any work, that a new run may write into `run_dir`, with the output
+    guard every command shares (`trainer.outputs`) and the rules of run folders.
 
     `run_dir` defaults to `config.run_dir`; an empty value means a new timestamped folder.
 
     Raises:
         RunFolderError: the folder holds a finished run, another run's config.yaml or backup
-            (continue that one with `trainer train --resume=RUN_DIR`), or lies inside the
-            data source named by a `data`, `data_dir` or `tfds_dir` field.
-        NotADirectoryError: the path, or a folder above it, is a file.
+            (continue that one with `trainer train --resume=RUN_DIR`), lies inside the data
+            source named by a `data`, `data_dir` or `tfds_dir` field, or holds files trainer
+            did not make that a run would overwrite (model.keras, report.md, history.csv...).
+        NotADirectoryError: the path, or a folder above it, is a file, device or FIFO.
         PermissionError: the nearest existing folder is not writable.
     """
     run_dir = run_dir if run_dir is not None else getattr(config, "run_dir", "")
     path = Path(run_dir) if run_dir else RUNS_ROOT
-    resolved = path.resolve()
-    for name in DATA_FIELDS:
-        source = str(getattr(config, name, "") or "")
-        if source and Path(source).is_dir() and _is_inside(resolved, Path(source).resolve()):
-            raise RunFolderError(
-                f"--run_dir={path} is inside the data source --{name}={source}: the run would "
-                "write into your data (a folder of images would even become a class); choose "
-                "a --run_dir outside it"
-            )
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise NotADirectoryError(
-            f"--run_dir={path}: {existing} is a file, not a folder; choose another --run_dir"
-        )
-    if existing.exists() and not os.access(existing, os.W_OK):
-        raise PermissionError(
-            f"--run_dir={path}: {existing} is not writable (read-only disk or no permission); "
-            "choose a --run_dir on a writable disk"
-        )
-    if not run_dir or _resuming == resolved:
+    try:
+        check_outside_data(path, "--run_dir", data_sources(config))
+    except OutputError as error:
+        raise RunFolderError(str(error)) from None
+    check_folder_path(path, "--run_dir")
+    if not run_dir or _resuming == path.resolve():
         return
     if (path / METRICS_FILE).exists():
         raise RunFolderError(
@@ -132,6 +143,10 @@ def check_run_dir(config: Any, run_dir: str | Path | None = None) -> None:
             f"run would overwrite; continue it with `trainer train --resume={path}`, or choose "
             "another --run_dir"
         )
+    try:
+        check_foreign_files(path, "--run_dir", RUN_WRITES, marker=RUN_INFO_FILE)
+    except OutputError as error:
+        raise RunFolderError(str(error)) from None
 
 
 def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) -> Path:

@@ -25,10 +25,14 @@ def run(argv: list[str]) -> int:
         return 0 if argv else 2
     if argv[0].startswith("-"):
         raise ConfigError(f"the first argument must be a run directory, received {argv[0]!r}")
+    from trainer.outputs import OutputError
+
     run_dir = argv[0]
     try:
         config = parse_args(CompressConfig, argv[1:], program=PROGRAM)
         check_compress_options(run_dir, config)
+    except OutputError:
+        raise  # a refused --out_dir is a bad path (exit 1), as for every command
     except (FileNotFoundError, ValueError) as error:
         # Before any work, a missing run file or an option the run cannot take is a bad
         # option: exit 2 (ConfigError), not the exit 1 of a run that breaks while compressing.

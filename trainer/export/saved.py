@@ -26,7 +26,11 @@ from typing import Any
 import numpy as np
 
 from trainer.export.sources import ExportData, SourceSettings, run_data, source_data
+from trainer.outputs import check_output_folder, data_sources, run_data_sources
 from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
+
+# What an export writes into its folder: the files, their sidecars, a text model's vocabulary.
+EXPORT_WRITES = ("model_*.tflite", "model_*.json", "*vocabulary.txt")
 
 
 @dataclasses.dataclass
@@ -225,27 +229,32 @@ def _check_matches_model(model, data: ExportData) -> None:
 
 
 def prepare(model_or_run: str | Path, options: ExportOptions) -> ExportJob:
-    """Loads the model and the data to verify it on, and checks that they fit together."""
+    """Loads the model, checks the output folder (`trainer.outputs`: never inside the data,
+    over a run or over files trainer did not make), loads the data to verify on and checks
+    that model and data fit together."""
     _check_options(options)
     path = Path(model_or_run)
     settings = SourceSettings(
         options.data, options.split, options.scale, options.representative, options.seed
     )
-    if is_run_dir(path):
-        model_file = path / MODEL_FILE
-        model = load_model(model_file)
+    run = is_run_dir(path)
+    if not run and not options.data:
+        raise ValueError(
+            f"{model_or_run} is a model, not a run folder, so the data to verify on must "
+            "be given: --data=SOURCE (an image folder, .npz, .csv, CIFAR or IDX folder)"
+        )
+    model_file = path / MODEL_FILE if run else path
+    model = load_model(model_file)  # a file that is not a model is named before the folder
+    default = path / "export" if run else path.parent / f"{path.stem}_export"
+    out_dir = Path(options.out) if options.out else default
+    sources = data_sources(None, ("--data", options.data))
+    check_output_folder(  # before any data is read
+        out_dir, "--out", [*sources, *(run_data_sources(path) if run else [])], EXPORT_WRITES
+    )
+    if run:
         data = source_data(model, settings) if options.data else run_data(path)
-        out_dir = Path(options.out) if options.out else path / "export"
     else:
-        if not options.data:
-            raise ValueError(
-                f"{model_or_run} is a model, not a run folder, so the data to verify on must "
-                "be given: --data=SOURCE (an image folder, .npz, .csv, CIFAR or IDX folder)"
-            )
-        model_file = path
-        model = load_model(path)
         data = source_data(model, settings)
-        out_dir = Path(options.out) if options.out else path.parent / f"{path.stem}_export"
     _check_matches_model(model, data)
     return ExportJob(model, data, out_dir, model_file)
 
