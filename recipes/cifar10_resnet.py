@@ -30,16 +30,17 @@ import numpy as np
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import augmentations_from_config
 from trainer.cli import run_recipe
-from trainer.config import choice
+from trainer.config import choice, choices, count, in_range, limit, option
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.experiment import Experiment, finish, fit, start_run
-from trainer.export import IO_TYPES, OUTPUT_KINDS
+from trainer.export import FORMATS, IO_TYPES, OUTPUT_KINDS
 from trainer.losses import build_loss
 from trainer.models import resnet, resnet9, with_test_time_flip
 from trainer.optimizers import scheduled_optimizer
 from trainer.reproducibility import set_seed
+from trainer.schedules import SCHEDULE_NAMES
 
 # name -> (depth or 0 for resnet9, learning rate, schedule, label smoothing, augmentation)
 MODELS = {
@@ -55,18 +56,24 @@ class Config:
     data: str = ""  # cifar-10-python.tar.gz, its cifar-10-batches-py/ folder, or tfds:cifar10
     run_dir: str = ""  # output folder; default runs/cifar10_resnet-<timestamp>
     model: str = choice("resnet20", *MODELS)  # resnet20, resnet32, resnet56 or resnet9
-    width: int = 0  # filters of the first stage; 0 = the model's own (16, resnet9: 64)
-    epochs: int = 30  # passes over the training set (the paper: 182)
-    batch_size: int = 128  # examples per step
-    learning_rate: float = 0.0  # peak learning rate; 0 = the model's default (0.1, resnet9 0.4)
-    warmup_epochs: float = 1.0  # linear warmup (He et al. warm ResNet-110 up too)
-    schedule: str = ""  # cosine or step (x0.1 at 50% and 75%); "" = the model's default
-    weight_decay: float = 1e-4  # L2 weight decay on weights (gradient weight_decay * w)
-    label_smoothing: float = -1.0  # soft targets; -1 = the model's default (resnet9: 0.2)
-    augment: str = ""  # augmentation spec; "" = the model's (crop:4,flip / flip,translate)
+    width: int = limit(0)  # filters of the first stage; 0 = the model's own (16, resnet9: 64)
+    epochs: int = count(30)  # passes over the training set (the paper: 182)
+    batch_size: int = count(128)  # examples per step
+    # peak learning rate; 0 = the model's default (0.1, resnet9 0.4)
+    learning_rate: float = limit(0.0)
+    warmup_epochs: float = limit(1.0)  # linear warmup (He et al. warm ResNet-110 up too)
+    # cosine or step (x0.1 at 50% and 75%), or another schedule name; "" = the model's default
+    schedule: str = choice("", "", *SCHEDULE_NAMES)
+    weight_decay: float = limit(1e-4)  # L2 weight decay on weights (gradient weight_decay * w)
+    # soft targets; -1 = the model's default (resnet9: 0.2)
+    label_smoothing: float = in_range(-1.0, -1, 0.99)
+    # augmentation spec; "" = the model's (crop:4,flip / flip,translate)
+    augment: str = option("", check=augmentations_from_config)
     test_time_flip: bool = False  # average the logits of each image and its mirror image
-    val_fraction: float = 0.1  # share of train held out for validation (0 = none)
-    export: str = "float32,int8"  # TFLite formats: float32, float16, dynamic, int8
+    # share of train held out for validation (0 = none; at most half)
+    val_fraction: float = in_range(0.1, 0, 0.5)
+    # TFLite formats: float32, float16, dynamic, int8
+    export: str = choices("float32,int8", *FORMATS, resumable=True)
     # input/output type of the int8 file: float32; uint8 = raw 0-255 pixels, what MediaPipe
     # Tasks and the TFLite Task Library accept; int8 = integer-only accelerators (MediaPipe
     # refuses it)
@@ -76,7 +83,9 @@ class Config:
     tfds_dir: str = ""  # TFDS data directory for tfds:cifar10 ("" = TFDS default)
     md5: str = ""  # expected md5 of a tarball you built ("" = the published one)
     seed: int = 0  # seeds the split, weights, shuffling and augmentation
-    backup_every: int = 500  # steps between backups for `trainer train --resume=RUN_DIR`
+    backup_every: int = limit(
+        500, resumable=True
+    )  # steps between backups for `trainer train --resume=RUN_DIR`
 
 
 def build(config: Config) -> Experiment:

@@ -17,22 +17,26 @@ from sklearn.model_selection import train_test_split
 
 from trainer import keras  # tf_keras, the Keras 2 API that TF-MOT needs
 from trainer.cli import run_recipe
+from trainer.config import choice, count, limit, positive
 from trainer.data.pipeline import image_dataset
 from trainer.experiment import Experiment, finish, fit, start_run
+from trainer.export import IO_TYPES, OUTPUT_KINDS
 from trainer.optimizers import scheduled_optimizer
 
 
 @dataclass
 class Config:
     run_dir: str = ""  # output folder; default runs/digits-<timestamp>
-    epochs: int = 20  # passes over the training set
-    batch_size: int = 32  # examples per step
-    learning_rate: float = 3e-3  # peak learning rate, reached after one epoch of warmup
-    width: int = 16  # convolution filters (compress halves it for the distilled student)
+    epochs: int = count(20)  # passes over the training set
+    batch_size: int = count(32)  # examples per step
+    learning_rate: float = positive(3e-3)  # peak learning rate, reached after one epoch of warmup
+    width: int = count(16)  # convolution filters (compress halves it for the distilled student)
     seed: int = 0  # seeds the split, the weights and the shuffling
-    backup_every: int = 0  # steps between backups for `trainer train --resume`; 0 = off
-    io: str = "float32"  # int8 file input/output: float32, uint8 (MediaPipe) or int8
-    outputs: str = "probabilities"  # what exported files return: probabilities or logits
+    backup_every: int = limit(0)  # steps between backups for `trainer train --resume`; 0 = off
+    # int8 file input/output: float32, uint8 (MediaPipe) or int8
+    io: str = choice("float32", *IO_TYPES)
+    # what exported files return: probabilities or logits
+    outputs: str = choice("probabilities", *OUTPUT_KINDS)
 
 
 def build(config: Config) -> Experiment:

@@ -27,7 +27,7 @@ import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.augment import augmentations_from_config
 from trainer.batch_norm import batch_norm_momentum
 from trainer.cli import run_recipe
-from trainer.config import choice, choices, count, fraction, limit, option, positive
+from trainer.config import choice, choices, count, fraction, in_range, limit, option, positive
 from trainer.data.pipeline import image_dataset
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
@@ -82,10 +82,10 @@ class Config:
     # flip for photos: a mirrored digit, letter or sign is another class, so it is not a default
     # (measured: digits 97.5% with flip, 99.7% without); `trainer data preview --help` lists all
     augment: str = option("crop:2", check=augmentations_from_config)
-    # share of train held out for validation if the source has none
-    val_fraction: float = fraction(0.1, below_one=True)
-    # share held out as test if the source has no test split
-    test_fraction: float = fraction(0.2, below_one=True)
+    # share of train held out for validation if the source has none (at most half)
+    val_fraction: float = in_range(0.1, 0, 0.5)
+    # share held out as test if the source has no test split (at most half)
+    test_fraction: float = in_range(0.2, 0, 0.5)
     # imbalanced classes: none, class_weights or oversample
     balance: str = choice("none", *BALANCE_MODES)
     drop_duplicates: bool = True  # drop extra copies of a sample within a split

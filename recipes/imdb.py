@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from recipes import text_classifier
 from trainer.cli import run_recipe
-from trainer.config import choice
+from trainer.config import choice, choices, count, in_range, limit
 from trainer.data.text import STANDARDIZE_MODES
 from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export.mobile import OUTPUT_KINDS
@@ -36,22 +36,26 @@ class Config:
     run_dir: str = ""  # output folder; default runs/imdb-<timestamp>
     model: str = choice("bow", *text_classifier.TEXT_MODELS)  # bow, cnn, lstm, gru, ...
     bert_dir: str = ""  # --model=bert: folder with bert_config.json, vocab.txt, bert_model.ckpt.*
-    sequence_length: int = 400  # tokens per review (median review: about 175 words)
-    vocab_size: int = 30000  # most frequent training words kept (bow: at most 46340)
+    sequence_length: int = count(400)  # tokens per review (median review: about 175 words)
+    vocab_size: int = count(30000)  # most frequent training words kept (bow: at most 46340)
     # words split at punctuation (what MediaPipe's tokenizer repeats) or Keras's stripping
     standardize: str = choice("lower_and_split_punctuation", *STANDARDIZE_MODES)
-    embedding_dim: int = 64  # width of the word embeddings (not bow, bert)
-    width: int = 64  # convolution filters, units per LSTM/GRU direction
-    dropout: float = -1.0  # dropout before the logits; -1 = the model's default
-    epochs: int = 5  # passes over the training set
-    batch_size: int = 32  # examples per step
-    learning_rate: float = 0.0  # peak learning rate; 0 = the model's default
-    val_fraction: float = 0.1  # share of train held out for validation
-    export: str = "float32,dynamic"  # TFLite formats: float32, float16, dynamic
+    embedding_dim: int = count(64)  # width of the word embeddings (not bow, bert)
+    width: int = count(64)  # convolution filters, units per LSTM/GRU direction
+    # dropout before the logits; -1 = the model's default
+    dropout: float = in_range(-1.0, -1, 0.99)
+    epochs: int = count(5)  # passes over the training set
+    batch_size: int = count(32)  # examples per step
+    learning_rate: float = limit(0.0)  # peak learning rate; 0 = the model's default
+    val_fraction: float = in_range(0.1, 0, 0.5)  # share of train held out for validation
+    # TFLite formats: float32, float16, dynamic
+    export: str = choices("float32,dynamic", "float32", "float16", "dynamic", resumable=True)
     outputs: str = choice("probabilities", *OUTPUT_KINDS)  # the files return these (or logits)
     tfds_dir: str = ""  # TFDS data directory for tfds:imdb_reviews ("" = TFDS default)
     seed: int = 0  # seeds the split, shuffling and weights
-    backup_every: int = 500  # steps between backups for `trainer train --resume=RUN_DIR`
+    backup_every: int = limit(
+        500, resumable=True
+    )  # steps between backups for `trainer train --resume=RUN_DIR`
 
 
 def build(config: Config) -> Experiment:

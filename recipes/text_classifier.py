@@ -83,10 +83,10 @@ class Config:
     optimizer: str = choice("adamw", *OPTIMIZER_NAMES)  # adamw, adam, sgd (momentum 0.9) or rmsprop
     weight_decay: float = limit(1e-4)  # decoupled weight decay (adamw, sgd, rmsprop)
     label_smoothing: float = fraction(0.0, below_one=True)  # soft targets
-    # share of train held out for validation if the source has none
-    val_fraction: float = fraction(0.1, below_one=True)
-    # share held out as test if the source has no test split
-    test_fraction: float = fraction(0.2, below_one=True)
+    # share of train held out for validation if the source has none (at most half)
+    val_fraction: float = in_range(0.1, 0, 0.5)
+    # share held out as test if the source has no test split (at most half)
+    test_fraction: float = in_range(0.2, 0, 0.5)
     # imbalanced classes: none, class_weights or oversample
     balance: str = choice("none", *BALANCE_MODES)
     drop_duplicates: bool = True  # drop extra copies of a text within a split
