@@ -25,12 +25,29 @@ from typing import Any
 
 import numpy as np
 
+from trainer.config import check_number, option
 from trainer.export.sources import ExportData, SourceSettings, run_data, source_data
 from trainer.outputs import check_output_folder, data_sources, run_data_sources
 from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
 
 # What an export writes into its folder: the files, their sidecars, a text model's vocabulary.
 EXPORT_WRITES = ("model_*.tflite", "model_*.json", "*vocabulary.txt")
+
+
+def parse_budget(text: str) -> float | None:
+    """`--max_accuracy_drop` as percentage points: None when empty, else a finite number >= 0.
+
+    It is the `check` of the option, so `nan`, `-1` or `abc` are refused before any model or
+    data is loaded.
+    """
+    if not text.strip():
+        return None
+    try:
+        return check_number("max_accuracy_drop", float(text), minimum=0)
+    except ValueError:
+        raise ValueError(
+            "must be empty (the defaults) or a finite number of percentage points >= 0, e.g. 0.5"
+        ) from None
 
 
 @dataclasses.dataclass
@@ -42,7 +59,7 @@ class ExportOptions:
     # comma list of float32, float16, dynamic, int8; empty = the run's formats, else float32,int8
     format: str = ""
     # accuracy-drop budget (pp) for every format; empty = 0.1 float32/float16, 0.5 dynamic/int8
-    max_accuracy_drop: str = ""
+    max_accuracy_drop: str = option("", check=parse_budget)
     # output folder; empty = RUN/export for a run, else <model name>_export beside the model
     out: str = ""
     representative: int = 300  # inputs that calibrate int8, drawn from the data's training split
@@ -262,16 +279,13 @@ def prepare(model_or_run: str | Path, options: ExportOptions) -> ExportJob:
 def _budgets(options: ExportOptions) -> dict[str, float] | None:
     from trainer.export import FORMATS
 
-    if not options.max_accuracy_drop.strip():
-        return None
     try:
-        budget = float(options.max_accuracy_drop)
-    except ValueError:
+        budget = parse_budget(options.max_accuracy_drop)
+    except ValueError as error:
         raise ValueError(
-            "--max_accuracy_drop expects a number of percentage points (e.g. 0.5), received "
-            f"{options.max_accuracy_drop!r}"
+            f"--max_accuracy_drop {error}; received {options.max_accuracy_drop!r}"
         ) from None
-    return dict.fromkeys(FORMATS, budget)
+    return None if budget is None else dict.fromkeys(FORMATS, budget)
 
 
 def export_prepared(job: ExportJob, options: ExportOptions) -> ExportOutcome:
