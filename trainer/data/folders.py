@@ -68,7 +68,7 @@ def _not_data(folder: Path) -> tuple[str, str]:
 
 def _skipped(folder: Path, check: str, reason: str, split: str) -> Problem:
     shown = "" if split == "pool" else split
-    return Problem(check, printable_path(folder), f"{reason}; skipped", shown, "skipped")
+    return Problem(check, printable_path(folder), reason, shown, "skipped")
 
 
 def _class_folders(directory: Path, problems: list | None = None, split: str = "") -> list[Path]:
