@@ -47,7 +47,19 @@ def with_validation(data: LoadedData, fraction: float, seed: int = 0) -> LoadedD
     """`data` with a stratified validation split carved from train if it has none."""
     if data.x_val is not None or fraction <= 0:
         return data
+    if not fraction <= 0.5:  # also NaN
+        raise ValueError(
+            f"val_fraction={fraction} would hold out more than half of the "
+            f"{len(data.y_train)} training examples for validation; choose at most 0.5 "
+            "(0.1 is usual)"
+        )
     kept, held = stratified_split(data.y_train, fraction, seed)
+    if len(held) == 0:
+        print(
+            f"WARNING val_fraction={fraction} held out no validation examples: no class has two "
+            f"of the {len(data.y_train)} training examples. Training goes on without "
+            "validation (no best epoch is chosen); add examples for a validation split"
+        )
     ids = data.split_ids("train")
     return dataclasses.replace(
         data,
