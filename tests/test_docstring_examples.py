@@ -54,6 +54,7 @@ CONVERTED = [
     "trainer.models.image",
     "trainer.optimizers",
     "trainer.regularizers",
+    "trainer.resources",
     "trainer.schedules",
 ]
 _RESTRUCTURED = "being restructured under issue 23; its examples are converted after that lands"
