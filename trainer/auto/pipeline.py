@@ -20,7 +20,15 @@ import datetime
 from pathlib import Path
 
 from trainer.auto import candidate
-from trainer.auto.cost import Budget, CandidateTooCostly, read_costs
+from trainer.auto.cost import (
+    Budget,
+    CandidateTooCostly,
+    Cost,
+    measure_cost,
+    read_costs,
+    refuse_unreachable,
+    remember_cost,
+)
 from trainer.auto.finalists import FinalistCompression, train_finalist
 from trainer.auto.options import (
     CANDIDATES_DIR,
@@ -65,9 +73,10 @@ def data_check(directory: Path, options: AutoOptions, state: AutoState) -> None:
             "classifiers: pass a folder of images or texts, a .csv with a text column, or an "
             ".npz of images or strings"
         )
-    state.kind = data.kind
+    state.kind, state.classes = data.kind, data.num_classes
     if data.kind == "image":
         state.image_sizes = image_sizes(min(data.x_train.shape[1:3]))
+        state.channels = int(data.x_train.shape[-1]) if data.x_train.ndim == 4 else 1
 
 
 def image_sizes(native: int) -> list[int]:
@@ -98,43 +107,72 @@ def space(state: AutoState) -> str:
     )
 
 
-def smallest_corner(base: candidate.Config, sizes: list[int]) -> candidate.Config:
-    """The architecture of the space with the fewest parameters: the narrowest model at the
-    lowest resolution (images: the stage count with the fewest parameters, which depends on
-    the resolution; texts: a CNN on the smallest vocabulary and embedding)."""
-    if base.kind == "text":
-        return dataclasses.replace(
-            base,
-            model="cnn",
-            embedding_dim=min(candidate.TEXT_WIDTHS),
-            width=min(candidate.TEXT_WIDTHS),
-            vocab_size=min(candidate.VOCABULARIES),
-            sequence_length=min(candidate.SEQUENCE_LENGTHS),
-        )
-    recipe = candidate.recipe_for(base)
-    corners = [
-        dataclasses.replace(base, width=min(candidate.WIDTHS), stages=stages, image_size=min(sizes))
-        for stages in candidate.STAGES
-    ]
-    built = [
-        (recipe.build(candidate.recipe_config(corner, recipe)).model.count_params(), index)
-        for index, corner in enumerate(corners)
-    ]
-    return corners[min(built)[1]]
+def smallest_image_cost(base: candidate.Config, state: AutoState) -> Cost:
+    """The cost of the image architecture with the fewest parameters (the narrowest CNN at
+    the lowest resolution, with the stage count that leaves the fewest), built with the
+    recipe's model builder on random pixels: no data loads."""
+    import numpy as np
+
+    from trainer.models import small_cnn
+
+    size, corners = min(state.image_sizes), []
+    for stages in candidate.STAGES:
+        shape = (size, size, state.channels)
+        try:
+            model = small_cnn(shape, state.classes, width=min(candidate.WIDTHS), stages=stages)
+        except ValueError:  # more stages than the resolution can halve
+            continue
+        corners.append((model.count_params(), stages, model))
+    _, stages, model = min(corners, key=lambda corner: corner[:2])
+    corner = dataclasses.replace(base, width=min(candidate.WIDTHS), stages=stages, image_size=size)
+    pixels = np.random.default_rng(0).random((64, size, size, state.channels), np.float32)
+    return measure_cost(model, candidate.architecture(corner), pixels, pixels[0], "int8")
 
 
-def check_reachable(base: candidate.Config, state: AutoState, budget: Budget) -> None:
-    """Stage 2: measures the smallest architecture; when not even it can fit after
-    compression, records why in `state.cannot_meet` (the search is then skipped)."""
+def smallest_text_cost(base: candidate.Config) -> Cost:
+    """The cost of the text architecture with the fewest parameters: a CNN on the smallest
+    vocabulary, embedding and length, built by the recipe on the data."""
+    corner = dataclasses.replace(
+        base,
+        model="cnn",
+        embedding_dim=min(candidate.TEXT_WIDTHS),
+        width=min(candidate.TEXT_WIDTHS),
+        vocab_size=min(candidate.VOCABULARIES),
+        sequence_length=min(candidate.SEQUENCE_LENGTHS),
+        costs="",
+    )
+    experiment = candidate.recipe_for(corner).build(
+        candidate.recipe_config(corner, candidate.recipe_for(corner))
+    )
+    sample = experiment.x_test[0]
+    return measure_cost(
+        experiment.model,
+        candidate.architecture(corner),
+        experiment.representative,
+        sample,
+        "dynamic",
+    )
+
+
+def check_reachable(
+    directory: Path, base: candidate.Config, state: AutoState, budget: Budget
+) -> None:
+    """Stage 2: measures the smallest architecture of the space; when not even it can fit
+    after compression, records why in `state.cannot_meet` (the search is then skipped)."""
     if not (budget.max_kib or budget.max_ms):
         return
-    corner = smallest_corner(base, state.image_sizes)
+    cost = smallest_image_cost(base, state) if state.kind == "image" else smallest_text_cost(base)
+    remember_cost(directory / COSTS_FILE, cost)
+    print(
+        f"smallest model of the search space: {cost.architecture}, {cost.format} file "
+        f"{cost.kib:.1f} KiB, {cost.latency_ms:.4f} ms",
+        flush=True,
+    )
     try:
-        candidate.build(dataclasses.replace(corner, epochs=1))
+        refuse_unreachable(cost, budget)
     except CandidateTooCostly as error:
-        state.cannot_meet = (
-            f"the smallest model of the search space cannot fit: {str(error).split(': ', 1)[1]}"
-        )
+        reason = str(error).split(": ", 1)[1]
+        state.cannot_meet = f"the smallest model of the search space cannot fit: {reason}"
 
 
 def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: Clock):
@@ -259,7 +297,7 @@ def run_stages(
         data_check(directory, options, state)
         state.trial_epochs = min(8, max(2, int(options.time_budget * SEARCH_SHARE / 60)))
         base = base_config(directory, options, state)
-        check_reachable(base, state, Budget(options.max_kib, options.max_ms))
+        check_reachable(directory, base, state, Budget(options.max_kib, options.max_ms))
         save_state(directory, state, clock)
     if state.cannot_meet:
         return

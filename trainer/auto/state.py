@@ -27,6 +27,8 @@ class AutoState:
 
     kind: str = ""  # image or text, from the data check
     image_sizes: list[int] = dataclasses.field(default_factory=list)  # searched resolutions
+    channels: int = 0  # image channels the data has (1 or 3)
+    classes: int = 0
     trial_epochs: int = 0  # epochs per search trial at most
     spent_seconds: float = 0.0  # over every session
     search_done: bool = False
