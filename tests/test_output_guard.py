@@ -124,6 +124,13 @@ def test_export_out_inside_the_data_is_refused(photos, tmp_path, capsys):
     assert _snapshot(photos) == before
 
 
+def test_auto_run_dir_inside_the_data_is_refused(photos, capsys):
+    before = _snapshot(photos)
+    arguments = ["auto", f"--data={photos}", f"--run_dir={photos / 'auto'}"]
+    _refused(capsys, arguments, "--run_dir=", "inside the data source --data=")
+    assert _snapshot(photos) == before
+
+
 def test_compress_out_dir_in_a_class_folder_of_the_runs_data_is_refused(photos, tmp_path, capsys):
     run = _fake_run(tmp_path / "run", photos)
     before = _snapshot(photos)
@@ -240,6 +247,9 @@ def test_run_tuning_and_result_folders_in_the_data_are_skipped_not_classes(photo
     (photos / "search").mkdir()
     (photos / "search" / "tune.yaml").write_text("recipe: image_classifier\n")
     (photos / "search" / "objective_vs_trial.png").write_bytes(plot)
+    (photos / "auto-1").mkdir()
+    (photos / "auto-1" / "auto.yaml").write_text("data: photos\n")
+    (photos / "auto-1" / "accuracy_size_latency.png").write_bytes(plot)
     compression = photos / "a" / "compression"  # compress --out_dir=a class folder, before
     compression.mkdir()
     for name in ("report.md", "metrics.json"):
@@ -248,7 +258,7 @@ def test_run_tuning_and_result_folders_in_the_data_are_skipped_not_classes(photo
     before = _snapshot(photos)
     classes, problems = _classes_and_problems(photos)
     assert classes == ["a", "b", "c"]
-    for folder in ("myrun", "runs", "search", "a/compression"):
+    for folder in ("myrun", "runs", "search", "auto-1", "a/compression"):
         assert problems[str(photos / folder)] == "not_data", problems
     data = load_source(str(photos), SourceOptions())
     assert len(data.x_train) + len(data.x_test) == 18  # 6 per class, no plot among them

@@ -47,6 +47,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 TUNE_FILE = "tune.yaml"
+AUTO_FILE = "auto.yaml"  # trainer.auto's options file
 DATA_REPORT_FILES = ("data_report.json", "data_report.md")
 # Config fields that name a data source; no output may lie inside one.
 DATA_FIELDS = ("data", "data_dir", "tfds_dir")
@@ -67,8 +68,8 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def is_tuning_folder(path: str | Path) -> bool:
-    """True for a folder made by `trainer tune` (it holds tune.yaml)."""
-    return (Path(path) / TUNE_FILE).is_file()
+    """True for a folder made by `trainer tune` (tune.yaml) or `trainer auto` (auto.yaml)."""
+    return any((Path(path) / name).is_file() for name in (TUNE_FILE, AUTO_FILE))
 
 
 def trainer_folder(path: str | Path) -> str:
@@ -91,8 +92,10 @@ def trainer_folder(path: str | Path) -> str:
         return f"a run folder made by trainer ({RUN_INFO_FILE})"
     if is_run_folder(path):
         return f"a run folder made by trainer ({CONFIG_FILE} and {METRICS_FILE})"
-    if is_tuning_folder(path):
+    if (path / TUNE_FILE).is_file():
         return f"a tuning folder made by trainer tune ({TUNE_FILE})"
+    if (path / AUTO_FILE).is_file():
+        return f"a search folder made by trainer auto ({AUTO_FILE})"
     if (path / METRICS_FILE).is_file() and (path / REPORT_FILE).is_file():
         return f"a folder of trainer results ({REPORT_FILE} and {METRICS_FILE})"
     if all((path / name).is_file() for name in DATA_REPORT_FILES):

@@ -14,6 +14,7 @@ from trainer.auto.options import OPTIONS_FILE, AutoOptions, check_auto_options
 from trainer.auto.pipeline import new_auto_dir, run_stages
 from trainer.auto.report import AutoResult, write_auto_report
 from trainer.auto.state import Clock, Progress, load_options, load_state, save_options, save_state
+from trainer.outputs import check_output_folder, data_sources
 
 
 def open_auto_dir(options: AutoOptions) -> tuple[Path, AutoOptions]:
@@ -22,7 +23,9 @@ def open_auto_dir(options: AutoOptions) -> tuple[Path, AutoOptions]:
 
     Raises:
         FileNotFoundError: `--resume` names a folder without auto.yaml.
-        ValueError: `--run_dir` exists and holds something other than an auto run.
+        ValueError: `--run_dir` holds an auto run already, or the output guard refuses it
+            (`trainer.outputs.check_output_folder`: inside the data, a run's folder, not
+            empty).
     """
     if options.resume:
         directory = Path(options.resume)
@@ -36,8 +39,9 @@ def open_auto_dir(options: AutoOptions) -> tuple[Path, AutoOptions]:
             f"--run_dir={directory} holds an auto run already: continue it with "
             f"`trainer auto --resume={directory}`, or choose a new folder"
         )
-    if directory.exists() and any(directory.iterdir()):
-        raise ValueError(f"--run_dir={directory} exists and is not empty; choose a new folder")
+    # The output guard every command shares: outside the data, not a run's folder, not a
+    # file or device, and a folder that is not empty is refused.
+    check_output_folder(directory, "--run_dir", data_sources(options), ("*",), OPTIONS_FILE)
     directory.mkdir(parents=True, exist_ok=True)
     options = dataclasses.replace(options, run_dir=str(directory))
     save_options(directory, options)
