@@ -39,11 +39,17 @@ def test_tensorflow_imported_first_with_keras3_still_serves_keras3():
 
 @pytest.mark.e2e
 def test_tensorflow_imported_first_without_touching_keras_is_fine():
+    # Nothing chose Keras 3 yet, so trainer picks tf_keras, and every form of tf.keras agrees
+    # (trainer points TensorFlow's `tensorflow.keras` import path at tf_keras too).
     result = _run(
         "import tensorflow as tf\nimport trainer, tf_keras\n"
-        "assert tf.keras.Model is tf_keras.Model\nprint('ok')"
+        "from tensorflow.keras import layers\nfrom tensorflow import keras\n"
+        "assert tf.keras.Model is tf_keras.Model, tf.keras\n"
+        "assert layers.Dense is keras.layers.Dense is tf_keras.layers.Dense, layers\n"
+        "print('ok')"
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert "Keras3InUseWarning" not in result.stderr
 
 
 def test_keras3_model_rejected_with_object_name():
@@ -83,9 +89,13 @@ def test_import_trainer_then_tensorflow_sets_keras_2_quietly():
     """`import trainer` first: TF_USE_LEGACY_KERAS is set, so tf.keras is tf_keras (Keras 2),
     and TensorFlow's native start-up notices are not printed."""
     assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    # The documented choice: with trainer imported first, a script's later
+    # `from tensorflow import keras` and `from tensorflow.keras import layers` are tf_keras.
     code = (
         "import trainer, tensorflow as tf, tf_keras\n"
-        "assert tf.keras.Model is tf_keras.Model, tf.keras\n"
+        "from tensorflow import keras\nfrom tensorflow.keras import layers\n"
+        "assert tf.keras.Model is keras.Model is tf_keras.Model, tf.keras\n"
+        "assert layers.Dense is tf_keras.layers.Dense, layers\n"
         "print(tf.__version__)"
     )
     unset = ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG", "TF_USE_LEGACY_KERAS")

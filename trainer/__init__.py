@@ -1,11 +1,13 @@
 """trainer: train Keras models from a dataset to a small, fast, verified mobile model.
 
-Importing this package selects the Keras 2 API (`tf_keras`) for `tf.keras` by setting
-`TF_USE_LEGACY_KERAS=1` (effective while `tf.keras` has not been used yet), because TF-MOT
-(pruning, clustering, quantization-aware training) rejects Keras 3 models. Import order does
-not matter otherwise: in a script that imported `keras` (Keras 3) or used `tf.keras` first,
-the schedules, callbacks, LR finder and Distiller work with Keras 3 too, and only the TF-MOT
-helpers and export refuse a Keras 3 model, naming the conversion `to_tf_keras`. It also
+Importing this package selects the Keras 2 API (`tf_keras`) for every form of `tf.keras`
+(`tf.keras.X`, `from tensorflow import keras`, `from tensorflow.keras import layers`) by
+setting `TF_USE_LEGACY_KERAS=1`, because TF-MOT (pruning, clustering, quantization-aware
+training) rejects Keras 3 models; `import keras` stays Keras 3. If the process chose Keras 3
+before trainer's first import (`import keras`, `from tensorflow import keras`, `tf.keras`
+used), trainer never switches it: the schedules, callbacks, LR finder, diagnosis and
+Distiller serve Keras 3, and one `Keras3InUseWarning` says that the TF-MOT helpers, export and
+recipes need tf_keras and how to get it (`trainer.keras_path`, docs/keras3.md). It also
 quiets TensorFlow's C++ start-up log (absl and oneDNN notices) the first time TensorFlow is
 imported, unless the user chose a level or set TRAINER_DEBUG=1. Submodules are imported on
 demand so that `import trainer` stays fast; for the same reason trainer's registered layers,
@@ -20,7 +22,7 @@ Example:
     from trainer.schedules import Warmup
 """
 
-# Importing keras_path sets TF_USE_LEGACY_KERAS=1 and the default TF_CPP_MIN_LOG_LEVEL=2.
+# Importing keras_path chooses the Keras of tf.keras and sets the default TF_CPP_MIN_LOG_LEVEL=2.
 from trainer.custom_objects import register_on_import
 from trainer.keras_path import (
     check_keras_object,

@@ -5,8 +5,18 @@ keras-tuner, pruning, quantization and `TFLiteConverter.from_keras_model` only o
 The schedules and callbacks serve Keras 3 as well (`trainer.keras_compat`); the helpers that
 need tf_keras reject a Keras 3 model with `check_keras_object`, whose message offers
 `to_tf_keras(model)`: the same functional or Sequential model rebuilt in tf_keras. This module
-owns the checks and the conversion; it must not import TensorFlow unless TensorFlow is
-already loaded or a conversion is asked for.
+owns the checks and the conversion, and the one choice of Keras made when trainer is first
+imported (`KERAS3_IN_USE`); it must not import TensorFlow unless TensorFlow is already loaded
+or a conversion is asked for.
+
+The choice: trainer sets `TF_USE_LEGACY_KERAS=1`, so `tf.keras` in every form (`tf.keras.X`,
+`from tensorflow import keras`, `from tensorflow.keras import layers`) is tf_keras, unless the
+process has already chosen Keras 3 before trainer's first import: `import keras`, `tf.keras`
+resolved, `tensorflow.keras` imported, or TensorFlow's lazy `keras` bound by the importing
+script (`from tensorflow import keras`, `keras = tf.keras`). Switching then would give the
+script two Kerases (tf_keras behind its `keras`, Keras 3 behind its `layers`), so trainer
+leaves Keras 3 in place, pins TensorFlow's lazy Keras attributes to it, and warns once
+(`Keras3InUseWarning`) that TF-MOT compression, export and the recipes need tf_keras.
 """
 
 import contextlib
@@ -15,6 +25,8 @@ import importlib.util
 import logging
 import os
 import sys
+import types
+import warnings
 
 # Read before trainer sets its default, so we know whether the user chose a level.
 USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
@@ -22,7 +34,128 @@ USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 # notices honour TF_CPP_MIN_LOG_LEVEL too, so a default set here would hide them.
 if not os.environ.get("TRAINER_DEBUG"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+_LEGACY_VALUES = ("true", "True", "1")  # what TensorFlow's lazy loader reads as "use tf_keras"
+_TENSORFLOW_KERAS_ATTRIBUTES = ("keras", "losses", "metrics", "optimizers", "initializers")
+
+
+class Keras3InUseWarning(UserWarning):
+    """trainer was imported into a process that already uses Keras 3, and left it there."""
+
+
+def _is_keras3_module(value: object) -> bool:
+    """A Keras 3 module: `keras`, `keras.layers`, or TensorFlow's `tensorflow.keras` on Keras 3."""
+    if not isinstance(value, types.ModuleType):
+        return False
+    state = vars(value)  # never getattr: on a lazy module it would resolve (import) it
+    if type(value).__name__ == "KerasLazyLoader":
+        return state.get("_tfll_keras_version") == "keras_3"
+    name = str(state.get("__name__") or "")
+    if name == "keras" or name.startswith("keras."):
+        return True
+    keras3 = sys.modules.get("keras")
+    folders = vars(keras3).get("__path__") or [] if keras3 is not None else []
+    path = str(state.get("__file__") or "")
+    return bool(path) and any(path.startswith(folder + os.sep) for folder in folders)
+
+
+def _tensorflow_lazy_keras(value: object) -> bool:
+    """TensorFlow's lazy `keras` (or `losses`, `optimizers`...) proxy, not yet resolved or
+    resolved to Keras 3 (`KerasLazyLoader` decides on first attribute access)."""
+    if type(value).__name__ != "KerasLazyLoader":
+        return False
+    state = vars(value)  # read without __getattr__, which would resolve the proxy
+    return not state.get("_tfll_initialized") or state.get("_tfll_keras_version") == "keras_3"
+
+
+def _binding_of_keras3(namespace: dict) -> str | None:
+    """The first name in a module's globals bound to Keras 3 or to TensorFlow's lazy keras."""
+    for name, value in list(namespace.items()):
+        if _tensorflow_lazy_keras(value):
+            return f"`{name}` is TensorFlow's lazy tensorflow.keras, as after `from tensorflow import keras`"
+        if _is_keras3_module(value):
+            return f"`{name}` is the Keras 3 module {value.__name__}"
+        if isinstance(value, type) and is_keras3_object(value):
+            return f"`{name}` is the Keras 3 class {value.__module__}.{value.__qualname__}"
+    return None
+
+
+def _importing_namespaces() -> list[dict]:
+    """The globals of `__main__` and of every module on the stack (the script importing trainer)."""
+    namespaces, seen = [], set()
+    main = sys.modules.get("__main__")
+    candidates = [getattr(main, "__dict__", {})]
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidates.append(frame.f_globals)
+        frame = frame.f_back
+    for namespace in candidates:
+        module = str(namespace.get("__name__", ""))
+        if id(namespace) in seen or module.startswith(("trainer", "importlib")):
+            continue
+        seen.add(id(namespace))
+        namespaces.append(namespace)
+    return namespaces
+
+
+def keras3_in_use(namespaces: list[dict] | None = None) -> str | None:
+    """How this process has already chosen Keras 3, or None if `tf.keras` is still open.
+
+    Keras 3 is chosen if TensorFlow has resolved `tf.keras` (or imported `tensorflow.keras`) to
+    Keras 3, or if `namespaces` (default: `__main__` and the modules importing trainer now) bind
+    Keras 3 or TensorFlow's lazy `keras`. `TF_USE_LEGACY_KERAS` already set to true means the
+    user chose tf_keras, and nothing here can switch it.
+
+    Example:
+
+        >>> import os, types
+        >>> from trainer.keras_path import keras3_in_use
+        >>> chosen = os.environ.pop("TF_USE_LEGACY_KERAS", "")  # as before trainer's import
+        >>> keras3_in_use([{"keras": types.ModuleType("keras")}])  # a script's `import keras`
+        '`keras` is the Keras 3 module keras'
+        >>> os.environ["TF_USE_LEGACY_KERAS"] = chosen
+    """
+    if os.environ.get("TF_USE_LEGACY_KERAS") in _LEGACY_VALUES:
+        return None
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None:
+        if _is_keras3_module(sys.modules.get("tensorflow.keras")):
+            return "`tensorflow.keras` was imported, as by `from tensorflow.keras import layers`"
+        for attribute in _TENSORFLOW_KERAS_ATTRIBUTES:
+            if _is_keras3_module(vars(tensorflow).get(attribute)):
+                return f"`tf.{attribute}` was already used, and is Keras 3"
+    for namespace in _importing_namespaces() if namespaces is None else namespaces:
+        binding = _binding_of_keras3(namespace)
+        if binding is not None:
+            return binding
+    return None
+
+
+def _stay_on_keras3() -> None:
+    """Resolves TensorFlow's lazy Keras attributes to Keras 3 now, so that a later
+    `TF_USE_LEGACY_KERAS=1` (TF-MOT sets it when imported) cannot switch them under the script."""
+    tensorflow = sys.modules.get("tensorflow")
+    for value in vars(tensorflow).values() if tensorflow is not None else ():
+        if type(value).__name__ == "KerasLazyLoader" and not vars(value).get("_tfll_initialized"):
+            with contextlib.suppress(ImportError, AttributeError):
+                value._initialize()  # reads TF_USE_LEGACY_KERAS (unset) and picks Keras 3
+
+
+def _use_legacy_keras() -> None:
+    """Sets `TF_USE_LEGACY_KERAS=1`; if TensorFlow is already loaded (with Keras 3 routing, and
+    no `tf.keras` used yet), also points its `tensorflow.keras` import path at tf_keras, as
+    TensorFlow itself does under that variable, so `from tensorflow.keras import layers` and
+    `tf.keras.layers` stay the same Keras."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None or vars(tensorflow).get("_tf_uses_legacy_keras", True):
+        return
+    spec = importlib.util.find_spec("tf_keras")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    api = os.path.join(list(spec.submodule_search_locations)[0], "api", "_v2")
+    if os.path.isdir(api) and api not in tensorflow.__path__:
+        tensorflow.__path__.insert(0, api)
+
 
 _HOW_TO_FIX = (
     "TF-MOT compression and trainer's export and recipes use the Keras 2 API (tf_keras). "
@@ -349,3 +482,50 @@ def _rebuild_graph(model, keras3, tf_keras, converted: dict):
 
     outputs = keras3.tree.map_structure(convert, model._outputs_struct)
     return tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+
+
+_KERAS3_NOTICE = (
+    "trainer was imported after this process chose Keras 3 ({reason}), so trainer leaves "
+    "`tf.keras` on Keras 3 and does not set TF_USE_LEGACY_KERAS. Available on your Keras 3 "
+    "models: trainer's schedules, callbacks, checkpoints, LR finder, diagnosis and Distiller. "
+    "Not available on them: TF-MOT compression (pruning, clustering, quantization-aware "
+    "training), export to .tflite, the recipes and tuning, which take tf_keras models. To use "
+    "those, import trainer before keras/tensorflow (or set TF_USE_LEGACY_KERAS=1 before "
+    "TensorFlow loads) and build with tf_keras, or convert a functional or Sequential model "
+    "with `trainer.keras_path.to_tf_keras(model)`. See docs/keras3.md."
+)
+
+
+def _stacklevel_outside_trainer() -> int:
+    """The `warnings.warn` stacklevel of the first caller outside trainer and importlib (the
+    user's import line), counted from the function that calls this; `warnings` itself skips
+    importlib's frames when it counts."""
+    level, frame = 2, sys._getframe(2)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith(("trainer", "importlib")):
+            return level
+        if not module.startswith("importlib"):
+            level += 1
+        frame = frame.f_back
+    return 1
+
+
+def _choose_keras() -> str | None:
+    """Picks the Keras of `tf.keras` once, at trainer's first import (see the module docstring)."""
+    reason = keras3_in_use()
+    if reason is None:
+        _use_legacy_keras()
+        return None
+    _stay_on_keras3()
+    warnings.warn(
+        _KERAS3_NOTICE.format(reason=reason),
+        Keras3InUseWarning,
+        stacklevel=_stacklevel_outside_trainer(),
+    )
+    return reason
+
+
+# Why this process is on Keras 3 (what the script bound or used before importing trainer), or
+# None when trainer chose tf_keras for `tf.keras`.
+KERAS3_IN_USE: str | None = _choose_keras()
