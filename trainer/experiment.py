@@ -34,9 +34,11 @@ Example (a complete recipe, see README "Write your own recipe"):
         return finish(experiment, run_dir, fit(experiment, run_dir))
 """
 
+import contextlib
 import dataclasses
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,48 @@ class Experiment:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+class RunFailedError(ValueError):
+    """A run that trained but made no usable model (it diverged, or it scores at chance level).
+
+    `finish` raises it after writing the report, `metrics.json` (with `failed`) and
+    `model.keras` for inspection, but no mobile files; the command line exits 1 with its
+    message, which says how to continue.
+    """
+
+
+# Set by `allowing_chance` (`trainer train --allow_chance=true`): a model at chance level
+# finishes its run instead of failing it.
+_allow_chance = False
+
+
+@contextlib.contextmanager
+def allowing_chance(allow: bool = True) -> Iterator[None]:
+    """Within this block `finish` accepts a model at chance level (with its loud warning)
+    instead of failing the run; `trainer train --allow_chance=true` wraps the recipe's `main`
+    in it. A diverged model (NaN or infinite loss or outputs) fails the run all the same.
+
+    Example:
+
+        >>> from trainer.experiment import allowing_chance, chance_allowed
+        >>> with allowing_chance():
+        ...     chance_allowed()
+        True
+        >>> chance_allowed()
+        False
+    """
+    global _allow_chance
+    previous, _allow_chance = _allow_chance, bool(allow)
+    try:
+        yield
+    finally:
+        _allow_chance = previous
+
+
+def chance_allowed() -> bool:
+    """True inside `allowing_chance()`: `finish` keeps a model at chance level."""
+    return _allow_chance
 
 
 def start_run(recipe: str, config: Any, run_dir: str | Path = "") -> Path:
@@ -214,7 +258,9 @@ def _restore_best(model, best, history: dict[str, list[float]]) -> int | None:
     return int(best.best_epoch)
 
 
-def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
+def finish(
+    experiment: Experiment, run_dir: str | Path, fit: FitResult, *, allow_chance: bool | None = None
+) -> dict:
     """The shared end of every run: save, export, verify, plots, diagnosis, report, metrics.
 
     Scores the Keras model (in float32, also after mixed-precision training) on the test set,
@@ -223,30 +269,123 @@ def finish(experiment: Experiment, run_dir: str | Path, fit: FitResult) -> dict:
     draws the learning curves, confusion matrix and per-class accuracy, adds the fit
     diagnosis (with a loud warning when the test accuracy is at chance level) and writes
     `report.md` and `metrics.json`. Returns the metrics.
+
+    A run that made no usable model fails (`RunFailedError`) once its report, `metrics.json`
+    (with `failed`) and `model.keras` are written, without mobile files: a model that diverged
+    (a NaN or infinite training loss or test output), or one at chance level unless
+    `allow_chance` (default: inside `allowing_chance()`, else False).
     """
-    from trainer.model_card import write_model_card
     from trainer.precision import float32_copy
-    from trainer.report import write_report
 
     run_dir = Path(run_dir)
     # A model trained in mixed precision is scored, saved and exported as its float32 copy (the
     # same weights): what the float32 and int8 files compute, and what compress and export load.
     model = float32_copy(experiment.model)
     _write_run_files(experiment, run_dir)
-    scored = _save_and_verify(model, experiment, run_dir)
+    logits = np.asarray(model.predict(experiment.x_test, batch_size=256, verbose=0))
+    predictions = np.argmax(logits, axis=-1)
+    keras_accuracy = float(np.mean(predictions == np.asarray(experiment.y_test)))
+    findings, collapsed = _diagnose(experiment, fit, keras_accuracy)
+    allow = chance_allowed() if allow_chance is None else allow_chance
+    failure = _failure(fit, logits, None if allow else collapsed)
+    if failure:
+        scored = _Scored(keras_accuracy, predictions, [], f"No file was exported: {failure}.")
+        _write_outcome(experiment, run_dir, fit, scored, findings, collapsed, model, failure)
+        raise RunFailedError(_failure_message(experiment, run_dir, failure, collapsed, allow))
+    scored = _save_and_verify(model, experiment, run_dir, logits)
+    return _write_outcome(experiment, run_dir, fit, scored, findings, collapsed, model)
+
+
+def _write_outcome(
+    experiment: Experiment,
+    run_dir: Path,
+    fit: FitResult,
+    scored,
+    findings,
+    collapsed,
+    model,
+    failure: str = "",
+) -> dict:
+    """Plots, report.md, metrics.json and (with exported files) model_card.md; returns the
+    metrics. A failed run also gets `model.keras`, for inspection, and `failed` in its
+    metrics and report."""
+    from trainer.model_card import write_model_card
+    from trainer.report import write_report
+
+    if failure:
+        from trainer.files import atomic_save
+        from trainer.runs import MODEL_FILE
+
+        atomic_save(run_dir / MODEL_FILE, lambda temporary: model.save(temporary))
     _plot(experiment, fit.history, scored.predictions, run_dir)
-    findings, collapsed = _diagnose(experiment, fit, scored.keras_accuracy)
     kept = f" (weights of epoch {fit.best_epoch}, best on validation)" if fit.best_epoch else ""
     print(
         f"Keras test accuracy: {scored.keras_accuracy:.4f}{kept} (training took {fit.seconds:.0f}s)"
     )
     metrics = _metrics(experiment, fit, scored, findings, collapsed, model.count_params())
     sections = _report_sections(experiment, fit, scored, metrics, findings, collapsed)
+    if failure:
+        metrics["failed"] = failure
+        sections = {"RUN FAILED": f"{failure[0].upper()}{failure[1:]}.", **sections}
     write_report(run_dir, experiment.title or f"Run {run_dir.name}", sections, metrics)
-    write_model_card(experiment, run_dir, metrics, scored.predictions)
-    print(scored.table)
+    if not failure:
+        write_model_card(experiment, run_dir, metrics, scored.predictions)
+        print(scored.table)
     print(f"report: {run_dir / 'report.md'}")
     return metrics
+
+
+def _failure(fit: FitResult, logits: np.ndarray, collapsed) -> str:
+    """Why the run's model is unusable, as the start of a sentence, or "": a non-finite
+    training loss or test output (diverged), or `collapsed` (the chance-level finding, None
+    when the model learned or the caller accepts chance)."""
+    loss = [float(value) for value in fit.history.get("loss", [])]
+    bad_epochs = [epoch for epoch, value in enumerate(loss, 1) if not math.isfinite(value)]
+    if bad_epochs:
+        return (
+            f"training diverged: the training loss became {loss[bad_epochs[0] - 1]} at epoch "
+            f"{bad_epochs[0]}"
+        )
+    finite = np.isfinite(logits)
+    if not finite.all():
+        return (
+            f"the model diverged: {int(np.sum(~finite))} of its {finite.size} outputs on the "
+            "test set are NaN or infinite"
+        )
+    if collapsed is not None:
+        return f"the model did not learn: {collapsed.message.split(':')[0]}"
+    return ""
+
+
+def _failure_message(
+    experiment: Experiment, run_dir: Path, failure: str, collapsed, allow_chance: bool
+) -> str:
+    """`RunFailedError`'s message: what happened, what is kept, and how to continue."""
+    from trainer.runs import resume_recipe
+
+    rate = f"{experiment.learning_rate:g}"
+    lr_find = f"`trainer lr-find {resume_recipe(run_dir) or 'RECIPE'}`"
+    if failure.startswith(("training diverged", "the model diverged")):
+        remedy = (
+            f"Lower --learning_rate (this run used {rate}; try 3-10x lower, or measure one "
+            f"with {lr_find})"
+        )
+    else:
+        remedy = (
+            f"See the fit diagnosis in the report: usually the learning rate is off (this run "
+            f"used {rate}: lower --learning_rate if the loss jumped, raise it if the loss "
+            f"barely fell, or measure one with {lr_find}) or the run is too short (more "
+            "--epochs)"
+        )
+    chance = ""
+    if collapsed is not None and not allow_chance and failure.startswith("the model did not"):
+        chance = " To keep a model at chance level anyway, add --allow_chance=true."
+    return (
+        f"the run failed: {failure}. The run folder {run_dir} is kept with its report "
+        f"({run_dir / 'report.md'}), metrics and model.keras, but no mobile file. {remedy}, "
+        f"then train again in the same folder with `trainer train --resume={run_dir} --restart "
+        f"--learning_rate=...`, or start a new run.{chance}"
+    )
 
 
 @dataclasses.dataclass
@@ -271,8 +410,11 @@ def _write_run_files(experiment: Experiment, run_dir: Path) -> None:
         write_data_report(experiment.data_report, run_dir)
 
 
-def _save_and_verify(model, experiment: Experiment, run_dir: Path) -> _Scored:
-    """Saves `model.keras`, exports every format and verifies each on the whole test set."""
+def _save_and_verify(
+    model, experiment: Experiment, run_dir: Path, logits: np.ndarray | None = None
+) -> _Scored:
+    """Saves `model.keras`, exports every format and verifies each on the whole test set
+    (`logits`: the model's outputs on the test set, computed when not given)."""
     from trainer.export import save_and_verify
     from trainer.report import export_table
     from trainer.runs import MODEL_FILE
@@ -291,6 +433,7 @@ def _save_and_verify(model, experiment: Experiment, run_dir: Path) -> _Scored:
         outputs=experiment.export_outputs,
         title=experiment.title,
         test_texts=experiment.test_texts,
+        keras_outputs=logits,
     )
     table = export_table(keras_accuracy, (run_dir / MODEL_FILE).stat().st_size, exports)
     return _Scored(keras_accuracy, predictions, exports, table)

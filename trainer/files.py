@@ -62,9 +62,10 @@ def atomic_save(path: str | Path, write: Callable[[Path], Any]) -> Path:
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if temporary.exists():
             temporary.unlink()
+        _raise_with_path(error, path)
         raise
     fsync_directory(path.parent)
     return path
@@ -82,12 +83,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if temporary.exists():
             temporary.unlink()
+        _raise_with_path(error, path)
         raise
     fsync_directory(path.parent)
     return path
+
+
+def _raise_with_path(error: BaseException, path: Path) -> None:
+    """Re-raises an OS error that names no file (a write failing with "File too large" or
+    "No space left on device") as the same error naming `path`, so the message says which
+    file could not be written; returns for any other error."""
+    if isinstance(error, OSError) and error.errno is not None and error.filename is None:
+        raise type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

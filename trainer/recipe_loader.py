@@ -46,8 +46,129 @@ def _first_docstring_line(path: Path) -> str:
     return (doc or "").strip().splitlines()[0] if doc else ""
 
 
+class RecipeError(ValueError):
+    """A user's recipe file that failed while it was imported or run (an import error, a
+    NameError, a `main` or `build` that raised): the message names the file and the line;
+    the original error is its `__cause__`, shown with TRAINER_DEBUG=1."""
+
+
+# The modules `load_recipe` made from recipe files: a later recipe file of the same name may
+# take their place in `sys.modules` (a real module of that name may not).
+_recipe_modules: list[ModuleType] = []
+
+
+def _shadowed_module(path: Path) -> str:
+    """The name of the module that a recipe file named like it would hide ("" if none): a
+    standard-library or installed top-level module (json.py, trainer.py, numpy.py), which
+    the recipe would replace in `sys.modules` for every other import of the process."""
+    name = path.stem
+    if not name.isidentifier():
+        return ""
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return name
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        # The same file imported before, or another recipe file of the same name that
+        # `load_recipe` loaded earlier in this process, may be replaced.
+        loaded_file = getattr(loaded, "__file__", None)
+        same = bool(loaded_file) and Path(loaded_file).resolve() == path.resolve()
+        return "" if same or loaded in _recipe_modules else name
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or (spec.origin and Path(spec.origin).resolve() == path.resolve()):
+        return ""
+    return name
+
+
+def _recipe_frame(error: BaseException, recipe_file: Path):
+    """The deepest traceback frame of `error` inside `recipe_file`, as (line, function), or
+    None when the error did not pass through it."""
+    found, traceback = None, error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if Path(code.co_filename).resolve() == recipe_file.resolve():
+            found = (traceback.tb_lineno, code.co_name)
+        traceback = traceback.tb_next
+    return found
+
+
+def recipe_error(error: BaseException, recipe_file: str | Path, doing: str) -> RecipeError | None:
+    """`error` as one paragraph naming the recipe file and its line, when it was raised in
+    (or passed through) the user's recipe file; None otherwise (then the caller re-raises
+    it). `doing` says what was going on, e.g. "while running main(config)".
+
+    Example:
+
+        >>> from pathlib import Path
+        >>> from trainer.recipe_loader import recipe_error
+        >>> try:
+        ...     exec(compile("undefined_name", "my_recipe.py", "exec"))
+        ... except NameError as error:
+        ...     message = str(recipe_error(error, Path("my_recipe.py"), "while importing it"))
+        >>> print(message[:62])
+        recipe my_recipe.py, line 1 (<module>), raised NameError while
+    """
+    if isinstance(error, KeyboardInterrupt | SystemExit | RecipeError):
+        return None
+    frame = _recipe_frame(error, Path(recipe_file))
+    if frame is None:
+        return None
+    line, function = frame
+    text = " ".join(str(error).split()) or "(no message)"
+    return RecipeError(
+        f"recipe {recipe_file}, line {line} ({function}), raised {type(error).__name__} "
+        f"{doing}: {text[:500]}. Fix the recipe and run again"
+    )
+
+
+def _import_recipe_file(path: Path) -> ModuleType:
+    """Imports the recipe file `path` as the module named after its stem."""
+    shadowed = _shadowed_module(path)
+    if shadowed:
+        raise ValueError(
+            f"recipe file {path} is named like the module `{shadowed}`, which it would hide "
+            "from every import in the process (Python, TensorFlow and trainer itself import "
+            f"it); rename the file, e.g. to my_{path.name}"
+        )
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(path.stem)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError:
+        _restore_module(path.stem, previous)
+        raise
+    except Exception as error:
+        _restore_module(path.stem, previous)
+        wrapped = recipe_error(error, path, "while it was imported")
+        if wrapped is None:
+            raise
+        raise wrapped from error
+    _recipe_modules.append(module)
+    return module
+
+
+def _restore_module(name: str, previous: ModuleType | None) -> None:
+    if previous is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = previous
+
+
 def load_recipe(name_or_path: str) -> ModuleType:
-    """Imports a recipe by name (`fashion_mnist`) or from a file path (`my/recipe.py`)."""
+    """Imports a recipe by name (`fashion_mnist`) or from a file path (`my/recipe.py`).
+
+    Raises:
+        FileNotFoundError: a recipe file that does not exist.
+        ValueError: an unknown name, a file that is not .py or that is named like a module
+            it would hide (json.py, trainer.py), or (`RecipeError`) a file whose import
+            raised, named with its line.
+        TypeError: a recipe without `Config` or `main`.
+        SyntaxError: a recipe file with a syntax error.
+    """
     path = Path(name_or_path)
     if name_or_path.endswith(".py") or path.is_file():
         if not path.is_file():
@@ -57,10 +178,7 @@ def load_recipe(name_or_path: str) -> ModuleType:
                 f"recipe {name_or_path!r} is not a .py file; pass a recipe name "
                 f"({', '.join(list_recipes())}) or the path of a recipe .py file"
             )
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
+        module = _import_recipe_file(path)
     else:
         available = list_recipes()
         if name_or_path not in available:
@@ -96,8 +214,21 @@ def load_recipe_argument(name_or_path: str) -> ModuleType:
             f"recipe file {error.filename} has a syntax error at line {error.lineno}: "
             f"{error.msg}; fix it and run again"
         ) from None
+    except RecipeError as error:
+        raise ConfigError(str(error)) from error.__cause__
     except (ValueError, FileNotFoundError, TypeError) as error:
         raise ConfigError(str(error)) from None
+
+
+def user_recipe_file(module: ModuleType) -> Path | None:
+    """The file of a user's recipe module, or None for a recipe of the built-in package
+    (whose errors are trainer's bugs, shown with their traceback)."""
+    from trainer.runs import is_builtin_recipe_file
+
+    file = getattr(module, "__file__", None)
+    if not file or is_builtin_recipe_file(file):
+        return None
+    return Path(file)
 
 
 def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, Any]:
@@ -113,7 +244,13 @@ def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, A
         ValueError: run.json names no recipe, or the recipe has no `build`.
     """
     from trainer.config import load_saved_config
-    from trainer.runs import CONFIG_FILE, RUN_INFO_FILE, read_run_info
+    from trainer.runs import (
+        CONFIG_FILE,
+        RUN_INFO_FILE,
+        read_run_info,
+        recipe_file_of,
+        resume_recipe,
+    )
 
     run_dir = Path(run_dir)
     for name in (RUN_INFO_FILE, CONFIG_FILE):
@@ -121,17 +258,16 @@ def load_run_recipe(run_dir: str | Path, needed_for: str) -> tuple[ModuleType, A
             raise FileNotFoundError(
                 f"{run_dir / name} is missing: pass a run folder made by `trainer train`"
             )
-    info = read_run_info(run_dir)
-    recipe_name, recipe_file = info.get("recipe"), info.get("recipe_file")
-    if recipe_file and Path(recipe_file).parent.name != "recipes":
-        # A recipe outside the package is found by its path.
-        if not Path(recipe_file).is_file():
-            raise FileNotFoundError(
-                f"{run_dir / RUN_INFO_FILE} names the recipe file {recipe_file}, which no longer "
-                f"exists; put it back to {needed_for}"
-            )
-        recipe_name = recipe_file
+    recipe_name, recipe_file = resume_recipe(run_dir), recipe_file_of(run_dir)
+    # A user's recipe is found by its path, even in a folder named `recipes`; never by a
+    # built-in recipe's name.
+    if recipe_file and not Path(recipe_file).is_file():
+        raise FileNotFoundError(
+            f"{run_dir / RUN_INFO_FILE} names the recipe file {recipe_file}, which no longer "
+            f"exists; put it back to {needed_for}"
+        )
     if not recipe_name:
+        info = read_run_info(run_dir)
         raise ValueError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
     recipe = load_recipe(recipe_name)
     if not hasattr(recipe, "build"):

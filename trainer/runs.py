@@ -177,7 +177,11 @@ def create_run_dir(recipe: str, config: Any, run_dir: str | Path | None = None) 
     info = read_run_info(path) if resumed and (path / RUN_INFO_FILE).is_file() else {}
     recipe_file = getattr(config_module, "__file__", None)
     info.update(
-        recipe=recipe, recipe_file=str(Path(recipe_file).resolve()) if recipe_file else None
+        recipe=recipe,
+        recipe_file=str(Path(recipe_file).resolve()) if recipe_file else None,
+        # What config.yaml said when this session started: `--resume` names a field edited
+        # in config.yaml since, instead of failing on the backup's tensor shapes.
+        config=json.loads(json.dumps(to_dict(config), default=str)),
     )
     info.setdefault("training_seconds", 0.0)
     atomic_write_json(path / RUN_INFO_FILE, info)
@@ -248,15 +252,18 @@ def add_training_seconds(run_dir: str | Path, seconds: float) -> float:
     return info["training_seconds"]
 
 
-def resume_arguments(run_dir: str | Path) -> tuple[str, list[str]]:
+def resume_arguments(run_dir: str | Path, restart: bool = False) -> tuple[str, list[str]]:
     """The recipe (name or file) and options that continue the run in `run_dir`.
 
     The options are the run's own `config.yaml` plus `--run_dir=RUN_DIR`, so the resumed run
-    has the same config, writes into the same folder and restores its backup.
+    has the same config, writes into the same folder and restores its backup. A run that
+    failed (diverged, or at chance level) can only be restarted (`restart`).
 
     Raises:
-        FileNotFoundError: `run_dir` is missing, or lacks `config.yaml` or `run.json`.
-        RunFolderError: the run already finished (`metrics.json` exists), or run.json is damaged.
+        FileNotFoundError: `run_dir` is missing, or lacks `config.yaml` or `run.json`, or the
+            user recipe file that made the run is gone.
+        RunFolderError: the run already finished (`metrics.json` exists) or failed and
+            `restart` is False, run.json names no recipe, or it is damaged.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -267,16 +274,96 @@ def resume_arguments(run_dir: str | Path) -> tuple[str, list[str]]:
                 f"{run_dir} has no {name}: it was not made by `trainer train`, so there is "
                 "nothing to resume; start a new run instead"
             )
-    if (run_dir / METRICS_FILE).exists():
+    failed = failed_run(run_dir)
+    if (run_dir / METRICS_FILE).exists() and not (failed and restart):
+        if failed:
+            raise RunFolderError(
+                f"the run in {run_dir} failed ({failed}); train it again from epoch 1 in the "
+                f"same folder with `trainer train --resume={run_dir} --restart` (with a lower "
+                "--learning_rate, for instance), or start a new run"
+            )
         raise RunFolderError(f"the run in {run_dir} already finished ({METRICS_FILE} exists)")
-    info = read_run_info(run_dir)
-    recipe = info.get("recipe")
-    recipe_file = info.get("recipe_file")
-    if recipe_file and Path(recipe_file).is_file() and Path(recipe_file).parent.name != "recipes":
-        recipe = recipe_file  # a recipe outside the package is found by its path
+    recipe = resume_recipe(run_dir)
     if not recipe:
+        info = read_run_info(run_dir)
         raise RunFolderError(f"{run_dir / RUN_INFO_FILE} names no recipe, received {info!r}")
+    if recipe_file_of(run_dir) and not Path(recipe).is_file():
+        raise FileNotFoundError(
+            f"{run_dir / RUN_INFO_FILE} names the recipe file {recipe}, which no longer "
+            "exists; put the file back to continue this run (--resume never uses another "
+            "recipe, even a built-in one of the same name)"
+        )
     return recipe, [f"--config={run_dir / CONFIG_FILE}", f"--run_dir={run_dir}"]
+
+
+def builtin_recipes_dir() -> Path | None:
+    """The folder of the `recipes` package that recipe names load from, found without
+    importing it (library modules never import `recipes`)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("recipes")
+    except (ImportError, ValueError):
+        return None
+    locations = list(getattr(spec, "submodule_search_locations", None) or [])
+    return Path(locations[0]).resolve() if locations else None
+
+
+def is_builtin_recipe_file(path: str | Path) -> bool:
+    """True when `path` is a module of the built-in `recipes` package (a user's recipe in a
+    folder that happens to be named `recipes` is not)."""
+    package = builtin_recipes_dir()
+    return package is not None and Path(path).resolve().parent == package
+
+
+def recipe_file_of(run_dir: str | Path) -> str:
+    """The user recipe file (outside the built-in package) that made the run in `run_dir`,
+    or "" for a built-in recipe."""
+    recipe_file = read_run_info(run_dir).get("recipe_file")
+    if not recipe_file or is_builtin_recipe_file(recipe_file):
+        return ""
+    return str(recipe_file)
+
+
+def resume_recipe(run_dir: str | Path) -> str:
+    """How to load the recipe that made the run in `run_dir`: a user recipe by its file path
+    (even when that file is gone, so that the caller says so instead of loading another
+    recipe of the same name), a built-in recipe by its name; "" when run.json names none.
+
+    Raises:
+        RunFolderError: run.json is damaged.
+    """
+    if not (Path(run_dir) / RUN_INFO_FILE).is_file():
+        return ""
+    return recipe_file_of(run_dir) or str(read_run_info(run_dir).get("recipe") or "")
+
+
+def failed_run(run_dir: str | Path) -> str:
+    """Why the run in `run_dir` failed (`metrics.json`'s `failed`: it diverged or scored at
+    chance level), or "" for a run that did not fail or did not finish."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(metrics.get("failed") or "") if isinstance(metrics, dict) else ""
+
+
+def edited_config_fields(run_dir: str | Path, config: Any) -> list[tuple[str, Any, Any]]:
+    """The fields of `config` (read from the run's config.yaml) whose values differ from
+    those the run's last session started with (kept in run.json), as (name, before, now).
+
+    Empty for a run whose run.json predates that record.
+    """
+    started = read_run_info(run_dir).get("config")
+    if not isinstance(started, dict):
+        return []
+    now = json.loads(json.dumps(to_dict(config), default=str))
+    return [
+        (name, started[name], value)
+        for name, value in now.items()
+        if name in started and started[name] != value
+    ]
 
 
 def changed_options(saved: Any, wanted: Any) -> list[str]:
@@ -315,9 +402,11 @@ def check_backup(run_dir: str | Path) -> None:
 
 def discard_training_state(run_dir: str | Path) -> None:
     """Removes the backup, history, logs and best-epoch model so the run in `run_dir` starts
-    again from epoch 1 (`--restart`); config.yaml is kept and the training time reset."""
+    again from epoch 1 (`--restart`); config.yaml is kept and the training time reset. A
+    failed run also loses its metrics, report and model, so that it reads as unfinished."""
     run_dir = Path(run_dir)
-    for name in TRAINING_STATE:
+    outcome = (METRICS_FILE, REPORT_FILE, MODEL_FILE) if failed_run(run_dir) else ()
+    for name in (*TRAINING_STATE, *outcome):
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -54,6 +54,12 @@ def _os_error_text(error: OSError) -> str:
             f"the disk is full (writing{where}); free some space or choose a --run_dir on "
             "another disk."
         )
+    if error.errno == errno.EFBIG:
+        return (
+            f"cannot write{where}: the file would be larger than this system allows (a file "
+            "size limit such as `ulimit -f`, or the file system's largest file); raise the "
+            "limit or write to another disk"
+        )
     if error.errno == errno.ENOTDIR:
         return f"{path}: a part of this path is a file, not a folder; choose another path"
     if error.errno == errno.EEXIST:

@@ -11,6 +11,7 @@ first. A run that fails before training leaves no folder behind. This module mus
 training logic.
 """
 
+import dataclasses
 import inspect
 import sys
 from collections.abc import Callable
@@ -30,7 +31,10 @@ HELP = """options:
                     `trainer train RECIPE --help` lists that recipe's options
   --resume=RUN_DIR  continue a killed run from its last backup, with its saved config
   --restart         with --resume: start that run again from epoch 1
-  --key=value       with --resume: change an option the recipe marks resumable
+  --key=value       with --resume: change an option the recipe marks resumable (with
+                    --restart: any option, e.g. a lower --learning_rate)
+  --allow_chance=true  finish a run whose model scores at chance level (with a warning)
+                    instead of failing it; a diverged model (NaN loss) fails all the same
 scaling out (docs/distribute.md; options of this command, not of the recipe):
   --strategy=auto|default|mirrored|multi_worker|tpu    auto: multi_worker with a cluster,
                     mirrored with several GPUs, else default
@@ -42,29 +46,49 @@ scaling out (docs/distribute.md; options of this command, not of the recipe):
 """
 
 
+@dataclasses.dataclass
+class TrainOptions:
+    """Options of the command itself, not of the recipe's Config."""
+
+    # finish a run whose model scores at chance level instead of failing it
+    allow_chance: bool = False
+
+
+def _train_options(argv: list[str]) -> tuple[TrainOptions, list[str]]:
+    from trainer.config import split_arguments
+
+    ours, rest = split_arguments(TrainOptions, argv)
+    return _parse(TrainOptions, ours, "trainer train"), rest
+
+
 def run(argv: list[str]) -> int:
     """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
     from trainer.distribute import DistributeOptions, cluster_spec, distributed, split_arguments
+    from trainer.experiment import allowing_chance
 
-    # Distribution options belong to the command, not to the recipe's Config.
+    # Distribution options and --allow_chance belong to the command, not to the recipe.
     distribute_options, argv = split_arguments(argv)
+    options, argv = _train_options(argv)
     if distribute_options.local_workers:
-        return _run_local_workers(distribute_options, argv)
-    if distribute_options == DistributeOptions() and cluster_spec() is None:
-        return _run(argv)
-    from trainer.keras_path import import_tensorflow_quietly
+        passed = ["--allow_chance=true"] if options.allow_chance else []
+        return _run_local_workers(distribute_options, argv, passed)
+    with allowing_chance(options.allow_chance):
+        if distribute_options == DistributeOptions() and cluster_spec() is None:
+            return _run(argv)
+        from trainer.keras_path import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
-    with distributed(distribute_options):
-        return _run(argv)
+        import_tensorflow_quietly()
+        with distributed(distribute_options):
+            return _run(argv)
 
 
-def _run_local_workers(options: Any, argv: list[str]) -> int:
+def _run_local_workers(options: Any, argv: list[str], command_options: list[str]) -> int:
     """`--local_workers=N`: N processes of this command on this machine, one cluster."""
     from trainer.distribute import local_worker_command, supervise_local_workers
     from trainer.runs import default_run_dir
 
     passed_on = [
+        *command_options,
         "--strategy=multi_worker",
         f"--scale_learning_rate={options.scale_learning_rate}",
         f"--per_replica_batch_size={options.per_replica_batch_size}",
@@ -72,7 +96,7 @@ def _run_local_workers(options: Any, argv: list[str]) -> int:
     resume = [arg.partition("=")[2] for arg in argv if arg.startswith("--resume=")]
     if resume:
         run_dir = Path(resume[0])
-        first = local_worker_command([*argv, "--strategy=multi_worker"])
+        first = local_worker_command([*argv, *command_options, "--strategy=multi_worker"])
     else:
         if not argv or argv[0].startswith("-"):
             raise ConfigError(f"--local_workers needs a recipe: {USAGE.splitlines()[0]}")
@@ -82,7 +106,9 @@ def _run_local_workers(options: Any, argv: list[str]) -> int:
         _check_new_run_dir(config)
         run_dir = Path(getattr(config, "run_dir", "") or default_run_dir(recipe))
         first = local_worker_command([*argv, f"--run_dir={run_dir}", *passed_on])
-    again = local_worker_command([f"--resume={run_dir}", "--strategy=multi_worker"])
+    again = local_worker_command(
+        [f"--resume={run_dir}", *command_options, "--strategy=multi_worker"]
+    )
     return supervise_local_workers(
         options.local_workers, first, again, run_dir, options.max_restarts
     )
@@ -118,11 +144,16 @@ def run_recipe(config_class: type, main: Callable, argv: list[str] | None, progr
 
     For a recipe's `if __name__ == "__main__":`. Config errors exit 2; a bad path, file or
     data exits 1 with a one-paragraph message, without a traceback unless TRAINER_DEBUG=1.
+    `--allow_chance=true` works as with `trainer train`.
     """
+    from trainer.experiment import allowing_chance
+
     try:
+        options, argv = _train_options(sys.argv[1:] if argv is None else argv)
         config = _parse(config_class, argv, program)
         _check_new_run_dir(config)
-        return _run_main(main, config)
+        with allowing_chance(options.allow_chance):
+            return _run_main(main, config)
     except (Exception, KeyboardInterrupt) as error:
         return report_error(error, program)
 
@@ -146,19 +177,44 @@ def _run_main(main: Callable, config: Any) -> int:
     forget_created_run_dir()
     try:
         main(config)
-    except BaseException:
+    except BaseException as error:
         removed = discard_unstarted_run()
         if removed is not None:
             print(f"removed {removed}: the run failed before training started", file=sys.stderr)
+        wrapped = _user_recipe_failure(main, error)
+        if wrapped is not None:
+            raise wrapped from error
         raise
     return 0
 
 
+def _user_recipe_failure(main: Callable, error: BaseException) -> Exception | None:
+    """A user recipe's error as one paragraph naming its file and line (`RecipeError`), when
+    the recipe raised it, or when it passed through the recipe and the boundary would
+    otherwise show a traceback; None otherwise (trainer's own messages stay as they are)."""
+    from trainer.cli.errors import describe
+    from trainer.recipe_loader import recipe_error, user_recipe_file
+
+    module = sys.modules.get(getattr(main, "__module__", "") or "")
+    recipe_file = user_recipe_file(module) if module is not None else None
+    if recipe_file is None:
+        return None
+    innermost = error.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    raised_there = innermost is not None and (
+        Path(innermost.tb_frame.f_code.co_filename).resolve() == recipe_file.resolve()
+    )
+    if not raised_there and describe(error) is not None:
+        return None
+    return recipe_error(error, recipe_file, "while running main(config)")
+
+
 def _resume(argv: list[str]) -> int:
     """`--resume=RUN_DIR [--restart] [--key=value ...]`: the run's own config, with only the
-    recipe's resumable options changed, after its backup is checked."""
+    recipe's resumable options changed (any option with --restart), after its backup is
+    checked."""
     from trainer.runs import (
-        changed_options,
         check_backup,
         discard_training_state,
         has_backup,
@@ -177,7 +233,7 @@ def _resume(argv: list[str]) -> int:
             f"continues with its saved config.yaml and recipe; received {' '.join(argv)}"
         )
     try:
-        recipe, options = resume_arguments(run_dir)
+        recipe, options = resume_arguments(run_dir, restart=restart)
     except (FileNotFoundError, ValueError) as error:  # not a resumable run: a bad option
         raise ConfigError(str(error)) from None
     module = load_recipe_argument(recipe)
@@ -186,15 +242,8 @@ def _resume(argv: list[str]) -> int:
     # export format) can still be finished by overriding that resumable option.
     saved = _parse(module.Config, options, program, check=False)
     config = _parse(module.Config, [*options, *overrides], program)
-    allowed = resumable_options(module.Config)
-    refused = [name for name in changed_options(saved, config) if name not in allowed]
-    if refused:
-        can = ", ".join(allowed) if allowed else "none (this recipe marks no option resumable)"
-        raise ConfigError(
-            f"--resume cannot change {', '.join(refused)}: it would change the model or the "
-            f"data of the run in {run_dir}. Options --resume may change: {can}. To train with "
-            "other options, start a new run with another --run_dir"
-        )
+    if not restart:  # --restart trains from epoch 1: any option may change
+        _check_same_run(run_dir, module.Config, saved, config)
     from trainer.distribute import is_chief
 
     if restart and is_chief():  # in a cluster only the chief changes the run folder
@@ -213,3 +262,33 @@ def _resume(argv: list[str]) -> int:
     print(f"resuming {run_dir} (recipe {recipe})", flush=True)
     with resuming(run_dir):
         return _run_main(module.main, config)
+
+
+def _check_same_run(run_dir: str, config_class: type, saved: Any, config: Any) -> None:
+    """Refuses a resume that would continue the run's backup with another model or data: an
+    option changed on the command line, or a field edited in config.yaml since the run
+    started (which would fail on the backup's tensor shapes, or mix two configs in one
+    run), that the recipe does not mark resumable."""
+    from trainer.runs import CONFIG_FILE, changed_options, edited_config_fields, has_backup
+
+    allowed = resumable_options(config_class)
+    can = ", ".join(allowed) if allowed else "none (this recipe marks no option resumable)"
+    # Without a backup the run trains again from epoch 1, which any config can do.
+    edited = edited_config_fields(run_dir, saved) if has_backup(run_dir) else []
+    edited = [field for field in edited if field[0] not in allowed]
+    if edited:
+        changes = "; ".join(f"{name} was {before!r}, now {now!r}" for name, before, now in edited)
+        raise ConfigError(
+            f"{Path(run_dir) / CONFIG_FILE} was edited after the run started ({changes}), "
+            f"which changes the model or the data its backup was made with. Put the old value "
+            f"back to continue the run, or train again from epoch 1 with the edited config: "
+            f"`trainer train --resume={run_dir} --restart`. Options --resume may change: {can}"
+        )
+    refused = [name for name in changed_options(saved, config) if name not in allowed]
+    if refused:
+        raise ConfigError(
+            f"--resume cannot change {', '.join(refused)}: it would change the model or the "
+            f"data of the run in {run_dir}. Options --resume may change: {can}. To train with "
+            f"other options, start again from epoch 1 with `trainer train --resume={run_dir} "
+            "--restart --key=value`, or start a new run with another --run_dir"
+        )

@@ -28,6 +28,7 @@ class Candidate:
     flops: int
     seconds: float
     within_budget: bool = False
+    finite_outputs: bool = True  # False when the file returned NaN or inf: never within budget
 
     @property
     def name(self) -> str:

@@ -125,14 +125,20 @@ class CandidateFiles:
         file with LiteRT: validation and test accuracy and their drops, raw and gzip size,
         batch-1 latency on one thread (best of three), parameters, non-zero weights and FLOPs.
         `started` is when making the candidate began (its time in the report)."""
-        from trainer.export import gzip_size, measure_latency, tflite_accuracy
+        from trainer.export import gzip_size, measure_latency, predict_tflite
         from trainer.flops import count_flops
 
         experiment = self.experiment
         parts = [technique, settings.replace("=", "").replace(",", "_"), format]
         path, content = self.write("-".join(part for part in parts if part), model, format)
-        val_accuracy = tflite_accuracy(content, experiment.x_val, experiment.y_val)
-        test_accuracy = tflite_accuracy(content, experiment.x_test, experiment.y_test)
+        val_outputs = predict_tflite(content, experiment.x_val)
+        test_outputs = predict_tflite(content, experiment.x_test)
+        val_accuracy = float(
+            np.mean(np.argmax(val_outputs, axis=-1) == np.asarray(experiment.y_val))
+        )
+        test_accuracy = float(
+            np.mean(np.argmax(test_outputs, axis=-1) == np.asarray(experiment.y_test))
+        )
         # Best of three: the machine may be shared, and interference only ever adds time.
         sample = experiment.x_test[0]
         latency = min(measure_latency(content, sample, runs=100) for _ in range(3))
@@ -152,6 +158,7 @@ class CandidateFiles:
             nonzero_parameters=int(sum(np.count_nonzero(w) for w in model.get_weights())),
             flops=count_flops(model),
             seconds=round(time.perf_counter() - started, 1),
+            finite_outputs=bool(np.isfinite(val_outputs).all() and np.isfinite(test_outputs).all()),
         )
 
     def remeasure_latency(self, candidates: list[Candidate], rounds: int = 5) -> None:

@@ -68,6 +68,13 @@ def load_original(path: str | Path) -> keras.Model:
     ValueError naming it, not a traceback from h5py or zipfile."""
     import zipfile
 
+    from trainer.export.saved import model_file_problem
+
+    problem = model_file_problem(path)
+    if problem:
+        raise ValueError(
+            f"{problem}. Train the run again, or copy model.keras from where it was made."
+        )
     try:
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:

@@ -178,10 +178,14 @@ class Search:
         (`CandidateFiles.measure`) and records the candidate with its verdict."""
         model = strip(model)
         candidate = self.files.measure(technique, settings, model, format, started)
-        candidate.within_budget = candidate.val_drop_pp <= self.config.max_accuracy_drop
+        candidate.within_budget = (
+            candidate.finite_outputs and candidate.val_drop_pp <= self.config.max_accuracy_drop
+        )
         self.candidates.append(candidate)
         self.models[candidate.name] = model
         verdict = "within budget" if candidate.within_budget else "OVER budget"
+        if not candidate.finite_outputs:
+            verdict = "NaN or infinite outputs: OVER budget"
         self._log(
             f"  {candidate.name}: val {candidate.val_accuracy:.4f} (drop "
             f"{candidate.val_drop_pp:+.2f} pp, {verdict}), test {candidate.test_accuracy:.4f}, "

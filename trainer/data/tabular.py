@@ -28,6 +28,7 @@ Example:
 """
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from trainer.data.types import (
 # Cells that mean "no value". A missing label skips its row; a missing feature is filled in.
 MISSING_LABELS = {"", "na", "n/a", "nan", "null", "none"}
 MISSING = MISSING_LABELS | {"?"}
+_LARGEST_FIELD = 2**31 - 1  # the csv module's limit is a C long; this fits every platform
 _SPLIT_VALUES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
 
@@ -66,11 +68,20 @@ def _read_rows(path: Path) -> tuple[list[dict[str, str]], list[str], list[Proble
                 action="fixed",
             )
         )
-    reader = csv.DictReader(text.splitlines())
-    columns = list(reader.fieldnames or [])
-    if not columns:
-        raise ValueError(f"{path} is empty: a CSV needs a header row naming its columns")
-    return list(reader), columns, problems
+    # A cell can be as long as the file (a long review or article): Python's csv module
+    # refuses fields over 128 KiB unless its limit is raised.
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(text) + 1, _LARGEST_FIELD)))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = list(reader.fieldnames or [])
+        if not columns:
+            raise ValueError(f"{path} is empty: a CSV needs a header row naming its columns")
+        return list(reader), columns, problems
+    except csv.Error as error:
+        raise ValueError(
+            f"{path} is not a readable CSV at line {reader.line_num} ({error}); check the "
+            "quoting of that line"
+        ) from None
 
 
 def is_missing_label(value: object) -> bool:
@@ -302,15 +313,44 @@ def load_npz(path: str | Path, options: SourceOptions) -> LoadedData:
         if f"x_{split}" in arrays:
             parts[split] = _npz_split(arrays, split, kind, len(class_names), path, problems)
     if kind == "image" and parts["train"][0].dtype != np.uint8:
-        for split, (x, y, ids) in parts.items():
-            scaled = x * 255.0 if x.max(initial=0) <= 1.0 else x
-            parts[split] = (np.clip(np.round(scaled), 0, 255).astype(np.uint8), y, ids)
+        problems += _pixels_to_uint8(parts, path)
     if kind == "tabular":
         problems += _fill_missing(
             parts, [f"feature {j}" for j in range(parts["train"][0].shape[1])], path
         )
     require_two_classes(class_names, str(path))
     return assemble(kind, class_names, parts, str(path), problems)
+
+
+def _pixels_to_uint8(parts: dict, path: str) -> list[Problem]:
+    """Turns float images into uint8 pixels, in place in `parts`, with one scale for every
+    split: pixels in [0, 1] (over all splits) are multiplied by 255, others kept as 0..255.
+    NaN or infinite pixels are set to 0 first, one `non_finite_pixels` problem per image
+    naming the count, so that one bad value neither changes the scale of its split nor
+    passes as a number."""
+    problems, top = [], 0.0
+    for split, (x, y, ids) in parts.items():
+        x = np.asarray(x, np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            per_image = bad.reshape(len(x), -1).sum(axis=1)
+            for index in np.flatnonzero(per_image):
+                problems.append(
+                    Problem(
+                        "non_finite_pixels",
+                        ids[index],
+                        f"{int(per_image[index])} NaN or infinite pixel value(s); set to 0",
+                        split,
+                        "fixed",
+                    )
+                )
+            x = np.where(bad, 0.0, x)
+        parts[split] = (x, y, ids)
+        top = max(top, float(x.max(initial=0.0)))
+    factor = 255.0 if top <= 1.0 else 1.0
+    for split, (x, y, ids) in parts.items():
+        parts[split] = (np.clip(np.round(x * factor), 0, 255).astype(np.uint8), y, ids)
+    return problems
 
 
 def _float_known(labels: np.ndarray) -> np.ndarray:

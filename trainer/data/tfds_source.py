@@ -29,13 +29,64 @@ def default_data_dir() -> str:
     return os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
 
 
+# Seconds to wait for one download host before calling the machine offline: TFDS itself
+# retries every file for minutes (urllib3 warnings) before it gives up.
+CONNECT_TIMEOUT = 5.0
+_FALLBACK_HOST = ("storage.googleapis.com", 443)
+
+
+def _download_hosts(builder) -> list[tuple[str, int]]:
+    """(host, port) of the first few URLs the dataset downloads from (from its checksums
+    file), or Google Cloud Storage, where most TFDS data sets are mirrored."""
+    from urllib.parse import urlsplit
+
+    try:
+        urls = list(builder.url_infos or {})
+    except Exception:  # noqa: BLE001  (any builder without a checksums file)
+        urls = []
+    hosts = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.hostname:
+            port = parts.port or (80 if parts.scheme == "http" else 443)
+            if (parts.hostname, port) not in hosts:
+                hosts.append((parts.hostname, port))
+    return hosts[:3] or [_FALLBACK_HOST]
+
+
+def _check_reachable(name: str, hosts: list[tuple[str, int]], data_dir: str) -> None:
+    """Fails at once when none of `hosts` can be reached (an offline machine), instead of
+    letting TFDS retry each download for minutes.
+
+    Raises:
+        FileNotFoundError: no host answered within `CONNECT_TIMEOUT` seconds.
+    """
+    import socket
+
+    errors = []
+    for host, port in hosts:
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+                return
+        except OSError as error:
+            errors.append(f"{host}:{port}: {error.strerror or error}")
+    raise FileNotFoundError(
+        f"TFDS dataset {name!r} is not prepared in {data_dir}, and --download=true cannot "
+        f"download it: this machine reaches none of its download hosts ({'; '.join(errors)}). "
+        f"Prepare it where there is internet with `tfds build {name} --data_dir=DIR`, copy "
+        "that folder here and pass --tfds_dir=DIR"
+    )
+
+
 def load_tfds(name: str, options: SourceOptions) -> LoadedData:
     """Loads the prepared TFDS dataset `name` ("mnist", "mnist:3.0.1") into memory.
 
     Raises:
-        ValueError: TFDS knows no dataset by that name, or it is not a supervised classifier
-            data set with train and test splits.
-        FileNotFoundError: not prepared in the data directory and `download` is false.
+        ValueError: TFDS knows no dataset by that name (or that version, or its namespace's
+            package is missing), or it is not a supervised classifier data set with train and
+            test splits.
+        FileNotFoundError: not prepared in the data directory and `download` is false, or
+            downloading was asked for and no download host can be reached.
     """
     import tensorflow_datasets as tfds
 
@@ -46,6 +97,13 @@ def load_tfds(name: str, options: SourceOptions) -> LoadedData:
         raise ValueError(
             f"TFDS has no dataset named {name!r}; see `tfds.list_builders()` for the names"
         ) from None
+    except (AssertionError, ImportError, ValueError, KeyError) as error:
+        # A version TFDS does not have, a namespace (huggingface:, kaggle:) whose package or
+        # code is missing: TFDS's own words, in one line.
+        cause = " ".join(str(error).split())[:300]
+        raise ValueError(
+            f"TFDS cannot build the dataset {name!r}: {type(error).__name__}: {cause}"
+        ) from None
     if not builder.is_prepared():
         if not options.download:
             raise FileNotFoundError(
@@ -54,6 +112,7 @@ def load_tfds(name: str, options: SourceOptions) -> LoadedData:
                 f"`tfds build {name} --data_dir={data_dir}` and copy that folder here, set "
                 "--tfds_dir=DIR to where it is, or pass --download=true to let TFDS download it."
             )
+        _check_reachable(name, _download_hosts(builder), data_dir)
         builder.download_and_prepare()
     info = builder.info
     if not info.supervised_keys or len(info.supervised_keys) != 2:

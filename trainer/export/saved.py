@@ -144,10 +144,66 @@ def _unregistered_objects(path: Path) -> list[str]:
     return sorted(set(found))
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def model_file_problem(path: str | Path) -> str:
+    """What is wrong with a saved model file, read from its bytes before Keras is asked, or
+    "" when nothing is seen: empty, truncated (a .keras file is a zip archive, and one that
+    ends early has no table of contents), damaged (a member fails its checksum), or neither
+    a zip nor an HDF5 file. Keras's own errors on such files blame other causes (an h5py
+    "file signature not found", or the Keras version).
+
+    Example:
+
+        >>> from pathlib import Path
+        >>> from trainer.export.saved import model_file_problem
+        >>> _ = Path("empty.keras").write_bytes(b"")
+        >>> model_file_problem("empty.keras")
+        'empty.keras is empty (0 bytes): it was never written completely'
+    """
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    size = path.stat().st_size
+    if size == 0:
+        return f"{path} is empty (0 bytes): it was never written completely"
+    with open(path, "rb") as file:
+        start = file.read(8)
+    if start.startswith(HDF5_SIGNATURE):
+        return ""
+    if not zipfile.is_zipfile(path):
+        if start.startswith(b"PK"):
+            return (
+                f"{path} is truncated: a .keras file is a zip archive, and this one "
+                f"({size:,} bytes) ends before its table of contents"
+            )
+        if path.suffix == ".keras":
+            return (
+                f"{path} is not a Keras model file: a .keras file is a zip archive, and this "
+                f"one starts with {start!r}"
+            )
+        return ""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        return f"{path} is damaged: its zip archive cannot be read ({error})"
+    if broken is not None:
+        return f"{path} is damaged: {broken} inside it fails its checksum"
+    return ""
+
+
 def _load_error(path: Path, error: Exception) -> ValueError:
     """The cause of a failed load, in terms of the file and what to do."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     cause = f"{type(error).__name__}: {first_line[:300]}"
+    problem = model_file_problem(path)
+    if problem:
+        return ValueError(
+            f"{problem}; make it again (train the run again, or copy the file from where it "
+            f"was made). The tf_keras loader said: {cause}"
+        )
     version = _keras_version(path)
     if version.startswith("3"):
         return ValueError(
@@ -196,6 +252,12 @@ def load_model(path: str | Path):
         raise ValueError(
             f"{path} is a folder but neither a run folder (model.keras, run.json, config.yaml) "
             "nor a SavedModel (saved_model.pb): pass one of those, a .keras or an .h5 file"
+        )
+    problem = model_file_problem(path)
+    if problem:
+        raise ValueError(
+            f"{problem}; make it again (train the run again, or copy the file from where it "
+            "was made)"
         )
     try:
         with quiet_native_output():
@@ -335,9 +397,12 @@ def export_prepared(job: ExportJob, options: ExportOptions) -> ExportOutcome:
 def over_budget_message(outcome: ExportOutcome) -> str:
     """Why an export with files over their accuracy budget failed, one sentence per file."""
     sentences = [
-        f"{result.format} is over its accuracy budget: it scores {result.accuracy:.2%} against "
-        f"Keras's {result.keras_accuracy:.2%}, a drop of {result.drop_pp:.2f} pp where the "
-        f"budget is {result.budget_pp:g} pp."
+        f"{result.format} returns NaN or infinite outputs (largest output difference "
+        f"{result.max_abs_diff}), so it is never within budget: the model diverged."
+        if not getattr(result, "finite_outputs", True)
+        else f"{result.format} is over its accuracy budget: it scores {result.accuracy:.2%} "
+        f"against Keras's {result.keras_accuracy:.2%}, a drop of {result.drop_pp:.2f} pp where "
+        f"the budget is {result.budget_pp:g} pp."
         for result in outcome.over_budget
     ]
     return " ".join(

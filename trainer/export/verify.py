@@ -32,6 +32,7 @@ Example:
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,18 @@ class ExportResult:
     io: str = "float32"  # the file's input and output type: float32, uint8 or int8
     outputs: str = "logits"  # what the file returns: probabilities or logits
     mediapipe: RuntimeCheck | None = None  # MediaPipe Tasks on the same test images
+    finite_outputs: bool = True  # False when the file or the Keras model gave NaN or inf outputs
 
     @property
     def within_budget(self) -> bool:
+        """True when the file's drop is within its budget and every number it was verified
+        by is finite: a file with NaN or infinite outputs (or an undefined drop or output
+        difference) is never within budget, whatever its accuracy."""
+        numbers = [self.accuracy, self.drop_pp, self.budget_pp]
+        if self.max_abs_diff is not None:
+            numbers.append(self.max_abs_diff)
+        if not self.finite_outputs or not all(math.isfinite(number) for number in numbers):
+            return False
         return self.drop_pp <= self.budget_pp
 
     def to_dict(self) -> dict:
@@ -361,6 +371,7 @@ def verify_file(
     latency on one thread; then MediaPipe Tasks on the same test set, as an app runs the
     file (`ExportResult.mediapipe`; None for a model that is neither image nor text)."""
     outputs = predict_tflite(content, reference.x_test)
+    finite = bool(np.isfinite(outputs).all() and np.isfinite(reference.outputs).all())
     top1 = np.argmax(outputs, axis=-1)
     accuracy = float(np.mean(top1 == reference.y_test))
     median, p90 = latency_percentiles(content, np.asarray(reference.x_test[0], np.float32))
@@ -381,6 +392,7 @@ def verify_file(
         examples=len(reference.x_test),
         io=io,
         outputs=target.outputs,
+        finite_outputs=finite,
     )
     if target.image is not None:
         result.mediapipe = _mediapipe_row(target, reference, Path(path), content, outputs)
@@ -474,6 +486,7 @@ def save_and_verify(
     outputs: str = "probabilities",
     title: str = "",
     test_texts: Sequence[str] | None = None,
+    keras_outputs: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, list[ExportResult]]:
     """The end of a training run: score, save `RUN_DIR/model.keras`, export and verify.
 
@@ -481,7 +494,8 @@ def save_and_verify(
     preprocessed float32), so the drops compare like with like. A Keras 3 model is refused
     before anything is written, and `model.keras` is written atomically (a reader never sees
     half a file). `class_names`, `input_spec`, `artifacts`, `io`, `outputs`, `title` and
-    `test_texts` go to `export_and_verify`.
+    `test_texts` go to `export_and_verify`; `keras_outputs` are the model's logits on
+    `x_test` when the caller has them already (computed here otherwise).
 
     Returns:
         (Keras test accuracy, predicted class per test example, one `ExportResult` per format)
@@ -493,7 +507,9 @@ def save_and_verify(
         formats = parse_formats(formats)
     check_io(io)
     check_outputs(outputs)
-    logits = model.predict(x_test, batch_size=256, verbose=0)
+    logits = keras_outputs
+    if logits is None:
+        logits = model.predict(x_test, batch_size=256, verbose=0)
     predictions = np.argmax(logits, axis=-1)
     keras_accuracy = float(np.mean(predictions == np.asarray(y_test)))
     atomic_save(Path(run_dir) / MODEL_FILE, lambda temporary: model.save(temporary))
