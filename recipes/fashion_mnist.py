@@ -65,7 +65,9 @@ class Config:
     # mass moved from the true class to the others
     label_smoothing: float = fraction(0.1, below_one=True)
     width: int = count(32)  # filters in the first conv stage (doubles per stage)
-    stages: int = count(4)  # conv stages: 4 (0.43M parameters) or 3 (the 0.16M model of before)
+    # conv stages: 4 (0.43M parameters) or 3 (the 0.16M model of before); at most 6, where the
+    # 28x28 images are down to 1x1
+    stages: int = count(4, maximum=6)
     dropout: float = fraction(0.3, below_one=True)  # dropout before each dense layer
     head_units: int = limit(0)  # hidden dense units before the logits (0 = none; 128 adds 25% time)
     # 0 = derived from the run's step count (short runs: 0.9)

@@ -60,6 +60,12 @@ def test_too_many_stages_for_the_image_size_names_stages_and_image_size():
     assert small_cnn((28, 28, 1), 10, width=4, stages=6).output_shape == (None, 10)
 
 
+def test_fashion_mnist_refuses_stages_past_1x1_before_loading_data():
+    from recipes.fashion_mnist import Config
+
+    assert _config_error(Config, "--stages=12") == "stages must be in [1, 6], received 12"
+
+
 def test_a_cnn_too_large_for_memory_is_refused_before_keras_builds_it(eight_gib):
     from trainer.models import resnet9, small_cnn
 
