@@ -339,3 +339,13 @@ def test_resume_after_an_edited_config_names_the_field(tmp_path, capsys):
     code, output = _train(capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0")
     assert code == 0 and "restarting" in output, output
     assert json.loads((run_dir / METRICS_FILE).read_text())["epochs"] == 3
+
+
+def test_a_recipe_whose_build_raises_is_named_by_other_commands_too(tmp_path, capsys):
+    """lr-find (like compress and export, which rebuild a run) calls `build` itself."""
+    recipe = tmp_path / "my_recipe.py"
+    recipe.write_text(RECIPE.format(body="    return {}"))
+    code = cli.main(["lr-find", str(recipe), f"--out={tmp_path / 'lr.png'}"])
+    output = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in output, output
+    assert f"recipe {recipe}, line 11 (build), raised KeyError in build(config) (to sweep" in output

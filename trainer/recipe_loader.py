@@ -123,6 +123,44 @@ def recipe_error(error: BaseException, recipe_file: str | Path, doing: str) -> R
     )
 
 
+def _passes_our_message(error: BaseException) -> bool:
+    """True for the errors trainer raises with their own message (bad values, paths, files,
+    TensorFlow's file and memory errors), which a recipe merely passed on."""
+    if isinstance(error, ValueError | TypeError | OSError | EOFError):
+        return True
+    return type(error).__module__.split(".")[0] in ("tensorflow", "zipfile")
+
+
+def build_experiment(recipe: ModuleType, config: Any, needed_for: str) -> Any:
+    """`recipe.build(config)`, with an error of a user's recipe file as one paragraph naming
+    the file and line (`RecipeError`, the original as its cause): an error the recipe raised,
+    or one that passed through it which trainer has no message for. `needed_for` says what
+    the build is for, e.g. "rebuild the run's data for compress".
+
+    Raises:
+        RecipeError: see above; other errors unchanged.
+    """
+    try:
+        return recipe.build(config)
+    except Exception as error:
+        recipe_file = user_recipe_file(recipe)
+        if recipe_file is None:
+            raise
+        frame = _recipe_frame(error, recipe_file)
+        raised_there = frame is not None and _innermost_file(error) == recipe_file.resolve()
+        if frame is None or (not raised_there and _passes_our_message(error)):
+            raise
+        wrapped = recipe_error(error, recipe_file, f"in build(config) (to {needed_for})")
+        raise wrapped from error
+
+
+def _innermost_file(error: BaseException) -> Path | None:
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return None if traceback is None else Path(traceback.tb_frame.f_code.co_filename).resolve()
+
+
 def _import_recipe_file(path: Path) -> ModuleType:
     """Imports the recipe file `path` as the module named after its stem."""
     shadowed = _shadowed_module(path)

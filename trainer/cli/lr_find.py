@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from trainer.config import ConfigError, help_text, parse_args, split_arguments
-from trainer.recipe_loader import load_recipe_argument
+from trainer.recipe_loader import build_experiment, load_recipe_argument
 
 
 @dataclasses.dataclass
@@ -76,7 +76,7 @@ def run(argv: list[str]) -> int:
     check_output_file(options.out, "--out", data_sources(config))  # before any data loads
     from trainer.lr_finder import find_learning_rate
 
-    experiment = module.build(config)
+    experiment = build_experiment(module, config, "sweep its learning rate")
     print(
         f"sweeping {options.steps} steps from {options.min_lr:.0e} to {options.max_lr:.0e}",
         flush=True,

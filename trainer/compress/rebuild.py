@@ -44,7 +44,7 @@ def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
         ValueError: `run.json` names no recipe, or the recipe has no `build` (the recipe
             contract), or its `build` returned no validation data.
     """
-    from trainer.recipe_loader import load_run_recipe
+    from trainer.recipe_loader import build_experiment, load_run_recipe
 
     recipe, config = load_run_recipe(run_dir, "rebuild the run's data and model for compress")
     recipe_name = recipe.__name__
@@ -53,7 +53,7 @@ def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
         # inputs fail in FakeQuantWithMinMaxVars and KmeansPlusPlusInitialization).
         print(f"compress fine-tunes in float32 (the run's precision: {config.precision})")
         config = dataclasses.replace(config, precision="float32")
-    experiment = recipe.build(config)
+    experiment = build_experiment(recipe, config, "rebuild the run's data for compress")
     if experiment.x_val is None or experiment.y_val is None or len(experiment.x_val) == 0:
         raise ValueError(
             f"recipe {recipe_name!r} built no validation data for {run_dir} (x_val is None). "

@@ -55,12 +55,12 @@ class SourceSettings:
 def run_data(run_dir: Path) -> ExportData:
     """The run's test set, representative inputs, labels, input spec and export settings,
     rebuilt through the recipe that made the run."""
-    from trainer.recipe_loader import load_run_recipe
+    from trainer.recipe_loader import build_experiment, load_run_recipe
 
     recipe, config = load_run_recipe(
         run_dir, "rebuild its test data (or pass --data=SOURCE to verify on a data source)"
     )
-    experiment = recipe.build(config)
+    experiment = build_experiment(recipe, config, "rebuild the run's test data for export")
     _check_same_artifacts(run_dir, experiment.artifacts)
     return ExportData(
         x=np.asarray(experiment.x_test),
