@@ -265,16 +265,22 @@ def test_run_tuning_and_result_folders_in_the_data_are_skipped_not_classes(photo
     assert _snapshot(photos) == before
 
 
-def test_symbolic_links_back_into_the_data_are_skipped(photos):
+def test_symbolic_links_back_into_the_data_are_skipped(photos, tmp_path):
     (photos / "everything").symlink_to(photos, target_is_directory=True)
     (photos / "parent").symlink_to(photos.parent, target_is_directory=True)
+    (photos / "alias").symlink_to(photos / "a", target_is_directory=True)
     (photos / "b" / "again").symlink_to(photos / "b", target_is_directory=True)
     (photos / "c" / "x").mkdir()
     (photos / "c" / "x" / "up").symlink_to(photos / "c", target_is_directory=True)
+    (photos / "c" / "x" / "as_a").symlink_to(photos / "a", target_is_directory=True)
+    outside = write_image_folder(tmp_path / "more", classes=("c",), per_class=3, size=8)
+    (photos / "c" / "more").symlink_to(outside / "c", target_is_directory=True)  # followed
     classes, problems = _classes_and_problems(photos)
     assert classes == ["a", "b", "c"]
-    for link in ("everything", "parent", "b/again", "c/x/up"):
+    for link in ("everything", "parent", "alias", "b/again", "c/x/up", "c/x/as_a"):
         assert problems[str(photos / link)] == "symlink_loop", problems
+    data = load_source(str(photos), SourceOptions())
+    assert sorted(np.bincount(np.concatenate([data.y_train, data.y_test]))) == [6, 6, 9]
 
 
 def test_a_data_source_that_is_a_run_folder_is_refused(photos, tmp_path):

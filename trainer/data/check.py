@@ -66,8 +66,9 @@ ADVICE = {
     "encoding": "save text as UTF-8; these files were read as Latin-1",
     "not_data": "folders trainer made (runs, tuning and report folders) are not samples and "
     "were skipped; move them out of the data folder",
-    "symlink_loop": "a symbolic link that leads back into the folder it is in would read the "
-    "same files again (or forever); it was skipped: remove the link",
+    "symlink_loop": "a symbolic link that leads back into the data (to a folder it is in, or "
+    "to another of its folders) would read the same files again, or forever; it was skipped: "
+    "remove the link",
     "missing_values": "empty cells were filled with the training median",
     "missing_label": "rows without a label (empty, nan, null, None, NA, N/A) are skipped; "
     "label them or delete them",

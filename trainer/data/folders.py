@@ -6,7 +6,8 @@ read as those splits. Class folders are searched recursively, following symbolic
 hidden files are ignored, and so is a class folder named `unsup` (aclImdb's unlabelled
 reviews). What is not data is skipped and listed by path, never read as a class or a sample:
 folders trainer made (runs, a `runs` folder of them, tuning and report folders;
-`trainer.outputs.trainer_folder`) and symbolic links that lead back to a folder they are in.
+`trainer.outputs.trainer_folder`) and symbolic links that lead back into the data or to a
+folder they are in (links to folders outside the data are followed).
 Images are decoded with `tf.io`, converted to one channel count and resized to one size; text
 is read as UTF-8, or as Latin-1 with a reported problem, and a .txt file holding binary data
 (NUL or many control bytes) is skipped. Bad files are skipped and listed by path, never fatal.
@@ -51,15 +52,23 @@ SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "t
 IGNORED_CLASS_FOLDERS = ("unsup",)  # aclImdb: unlabelled reviews
 
 
-def _not_data(folder: Path) -> tuple[str, str]:
+def _not_data(folder: Path, root: Path) -> tuple[str, str]:
     """(check, reason) when `folder` must not be read as data, else ("", ""): a folder
-    trainer made (a run, a search, a report), or a symbolic link that leads back to a folder
-    it is in (reading it would repeat the data as a class, or never end)."""
+    trainer made (a run, a search, a report), or a symbolic link that leads back into the
+    data `root` or to a folder it is in (reading it would repeat files under another class,
+    or never end). A link to a folder outside the data is followed."""
     if folder.is_symlink():
         target = Path(os.path.realpath(folder))
         here = Path(os.path.realpath(folder.parent))
+        data = Path(os.path.realpath(root))
         if target == here or target in here.parents:
             return "symlink_loop", f"symbolic link to {printable_path(target)}, a folder it is in"
+        if target == data or data in target.parents:
+            return (
+                "symlink_loop",
+                f"symbolic link to {printable_path(target)}, inside the data: its files would "
+                "be read twice",
+            )
     made = trainer_folder(folder)
     if made:
         return "not_data", f"{made}, not data"
@@ -71,14 +80,16 @@ def _skipped(folder: Path, check: str, reason: str, split: str) -> Problem:
     return Problem(check, printable_path(folder), reason, shown, "skipped")
 
 
-def _class_folders(directory: Path, problems: list | None = None, split: str = "") -> list[Path]:
-    """The class folders of `directory`; folders that are not data are left out and, when
-    `problems` is given, listed there by path."""
+def _class_folders(
+    directory: Path, root: Path, problems: list | None = None, split: str = ""
+) -> list[Path]:
+    """The class folders of `directory` (in the data `root`); folders that are not data are
+    left out and, when `problems` is given, listed there by path."""
     folders = []
     for child in sorted(directory.iterdir()):
         if not child.is_dir() or child.name.startswith(".") or child.name in IGNORED_CLASS_FOLDERS:
             continue
-        check, reason = _not_data(child)
+        check, reason = _not_data(child, root)
         if check:
             if problems is not None:
                 problems.append(_skipped(child, check, reason, split))
@@ -87,9 +98,10 @@ def _class_folders(directory: Path, problems: list | None = None, split: str = "
     return folders
 
 
-def _files(folder: Path, problems: list, split: str) -> list[Path]:
-    """Every visible file under `folder`, following symbolic links, except inside folders
-    that are not data (`_not_data`) and folders already read through another link."""
+def _files(folder: Path, root: Path, problems: list, split: str) -> list[Path]:
+    """Every visible file under `folder` (in the data `root`), following symbolic links to
+    folders outside the data, except inside folders that are not data (`_not_data`) and
+    folders already read through another link."""
     found, seen = [], {os.path.realpath(folder)}
     for current, subfolders, names in os.walk(folder, followlinks=True):
         kept = []
@@ -97,7 +109,7 @@ def _files(folder: Path, problems: list, split: str) -> list[Path]:
             child = Path(current, name)
             if name.startswith("."):
                 continue
-            check, reason = _not_data(child)
+            check, reason = _not_data(child, root)
             real = os.path.realpath(child)
             if not check and real in seen:
                 check, reason = "symlink_loop", f"leads to {printable_path(real)}, read already"
@@ -119,7 +131,7 @@ def _layout(root: Path) -> dict[str, Path]:
     """{split: folder of class folders}; {"pool": root} when the splits are not given."""
     splits = {
         SPLIT_FOLDERS[child.name]: child
-        for child in _class_folders(root)
+        for child in _class_folders(root, root)
         if child.name in SPLIT_FOLDERS
     }
     if "train" in splits:
@@ -188,8 +200,8 @@ def _collect(layout: dict[str, Path], root: Path) -> tuple[list, list[Problem], 
     entries, problems, classes = [], [], {}
     for split, folder in layout.items():
         classes[split] = []
-        for class_folder in _class_folders(folder, problems, split):
-            files = _files(class_folder, problems, split)
+        for class_folder in _class_folders(folder, root, problems, split):
+            files = _files(class_folder, root, problems, split)
             if not files:
                 problems.append(
                     Problem(
