@@ -63,6 +63,8 @@ def image_auto(photos):
 
 @pytest.mark.e2e
 def test_the_winner_fits_both_limits_and_is_verified_in_litert_and_mediapipe(image_auto):
+    import numpy as np
+
     from trainer.export import predict_tflite
 
     result, _ = image_auto
@@ -76,8 +78,11 @@ def test_the_winner_fits_both_limits_and_is_verified_in_litert_and_mediapipe(ima
     sidecar = json.loads((result.directory / "model.json").read_text())
     assert sidecar["model_file"] == "model.tflite"
     assert sidecar["class_names"] == ["a", "b", "c"]
-    pixels = predict_tflite(model.read_bytes(), __import__("numpy").zeros((1, 16, 16, 3)))
-    assert pixels.shape == (1, 3)  # RGB in, one probability per class out
+    assert sidecar["tflite_input"]["shape"][-1] == 3  # RGB in, as the mobile runtimes feed
+    assert sidecar["tflite_output"]["shape"] == [1, 3]  # one probability per class out
+    size = sidecar["image"]["height"]
+    probabilities = predict_tflite(model.read_bytes(), np.full((2, size, size, 3), 0.5, np.float32))
+    assert np.allclose(probabilities.sum(axis=-1), 1.0, atol=0.02)
     assert (result.directory / "model_card.md").read_text().startswith("# Model card")
 
 

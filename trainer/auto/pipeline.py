@@ -211,12 +211,17 @@ def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: C
         state.cannot_meet = _no_trial_completed(state.trials, directory)
         return
     budget = Budget(options.max_kib, options.max_ms)
-    chosen = [completed[0]]
-    for trial in completed:
+
+    def fits_as_is(trial: dict) -> bool:
         cost = costs.get(trial["architecture"])
-        if cost is not None and budget.fits(cost.kib, cost.latency_ms) and trial not in chosen:
-            chosen.append(trial)
-            break
+        return cost is not None and budget.fits(cost.kib, cost.latency_ms)
+
+    # The most accurate trial, and the most accurate one whose file fits without compression
+    # when that is another trial (a safe second finalist).
+    chosen = [completed[0]]
+    as_is = next((trial for trial in completed if fits_as_is(trial)), None)
+    if as_is is not None and as_is is not completed[0]:
+        chosen.append(as_is)
     for index, trial in enumerate(chosen[:FINALISTS], start=1):
         run_dir = directory / CANDIDATES_DIR / f"{index}-trial{trial['trial']}"
         state.finalists.append({**trial, "run_dir": str(run_dir)})
