@@ -56,6 +56,7 @@ CONVERTED = [
     "trainer.regularizers",
     "trainer.resources",
     "trainer.schedules",
+    "trainer.tensorboard_logging",
 ]
 _RESTRUCTURED = "being restructured under issue 23; its examples are converted after that lands"
 _NOT_YET = "examples not converted to doctests yet"

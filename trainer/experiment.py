@@ -206,6 +206,7 @@ def fit(
         read_history,
         run_callbacks,
     )
+    from trainer.tensorboard_logging import histogram_epochs
 
     run_dir = Path(run_dir)
     validation = validation_dataset(experiment)
@@ -220,7 +221,9 @@ def fit(
     if keep_best and validation is not None and experiment.validation_held_out:
         best = BestModelCheckpoint(run_dir / BEST_MODEL_FILE, monitor="val_accuracy")
     fit_callbacks = [diagnosis, *callbacks, *([best] if best else [])]
-    fit_callbacks += run_callbacks(run_dir, backup_every=backup_every)
+    fit_callbacks += run_callbacks(
+        run_dir, backup_every=backup_every, histogram_freq=histogram_epochs()
+    )
     started, cpu_started = time.perf_counter(), time.process_time()
     experiment.model.fit(
         train,
@@ -332,7 +335,22 @@ def _write_outcome(
         write_model_card(experiment, run_dir, metrics, scored.predictions)
         print(scored.table)
     print(f"report: {run_dir / 'report.md'}")
+    _log_to_tensorboard(run_dir, metrics, model)
     return metrics
+
+
+def _log_to_tensorboard(run_dir: Path, metrics: dict, model) -> None:
+    """The run's config and final metrics (HParams), plots and saved model's graph, in `logs/`."""
+    import yaml
+
+    from trainer.runs import CONFIG_FILE, LOGS_DIR
+    from trainer.tensorboard_logging import log_run
+
+    config_path = run_dir / CONFIG_FILE
+    config = (
+        yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    )
+    log_run(run_dir / LOGS_DIR, config or {}, metrics, sorted(run_dir.glob("*.png")), model)
 
 
 def _failure(fit: FitResult, logits: np.ndarray, collapsed) -> str:
