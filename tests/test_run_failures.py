@@ -115,8 +115,8 @@ def _experiment(model):
     )
 
 
-def test_a_model_at_chance_fails_the_run_unless_allowed(tmp_path, capsys):
-    from trainer.experiment import FitResult, RunFailedError, allowing_chance, finish
+def test_a_model_at_chance_fails_the_run(tmp_path, capsys):
+    from trainer.experiment import FitResult, RunFailedError, finish
 
     fit = FitResult(history={"loss": [1.1, 1.1]}, seconds=0.0, cpu_seconds=0.0)
     with pytest.raises(RunFailedError) as failed:
@@ -126,12 +126,8 @@ def test_a_model_at_chance_fails_the_run_unless_allowed(tmp_path, capsys):
     assert "add --allow_chance=true" in message and "--restart" in message
     assert json.loads((tmp_path / "failed" / METRICS_FILE).read_text())["at_chance"] is True
     assert not list((tmp_path / "failed").glob("*.tflite"))
-
-    with allowing_chance():
-        metrics = finish(_experiment(_untrained()), tmp_path / "allowed", fit)
-    assert metrics["at_chance"] is True and "failed" not in metrics
-    assert [export["format"] for export in metrics["exports"]] == ["float32"]
     assert "WARNING" in capsys.readouterr().out
+    # allow_chance=True finishes it: tests/test_mobile_export.py, a model at chance.
 
 
 def test_allow_chance_is_an_option_of_the_command_not_of_the_recipe(tmp_path, capsys):
