@@ -9,10 +9,10 @@ the option, the path, what would happen and what to do:
    and be read back as samples or as a class;
 2. never over a run's folder (run.json, or config.yaml with metrics.json) or a tuning folder
    (tune.yaml) unless the command is the one that continues it;
-3. never over files trainer did not make: a folder that holds names the command writes
-   (report.md, model.keras, ...) beside files of its own, or without the marker of the
-   command's own earlier output, is refused; an existing PNG is replaced only if trainer
-   (Matplotlib) wrote it;
+3. never over files trainer did not make: an existing folder must be empty or the command's
+   own earlier output (a run's run.json, a search's tune.yaml, or nothing but the names the
+   command writes, such as data_report.json and data_report.md); an existing PNG is replaced
+   only if trainer (Matplotlib) wrote it;
 4. never over a device, FIFO, socket or symbolic link, and never through a path whose folder
    is a file.
 
@@ -226,14 +226,14 @@ def _listed(paths: list[Path], most: int = 5) -> str:
 def check_foreign_files(
     path: str | Path, option: str, writes: Iterable[str], marker: str | None = None
 ) -> None:
-    """Refuses a folder that holds files trainer did not make where the command would write.
+    """Refuses a folder that holds files trainer did not make.
 
-    `writes` are the names (glob patterns) the command writes into the folder. With a
-    `marker` (run.json for a run, tune.yaml for a search), a folder without it that holds any
-    of those names is refused; without one, a folder that holds any of them beside other
-    (foreign) visible entries is refused, and a folder holding only such names is taken as the
-    command's own earlier output. Names the command would write must be plain files or
-    folders, never devices, FIFOs or links. Hidden entries (".name") are not counted.
+    `writes` are the names (glob patterns) the command writes into the folder. A folder the
+    command made before is accepted: with a `marker` (run.json for a run, tune.yaml for a
+    search) the folder that holds it, without one a folder that holds nothing but such names
+    (its earlier output, written again). Any other folder must be empty. Names the command
+    would write must be plain files or folders, never devices, FIFOs or links. Hidden entries
+    (".name") are not counted.
 
     Raises:
         OutputError: naming the files found and what to do.
@@ -256,12 +256,11 @@ def check_foreign_files(
     if marker is not None and (path / marker).exists():
         return
     foreign = [entry for entry in entries if not _matches(entry.name, writes)]
-    if colliding and (marker is not None or foreign):
+    if foreign or (marker is not None and colliding):
         raise OutputError(
-            f"{option}={path} holds files trainer did not make ({_listed(colliding)}"
-            + (f"; beside {_listed(foreign)}" if foreign else "")
-            + f"), which it would overwrite or append to; choose a new or empty {option}, or "
-            "move those files out"
+            f"{option}={path} holds files trainer did not make ({_listed(colliding + foreign)})"
+            ", which it would overwrite or mix its own files with; choose a new or empty "
+            f"{option}, or move those files out"
         )
 
 
