@@ -452,9 +452,15 @@ def fit_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 0
 
 
-def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: int = 0) -> list:
+def run_callbacks(
+    run_dir: str | Path, tensorboard: bool = True, backup_every: int = 0, histogram_freq: int = 0
+) -> list:
     """The callbacks every run uses: learning rate in the logs, `history.csv`, TensorBoard
     logs, and one line per epoch when output is not a terminal.
+
+    TensorBoard gets the epoch scalars, and weight histograms every `histogram_freq` epochs
+    (0 = none); not the training graph, which under mixed precision is not the saved model's
+    (`experiment.finish` logs the saved float32 model's graph, `trainer.tensorboard_logging`).
 
     With `backup_every=N` a `ResumeBackup` (last in the list) saves the training state in
     `RUN_DIR/backup` every N batches and each epoch, and restores it when the same run
@@ -471,7 +477,11 @@ def run_callbacks(run_dir: str | Path, tensorboard: bool = True, backup_every: i
     if tensorboard:
         callbacks.append(
             keras.callbacks.TensorBoard(
-                str(run_dir / LOGS_DIR), update_freq="epoch", profile_batch=0
+                str(run_dir / LOGS_DIR),
+                update_freq="epoch",
+                profile_batch=0,
+                histogram_freq=histogram_freq,
+                write_graph=False,
             )
         )
     if fit_verbosity() == 0:
