@@ -15,6 +15,7 @@ commands load them; this module must not import `recipes` nor choose candidates.
 """
 
 import dataclasses
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -62,6 +63,9 @@ class Config:
     max_kib: float = limit(0.0)  # largest .tflite file in KiB
     max_ms: float = limit(0.0)  # largest median batch-1 latency in ms
     costs: str = ""  # the cost model's file (costs.json); "" = measure nothing
+    # the auto folder whose data/image_<size>.npz hold the images at each searched resolution,
+    # read instead of `data`; "" = read `data` at `image_size`
+    resolutions: str = ""
 
 
 # The architectures searched: image CNN widths and stage counts; text embedding widths,
@@ -94,6 +98,11 @@ TEXT_SPACE = (
 )
 
 
+def resolution_file(size: int) -> str:
+    """Where an auto folder keeps its images at `size` x `size`, from the folder."""
+    return f"data/image_{size}.npz"
+
+
 def recipe_for(config: Config) -> ModuleType:
     """The recipe module that trains `config.kind`, loaded by name."""
     from trainer.recipe_loader import load_recipe
@@ -118,6 +127,8 @@ def recipe_config(config: Config, recipe: ModuleType) -> Any:
         values["learning_rate"] = config.learning_rate
     if config.kind == "image":
         values.update(image_size=config.image_size, stages=config.stages, augment=config.augment)
+        if config.resolutions:
+            values["data"] = str(Path(config.resolutions) / resolution_file(config.image_size))
     else:
         values.update(
             model=config.model,

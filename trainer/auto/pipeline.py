@@ -77,6 +77,31 @@ def data_check(directory: Path, options: AutoOptions, state: AutoState) -> None:
     if data.kind == "image":
         state.image_sizes = image_sizes(min(data.x_train.shape[1:3]))
         state.channels = int(data.x_train.shape[-1]) if data.x_train.ndim == 4 else 1
+        save_resolutions(directory, options, data, state.image_sizes)
+
+
+def save_resolutions(directory: Path, options: AutoOptions, data, sizes: list[int]) -> None:
+    """Writes the images at each searched resolution once, as `AUTO_DIR/data/image_<size>.npz`
+    (read by the source loader at that `--image_size`), which every trial and finalist reads
+    instead of decoding and resizing the source's files again."""
+    import numpy as np
+
+    from trainer.data.sources import SourceOptions, load_source
+    from trainer.files import atomic_save
+
+    for size in sizes:
+        resized = data
+        if data.x_train.shape[1:3] != (size, size):
+            resized = load_source(options.data, SourceOptions(image_size=size, seed=options.seed))
+        arrays = {"class_names": np.array(resized.class_names)}
+        for split in resized.split_names():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = resized.arrays(split)
+
+        def write(temporary: Path, arrays=arrays) -> None:
+            with open(temporary, "wb") as file:
+                np.savez(file, **arrays)
+
+        atomic_save(directory / candidate.resolution_file(size), write)
 
 
 def image_sizes(native: int) -> list[int]:
@@ -98,6 +123,7 @@ def base_config(directory: Path, options: AutoOptions, state: AutoState) -> cand
         max_kib=options.max_kib,
         max_ms=options.max_ms,
         costs=str(directory / COSTS_FILE),
+        resolutions=str(directory) if state.kind == "image" else "",
     )
 
 
