@@ -96,3 +96,22 @@ def test_histograms_only_when_asked_and_never_the_training_graph(tmp_path):
     with pytest.raises(ValueError, match="histograms must be a number of epochs >= 0, received -1"):
         with histograms_every(-1):
             pass
+
+
+def test_a_resumed_search_logs_each_trial_once(tmp_path):
+    from trainer.tensorboard_logging import log_trials
+    from trainer.tuning.results import TrialRecord
+
+    first = [TrialRecord("0", {"width": 8, "rate": 0.01}, 0.75, 2, 1.0, "COMPLETED")]
+    log_trials(tmp_path / "logs", first)
+    failed = TrialRecord("1", {"width": 16, "rate": 0.1}, None, 1, 1.0, "FAILED", "nan")
+    log_trials(tmp_path / "logs", [*first, failed])  # the search went on after a resume
+    assert sorted(path.name for path in (tmp_path / "logs").iterdir() if path.is_dir()) == [
+        "trial_0",
+        "trial_1",
+    ]
+    assert len(list((tmp_path / "logs" / "trial_0").iterdir())) == 1  # one event file
+    trial = Events(tmp_path / "logs" / "trial_0")
+    assert trial.hparams() == {"width": 8, "rate": pytest.approx(0.01)}
+    assert trial.scalars() == pytest.approx({"val_accuracy": 0.75, "epochs": 2})
+    assert Events(tmp_path / "logs" / "trial_1").scalars() == {}

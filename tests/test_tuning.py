@@ -426,6 +426,26 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(flaky_recipe, tmp_pa
     assert int(rows["ok"]["trial"]) == 3  # the grid's last trial ran after three failures
     assert yaml.safe_load((tune_dir / "best.yaml").read_text())["mode"] == "ok"
     assert "failed" in (tune_dir / "trials.md").read_text()
+    # TensorBoard's HParams dashboard compares the trials: one session per trial with its
+    # searched value, the objective for the one that completed, no metric for failed ones.
+    from tensorboard_events import Events
+
+    experiment = Events(tune_dir / "logs").experiment().experiment
+    assert [info.name for info in experiment.hparam_infos] == ["mode"]
+    assert [info.name.tag for info in experiment.metric_infos] == ["val_accuracy", "epochs"]
+    for row in rows.values():
+        trial = Events(tune_dir / "logs" / f"trial_{row['trial']}")
+        assert trial.hparams() == {"mode": row["mode"]}
+        if row["status"] == "COMPLETED":
+            assert trial.scalars() == pytest.approx(
+                {
+                    "val_accuracy": float(row["val_accuracy"]),
+                    "epochs": float(row["epochs"]),
+                },
+                abs=1e-6,  # trials.csv rounds to 6 decimals
+            )
+        else:
+            assert trial.scalars() == {}
 
 
 def test_time_budget_stops_cleanly_and_still_writes_results(flaky_recipe, tmp_path):

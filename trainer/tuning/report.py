@@ -1,5 +1,6 @@
-"""The tuning folder's outputs: `trials.csv`, `trials.md`, `best.yaml`, the two plots and
-`report.md`, written after every search (also one stopped by its budget or by Ctrl-C).
+"""The tuning folder's outputs: `trials.csv`, `trials.md`, `best.yaml`, the two plots,
+`report.md` and the trials as TensorBoard HParams sessions in `logs/`, written after every
+search (also one stopped by its budget or by Ctrl-C).
 
 This module writes files from the records `trainer.tuning.results` reads; it must not run
 trials or import keras-tuner.
@@ -12,6 +13,8 @@ from typing import Any
 
 from trainer.config import save_config
 from trainer.files import atomic_write_text
+from trainer.runs import LOGS_DIR
+from trainer.tensorboard_logging import log_trials
 from trainer.tuning.options import (
     BEST_CONFIG_FILE,
     OBJECTIVE,
@@ -53,6 +56,7 @@ def write_results(
         top = [name for name, _ in influence[:3]] or names[:3]
         plot_objective_vs_parameters(completed, top, directory / "objective_vs_parameters.png")
     write_report(directory, recipe, options, trials, best, influence)
+    log_trials(directory / LOGS_DIR, trials, OBJECTIVE)  # TensorBoard's HParams dashboard
     return SearchResult(directory, trials, best, best_config)
 
 
