@@ -23,6 +23,15 @@ from conftest import REPO
 
 CONVERTED = [
     "trainer.augment",
+    "trainer.auto",
+    "trainer.auto.candidate",
+    "trainer.auto.cost",
+    "trainer.auto.finalists",
+    "trainer.auto.options",
+    "trainer.auto.pipeline",
+    "trainer.auto.report",
+    "trainer.auto.run",
+    "trainer.auto.state",
     "trainer.augment.image",
     "trainer.augment.mixing",
     "trainer.augment.ops",

@@ -140,7 +140,14 @@ def recipe_config(config: Config, recipe: ModuleType) -> Any:
 
 
 def architecture(config: Config) -> str:
-    """What decides a candidate's cost, as text: the cost model's key."""
+    """What decides a candidate's cost, as text: the cost model's key.
+
+    Example:
+
+        >>> from trainer.auto.candidate import Config, architecture
+        >>> architecture(Config(width=16, stages=3, image_size=28))
+        'width=16, stages=3, image_size=28'
+    """
     if config.kind == "image":
         return f"width={config.width}, stages={config.stages}, image_size={config.image_size}"
     if config.model == "bow":

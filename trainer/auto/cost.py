@@ -41,7 +41,17 @@ class Cost:
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """The device limits: the .tflite size in KiB and the median latency in ms (0 = none)."""
+    """The device limits: the .tflite size in KiB and the median latency in ms (0 = none).
+
+    Example:
+
+        >>> from trainer.auto.cost import Budget
+        >>> budget = Budget(max_kib=64, max_ms=0.1)
+        >>> budget.fits(35.8, 0.015), budget.excess(128, 0.05)
+        (True, 2.0)
+        >>> budget.broken_limits(80, 0.2)
+        ['size 80.0 KiB > --max_kib=64', 'latency 0.200 ms > --max_ms=0.1']
+    """
 
     max_kib: float = 0.0
     max_ms: float = 0.0

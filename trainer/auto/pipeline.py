@@ -106,7 +106,14 @@ def save_resolutions(directory: Path, options: AutoOptions, data, sizes: list[in
 
 def image_sizes(native: int) -> list[int]:
     """The input resolutions searched: the data's own (at most 64), three quarters and half of
-    it (even sizes, at least 8)."""
+    it (even sizes, at least 8).
+
+    Example:
+
+        >>> from trainer.auto.pipeline import image_sizes
+        >>> image_sizes(28), image_sizes(224)
+        ([14, 20, 28], [32, 48, 64])
+    """
     top = min(native, 64)
     smaller = {max(8, round(top * share / 2) * 2) for share in (0.75, 0.5)}
     return sorted({top, *(size for size in smaller if size < top)})
