@@ -265,6 +265,14 @@ def test_a_recipe_whose_main_raises_is_named_with_its_line(tmp_path, capsys, bod
     assert "while running main(config)" in output and "Fix the recipe" in output
 
 
+def test_a_recipes_own_value_error_keeps_its_message(tmp_path, capsys):
+    recipe = tmp_path / "my_recipe.py"
+    recipe.write_text(RECIPE.format(body="    raise ValueError('no images in the folder')"))
+    code, output = _train(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
+    assert code == 1 and "error: no images in the folder" in output, output
+    assert "Fix the recipe" not in output
+
+
 def test_trainer_debug_shows_the_recipe_traceback(tmp_path, monkeypatch):
     from trainer.recipe_loader import RecipeError
 

@@ -124,18 +124,19 @@ def recipe_error(error: BaseException, recipe_file: str | Path, doing: str) -> R
 
 
 def _passes_our_message(error: BaseException) -> bool:
-    """True for the errors trainer raises with their own message (bad values, paths, files,
-    TensorFlow's file and memory errors), which a recipe merely passed on."""
+    """True for the errors that carry a message meant for a user (bad values, paths, files,
+    TensorFlow's file and memory errors), raised by trainer or by the recipe on purpose."""
     if isinstance(error, ValueError | TypeError | OSError | EOFError):
         return True
     return type(error).__module__.split(".")[0] in ("tensorflow", "zipfile")
 
 
 def build_experiment(recipe: ModuleType, config: Any, needed_for: str) -> Any:
-    """`recipe.build(config)`, with an error of a user's recipe file as one paragraph naming
-    the file and line (`RecipeError`, the original as its cause): an error the recipe raised,
-    or one that passed through it which trainer has no message for. `needed_for` says what
-    the build is for, e.g. "rebuild the run's data for compress".
+    """`recipe.build(config)`, with an error that passed through a user's recipe file and has
+    no message of its own (a NameError, a KeyError...) as one paragraph naming the file and
+    line (`RecipeError`, the original as its cause); a ValueError the recipe raised on
+    purpose, or trainer's own messages, pass unchanged. `needed_for` says what the build is
+    for, e.g. "rebuild the run's data for compress".
 
     Raises:
         RecipeError: see above; other errors unchanged.
@@ -146,19 +147,12 @@ def build_experiment(recipe: ModuleType, config: Any, needed_for: str) -> Any:
         recipe_file = user_recipe_file(recipe)
         if recipe_file is None:
             raise
-        frame = _recipe_frame(error, recipe_file)
-        raised_there = frame is not None and _innermost_file(error) == recipe_file.resolve()
-        if frame is None or (not raised_there and _passes_our_message(error)):
+        wrapped = None
+        if not _passes_our_message(error):
+            wrapped = recipe_error(error, recipe_file, f"in build(config) (to {needed_for})")
+        if wrapped is None:
             raise
-        wrapped = recipe_error(error, recipe_file, f"in build(config) (to {needed_for})")
         raise wrapped from error
-
-
-def _innermost_file(error: BaseException) -> Path | None:
-    traceback = error.__traceback__
-    while traceback is not None and traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    return None if traceback is None else Path(traceback.tb_frame.f_code.co_filename).resolve()
 
 
 def _import_recipe_file(path: Path) -> ModuleType:

@@ -190,22 +190,15 @@ def _run_main(main: Callable, config: Any) -> int:
 
 def _user_recipe_failure(main: Callable, error: BaseException) -> Exception | None:
     """A user recipe's error as one paragraph naming its file and line (`RecipeError`), when
-    the recipe raised it, or when it passed through the recipe and the boundary would
-    otherwise show a traceback; None otherwise (trainer's own messages stay as they are)."""
+    it passed through the recipe and the boundary has no message for it (a NameError, a
+    KeyError, a RuntimeError...); None otherwise: a recipe's own ValueError or ConfigError,
+    and trainer's messages, are already what a user should read."""
     from trainer.cli.errors import describe
     from trainer.recipe_loader import recipe_error, user_recipe_file
 
     module = sys.modules.get(getattr(main, "__module__", "") or "")
     recipe_file = user_recipe_file(module) if module is not None else None
-    if recipe_file is None:
-        return None
-    innermost = error.__traceback__
-    while innermost is not None and innermost.tb_next is not None:
-        innermost = innermost.tb_next
-    raised_there = innermost is not None and (
-        Path(innermost.tb_frame.f_code.co_filename).resolve() == recipe_file.resolve()
-    )
-    if not raised_there and describe(error) is not None:
+    if recipe_file is None or describe(error) is not None:
         return None
     return recipe_error(error, recipe_file, "while running main(config)")
 
