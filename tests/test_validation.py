@@ -158,6 +158,19 @@ def test_export_budget_is_refused_before_any_work(tmp_path, capsys, budget):
     assert f"received '{budget}'" in err and "does not exist" not in err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--scale=0", "scale must be > 0, received 0.0"),
+        ("--representative=0", "representative must be >= 1, received 0"),
+    ],
+)
+def test_export_numbers_are_checked_when_parsed(option, message):
+    from trainer.cli.export import ExportConfig
+
+    assert _config_error(ExportConfig, option) == message
+
+
 def test_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path):
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for name, previous in zip("bcdefgh", "abcdefg", strict=True):

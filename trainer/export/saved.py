@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.config import check_number, option
+from trainer.config import check_number, count, option, positive
 from trainer.export.sources import ExportData, SourceSettings, run_data, source_data
 from trainer.outputs import check_output_folder, data_sources, run_data_sources
 from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
@@ -62,9 +62,11 @@ class ExportOptions:
     max_accuracy_drop: str = option("", check=parse_budget)
     # output folder; empty = RUN/export for a run, else <model name>_export beside the model
     out: str = ""
-    representative: int = 300  # inputs that calibrate int8, drawn from the data's training split
+    # inputs that calibrate int8, drawn from the data's training split
+    representative: int = count(300)
     split: str = "all"  # --data examples to verify on: all, train, val or test
-    scale: float = 255.0  # image pixels are divided by this: 255 gives [0, 1], 1 keeps [0, 255]
+    # image pixels are divided by this: 255 gives [0, 1], 1 keeps [0, 255]
+    scale: float = positive(255.0)
     allow_chance: bool = False  # export even if the Keras model scores at chance on the data
     seed: int = 0  # seeds the choice of representative inputs
     # int8 files' input and output type: float32, uint8 (raw pixels; what MediaPipe takes) or
