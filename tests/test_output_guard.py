@@ -152,6 +152,21 @@ def test_compress_out_dir_over_its_own_run_or_another_run_is_refused(photos, tmp
         assert _snapshot(target) == before  # its metrics.json and report.md untouched
 
 
+def test_compress_out_dir_inside_another_run_is_refused_inside_its_own_run_accepted(
+    photos, tmp_path, capsys
+):
+    from trainer.compress.options import CompressConfig, check_compress_options
+
+    run = _fake_run(tmp_path / "run", photos)
+    other = _fake_run(tmp_path / "other", photos)
+    before = _snapshot(other)
+    arguments = ["compress", str(run), f"--out_dir={other / 'compression'}"]
+    _refused(capsys, arguments, f"is inside the run folder {other} (the run this command works")
+    assert _snapshot(other) == before
+    check_compress_options(run, CompressConfig())  # the default, RUN/compression
+    check_compress_options(run, CompressConfig(out_dir=str(run / "smaller")))
+
+
 def test_train_into_a_folder_of_the_users_own_files_is_refused(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -296,6 +296,30 @@ def check_output_folder(
     return path
 
 
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run folder `path` is in (itself, or the nearest folder above it that holds a run),
+    resolved, or None."""
+    resolved = _resolved(path)
+    return next((folder for folder in (resolved, *resolved.parents) if is_run_folder(folder)), None)
+
+
+def check_not_in_another_run(path: str | Path, option: str, run: str | Path | None) -> None:
+    """Refuses an output inside a run folder other than `run`, the run the command works on
+    (None: any run), so that one run's files never land among another's.
+
+    Raises:
+        OutputError: naming the run folder and what to do.
+    """
+    found = enclosing_run(path)
+    if found is None or (run is not None and found == _resolved(run)):
+        return
+    own = f" (the run this command works on is {run})" if run is not None else ""
+    raise OutputError(
+        f"{option}={path} is inside the run folder {found}{own}: its files would be mixed "
+        f"with that run's; choose a {option} outside it"
+    )
+
+
 def is_trainer_png(path: str | Path) -> bool:
     """True for a PNG that Matplotlib wrote, as every plot of trainer's is (its tEXt chunk
     names the software); a photo or any other file is not."""

@@ -120,8 +120,8 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
             missing, or the `--teacher` run has no model.keras.
         ValueError: a bad option value (a `trainer.config.ConfigError` for a field's rule).
         OutputError, NotADirectoryError, PermissionError: `--out_dir` is inside the run's
-            data, is a run's folder (this one's included), or holds files trainer did not
-            make (`trainer.outputs.check_output_folder`).
+            data, is a run's folder (this one's included) or inside another run's, or holds
+            files trainer did not make (`trainer.outputs.check_output_folder`).
     """
     from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
 
@@ -135,10 +135,11 @@ def check_compress_options(run_dir: str | Path, config: CompressConfig) -> None:
             raise FileNotFoundError(
                 f"{path} is missing: pass a run directory made by `trainer train`"
             )
-    from trainer.outputs import check_output_folder, run_data_sources
+    from trainer.outputs import check_not_in_another_run, check_output_folder, run_data_sources
 
     out_dir = config.out_dir or run_dir / "compression"
     check_output_folder(out_dir, "--out_dir", run_data_sources(run_dir), COMPRESS_WRITES)
+    check_not_in_another_run(out_dir, "--out_dir", run_dir)
     if config.student_width:
         import yaml
 
