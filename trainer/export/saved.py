@@ -27,7 +27,13 @@ import numpy as np
 
 from trainer.config import check_number, count, option, positive
 from trainer.export.sources import ExportData, SourceSettings, run_data, source_data
-from trainer.outputs import check_output_folder, data_sources, run_data_sources
+from trainer.outputs import (
+    check_not_in_another_run,
+    check_output_folder,
+    data_sources,
+    enclosing_run,
+    run_data_sources,
+)
 from trainer.runs import CONFIG_FILE, MODEL_FILE, RUN_INFO_FILE
 
 # What an export writes into its folder: the files, their sidecars, a text model's vocabulary.
@@ -332,6 +338,7 @@ def prepare(model_or_run: str | Path, options: ExportOptions) -> ExportJob:
     check_output_folder(  # before any data is read
         out_dir, "--out", [*sources, *(run_data_sources(path) if run else [])], EXPORT_WRITES
     )
+    check_not_in_another_run(out_dir, "--out", path if run else enclosing_run(path.parent))
     if run:
         data = source_data(model, settings) if options.data else run_data(path)
     else:
