@@ -115,3 +115,11 @@ def test_a_resumed_search_logs_each_trial_once(tmp_path):
     assert trial.hparams() == {"width": 8, "rate": pytest.approx(0.01)}
     assert trial.scalars() == pytest.approx({"val_accuracy": 0.75, "epochs": 2})
     assert Events(tmp_path / "logs" / "trial_1").scalars() == {}
+
+
+def test_trainer_train_takes_histograms_as_its_own_option():
+    from trainer.cli.train import HELP, _train_options
+
+    options, rest = _train_options(["digits", "--histograms=2", "--epochs=3"])
+    assert options.histograms == 2 and rest == ["digits", "--epochs=3"]
+    assert "--histograms=N" in HELP

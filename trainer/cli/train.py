@@ -35,6 +35,9 @@ HELP = """options:
                     --restart: any option, e.g. a lower --learning_rate)
   --allow_chance=true  finish a run whose model scores at chance level (with a warning)
                     instead of failing it; a diverged model (NaN loss) fails all the same
+  --histograms=N    TensorBoard weight histograms every N epochs (default 0: none);
+                    hparams, plots and the saved model's graph are always logged
+                    (docs/tensorboard.md)
 scaling out (docs/distribute.md; options of this command, not of the recipe):
   --strategy=auto|default|mirrored|multi_worker|tpu    auto: multi_worker with a cluster,
                     mirrored with several GPUs, else default
@@ -52,6 +55,8 @@ class TrainOptions:
 
     # finish a run whose model scores at chance level instead of failing it
     allow_chance: bool = False
+    # TensorBoard weight histograms every N epochs (0 = none)
+    histograms: int = 0
 
 
 def _train_options(argv: list[str]) -> tuple[TrainOptions, list[str]]:
@@ -65,14 +70,16 @@ def run(argv: list[str]) -> int:
     """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
     from trainer.distribute import DistributeOptions, cluster_spec, distributed, split_arguments
     from trainer.experiment import allowing_chance
+    from trainer.tensorboard_logging import histograms_every
 
     # Distribution options and --allow_chance belong to the command, not to the recipe.
     distribute_options, argv = split_arguments(argv)
     options, argv = _train_options(argv)
     if distribute_options.local_workers:
         passed = ["--allow_chance=true"] if options.allow_chance else []
+        passed += [f"--histograms={options.histograms}"] if options.histograms else []
         return _run_local_workers(distribute_options, argv, passed)
-    with allowing_chance(options.allow_chance):
+    with allowing_chance(options.allow_chance), histograms_every(options.histograms):
         if distribute_options == DistributeOptions() and cluster_spec() is None:
             return _run(argv)
         from trainer.keras_path import import_tensorflow_quietly
@@ -144,15 +151,16 @@ def run_recipe(config_class: type, main: Callable, argv: list[str] | None, progr
 
     For a recipe's `if __name__ == "__main__":`. Config errors exit 2; a bad path, file or
     data exits 1 with a one-paragraph message, without a traceback unless TRAINER_DEBUG=1.
-    `--allow_chance=true` works as with `trainer train`.
+    `--allow_chance=true` and `--histograms=N` work as with `trainer train`.
     """
     from trainer.experiment import allowing_chance
+    from trainer.tensorboard_logging import histograms_every
 
     try:
         options, argv = _train_options(sys.argv[1:] if argv is None else argv)
         config = _parse(config_class, argv, program)
         _check_new_run_dir(config)
-        with allowing_chance(options.allow_chance):
+        with allowing_chance(options.allow_chance), histograms_every(options.histograms):
             return _run_main(main, config)
     except (Exception, KeyboardInterrupt) as error:
         return report_error(error, program)
