@@ -293,10 +293,10 @@ def finish(
     failure = _failure(fit, logits, None if allow else collapsed)
     if failure:
         scored = _Scored(keras_accuracy, predictions, [], f"No file was exported: {failure}.")
-        _write_outcome(experiment, run_dir, fit, scored, findings, collapsed, model, failure)
+        _write_outcome(experiment, run_dir, fit, scored, (findings, collapsed), model, failure)
         raise RunFailedError(_failure_message(experiment, run_dir, failure, collapsed, allow))
     scored = _save_and_verify(model, experiment, run_dir, logits)
-    return _write_outcome(experiment, run_dir, fit, scored, findings, collapsed, model)
+    return _write_outcome(experiment, run_dir, fit, scored, (findings, collapsed), model)
 
 
 def _write_outcome(
@@ -304,14 +304,14 @@ def _write_outcome(
     run_dir: Path,
     fit: FitResult,
     scored,
-    findings,
-    collapsed,
+    diagnosis: tuple,
     model,
     failure: str = "",
 ) -> dict:
     """Plots, report.md, metrics.json and (with exported files) model_card.md; returns the
-    metrics. A failed run also gets `model.keras`, for inspection, and `failed` in its
-    metrics and report."""
+    metrics. `diagnosis` is `_diagnose`'s (findings, chance-level finding or None). A failed
+    run also gets `model.keras`, for inspection, and `failed` in its metrics and report."""
+    findings, collapsed = diagnosis
     from trainer.model_card import write_model_card
     from trainer.report import write_report
 
