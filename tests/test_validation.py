@@ -80,12 +80,14 @@ def test_a_cnn_too_large_for_memory_is_refused_before_keras_builds_it(eight_gib)
 
 
 def test_a_text_model_word_table_too_large_for_memory_names_the_options(eight_gib):
-    from trainer.models import bag_of_ngrams, text_classifier
+    from trainer.models import bag_of_ngrams, text_classifier, text_transformer
 
     with pytest.raises(ValueError, match="lower --vocab_size or --embedding_dim"):
         text_classifier(sequence_length=10, vocab_size=10**9, embedding_dim=64)
     with pytest.raises(ValueError, match="lower --buckets"):
         bag_of_ngrams(sequence_length=10, vocab_size=100, buckets=2**31, hidden_units=64)
+    with pytest.raises(ValueError, match="sequence_length=100,000 tokens.*lower --sequence_length"):
+        text_transformer(sequence_length=100000, vocab_size=100)
 
 
 def test_huge_image_size_is_refused_before_the_images_are_stacked(eight_gib):

@@ -367,6 +367,14 @@ def text_transformer(
         raise ValueError(
             f"embedding_dim must be a multiple of heads, received {embedding_dim} and {heads}"
         )
+    # Each block keeps a float32 score per head and token pair for the backward pass: a lower
+    # bound at a batch of one.
+    check_memory(
+        4 * blocks * heads * sequence_length**2,
+        f"attention over sequence_length={sequence_length:,} tokens ({blocks} blocks of {heads} "
+        "heads, one text)",
+        "lower --sequence_length",
+    )
     inputs = _token_input(sequence_length)
     mask = PaddingMask(name="padding_mask")(inputs)
     attention_mask = AttentionMask(name="attention_mask")(mask)
