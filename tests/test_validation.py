@@ -208,6 +208,19 @@ def test_check_number_accepts_numpy_scalars_and_returns_python_numbers():
             check_number("steps", bad, minimum=1, integer=True)
 
 
+def test_a_config_made_in_code_accepts_numpy_numbers_and_saves_them_as_yaml(tmp_path):
+    from recipes.fashion_mnist import Config
+    from trainer.config import save_config, validate
+
+    config = validate(Config(epochs=np.int64(3), learning_rate=np.float32(0.01)))
+    assert (config.epochs, config.learning_rate) == (3, 0.01)
+    assert type(config.epochs) is int and type(config.learning_rate) is float
+    save_config(config, tmp_path / "config.yaml")
+    assert "learning_rate: 0.01\n" in (tmp_path / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="learning_rate must be a finite number, received nan"):
+        validate(Config(learning_rate=np.float32("nan")))
+
+
 def test_schedules_accept_numpy_scalars_and_keep_json_configs():
     from trainer.schedules import Constant, OneCycle, Warmup, build_schedule
 

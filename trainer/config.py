@@ -291,9 +291,11 @@ def validate(config: Any) -> Any:
     Call it on a config made in code (`build(config)` does); `parse_args` calls it for the
     command line. Every float must be finite; fields declared with `count`, `limit`,
     `positive`, `fraction`, `in_range`, `choice` or `choices` must also meet their rule.
+    NumPy numbers in int and float fields (`np.int64(100)`, `np.float32(0.01)`) are accepted
+    and replaced by Python numbers, so the config saves as YAML.
 
     Returns:
-        The config, unchanged.
+        The config (checked; NumPy numbers replaced by Python numbers).
 
     Raises:
         ConfigError: naming the option, the allowed values and the value received, e.g.
@@ -303,8 +305,21 @@ def validate(config: Any) -> Any:
         raise TypeError(f"validate expects a config dataclass instance, received {config!r}")
     types = field_types(type(config))
     for field in dataclasses.fields(config):
-        _check_value(field.name, types[field.name], getattr(config, field.name), field.metadata)
+        value = getattr(config, field.name)
+        if types[field.name] in (int, float) and _is_numpy_number(value):
+            # np.float32(0.01) from a sweep: the Python number, so config.yaml can hold it.
+            try:
+                value = check_number(field.name, value, integer=types[field.name] is int)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            object.__setattr__(config, field.name, value)
+        _check_value(field.name, types[field.name], value, field.metadata)
     return config
+
+
+def _is_numpy_number(value: Any) -> bool:
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    return getattr(value, "ndim", None) == 0 and kind in "iuf" and bool(kind)
 
 
 def field_comments(config_class: type) -> dict[str, str]:
