@@ -14,6 +14,9 @@ PROGRAM = "trainer compress RUN_DIR"
 
 def run(argv: list[str]) -> int:
     """Runs the command on `argv` (the arguments after `compress`); returns the exit code."""
+    from trainer.tracking import TRACKING_HELP, split_tracking_option
+
+    tracking, argv = split_tracking_option(argv)  # --tracking=mlflow, checked before any work
     from trainer.keras_path import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before trainer.compress, which imports TensorFlow
@@ -21,7 +24,7 @@ def run(argv: list[str]) -> int:
     from trainer.config import ConfigError, help_text, parse_args
 
     if not argv or argv[0] in ("-h", "--help"):
-        print(help_text(CompressConfig, PROGRAM))
+        print(help_text(CompressConfig, PROGRAM) + "\n" + TRACKING_HELP)
         return 0 if argv else 2
     if argv[0].startswith("-"):
         raise ConfigError(f"the first argument must be a run directory, received {argv[0]!r}")
@@ -42,4 +45,10 @@ def run(argv: list[str]) -> int:
     # A broken run (unreadable model.keras, a model that never learned) raises; the error
     # boundary in trainer.cli.main turns that into one paragraph and exit code 1.
     compress_run(run_dir, config)
+    if tracking == "mlflow":
+        from trainer.tracking import announce, log_compression
+
+        # compress_run's folder: --out_dir, else RUN_DIR/compression
+        out_dir = config.out_dir or f"{run_dir}/compression"
+        announce(log_compression(out_dir, run_dir))
     return 0

@@ -31,6 +31,7 @@ HELP = """options:
                     `trainer train RECIPE --help` lists that recipe's options
   --resume=RUN_DIR  continue a killed run from its last backup, with its saved config
   --restart         with --resume: start that run again from epoch 1
+  --tracking=mlflow log the run to MLflow (MLFLOW_TRACKING_URI; docs/tracking.md)
   --key=value       with --resume: change an option the recipe marks resumable (with
                     --restart: any option, e.g. a lower --learning_rate)
   --allow_chance=true  finish a run whose model scores at chance level (with a warning)
@@ -68,6 +69,18 @@ def _train_options(argv: list[str]) -> tuple[TrainOptions, list[str]]:
 
 def run(argv: list[str]) -> int:
     """`trainer train ...` -> exit code (errors are raised to the caller's boundary)."""
+    from trainer.tracking import split_tracking_option, track_train
+
+    # --tracking=mlflow (trainer.tracking) belongs to the command, checked before any work.
+    tracking, argv = split_tracking_option(argv)
+    if tracking == "none":
+        return _run_command(argv)
+    if any(arg.startswith("--local_workers=") for arg in argv):
+        raise ConfigError("--tracking is not supported with --local_workers yet; drop one")
+    return track_train(lambda: _run_command(argv))
+
+
+def _run_command(argv: list[str]) -> int:
     from trainer.distribute import DistributeOptions, cluster_spec, distributed, split_arguments
     from trainer.experiment import allowing_chance
     from trainer.tensorboard_logging import histograms_every

@@ -38,6 +38,9 @@ def _print_help(program: str) -> None:
     print(USAGE + "\n\n" + help_text(TuneOptions, program).split("\n", 2)[2])
     print("\n" + SEARCH_HELP)
     print("\nrecipe options: `trainer train RECIPE --help`")
+    from trainer.tracking import TRACKING_HELP
+
+    print(TRACKING_HELP)
 
 
 def run(argv: list[str]) -> int:
@@ -45,13 +48,15 @@ def run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         _print_help("trainer tune RECIPE")
         return 0 if argv else 2
+    from trainer.tracking import split_tracking_option
     from trainer.tuning import TuneOptions
 
+    tracking, argv = split_tracking_option(argv)  # --tracking=mlflow, checked before any work
     # Search options (the `TuneOptions` fields) belong to the search, the rest to the recipe.
     mine, recipe_args = split_arguments(TuneOptions, argv)
     options = parse_args(TuneOptions, mine, program="trainer tune")
     if options.resume:
-        return _resume(options, mine, recipe_args)
+        return _resume(options, mine, recipe_args, tracking)
     if argv[0].startswith("-"):
         raise ConfigError(
             f"the first argument must be a recipe (a name from `trainer recipes` or a .py "
@@ -75,20 +80,29 @@ def run(argv: list[str]) -> int:
             "value, or remove it from the search space with --search=..."
         )
     options.search = space
-    return _search(module, config, options)
+    return _search(module, config, options, tracking)
 
 
-def _search(module, config, options) -> int:
+def _search(module, config, options, tracking: str = "none") -> int:
     from trainer.tuning import final_run, search
 
     result = search(module, config, options=options)
     _print_result(result)
     if options.final and result.best is not None:
         final_run(result.directory)
+    _track(tracking, result.directory)
     return 0 if result.best is not None or options.workers else 1
 
 
-def _resume(options, mine: list[str], recipe_args: list[str]) -> int:
+def _track(tracking: str, directory) -> None:
+    """Logs the tuning folder to MLflow: a parent run with a nested run per trial."""
+    if tracking == "mlflow":
+        from trainer.tracking import announce, log_search
+
+        announce(log_search(directory))
+
+
+def _resume(options, mine: list[str], recipe_args: list[str], tracking: str = "none") -> int:
     given = {option_name(arg) for arg in mine} - {"resume"}
     refused = sorted(given - set(RESUME_OPTIONS))
     if refused or recipe_args:
@@ -107,6 +121,7 @@ def _resume(options, mine: list[str], recipe_args: list[str]) -> int:
     _print_result(result)
     if options.final and result.best is not None:
         final_run(result.directory)
+    _track(tracking, result.directory)
     return 0 if result.best is not None else 1
 
 
