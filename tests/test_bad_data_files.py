@@ -158,3 +158,16 @@ except OSError as error:
     assert f"cannot write {tmp_path / 'big.bin'}: the file would be larger" in result.stdout
     assert "ulimit -f" in result.stdout and ", 1)" in result.stdout
     assert list(tmp_path.iterdir()) == []  # the temporary file is removed
+
+
+def test_file_too_large_from_a_library_write_names_the_run_folder(monkeypatch):
+    """A log or checkpoint written by Keras or TensorFlow fails without a file name."""
+    import errno
+
+    import trainer.runs
+    from trainer.cli.errors import describe
+
+    error = OSError(errno.EFBIG, "File too large")
+    monkeypatch.setattr(trainer.runs, "last_created_run_dir", lambda: Path("runs/big"))
+    text, code = describe(error)
+    assert code == 1 and text.startswith("cannot write a file in runs/big: the file would be")

@@ -55,6 +55,11 @@ def _os_error_text(error: OSError) -> str:
             "another disk."
         )
     if error.errno == errno.EFBIG:
+        if not path:  # written by a library (a log, a checkpoint): name the run's folder
+            from trainer.runs import last_created_run_dir
+
+            run_dir = last_created_run_dir()
+            where = f" a file in {run_dir}" if run_dir is not None else " a file"
         return (
             f"cannot write{where}: the file would be larger than this system allows (a file "
             "size limit such as `ulimit -f`, or the file system's largest file); raise the "
