@@ -130,6 +130,23 @@ def test_a_model_at_chance_fails_the_run(tmp_path, capsys):
     # allow_chance=True finishes it: tests/test_mobile_export.py, a model at chance.
 
 
+def test_a_loss_far_above_chance_level_says_lower_the_learning_rate(tmp_path):
+    """`trainer train digits --learning_rate=1e3`: the loss jumped to thousands, then came back
+    near chance level, and the model ended at chance."""
+    from trainer.experiment import FitResult, _failure_message
+
+    experiment = _experiment(_untrained())
+    failure = "the model did not learn: test accuracy 33.3% is at chance level"
+    jumped = FitResult(history={"loss": [5209.9, 2.46]}, seconds=0.0, cpu_seconds=0.0)
+    message = _failure_message(experiment, tmp_path, jumped, failure, allow_chance=False)
+    assert "The training loss reached 5210 (a model that knows nothing scores 1.10): lower " in (
+        message
+    )
+    calm = FitResult(history={"loss": [1.2, 1.1]}, seconds=0.0, cpu_seconds=0.0)
+    message = _failure_message(experiment, tmp_path, calm, failure, allow_chance=True)
+    assert "See the fit diagnosis in the report" in message and "--allow_chance" not in message
+
+
 def test_allow_chance_is_an_option_of_the_command_not_of_the_recipe(tmp_path, capsys):
     """`--allow_chance=true` reaches `finish` through `trainer train`, whatever the recipe."""
     recipe = tmp_path / "chance_recipe.py"

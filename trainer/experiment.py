@@ -294,7 +294,7 @@ def finish(
     if failure:
         scored = _Scored(keras_accuracy, predictions, [], f"No file was exported: {failure}.")
         _write_outcome(experiment, run_dir, fit, scored, (findings, collapsed), model, failure)
-        raise RunFailedError(_failure_message(experiment, run_dir, failure, collapsed, allow))
+        raise RunFailedError(_failure_message(experiment, run_dir, fit, failure, allow))
     scored = _save_and_verify(model, experiment, run_dir, logits)
     return _write_outcome(experiment, run_dir, fit, scored, (findings, collapsed), model)
 
@@ -376,18 +376,29 @@ def _failure(fit: FitResult, logits: np.ndarray, collapsed) -> str:
 
 
 def _failure_message(
-    experiment: Experiment, run_dir: Path, failure: str, collapsed, allow_chance: bool
+    experiment: Experiment, run_dir: Path, fit: FitResult, failure: str, allow_chance: bool
 ) -> str:
     """`RunFailedError`'s message: what happened, what is kept, and how to continue."""
     from trainer.runs import resume_recipe
 
     rate = f"{experiment.learning_rate:g}"
     lr_find = f"`trainer lr-find {resume_recipe(run_dir) or 'RECIPE'}`"
-    if failure.startswith(("training diverged", "the model diverged")):
+    # Cross-entropy of a model that knows nothing is ln(classes); far above it, the steps
+    # were too large (the loss jumped), even when it came back down before the end.
+    losses = [value for value in fit.history.get("loss", []) if math.isfinite(value)]
+    chance_loss = math.log(max(experiment.num_classes, 2))
+    jumped = bool(losses) and max(losses) > 10 * chance_loss
+    lower = (
+        f"lower --learning_rate (this run used {rate}; try 3-10x lower, or measure one with "
+        f"{lr_find})"
+    )
+    if jumped:
         remedy = (
-            f"Lower --learning_rate (this run used {rate}; try 3-10x lower, or measure one "
-            f"with {lr_find})"
+            f"The training loss reached {max(losses):.4g} (a model that knows nothing scores "
+            f"{chance_loss:.2f}): {lower}"
         )
+    elif failure.startswith(("training diverged", "the model diverged")):
+        remedy = lower[0].upper() + lower[1:]
     else:
         remedy = (
             f"See the fit diagnosis in the report: usually the learning rate is off (this run "
@@ -396,7 +407,7 @@ def _failure_message(
             "--epochs)"
         )
     chance = ""
-    if collapsed is not None and not allow_chance and failure.startswith("the model did not"):
+    if not allow_chance and failure.startswith("the model did not"):
         chance = " To keep a model at chance level anyway, add --allow_chance=true."
     return (
         f"the run failed: {failure}. The run folder {run_dir} is kept with its report "
