@@ -46,6 +46,7 @@ GUIDES = [
     ("Text models on a phone", "mobile_text.md"),
     ("Compress a trained model", "compression.md"),
     ("Tune hyperparameters", "tuning.md"),
+    ("TensorBoard", "tensorboard.md"),
     ("From a folder to a device budget", "auto.md"),
     ("Training pieces in your own fit", "training-pieces.md"),
     ("Keras 3", "keras3.md"),
