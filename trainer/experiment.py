@@ -327,6 +327,7 @@ def _write_outcome(
     )
     metrics = _metrics(experiment, fit, scored, findings, collapsed, model.count_params())
     sections = _report_sections(experiment, fit, scored, metrics, findings, collapsed)
+    sections.update(_confident_errors(experiment, model, scored.predictions, run_dir))
     if failure:
         metrics["failed"] = failure
         sections = {"RUN FAILED": f"{failure[0].upper()}{failure[1:]}.", **sections}
@@ -479,6 +480,36 @@ def _plot(experiment: Experiment, history: dict, predictions: np.ndarray, run_di
     plot_per_class_accuracy(
         experiment.y_test, predictions, names, run_dir / "per_class_accuracy.png"
     )
+
+
+def _confident_errors(experiment: Experiment, model, predictions, run_dir: Path) -> dict:
+    """The report section on the 16 test errors the model was surest of: a grid of images
+    (`confident_errors.png`) or a table of texts; none without errors or viewable inputs."""
+    from trainer.plots import plot_confident_errors
+    from trainer.report import confident_errors_section
+
+    labels = np.asarray(experiment.y_test)
+    wrong = np.flatnonzero(np.asarray(predictions) != labels)
+    images = np.asarray(experiment.x_test).ndim == 4
+    if not len(wrong) or not (images or experiment.test_texts is not None):
+        return {}
+    logits = np.asarray(model.predict(experiment.x_test[wrong], batch_size=256, verbose=0))
+    logits = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    confidence = (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).max(axis=-1)
+    order = np.argsort(-confidence, kind="stable")[:16]
+    shown, names = wrong[order], experiment.class_names
+    predicted = np.asarray(predictions)[shown]
+    heading = "Most confident test errors"
+    if images:
+        path = run_dir / "confident_errors.png"
+        x = np.asarray(experiment.x_test)[shown]
+        plot_confident_errors(x, labels[shown], predicted, confidence[order], names, path)
+        return {heading: confident_errors_section(len(wrong), picture=path.name)}
+    rows = [
+        (experiment.test_texts[i], names[labels[i]], names[p], c)
+        for i, p, c in zip(shown, predicted, confidence[order], strict=True)
+    ]
+    return {heading: confident_errors_section(len(wrong), texts=rows)}
 
 
 def _diagnose(experiment: Experiment, fit: FitResult, keras_accuracy: float):

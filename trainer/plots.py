@@ -206,3 +206,69 @@ def plot_per_class_accuracy(
     axis.set_title(f"per-class accuracy (dashed: overall {overall:.2%})")
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def plot_image_grid(
+    images: Sequence,
+    titles: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    columns: int = 8,
+) -> Path:
+    """Writes images in a grid, each under its title (e.g. "given -> suggested").
+
+    Args:
+        images: HxW, HxWx1 or HxWx3 arrays; uint8 shown as is, other types stretched from
+            their own minimum to maximum (preprocessed model inputs).
+        titles: one per image; may hold a line break.
+        path: PNG file to write.
+        title: the figure's title.
+        columns: images per row at most.
+    """
+    import numpy as np
+
+    if not len(images) or len(images) != len(titles):
+        raise ValueError(
+            f"plot_image_grid needs as many titles as images (at least one), received "
+            f"{len(images)} images and {len(titles)} titles"
+        )
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    plt = pyplot()
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.7 * columns, 1.95 * rows + 0.4), squeeze=False
+    )
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, caption in zip(axes.ravel(), images, titles, strict=False):
+        image = np.asarray(image)
+        top = 255
+        if image.dtype != np.uint8:
+            low, high = float(image.min()), float(image.max())
+            image, top = (image.astype(np.float32) - low) / max(high - low, 1e-12), 1
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=top)
+        axis.set_title(caption, fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_confident_errors(
+    images: Sequence,
+    labels: Sequence[int],
+    predictions: Sequence[int],
+    confidences: Sequence[float],
+    class_names: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """Writes a grid of test errors, each titled with its true class, the predicted class and
+    the probability the model gave it (the caller orders them, surest first)."""
+    titles = [
+        f"true {class_names[label]}\npredicted {class_names[predicted]} ({confidence:.0%})"
+        for label, predicted, confidence in zip(labels, predictions, confidences, strict=True)
+    ]
+    title = "the test errors the model was surest of"
+    return plot_image_grid(images, titles, path, title=title)

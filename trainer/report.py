@@ -147,3 +147,31 @@ def _json_safe(value):
     if hasattr(value, "item"):  # NumPy scalars
         return _json_safe(value.item())
     return value
+
+
+def confident_errors_section(
+    errors: int, picture: str = "", texts: Sequence[tuple[str, str, str, float]] = ()
+) -> str:
+    """The report section on the test errors the model was surest of: a link to their picture
+    (images), or a table of (text, true class, predicted class, probability) rows (texts).
+
+    Example:
+        >>> print(confident_errors_section(7, texts=[("dull | film", "pos", "neg", 0.91)]))
+        The model's 7 test errors, surest first: often a wrong test label, or a look-alike class.
+        <BLANKLINE>
+        | text | true | predicted | probability |
+        |---|---|---|---|
+        | dull \\| film | pos | neg | 91% |
+    """
+    lines = [
+        f"The model's {errors} test errors, surest first: often a wrong test label, or a "
+        "look-alike class.",
+        "",
+    ]
+    if picture:
+        return "\n".join([*lines, f"![most confident test errors]({picture})"])
+    lines += ["| text | true | predicted | probability |", "|---|---|---|---|"]
+    for text, true, predicted, probability in texts:
+        shown = " ".join(text.split())[:160].replace("|", "\\|")
+        lines.append(f"| {shown} | {true} | {predicted} | {probability:.0%} |")
+    return "\n".join(lines)

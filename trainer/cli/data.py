@@ -50,6 +50,12 @@ class CheckConfig:
     imbalance_ratio: float = positive(3.0)  # report imbalance when largest/smallest exceeds this
     strict: bool = False  # exit with status 1 when any problem is found
     max_rows: int = count(10)  # problem rows printed per kind (all are in the report)
+    # write label_issues.csv (every likely label error, ranked by cleanlab) and label_issues.png
+    # (the top suspects, given -> suggested)
+    label_issues: bool = False
+    # a run folder whose model gives the label review its probabilities instead of a quick
+    # k-fold logistic regression (the samples it trained on look cleaner than they are)
+    model: str = ""
     image_size: int = limit(0)  # resize images to N x N; 0 = the most common size
     channels: int = choice(0, 0, 1, 3)  # image channels: 1 or 3; 0 = 3 if any image has colour
     test_fraction: float = fraction(0.2, below_one=True)  # held out as test when no test split
@@ -131,17 +137,67 @@ def check(argv: list[str]) -> int:
 
     source, rest = _source_and_options("check", argv)
     config = parse_args(CheckConfig, rest, "trainer data check SOURCE")
+    if config.fast and (config.label_issues or config.model):
+        raise ConfigError("--fast skips the label review that --label_issues/--model ask for")
     check_report_folder(source, config.out, source_options(config))  # before any data loads
+    probabilities_of = _run_probabilities(config.model) if config.model else None
     report = check_source(
         source,
         config.out,
         source_options(config),
         label_errors=not config.fast,
         imbalance_ratio=config.imbalance_ratio,
+        label_issues=config.label_issues,
+        probabilities_of=probabilities_of,
+        model=f"the model of {config.model}" if config.model else "",
     )
     print(report.summary(max_rows=config.max_rows))
     print(f"  report: {Path(config.out) / 'data_report.md'} and data_report.json")
+    if config.label_issues:
+        review = report.label_review
+        picture = (
+            " and label_issues.png" if (Path(config.out) / "label_issues.png").exists() else ""
+        )
+        print(
+            f"  label review: {len(review.issues)} likely label errors among {review.samples} "
+            f"samples ({review.model}): {Path(config.out) / 'label_issues.csv'}{picture}"
+        )
     return 1 if config.strict and report.problems else 0
+
+
+def _run_probabilities(run_dir: str):
+    """The class probabilities a run's model gives samples as a source holds them (images
+    or texts, prepared as the run's training prepared them), by class name."""
+    import numpy as np
+
+    from trainer.predict import Input, load_classifier, prepare
+
+    classifier = load_classifier(run_dir)
+
+    def probabilities_of(samples, class_names: list[str]) -> np.ndarray:
+        kind = "text" if np.asarray(samples).dtype.kind in "OUS" else "image"
+        if kind != classifier.kind:
+            raise ValueError(
+                f"the model of {run_dir} classifies {classifier.kind}s and this source holds "
+                f"{kind}s; pass a run trained on this kind of data, or leave out --model"
+            )
+        missing = [name for name in class_names if name not in classifier.class_names]
+        if missing:
+            raise ValueError(
+                f"the model of {run_dir} does not know the classes {', '.join(missing[:10])} of "
+                f"this source (it knows {', '.join(classifier.class_names[:10])}); pass a run "
+                "trained on these classes, or leave out --model"
+            )
+        batches = []
+        for start in range(0, len(samples), 256):
+            inputs = [
+                Input(str(index), value) for index, value in enumerate(samples[start : start + 256])
+            ]
+            batches.append(np.asarray(classifier.run(prepare(classifier, inputs))))
+        columns = [classifier.class_names.index(name) for name in class_names]
+        return np.concatenate(batches)[:, columns]
+
+    return probabilities_of
 
 
 def preview(argv: list[str]) -> int:

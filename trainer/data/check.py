@@ -4,9 +4,10 @@ Loading (`trainer.data.sources`) already lists per-item problems: empty or undec
 images of unexpected size or channels, text that is not UTF-8, missing CSV values, labels out
 of range or unknown. This module adds what needs the whole data set: counts per split and
 class, class imbalance, exact duplicates within a split, leakage (the same sample in train and
-in test or validation), and, unless in fast mode, likely label errors where a simple
-cross-validated model confidently disagrees with the given label (confident learning, in
-the spirit of Northcutt et al. 2021). `clean_data` drops what was found from the in-memory
+in test or validation), and, unless in fast mode, likely label errors: cleanlab's
+`find_label_issues` (confident learning, Northcutt et al. 2021) on out-of-fold probabilities
+of a quick model, ranked (`trainer.data.label_issues`; `label_issues=True` also writes
+`label_issues.csv` and `label_issues.png`). `clean_data` drops what was found from the in-memory
 data for training; the source files are never modified. Reports go to `./data_report/` by
 default and never inside the source.
 
@@ -34,9 +35,10 @@ Example:
 import dataclasses
 import hashlib
 import time
-import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +59,9 @@ ADVICE = {
     "(--drop_duplicates=true, the default)",
     "leak": "the same sample is in train and in test/val, which inflates the test score; "
     "training drops the training copies (--drop_leaks=true, the default)",
-    "likely_label_error": "check these by eye; training can drop them with --drop_label_errors=true",
+    "likely_label_error": "ranked by cleanlab; check them by eye (--label_issues=true writes "
+    "label_issues.csv and a picture of the top suspects); training can drop them with "
+    "--drop_label_errors=true",
     "class_imbalance": "use --balance=class_weights or --balance=oversample when training",
     "missing_class": "a class with no training sample cannot be learned; add training samples "
     "or remove the class",
@@ -90,6 +94,8 @@ class DataReport:
     problems: list[Problem]
     fast: bool = False
     seconds: float = 0.0
+    # trainer.data.label_issues.LabelReview of the label-error search (None in fast mode)
+    label_review: Any = None
 
     def problem_counts(self) -> dict[str, int]:
         return dict(Counter(problem.check for problem in self.problems))
@@ -103,6 +109,13 @@ class DataReport:
             "problem_counts": self.problem_counts(),
             "fast": self.fast,
             "seconds": round(self.seconds, 2),
+            "label_review": None
+            if self.label_review is None
+            else {
+                "model": self.label_review.model,
+                "samples": self.label_review.samples,
+                "issues": len(self.label_review.issues),
+            },
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -146,6 +159,7 @@ class DataReport:
             f"Kind: {self.kind}. Classes: {len(self.class_names)}. Checked in "
             f"{self.seconds:.1f}s{' (fast mode, no label-error search)' if self.fast else ''}.",
             "",
+            *_review_lines(self.label_review),
             "## Samples per class",
             "",
             "The class id is the model's output index; the name is the label in the source.",
@@ -264,95 +278,68 @@ def find_imbalance(data: LoadedData, ratio: float = 3.0) -> list[Problem]:
     return problems
 
 
-def _label_error_features(data: LoadedData, x: np.ndarray) -> np.ndarray:
-    if data.kind == "image":
-        import tensorflow as tf
-
-        gray = np.asarray(x, np.float32).mean(axis=-1, keepdims=True) / 255.0
-        small = tf.image.resize(gray, (16, 16), method="area").numpy()  # shape, not texture
-        return small.reshape(len(x), -1)
-    if data.kind == "text":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        return TfidfVectorizer(sublinear_tf=True, max_features=50000).fit_transform(list(x))
-    from sklearn.preprocessing import StandardScaler
-
-    return StandardScaler().fit_transform(np.asarray(x, np.float64))
+def _review_lines(review: Any) -> list[str]:
+    if review is None:
+        return []
+    return [
+        f"Label review: {len(review.issues)} likely label errors among {review.samples} "
+        f"samples (cleanlab find_label_issues; {review.model}).",
+        "",
+    ]
 
 
 def find_label_errors(
-    data: LoadedData, max_items: int = 20, max_samples: int = 10000, seed: int = 0
-) -> list[Problem]:
-    """Samples whose given label a cross-validated logistic regression finds very unlikely
-    (p <= 0.15) while it is confident (p >= 0.6, and above that class's average
-    self-confidence) in another class. Returns the `max_items` strongest, over all splits."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    data: LoadedData,
+    *,
+    seed: int = 0,
+    max_samples: int = 10000,
+    probabilities_of: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
+    model: str = "",
+) -> tuple[list[Problem], Any]:
+    """The likely label errors cleanlab finds (`trainer.data.label_issues.review_labels`),
+    most likely first, as problems, and the review itself."""
+    from trainer.data.label_issues import review_labels
 
-    pools = [
-        (split, index)
-        for split in data.split_names()
-        for index in range(len(data.arrays(split)[1]))
-    ]
-    if len(pools) > max_samples:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(pools), max_samples, replace=False))
-        pools = [pools[i] for i in chosen]
-    # `pools` is ordered by split then row, so the concatenation below lines up with it.
-    x = np.concatenate(
-        [data.arrays(split)[0][[i for s, i in pools if s == split]] for split in data.split_names()]
+    review = review_labels(
+        data, probabilities_of=probabilities_of, model=model, max_samples=max_samples, seed=seed
     )
-    y = np.array([data.arrays(split)[1][i] for split, i in pools])
-    classes, counts = np.unique(y, return_counts=True)
-    usable = np.isin(y, classes[counts >= 2])
-    if len(np.unique(y[usable])) < 2:
-        return []
-    folds = int(min(4, counts[counts >= 2].min()))
-    features = _label_error_features(data, x)[usable]
-    labels = y[usable]
-    model = LogisticRegression(max_iter=200)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        # Ranking needs rough probabilities, not a converged optimum: keep the terminal quiet.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        probabilities = cross_val_predict(
-            model, features, labels, cv=splitter, method="predict_proba"
+    names = data.class_names
+    problems = [
+        Problem(
+            "likely_label_error",
+            issue.item,
+            f"labelled {names[issue.given]!r} (p={issue.score:.2f}) but looks like "
+            f"{names[issue.suggested]!r} (p={issue.suggested_probability:.2f}); rank {issue.rank}",
+            issue.split,
         )
-    order = np.unique(labels)  # columns of predict_proba
-    column = np.searchsorted(order, labels)
-    self_confidence = np.array([probabilities[column == c, c].mean() for c in range(len(order))])
-    given = probabilities[np.arange(len(labels)), column]
-    others = probabilities.copy()
-    others[np.arange(len(labels)), column] = -1.0
-    best = others.argmax(axis=1)
-    best_p = others.max(axis=1)
-    flagged = np.flatnonzero((given <= 0.15) & (best_p >= 0.6) & (best_p >= self_confidence[best]))
-    flagged = flagged[np.argsort(given[flagged] - best_p[flagged])][:max_items]
-    positions = np.flatnonzero(usable)
-    problems = []
-    for index in flagged:
-        split, row = pools[positions[index]]
-        problems.append(
-            Problem(
-                "likely_label_error",
-                data.split_ids(split)[row],
-                f"labelled {data.class_names[labels[index]]!r} (p={given[index]:.2f}) but looks like "
-                f"{data.class_names[order[best[index]]]!r} (p={best_p[index]:.2f})",
-                split,
-            )
-        )
-    return problems
+        for issue in review.issues
+    ]
+    return problems, review
 
 
 def check_data(
-    data: LoadedData, *, label_errors: bool = True, imbalance_ratio: float = 3.0, seed: int = 0
+    data: LoadedData,
+    *,
+    label_errors: bool = True,
+    imbalance_ratio: float = 3.0,
+    seed: int = 0,
+    probabilities_of: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
+    model: str = "",
 ) -> DataReport:
-    """Checks loaded data; `label_errors=False` is the fast mode used before training."""
+    """Checks loaded data; `label_errors=False` is the fast mode used before training.
+
+    `probabilities_of` (with `model`, its name) gives the label review a trained model's
+    class probabilities instead of the quick k-fold model's
+    (`trainer.data.label_issues.review_labels`)."""
     started = time.perf_counter()
     problems = list(data.problems) + find_duplicates(data) + find_leaks(data)
     problems += find_imbalance(data, imbalance_ratio)
+    review = None
     if label_errors:
-        problems += find_label_errors(data, seed=seed)
+        found, review = find_label_errors(
+            data, seed=seed, probabilities_of=probabilities_of, model=model
+        )
+        problems += found
     counts = {
         split: class_counts(data.arrays(split)[1], data.class_names) for split in data.split_names()
     }
@@ -364,6 +351,7 @@ def check_data(
         problems,
         fast=not label_errors,
         seconds=time.perf_counter() - started,
+        label_review=review,
     )
 
 
@@ -423,16 +411,33 @@ def check_source(
     *,
     label_errors: bool = True,
     imbalance_ratio: float = 3.0,
+    label_issues: bool = False,
+    probabilities_of: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
+    model: str = "",
 ) -> DataReport:
     """Loads `spec`, checks it and writes the two report files into `out_dir`.
 
-    `label_errors=False` skips the likely-label-error search (the fast mode training uses).
+    `label_errors=False` skips the likely-label-error search (the fast mode training uses);
+    `label_issues=True` also writes `label_issues.csv` and `label_issues.png` (every likely
+    label error ranked, the top suspects' picture). `probabilities_of` and `model`: see
+    `check_data`.
     """
     check_report_folder(str(spec), out_dir, options)
     started = time.perf_counter()
     data = load_source(spec, options)
     seed = (options or SourceOptions()).seed
-    report = check_data(data, label_errors=label_errors, imbalance_ratio=imbalance_ratio, seed=seed)
+    report = check_data(
+        data,
+        label_errors=label_errors or label_issues,
+        imbalance_ratio=imbalance_ratio,
+        seed=seed,
+        probabilities_of=probabilities_of,
+        model=model,
+    )
     report.seconds = time.perf_counter() - started
     write_data_report(report, out_dir)
+    if label_issues:
+        from trainer.data.label_issues import write_label_issues
+
+        write_label_issues(report.label_review, data, out_dir)
     return report
