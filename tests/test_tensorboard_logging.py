@@ -8,6 +8,7 @@ One tiny mixed_bfloat16 run (tests/recipes_for_tests/tiny_tensorboard.py, 3 epoc
 
 import json
 
+import numpy as np
 import pytest
 import tf_keras as keras
 import yaml
@@ -123,3 +124,28 @@ def test_trainer_train_takes_histograms_as_its_own_option():
     options, rest = _train_options(["digits", "--histograms=2", "--epochs=3"])
     assert options.histograms == 2 and rest == ["digits", "--epochs=3"]
     assert "--histograms=N" in HELP
+
+
+def test_log_run_takes_a_subclassed_model_and_a_model_with_two_inputs(tmp_path):
+    from trainer.tensorboard_logging import log_run
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 3), np.float32))
+    metrics = {"test_accuracy": 0.5, "val_accuracy": float("nan"), "epochs": 2}
+    log_run(tmp_path / "subclassed", {"width": 8}, metrics, [], subclassed)
+    logged = Events(tmp_path / "subclassed")
+    assert not logged.has_graph() and logged.scalars() == {"test_accuracy": 0.5}
+
+    first, second = keras.Input((3,), name="first"), keras.Input((2,), name="second")
+    joined = keras.layers.Concatenate()([first, second])
+    model = keras.Model({"first": first, "second": second}, keras.layers.Dense(2)(joined))
+    log_run(tmp_path / "two", {"width": 8}, metrics, [], model)
+    assert Events(tmp_path / "two").has_graph()

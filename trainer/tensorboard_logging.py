@@ -129,19 +129,20 @@ def log_run(
 
 def _log_graph(model) -> None:
     """The model's inference graph (the Graphs dashboard's op graph) and its Keras config
-    (the conceptual graph), in the default summary writer."""
+    (the conceptual graph), in the default summary writer. A subclassed model that was never
+    called on a Keras `Input` has neither an input signature nor a layer graph: nothing."""
     import tensorflow as tf
     from tf_keras.src.callbacks import keras_model_summary  # what Keras's TensorBoard calls
 
-    specs = [tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs]
-
-    def inference(*inputs):
-        return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-
-    graph = tf.function(inference).get_concrete_function(*specs).graph
-    tf.summary.graph(graph)
+    if not getattr(model, "inputs", None):
+        return
+    specs = tf.nest.map_structure(
+        lambda tensor: tf.TensorSpec(tensor.shape, tensor.dtype), model.input
+    )
+    inference = tf.function(lambda inputs: model(inputs, training=False))
+    tf.summary.graph(inference.get_concrete_function(specs).graph)
     if getattr(model, "_is_graph_network", False) or type(model).__name__ == "Sequential":
-        keras_model_summary("keras", model, step=0)  # a subclassed model has no config graph
+        keras_model_summary("keras", model, step=0)
 
 
 def log_trials(log_dir: str | Path, trials: Iterable, objective: str = "val_accuracy") -> Path:
