@@ -74,6 +74,7 @@ ADVICE = {
     "to another of its folders) would read the same files again, or forever; it was skipped: "
     "remove the link",
     "missing_values": "empty cells were filled with the training median",
+    "non_finite_pixels": "NaN or infinite pixel values were set to 0; fix them in the source",
     "missing_label": "rows without a label (empty, nan, null, None, NA, N/A) are skipped; "
     "label them or delete them",
     "empty_text": "rows whose text is empty are skipped; fill in the text or delete the rows",
