@@ -275,6 +275,7 @@ def _api_calls():
     from trainer.distill import Distiller, distillation_loss
     from trainer.losses import SparseCategoricalCrossentropy, build_loss
     from trainer.models import small_cnn, text_classifier
+    from trainer.models.transfer import transfer_model, unfreeze_top
     from trainer.optimizers import build_optimizer, scheduled_optimizer
     from trainer.regularizers import build_regularizer, regularize
     from trainer.schedules import Constant, OneCycle, Warmup, build_schedule
@@ -311,13 +312,15 @@ def _api_calls():
         ),
         (lambda: small_cnn(dropout=NAN), "dropout", "nan"),
         (lambda: text_classifier(dropout=INF), "dropout", "inf"),
+        (lambda: transfer_model("mobilenet_v2", (32, 32, 3), 10, dropout=NAN), "dropout", "nan"),
+        (lambda: unfreeze_top(_tiny_model(), NAN), "fraction", "nan"),
     ]
 
 
-@pytest.mark.parametrize("index", range(27))
+@pytest.mark.parametrize("index", range(29))
 def test_nan_and_inf_are_refused_by_every_api_taking_numbers(index):
     calls = _api_calls()
-    assert len(calls) == 27  # a call added to the list needs the range above raised too
+    assert len(calls) == 29  # a call added to the list needs the range above raised too
     call, name, value = calls[index]
     with pytest.raises(ValueError) as info:
         call()

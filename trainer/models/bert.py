@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.config import check_number
 from trainer.models.text import MaskedMeanPooling, PaddingMask  # noqa: F401  (registered)
 
 layers = keras.layers
@@ -173,8 +174,7 @@ class WordPieceTokenizer:
 
     def __call__(self, texts, sequence_length: int) -> np.ndarray:
         """float32 ids (len(texts), sequence_length): [CLS] pieces [SEP], cut, padded with 0."""
-        if sequence_length < 3:
-            raise ValueError(f"sequence_length must be at least 3, received {sequence_length}")
+        sequence_length = check_number("sequence_length", sequence_length, minimum=3, integer=True)
         rows = np.zeros((len(texts), sequence_length), np.float32)
         vocabulary = self.vocabulary
         for row, text in enumerate(texts):
@@ -374,8 +374,9 @@ def bert_classifier(
         model = bert_classifier("models/bert/uncased_L-2_H-128_A-2", 128, num_classes=2)
     """
     folder = check_bert_folder(folder)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}")
+    dropout = check_number("dropout", dropout, minimum=0, maximum=1, exclusive_maximum=True)
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    sequence_length = check_number("sequence_length", sequence_length, minimum=3, integer=True)
     config = BertConfig.from_json(folder / "bert_config.json")
     encoder = bert_encoder(config, sequence_length)
     load_bert_checkpoint(encoder, folder / CHECKPOINT, config)

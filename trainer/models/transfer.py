@@ -25,6 +25,8 @@ from pathlib import Path
 
 import tf_keras as keras
 
+from trainer.config import check_number
+
 layers = keras.layers
 BACKBONES = ("mobilenet_v2", "efficientnet_b0", "resnet50")
 
@@ -100,6 +102,10 @@ def load_backbone_weights(backbone: keras.Model, weights: str) -> str:
     return f"weights file {path.name}"
 
 
+def _dropout(value) -> float:
+    return check_number("dropout", value, minimum=0, maximum=1, exclusive_maximum=True)
+
+
 def transfer_model(
     backbone: str,
     input_shape: tuple[int, int, int],
@@ -117,6 +123,12 @@ def transfer_model(
 
         model, base = transfer_model("efficientnet_b0", (64, 64, 3), 10, weights="none")
     """
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    dropout = _dropout(dropout)
+    if batch_norm_momentum is not None:
+        batch_norm_momentum = check_number(
+            "batch_norm_momentum", batch_norm_momentum, minimum=0, maximum=1, exclusive_maximum=True
+        )
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3) or min(input_shape[:2]) < 32:
         raise ValueError(
             f"backbones take images of at least 32x32 with 1 or 3 channels, received "
@@ -181,6 +193,8 @@ def transfer_from_run(
 
         model, features = transfer_from_run("runs/pretrained", (32, 32, 1), 5)
     """
+    num_classes = check_number("num_classes", num_classes, minimum=1, integer=True)
+    dropout = _dropout(dropout)
     features = run_features(run_dir, input_shape)
     features.trainable = False
     inputs = keras.Input(shape=input_shape, name="image")
@@ -195,8 +209,7 @@ def transfer_from_run(
 def unfreeze_top(backbone: keras.Model, fraction: float = 0.2) -> int:
     """Makes the top `fraction` of the backbone's layers trainable, batch norm excepted (its
     statistics stay frozen); returns how many layers were opened. Compile again afterwards."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], received {fraction}")
+    fraction = check_number("fraction", fraction, minimum=0, maximum=1, exclusive_minimum=True)
     backbone.trainable = True
     start = int(len(backbone.layers) * (1.0 - fraction))
     opened = 0
