@@ -370,3 +370,15 @@ def test_a_recipe_whose_build_raises_is_named_by_other_commands_too(tmp_path, ca
     output = capsys.readouterr().err
     assert code == 1 and "Traceback" not in output, output
     assert f"recipe {recipe}, line 11 (build), raised KeyError in build(config) (to sweep" in output
+
+
+def test_resume_of_a_run_in_its_default_folder_is_not_an_edited_config(
+    tmp_path, capsys, monkeypatch
+):
+    """config.yaml keeps `run_dir: ''` when the run chose its folder; --resume sets it."""
+    recipe = Path(shutil.copy(RECIPES_FOR_TESTS / "tiny_regression.py", tmp_path / "tiny.py"))
+    monkeypatch.chdir(tmp_path)
+    assert _train(capsys, recipe, "--stop_after_batches=6")[0] == 130
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    assert code == 0 and "edited" not in output, output

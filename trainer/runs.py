@@ -353,7 +353,9 @@ def edited_config_fields(run_dir: str | Path, config: Any) -> list[tuple[str, An
     """The fields of `config` (read from the run's config.yaml) whose values differ from
     those the run's last session started with (kept in run.json), as (name, before, now).
 
-    Empty for a run whose run.json predates that record.
+    `run_dir` is left out: `--resume` sets it to the folder (which may have moved, or was
+    chosen by the run when the field was empty). Empty for a run whose run.json predates
+    that record.
     """
     started = read_run_info(run_dir).get("config")
     if not isinstance(started, dict):
@@ -362,7 +364,7 @@ def edited_config_fields(run_dir: str | Path, config: Any) -> list[tuple[str, An
     return [
         (name, started[name], value)
         for name, value in now.items()
-        if name in started and started[name] != value
+        if name != "run_dir" and name in started and started[name] != value
     ]
 
 
