@@ -98,7 +98,7 @@ def test_huge_image_size_is_refused_before_the_images_are_stacked(eight_gib):
     with pytest.raises(ValueError) as info:
         uniform_images(images, ["a", "b", "c"], [""] * 3, SourceOptions(image_size=100000))
     message = str(info.value)
-    assert "3 images of 100000x100000x3 pixels would need 419.10 GiB of memory" in message
+    assert "3 images of 100000x100000x3 pixels would need 195.58 GiB of memory" in message
     assert "lower --image_size" in message
 
 

@@ -81,9 +81,10 @@ def uniform_images(
     channels = options.channels or (3 if any(shape[2] >= 3 for shape in shapes) else 1)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 0 (auto), 1 or 3, received {options.channels}")
-    # The uint8 stack and the float32 copy the model reads: 5 bytes a value, before any is made.
+    # The uint8 stack, and the float32 copy of one image while it is resized: a lower bound,
+    # checked before any of it is made.
     check_memory(
-        5 * len(images) * size[0] * size[1] * channels,
+        (len(images) + 4) * size[0] * size[1] * channels,
         f"{len(images):,} images of {size[1]}x{size[0]}x{channels} pixels",
         "lower --image_size"
         if options.image_size
