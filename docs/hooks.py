@@ -47,6 +47,7 @@ GUIDES = [
     ("Compress a trained model", "compression.md"),
     ("Tune hyperparameters", "tuning.md"),
     ("TensorBoard", "tensorboard.md"),
+    ("Experiment tracking (MLflow)", "tracking.md"),
     ("From a folder to a device budget", "auto.md"),
     ("Training pieces in your own fit", "training-pieces.md"),
     ("Keras 3", "keras3.md"),
