@@ -112,7 +112,7 @@ def test_an_impossible_budget_names_the_limit_and_shows_the_closest(photos, tmp_
         )
     )
     assert not result.met and result.winner is None
-    assert "--max_kib=1 (smallest file" in result.message, result.message
+    assert "--max_kib=1 (best file" in result.message, result.message
     assert "closest measured: width=8" in result.message
     state = json.loads((tmp_path / "impossible" / "state.json").read_text())
     assert state["cannot_meet"] and not state["trials"]  # stopped before any training
@@ -178,9 +178,10 @@ def test_budget_excess_fits_and_broken_limits():
         "latency 0.200 ms > --max_ms=0.1",
     ]
     assert Budget().fits(10**6, 10**3)  # no limits
-    cost = Cost("width=8", 100, 200, "int8", int(64 * 1024 * COMPRESS_REACH), 0.05)
+    cost = Cost("width=8", 100, 200, "int8", int(64 * 1024 * COMPRESS_REACH["int8"]), 0.05)
     assert budget.reachable(cost)
     assert not budget.reachable(dataclasses.replace(cost, size_bytes=cost.size_bytes + 1024))
+    assert not budget.reachable(dataclasses.replace(cost, format="dynamic"))  # words stay
 
 
 def test_image_sizes_are_the_datas_own_three_quarters_and_half():

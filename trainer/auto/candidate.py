@@ -90,6 +90,13 @@ def image_space(image_sizes: list[int]) -> str:
     )
 
 
+# The architecture fields each kind searches (the rest of a trial's values are training
+# settings).
+SEARCHED = {
+    "image": ("width", "stages", "image_size"),
+    "text": ("model", "embedding_dim", "width", "vocab_size", "sequence_length"),
+}
+
 # The text search space: the model kind, its size and the learning rate.
 TEXT_SPACE = (
     f"model={_values(TEXT_MODELS)}; embedding_dim={_values(TEXT_WIDTHS)}; "

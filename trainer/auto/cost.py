@@ -17,10 +17,12 @@ from pathlib import Path
 
 from trainer.files import atomic_write_json
 
-# How far over the budget a candidate may be and still be trained: the compress search's
-# strongest step removes half the filters of every convolution (structured pruning at ratio
-# 0.5) or distils into half the width, which leaves about a quarter of the weights and MACs.
-COMPRESS_REACH = 4.0
+# How far over the budget a candidate's shipped file may be and still be trained, by format:
+# for an int8 image CNN, the compress search's strongest step removes half the filters of
+# every convolution (structured pruning at ratio 0.5) or distils into half the width, which
+# leaves about a quarter of the weights and MACs; a text model's size is its word table,
+# which neither step shrinks, and its dynamic-range file is already the quantized one.
+COMPRESS_REACH = {"int8": 4.0, "dynamic": 1.0}
 
 
 @dataclasses.dataclass
@@ -79,7 +81,7 @@ class Budget:
 
     def reachable(self, cost: Cost) -> bool:
         """Whether the compress search could still bring `cost` within the budget."""
-        return self.excess(cost.kib, cost.latency_ms) <= COMPRESS_REACH
+        return self.excess(cost.kib, cost.latency_ms) <= COMPRESS_REACH.get(cost.format, 1.0)
 
 
 def measure_cost(model, architecture: str, representative, sample, format: str) -> Cost:
@@ -139,5 +141,5 @@ def refuse_unreachable(cost: Cost, budget: Budget) -> None:
     broken = "; ".join(budget.broken_limits(cost.kib, cost.latency_ms))
     raise CandidateTooCostly(
         f"skipped by the cost model: {cost.architecture} as {cost.format} is {broken}, more "
-        f"than the {COMPRESS_REACH:g}x that compression can remove"
+        f"than the {COMPRESS_REACH.get(cost.format, 1.0):g}x that compression can remove"
     )

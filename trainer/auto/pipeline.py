@@ -140,61 +140,78 @@ def space(state: AutoState) -> str:
     )
 
 
-def smallest_image_cost(base: candidate.Config, state: AutoState) -> Cost:
-    """The cost of the image architecture with the fewest parameters (the narrowest CNN at
-    the lowest resolution, with the stage count that leaves the fewest), built with the
-    recipe's model builder on random pixels: no data loads."""
-    import numpy as np
-
-    from trainer.models import small_cnn
-
-    size, corners = min(state.image_sizes), []
+def smallest_corner(base: candidate.Config, state: AutoState) -> candidate.Config:
+    """The architecture of the space with the fewest parameters: images, the narrowest CNN at
+    the lowest resolution with the stage count that leaves the fewest (counted on models
+    built by the recipe's builder, no data loaded); texts, a CNN on the smallest vocabulary,
+    embedding and length."""
+    if state.kind == "text":
+        return dataclasses.replace(
+            base,
+            model="cnn",
+            embedding_dim=min(candidate.TEXT_WIDTHS),
+            width=min(candidate.TEXT_WIDTHS),
+            vocab_size=min(candidate.VOCABULARIES),
+            sequence_length=min(candidate.SEQUENCE_LENGTHS),
+        )
+    counted = []
     for stages in candidate.STAGES:
-        shape = (size, size, state.channels)
         try:
-            model = small_cnn(shape, state.classes, width=min(candidate.WIDTHS), stages=stages)
+            model = _small_cnn(dataclasses.replace(base, stages=stages), state)
         except ValueError:  # more stages than the resolution can halve
             continue
-        corners.append((model.count_params(), stages, model))
-    _, stages, model = min(corners, key=lambda corner: corner[:2])
-    corner = dataclasses.replace(base, width=min(candidate.WIDTHS), stages=stages, image_size=size)
-    pixels = np.random.default_rng(0).random((64, size, size, state.channels), np.float32)
-    return measure_cost(model, candidate.architecture(corner), pixels, pixels[0], "int8")
+        counted.append((model.count_params(), stages))
+    width, size = min(candidate.WIDTHS), min(state.image_sizes)
+    return dataclasses.replace(base, width=width, stages=min(counted)[1], image_size=size)
 
 
-def smallest_text_cost(base: candidate.Config) -> Cost:
-    """The cost of the text architecture with the fewest parameters: a CNN on the smallest
-    vocabulary, embedding and length, built by the recipe on the data."""
-    corner = dataclasses.replace(
-        base,
-        model="cnn",
-        embedding_dim=min(candidate.TEXT_WIDTHS),
-        width=min(candidate.TEXT_WIDTHS),
-        vocab_size=min(candidate.VOCABULARIES),
-        sequence_length=min(candidate.SEQUENCE_LENGTHS),
-        costs="",
-    )
-    experiment = candidate.recipe_for(corner).build(
-        candidate.recipe_config(corner, candidate.recipe_for(corner))
-    )
+def _small_cnn(config: candidate.Config, state: AutoState):
+    from trainer.models import small_cnn
+
+    size = min(state.image_sizes)
+    shape = (size, size, state.channels)
+    return small_cnn(shape, state.classes, width=min(candidate.WIDTHS), stages=config.stages)
+
+
+def corner_cost(corner: candidate.Config, state: AutoState) -> Cost:
+    """The cost of the smallest architecture: an image CNN measured on random pixels (no
+    data loads), a text model as the recipe builds it on the data."""
+    if state.kind == "image":
+        import numpy as np
+
+        size = corner.image_size
+        pixels = np.random.default_rng(0).random((64, size, size, state.channels), np.float32)
+        model = _small_cnn(corner, state)
+        return measure_cost(model, candidate.architecture(corner), pixels, pixels[0], "int8")
+    recipe = candidate.recipe_for(corner)
+    experiment = recipe.build(candidate.recipe_config(corner, recipe))
+    architecture = candidate.architecture(corner)
     sample = experiment.x_test[0]
     return measure_cost(
-        experiment.model,
-        candidate.architecture(corner),
-        experiment.representative,
-        sample,
-        "dynamic",
+        experiment.model, architecture, experiment.representative, sample, "dynamic"
     )
 
 
 def check_reachable(
     directory: Path, base: candidate.Config, state: AutoState, budget: Budget
 ) -> None:
-    """Stage 2: measures the smallest architecture of the space; when not even it can fit
-    after compression, records why in `state.cannot_meet` (the search is then skipped)."""
+    """Stage 2: finds the smallest architecture of the space (`state.smallest`) and, with
+    limits, measures it; when not even it can fit after compression, records why in
+    `state.cannot_meet` (the search is then skipped)."""
+    corner = smallest_corner(base, state)
+    names = (
+        "width",
+        "stages",
+        "image_size",
+        "model",
+        "embedding_dim",
+        "vocab_size",
+        "sequence_length",
+    )
+    state.smallest = {name: getattr(corner, name) for name in names}
     if not (budget.max_kib or budget.max_ms):
         return
-    cost = smallest_image_cost(base, state) if state.kind == "image" else smallest_text_cost(base)
+    cost = corner_cost(corner, state)
     remember_cost(directory / COSTS_FILE, cost)
     print(
         f"smallest model of the search space: {cost.architecture}, {cost.format} file "
@@ -241,8 +258,8 @@ def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: C
     ]
     completed = [trial for trial in state.trials if trial["val_accuracy"] is not None]
     if not completed:
-        state.cannot_meet = _no_trial_completed(state.trials, directory)
-        return
+        _check_refusals(state.trials, directory)
+        completed = [_smallest_trial(base, state)]
     budget = Budget(options.max_kib, options.max_ms)
 
     def fits_as_is(trial: dict) -> bool:
@@ -267,15 +284,40 @@ def _trial_config(base: candidate.Config, values: dict) -> candidate.Config:
     return trial_config(base, values, base.epochs)
 
 
-def _no_trial_completed(trials: list[dict], directory: Path) -> str:
-    """Why no trial completed: the cost model refused them all, or they failed (an error)."""
+def _check_refusals(trials: list[dict], directory: Path) -> None:
+    """Raises when trials failed for another reason than the cost model (an error)."""
     errors = [trial["error"] for trial in trials]
-    if errors and all("skipped by the cost model" in error for error in errors):
-        return f"every architecture the search tried was over the budget ({len(errors)} trials)"
-    raise ValueError(
-        f"no trial of the search completed ({len(trials)} tried); their errors are in "
-        f"{directory / SEARCH_DIR / 'trials.md'}"
+    if any("skipped by the cost model" not in error for error in errors):
+        raise ValueError(
+            f"no trial of the search completed ({len(trials)} tried); their errors are in "
+            f"{directory / SEARCH_DIR / 'trials.md'}"
+        )
+
+
+def _smallest_trial(base: candidate.Config, state: AutoState) -> dict:
+    """The smallest architecture as the finalist, when the search's share of the budget
+    ended before a trial completed (every one refused by the cost model, or none started):
+    it trains for the trial epochs, with the recipe's training settings."""
+    print(
+        "no trial completed within the search's share of the budget: the smallest model of "
+        "the search space is the finalist",
+        flush=True,
     )
+    config = dataclasses.replace(base, **state.smallest)
+    values = {
+        name: value
+        for name, value in state.smallest.items()
+        if name in candidate.SEARCHED[state.kind]
+    }
+    return {
+        "trial": "smallest",
+        "values": values,
+        "val_accuracy": None,
+        "epochs": state.trial_epochs,
+        "seconds": 1e9,  # no measured pace: the finalist trains for the trial epochs
+        "error": "",
+        "architecture": candidate.architecture(config),
+    }
 
 
 def final_epochs(finalist: dict, seconds: float) -> int:

@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer.auto.cost import Budget, read_costs
+from trainer.auto.cost import COMPRESS_REACH, Budget, read_costs
 from trainer.auto.options import COSTS_FILE, PLOT_FILE, WINNER_FILE, AutoOptions
 from trainer.auto.state import AutoState
 
@@ -52,20 +52,27 @@ def choose_winner(state: AutoState, budget: Budget) -> tuple[dict | None, dict |
 
 
 def unmet_limits(state: AutoState, budget: Budget, directory: Path) -> list[str]:
-    """The limits that no measured file (compressed, or the cost model's) meets."""
+    """The limits that every finalist's file breaks, with the best value reached, and whether
+    a smaller architecture measured by the cost model would meet it."""
     files = [
         (e["size_bytes"] / 1024, e["latency_ms"])
         for f in state.finalists
         for e in f.get("measured", [])
     ]
-    files += [(cost.kib, cost.latency_ms) for cost in read_costs(directory / COSTS_FILE).values()]
+    files = files or [(c.kib, c.latency_ms) for c in read_costs(directory / COSTS_FILE).values()]
+    costs = list(read_costs(directory / COSTS_FILE).values())
     unmet = []
-    if budget.max_kib and files and all(kib > budget.max_kib for kib, _ in files):
-        unmet.append(
-            f"--max_kib={budget.max_kib:g} (smallest file {min(k for k, _ in files):.1f} KiB)"
-        )
-    if budget.max_ms and files and all(ms > budget.max_ms for _, ms in files):
-        unmet.append(f"--max_ms={budget.max_ms:g} (fastest file {min(m for _, m in files):.4f} ms)")
+    for limit, name, index, unit in (
+        (budget.max_kib, "max_kib", 0, "KiB"),
+        (budget.max_ms, "max_ms", 1, "ms"),
+    ):
+        if not limit or not files or min(file[index] for file in files) <= limit:
+            continue
+        text = f"--{name}={limit:g} (best file {min(file[index] for file in files):.4g} {unit})"
+        smaller = [c for c in costs if (c.kib, c.latency_ms)[index] <= limit]
+        if state.finalists and smaller:
+            text += f"; smaller architectures measured meet it ({smaller[0].architecture}): a longer --time_budget may find an accurate one"
+        unmet.append(text)
     return unmet
 
 
@@ -76,7 +83,8 @@ def _closest_cost(directory: Path, budget: Budget) -> str:
     cost = min(costs, key=lambda c: budget.excess(c.kib, c.latency_ms))
     return (
         f"closest measured: {cost.architecture} as {cost.format}, {cost.kib:.1f} KiB, "
-        f"{cost.latency_ms:.4f} ms (untrained; compression removes at most about 4x)"
+        f"{cost.latency_ms:.4f} ms (untrained; compression removes at most about "
+        f"{COMPRESS_REACH.get(cost.format, 1.0):g}x)"
     )
 
 

@@ -37,6 +37,7 @@ class AutoState:
     # test_accuracy (once trained), measured and chosen (once compressed), verified
     finalists: list[dict] = dataclasses.field(default_factory=list)
     cannot_meet: str = ""  # why no candidate can fit, found before or by the search
+    smallest: dict = dataclasses.field(default_factory=dict)  # the space's smallest architecture
 
 
 class Clock:
