@@ -82,7 +82,7 @@ class Config:
     outputs: str = choice("probabilities", *OUTPUT_KINDS)
     tfds_dir: str = ""  # TFDS data directory for tfds:cifar10 ("" = TFDS default)
     md5: str = ""  # expected md5 of a tarball you built ("" = the published one)
-    seed: int = 0  # seeds the split, weights, shuffling and augmentation
+    seed: int = limit(0)  # seeds the split, weights, shuffling and augmentation
     backup_every: int = limit(
         500, resumable=True
     )  # steps between backups for `trainer train --resume=RUN_DIR`

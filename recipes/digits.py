@@ -31,7 +31,7 @@ class Config:
     batch_size: int = count(32)  # examples per step
     learning_rate: float = positive(3e-3)  # peak learning rate, reached after one epoch of warmup
     width: int = count(16)  # convolution filters (compress halves it for the distilled student)
-    seed: int = 0  # seeds the split, the weights and the shuffling
+    seed: int = limit(0)  # seeds the split, the weights and the shuffling
     backup_every: int = limit(0)  # steps between backups for `trainer train --resume`; 0 = off
     # int8 file input/output: float32, uint8 (MediaPipe) or int8
     io: str = choice("float32", *IO_TYPES)

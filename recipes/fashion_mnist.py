@@ -88,7 +88,7 @@ class Config:
     io: str = choice("float32", *IO_TYPES, resumable=True)
     # what exported files return: probabilities (softmax; what the mobile runtimes expect) or logits
     outputs: str = choice("probabilities", *OUTPUT_KINDS, resumable=True)
-    seed: int = 0  # seeds weights, shuffling and augmentation
+    seed: int = limit(0)  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # deterministic TF ops: identical metrics on reruns, slower
     # auto = mixed_bfloat16 on a CPU with native bfloat16 (AVX512_BF16/AMX), else float32;
     # mixed_float16 needs a GPU. Exported files are float32/int8 either way.

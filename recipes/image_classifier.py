@@ -64,7 +64,7 @@ class Config:
     weights: str = "none"
     # with pretrained weights: then unfreeze the top (20% of a backbone, the last stage of a
     # run's CNN) at learning_rate / 10 for this many epochs
-    fine_tune_epochs: int = 0
+    fine_tune_epochs: int = limit(0)
     dropout: float = fraction(0.3, below_one=True)  # dropout before the logits layer
     epochs: int = count(15)  # passes over the training set
     # examples per step; 0 = from the data size (16-64, >= 50 steps/epoch)
@@ -102,7 +102,7 @@ class Config:
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
     md5: str = ""  # expected md5 of a CIFAR tarball you built ("" = the published one)
-    seed: int = 0  # seeds the splits, weights, shuffling and augmentation
+    seed: int = limit(0)  # seeds the splits, weights, shuffling and augmentation
     # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
     backup_every: int = limit(200, resumable=True)
 

@@ -52,7 +52,7 @@ class Config:
     export: str = choices("float32,dynamic", "float32", "float16", "dynamic", resumable=True)
     outputs: str = choice("probabilities", *OUTPUT_KINDS)  # the files return these (or logits)
     tfds_dir: str = ""  # TFDS data directory for tfds:imdb_reviews ("" = TFDS default)
-    seed: int = 0  # seeds the split, shuffling and weights
+    seed: int = limit(0)  # seeds the split, shuffling and weights
     backup_every: int = limit(
         500, resumable=True
     )  # steps between backups for `trainer train --resume=RUN_DIR`

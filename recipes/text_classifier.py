@@ -98,7 +98,7 @@ class Config:
     outputs: str = choice("probabilities", *OUTPUT_KINDS, resumable=True)
     tfds_dir: str = ""  # TFDS data directory for tfds:NAME ("" = TFDS default)
     download: bool = False  # allow TFDS to download a dataset that is not prepared
-    seed: int = 0  # seeds the splits, shuffling and weights
+    seed: int = limit(0)  # seeds the splits, shuffling and weights
     # steps between backups for `trainer train --resume=RUN_DIR`; 0 = off
     backup_every: int = limit(200, resumable=True)
 
