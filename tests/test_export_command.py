@@ -192,7 +192,8 @@ def test_bare_model_needs_data_and_bad_budget_is_quoted(saved, capsys):
     root, folder = saved
     assert run([str(root / "mine.keras")]) == 1
     assert "--data=SOURCE" in capsys.readouterr().err
-    assert run([str(root / "mine.keras"), f"--data={folder}", "--max_accuracy_drop=half"]) == 1
+    # A bad budget is a bad option: exit 2 when the options are parsed, before any loading.
+    assert run([str(root / "mine.keras"), f"--data={folder}", "--max_accuracy_drop=half"]) == 2
     assert "'half'" in capsys.readouterr().err
 
 
