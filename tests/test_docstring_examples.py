@@ -44,6 +44,7 @@ CONVERTED = [
     "trainer.data.folders",
     "trainer.data.idx",
     "trainer.data.images",
+    "trainer.data.label_issues",
     "trainer.data.pipeline",
     "trainer.data.prepare",
     "trainer.data.preview",
@@ -66,6 +67,7 @@ CONVERTED = [
     "trainer.resources",
     "trainer.schedules",
     "trainer.tensorboard_logging",
+    "trainer.tracking",
 ]
 _RESTRUCTURED = "being restructured under issue 23; its examples are converted after that lands"
 _NOT_YET = "examples not converted to doctests yet"

@@ -19,7 +19,7 @@ Example:
     >>> for index in range(40):  # photos/cat/0.png ... photos/dog/39.png, 8x8 grey images
     ...     folder = Path("photos", "cat" if index % 2 else "dog")
     ...     folder.mkdir(parents=True, exist_ok=True)
-    ...     pixels = np.full((8, 8), 5 * index + 40 * (index % 2), np.uint8)
+    ...     pixels = np.full((8, 8), index + 120 * (index % 2), np.uint8)  # cats are brighter
     ...     Image.fromarray(pixels).save(folder / f"{index}.png")
     >>> from trainer.data.check import check_source
     >>> report = check_source("photos", out_dir="data_report")  # the shell: trainer data check

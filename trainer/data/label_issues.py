@@ -25,7 +25,7 @@ Example:
     >>> y[[3, 8]] = 1 - y[[3, 8]]  # two flipped labels
     >>> data = LoadedData("tabular", ["a", "b"], x[:160], y[:160], x[160:], y[160:])
     >>> review = review_labels(data)
-    >>> [(issue.item, issue.given, issue.suggested) for issue in review.issues[:2]]
+    >>> sorted((issue.item, issue.given, issue.suggested) for issue in review.issues)
     [('train[3]', 0, 1), ('train[8]', 1, 0)]
 """
 
