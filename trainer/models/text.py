@@ -233,6 +233,110 @@ def bag_of_ngrams(
     return keras.Model(inputs, outputs, name="bag_of_ngrams")
 
 
+@serializable
+class TfIdfLinear(layers.Layer):
+    """Logits of a linear model on the TF-IDF of a text's words and hashed word bigrams.
+
+    Each position's n-gram weighs its idf; the weights are divided by their L2 norm over the
+    text's positions, and the output is the weighted sum of the n-grams' rows of a (vocabulary,
+    units) table plus a bias. A word seen twice counts twice (raw term frequency), so no
+    n-gram is compared with another: the cost grows with the text's length, not its square,
+    in training and in the exported file. The unknown-word id (1) and padding carry no
+    feature. Builtin TFLite ops only.
+    """
+
+    def __init__(
+        self, vocab_size: int, buckets: int, units: int, idf=None, l2: float = 0.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if vocab_size > LARGEST_BAG_VOCABULARY or buckets < 1 or units < 1 or l2 < 0:
+            raise ValueError(
+                f"TfIdfLinear needs vocab_size <= {LARGEST_BAG_VOCABULARY}, buckets >= 1, "
+                f"units >= 1 and l2 >= 0, received {vocab_size}, {buckets}, {units} and {l2}; "
+                "lower --vocab_size"
+            )
+        self.vocab_size, self.buckets, self.units, self.l2 = vocab_size, buckets, units, l2
+        self._initial_idf = None if idf is None else np.asarray(idf, np.float32)
+
+    def build(self, input_shape):
+        size = self.vocab_size + self.buckets
+        if self._initial_idf is not None and self._initial_idf.shape != (size,):
+            raise ValueError(
+                f"idf must have vocab_size + buckets = {size} values, received "
+                f"{self._initial_idf.shape}"
+            )
+        # Zeros, as logistic regression starts; the penalty is scikit-learn's L2 on the table.
+        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+        self.table = self.add_weight(
+            "table", (size, self.units), initializer="zeros", regularizer=regularizer
+        )
+        self.bias = self.add_weight("bias", (self.units,), initializer="zeros")
+        initial = self._initial_idf
+        self.idf = self.add_weight(
+            "idf",
+            (size,),
+            initializer=keras.initializers.Constant(initial) if initial is not None else "ones",
+            trainable=False,
+        )
+        super().build(input_shape)
+
+    def call(self, ids):
+        grams = ngram_ids(ids, self.vocab_size, self.buckets)
+        # Ids above 1 are words and bigrams (bigrams start at vocab_size); 1 is the unknown word.
+        weights = tf.gather(self.idf, grams) * tf.cast(grams > 1, tf.float32)
+        norm = tf.sqrt(tf.reduce_sum(weights * weights, axis=1, keepdims=True) + 1e-12)
+        return (
+            tf.reduce_sum((weights / norm)[:, :, None] * tf.gather(self.table, grams), axis=1)
+            + self.bias
+        )
+
+    def get_prunable_weights(self):
+        """The n-gram table, all but a few weights of the model (TF-MOT's magnitude pruning
+        zeroes its smallest entries; a custom layer must name the weights it may prune)."""
+        return [self.table]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "buckets": self.buckets,
+            "units": self.units,
+            "l2": self.l2,
+        }
+
+
+def tfidf_linear(
+    sequence_length: int = 400,
+    vocab_size: int = 10000,
+    num_classes: int = 2,
+    buckets: int = 2**16,
+    l2: float = 0.0,
+    idf: np.ndarray | None = None,
+) -> keras.Model:
+    """Logistic regression on TF-IDF of words and hashed word bigrams, over token ids
+    (`--model=linear`, text_classifier's default): scikit-learn's TfidfVectorizer +
+    LogisticRegression computed inside the graph, so the exported file takes the ids MediaPipe
+    feeds. `l2` is the penalty on the mean loss; scikit-learn's C on n texts is
+    l2 = 1 / (2 C n). `idf` comes from `ngram_idf` on the training ids.
+
+    Example:
+
+        idf = ngram_idf(train_ids, vocab_size=5000, buckets=2**14)
+        model = tfidf_linear(100, 5000, num_classes=2, buckets=2**14, l2=1e-6, idf=idf)
+    """
+    _check_sizes(
+        sequence_length,
+        vocab_size,
+        0.0,
+        buckets=buckets,
+        num_classes=num_classes,
+        units=num_classes,
+    )
+    inputs = _token_input(sequence_length)
+    outputs = TfIdfLinear(vocab_size, buckets, num_classes, idf, l2, name="logits")(inputs)
+    return keras.Model(inputs, outputs, name="tfidf_linear")
+
+
 def text_rnn(
     sequence_length: int = 200,
     vocab_size: int = 20000,
