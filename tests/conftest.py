@@ -124,6 +124,26 @@ def same_start_for_every_test():
     keras.mixed_precision.set_global_policy("float32")
 
 
+def command_env() -> dict[str, str]:
+    """The environment a user's shell gives `trainer` in these tests: this one, without
+    TRAINER_DEBUG (the quoted errors are the user's, not the debug tracebacks), with the
+    repository on PYTHONPATH (`from recipes import digits` works from any folder)."""
+    env = {key: value for key, value in os.environ.items() if key != "TRAINER_DEBUG"}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@pytest.fixture(scope="session")
+def warm():
+    """Runs `trainer` commands and trainer scripts in new processes forked from one that
+    imported TensorFlow once (tests/warm.py): the same command, ~7 s of CPU less each."""
+    from warm import Warm
+
+    server = Warm(command_env())
+    yield server
+    server.close()
+
+
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder both pytest-xdist processes of this session see (only this process's, alone)."""
     base = tmp_path_factory.getbasetemp()

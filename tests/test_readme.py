@@ -24,7 +24,6 @@ what `make test` runs).
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, command_env
+from warm import runs_warm
 
 BIN = Path(sys.executable).parent
 README = "README.md"
@@ -154,21 +154,41 @@ def _shell(command: str, slow: bool) -> tuple[str, int]:
     return code, status
 
 
-def _run(example: Example, cwd: Path, slow: bool) -> str:
-    env = {key: value for key, value in os.environ.items() if key != "TRAINER_DEBUG"}
-    env["PYTHONPATH"] = str(REPO)
+def _warm_args(code: str) -> list[str] | None:
+    """`trainer ARGS` or `python SCRIPT ARGS` with no shell syntax, as tests/warm.py runs it;
+    None when the line needs bash (pipes, redirections, `timeout`, variables)."""
+    if re.search(r"[|&;<>$`(){}*?~\\'\"]", code):
+        return None
+    words = code.split()
+    if words[0] == str(BIN / "trainer"):
+        return ["trainer", *words[1:]]
+    if words[0] == sys.executable and len(words) > 1 and words[1].endswith(".py"):
+        return ["python", *words[1:]]
+    return None
+
+
+def _run(example: Example, cwd: Path, slow: bool, warm) -> str:
+    """Runs the example's commands: `trainer ...` lines and scripts that import trainer first
+    in a fork of the warm server (tests/warm.py), anything else with bash or python."""
+    env = command_env()
     if example.kind == "python":
         script = cwd / f"{Path(example.document).stem}_line_{example.line}.py"
         script.write_text(example.code, encoding="utf-8")
-        runs = [([sys.executable, script.name], 0, "python block")]
+        warm_args = ["python", script.name] if runs_warm(example.code) else None
+        runs = [(warm_args, [sys.executable, script.name], 0, "python block")]
     else:
         runs = []
         for command in example.commands(slow):
             code, status = _shell(command, slow)
-            runs.append((["bash", "-c", code], status, command))
+            runs.append((_warm_args(code), ["bash", "-c", code], status, command))
     output = ""
-    for argv, status, what in runs:
-        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    for warm_args, argv, status, what in runs:
+        if warm_args and warm is not None:
+            result = warm.run(warm_args, cwd=cwd, env=env)
+        else:
+            result = subprocess.run(
+                argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+            )
         output += result.stdout + result.stderr
         # A process killed by signal N is -N here and 128+N in a shell (`timeout -s KILL`).
         returncode = 128 - result.returncode if result.returncode < 0 else result.returncode
@@ -199,8 +219,9 @@ def _assert_quoted(example: Example, output: str) -> None:
 class Session:
     """The fast suite's scratch folders, and which examples already ran in them."""
 
-    def __init__(self, factory: pytest.TempPathFactory):
+    def __init__(self, factory: pytest.TempPathFactory, warm):
         self.factory = factory
+        self.warm = warm  # tests/warm.py's server, or None to start every command cold
         self.folders: dict[str, Path] = {}
         self.done: set[str] = set()
         self.failed: set[str] = set()
@@ -218,7 +239,7 @@ class Session:
                 pytest.fail(f"{example.name} needs {needed.name}, which failed above")
             if needed.name not in self.done and not needed.slow:
                 try:
-                    _assert_quoted(needed, _run(needed, self.folder(needed), slow=False))
+                    _assert_quoted(needed, _run(needed, self.folder(needed), False, self.warm))
                 except AssertionError:
                     self.failed.add(needed.name)
                     raise
@@ -226,8 +247,8 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory) -> Session:
-    return Session(tmp_path_factory)
+def session(tmp_path_factory, warm) -> Session:
+    return Session(tmp_path_factory, warm)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +279,7 @@ def test_every_document_as_written(tmp_path):
         folder = folders.setdefault(key, tmp_path / Path(key).stem)
         folder.mkdir(exist_ok=True)
         for example in EXAMPLES[document]:
-            _assert_quoted(example, _run(example, folder, slow=True))
+            _assert_quoted(example, _run(example, folder, True, None))
     _check_file_table(folders[README], {**RUN_FOLDERS, "fashion_mnist": "runs/killed"})
 
 

@@ -1,0 +1,192 @@
+"""Runs `trainer` commands and Python scripts in fresh processes that skip TensorFlow's start-up.
+
+Every `trainer ...` a test runs as a user would type it used to start a new interpreter and
+import TensorFlow, trainer, LiteRT, MediaPipe, TF-MOT and keras-tuner: about 7 s of CPU each
+time, most of the documentation tests' cost. `Warm` starts one server process per test
+session that imports them once, without running any TensorFlow op, and forks it for each
+command. The child is a new process like the one the console script would start: its own
+working folder, environment, argv, stdin from /dev/null, stdout and stderr in files (file
+descriptors 1 and 2, so TensorFlow's C++ log lines land there too), and its exit code is what
+`trainer`'s entry point would return.
+
+What a fork cannot reproduce is the import itself: environment variables read at import time
+(`TF_CPP_MIN_LOG_LEVEL`, `TRAINER_DEBUG`, `TF_USE_LEGACY_KERAS`) take the server's values, so
+`Warm.run` refuses a request whose environment differs there, and scripts that choose their
+Keras before trainer's import (`import keras` first) must run in a real new interpreter
+(`runs_warm` says which scripts may). `tests/test_warm.py` checks the two ways agree.
+
+Usage (see `warm_trainer` in conftest.py):
+
+    result = warm.run(["trainer", "train", "digits", "--epochs=1"], cwd=folder, env=env)
+    result.returncode, result.stdout, result.stderr
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Read when these modules are imported: a request must agree with the server on them.
+IMPORT_TIME_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG", "TF_USE_LEGACY_KERAS")
+# Imported once by the server, so that no command pays for them.
+PRELOAD = (
+    "trainer.cli.main",
+    "trainer.cli.train",
+    "trainer.cli.export",
+    "trainer.cli.compress",
+    "trainer.cli.predict",
+    "trainer.cli.data",
+    "trainer.cli.tune",
+    "trainer.cli.lr_find",
+    "trainer.experiment",
+    "trainer.export.verify",
+    "trainer.export.runtimes",
+    "trainer.compress.search",
+    "trainer.tuning.keras_tuner_import",
+    "trainer.plots",
+    "matplotlib.pyplot",
+    "sklearn.linear_model",
+    "mediapipe.tasks.python.text",
+    "mediapipe.tasks.python.vision",
+    "tensorflow_model_optimization",
+    "keras_tuner",
+)
+# A script may run warm when it imports trainer (or a recipe) before anything else that
+# chooses a Keras; `import keras` or `from tensorflow import keras` first must start cold.
+_FIRST_IMPORT = re.compile(r"^\s*(?:import|from)\s+([\w.]+)", re.M)
+
+
+def runs_warm(script: str) -> bool:
+    """True when `script`'s first import is trainer or a recipe (its Keras is trainer's)."""
+    first = _FIRST_IMPORT.search(script)
+    return bool(first) and first.group(1).split(".")[0] in ("trainer", "recipes")
+
+
+class Result:
+    """What `subprocess.run(..., capture_output=True, text=True)` would have returned."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str):
+        self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+
+
+class Warm:
+    """One server per session; `run` forks it for each command (one command at a time)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = dict(env)
+        self.scratch = Path(tempfile.mkdtemp(prefix="warm-"))
+        self.server = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.scratch / "server.log", "w"),  # noqa: SIM115 (the server's life)
+            env=self.env,
+            text=True,
+        )
+        self._reply()  # "ready" once the imports are done
+
+    def _reply(self) -> dict:
+        line = self.server.stdout.readline()
+        if not line:
+            log = (self.scratch / "server.log").read_text(errors="replace")
+            raise RuntimeError(f"the warm server stopped:\n{log[-3000:]}")
+        return json.loads(line)
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900
+    ) -> Result:
+        """Runs `trainer ARGS` (args[0] == "trainer") or `python SCRIPT ARGS` (args[0] ==
+        "python") in a fork, in `cwd`, with `env` (default: the server's)."""
+        env = dict(self.env if env is None else env)
+        for name in IMPORT_TIME_VARIABLES:
+            if env.get(name) != self.env.get(name):
+                raise ValueError(f"{name} differs from the warm server's; run it cold")
+        out, err = self.scratch / "stdout", self.scratch / "stderr"
+        request = {"args": args, "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        reply = self._reply()
+        return Result(
+            args,
+            reply["returncode"],
+            out.read_text(errors="replace"),
+            err.read_text(errors="replace"),
+        )
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        self.server.wait(60)
+
+
+def _child(request: dict) -> int:
+    """Runs in the fork: becomes the process the command would have started."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd, path in ((1, request["out"]), (2, request["err"])):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    args = request["args"]
+    try:
+        if args[0] == "trainer":
+            from trainer.cli import main
+
+            sys.argv = [str(Path(sys.executable).parent / "trainer"), *args[1:]]
+            code = main(args[1:])
+        else:  # python SCRIPT ARGS, as `python` would run it
+            import runpy
+
+            script = str(Path(args[1]).resolve())
+            sys.argv = args[1:]
+            sys.path[0] = str(Path(script).parent)
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, int | None):
+            print(stop.code, file=sys.stderr)
+    except BaseException:  # as the interpreter would: a traceback and exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    return code
+
+
+def _serve() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    reply = sys.stdout
+    print(json.dumps({"ready": True}), file=reply, flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _child(request)
+            finally:
+                try:
+                    import atexit
+
+                    atexit._run_exitfuncs()  # what the interpreter's exit would run
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code if 0 <= code < 256 else 1)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        print(json.dumps({"returncode": code}), file=reply, flush=True)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    sys.path[0] = str(Path(sys.executable).parent)  # as for the `trainer` console script
+    _serve()
