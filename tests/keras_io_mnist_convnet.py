@@ -12,7 +12,6 @@ other forms (`import keras`, ...) by replacing the marked block.
 import json
 
 import numpy as np
-from datagen import bar_images  # not in the example: generated data instead of a download
 
 # --- the example's imports (the test replaces this block for the other import styles)
 from tensorflow import keras
@@ -20,6 +19,7 @@ from tensorflow.keras import layers
 
 # --- end of the example's imports
 import trainer.schedules  # added after the script's own imports: must not switch its Keras
+from datagen import bar_images  # not in the example: generated data instead of a download
 
 keras.utils.set_random_seed(0)  # not in the example: the same weights in every run
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import write_cifar10_folder
 
+from datagen import write_cifar10_folder
 from trainer import cli
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import bar_image, encode, write_image_folder, write_imdb
 
+from datagen import bar_image, encode, write_image_folder, write_imdb
 from trainer import cli
 from trainer.data.check import check_data, check_source, clean_data
 from trainer.data.sources import SourceOptions, load_source

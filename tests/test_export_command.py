@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 import tf_keras as keras
-from datagen import bar_image, write_image_folder
 
 from conftest import REPO
+from datagen import bar_image, write_image_folder
 from trainer import cli
 
 CLASSES = ("circle", "square", "star")
@@ -314,7 +314,6 @@ def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
     """The run folder of each generic recipe exports through its own build(): the recipe's
     formats, input spec and labels, and the text recipe's vocabulary beside the files."""
     from datagen import write_imdb
-
     from trainer.recipe_loader import load_recipe
     from trainer.runs import create_run_dir
 

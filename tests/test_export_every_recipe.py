@@ -16,10 +16,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from datagen import write_image_folder, write_imdb
 from test_case_studies import write_cifar10_folder
 
 from conftest import REPO, write_fashion_dir
+from datagen import write_image_folder, write_imdb
 from trainer import cli
 from trainer.keras_path import child_environment
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from datagen import write_photos_with_a_leak
 
+from datagen import write_photos_with_a_leak
 from trainer import cli
 
 

@@ -87,7 +87,6 @@ def test_flipped_fashion_mnist_labels_rank_in_the_top_40(tmp_path, capsys):
 def test_generated_folder_review_finds_the_planted_mislabel(tmp_path):
     """The cheap version on generated images: one bar image of class a moved into b."""
     from datagen import bar_image, encode, write_image_folder
-
     from trainer.data.check import check_source
 
     root = write_image_folder(tmp_path / "photos", per_class=15, seed=3)
@@ -118,7 +117,6 @@ def test_missing_cleanlab_says_how_to_install(monkeypatch):
 
 def test_text_review_uses_tf_idf(tmp_path):
     from datagen import write_imdb
-
     from trainer.data.check import check_source
 
     root = write_imdb(tmp_path / "aclImdb", per_class=20)

@@ -134,7 +134,6 @@ def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch)
 @pytest.mark.parametrize("recipe", ["image_classifier", "text_classifier"])
 def test_lr_find_works_for_every_recipe(recipe, tmp_path, capsys):
     from datagen import write_image_folder, write_imdb
-
     from trainer import cli
 
     if recipe == "image_classifier":

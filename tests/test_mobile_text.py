@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import FILLER, WORDS
 
 import trainer  # noqa: F401
+from datagen import FILLER, WORDS
 from trainer import cli
 from trainer.data.text import Vectorizer
 from trainer.export import export_and_verify, predict_tflite

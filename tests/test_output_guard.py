@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import write_image_folder
 
+from datagen import write_image_folder
 from trainer.cli.main import main
 from trainer.data.sources import SourceOptions, load_source
 

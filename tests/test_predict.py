@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 import pytest
-from datagen import bar_image, encode, write_image_folder, write_imdb
 
+from datagen import bar_image, encode, write_image_folder, write_imdb
 from trainer import cli
 from trainer.predict import Input, load_classifier, prepare, read_inputs, top_k
 from trainer.recipe_loader import load_run_recipe

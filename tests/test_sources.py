@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import bar_image, encode, write_cifar_tarball, write_image_folder, write_imdb
 
+from datagen import bar_image, encode, write_cifar_tarball, write_image_folder, write_imdb
 from trainer.data.cifar import md5_of
 from trainer.data.sources import SourceOptions, load_source
 

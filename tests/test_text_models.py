@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import write_imdb
 
 import trainer  # noqa: F401
+from datagen import write_imdb
 from trainer import cli
 from trainer.models import bag_of_ngrams, ngram_idf, text_rnn, text_transformer
 from trainer.models.bert import (

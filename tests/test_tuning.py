@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datagen import write_image_folder
 
 from conftest import REPO
+from datagen import write_image_folder
 from trainer.cli.main import main as trainer_main
 from trainer.config import ConfigError, fraction
 

@@ -7,9 +7,9 @@ Trained and compressed by tests/test_compress_command.py through the recipe cont
 from dataclasses import dataclass
 
 import numpy as np
-from datagen import bar_images
 
 import trainer  # noqa: F401
+from datagen import bar_images
 from trainer import keras
 from trainer.data.pipeline import image_dataset
 from trainer.experiment import Experiment, finish, fit, start_run
