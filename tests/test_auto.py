@@ -137,7 +137,7 @@ def test_ctrl_c_keeps_the_finished_winner_usable(image_auto, tmp_path):
 def test_text_data_resumes_after_a_kill(tmp_path):
     from datagen import write_imdb
 
-    reviews = write_imdb(tmp_path / "aclImdb", per_class=20)
+    reviews = write_imdb(tmp_path / "aclImdb", per_class=60)
     run_dir = tmp_path / "auto"
     command = [sys.executable, "-m", "trainer.cli", "auto", f"--data={reviews}",
                f"--run_dir={run_dir}", "--max_kib=256", "--time_budget=10",
@@ -191,6 +191,15 @@ def test_image_sizes_are_the_datas_own_three_quarters_and_half():
     assert image_sizes(16) == [8, 12, 16]
     assert image_sizes(8) == [8]
     assert image_sizes(224) == [32, 48, 64]
+
+
+def test_trial_epochs_give_small_data_enough_steps():
+    from trainer.auto.pipeline import trial_epochs
+
+    assert trial_epochs(60_000, 60) == 2  # 844 steps an epoch
+    assert trial_epochs(2_000, 60) == 3  # 57 steps an epoch: 3 for 150 steps
+    assert trial_epochs(100, 10) == 8  # 6 steps an epoch: capped at 8
+    assert trial_epochs(60_000, 900) == 6  # a minute of search each: a longer budget
 
 
 def test_final_epochs_from_the_trials_seconds_per_epoch():
@@ -265,3 +274,21 @@ def test_help_lists_every_option_and_resume_refuses_other_options(capsys, tmp_pa
     assert not missing, text
     assert main(["auto", f"--resume={tmp_path}", "--max_kib=3"]) == 2
     assert "takes only --time_budget, --progress_every" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_workers_run_the_search_trials_in_worker_processes(photos, tmp_path):
+    result, printed = _run(
+        AutoOptions(
+            data=str(photos),
+            max_kib=64,
+            time_budget=TINY_BUDGET,
+            run_dir=str(tmp_path / "workers"),
+            workers=1,
+            progress_every=0,
+        )
+    )
+    assert "chief oracle on port" in printed and "1 worker processes" in printed
+    log = (tmp_path / "workers" / "search" / "trial_log.jsonl").read_text().splitlines()
+    assert log and all(json.loads(line)["worker"] == "worker0" for line in log)
+    assert result.winner is not None or "no candidate fits" in result.message

@@ -17,6 +17,7 @@ module must not parse command lines nor write the final report.
 
 import dataclasses
 import datetime
+import math
 from pathlib import Path
 
 from trainer.auto import candidate
@@ -42,6 +43,7 @@ from trainer.auto.options import (
 from trainer.auto.state import AutoState, Clock, Progress, save_state
 
 MAX_FINAL_EPOCHS = 40
+TRIAL_STEPS = 150  # optimizer steps a search trial needs at least to rank configurations
 # Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
 # of the epochs its share of the budget buys.
 FINISH_SECONDS = 20.0
@@ -73,7 +75,7 @@ def data_check(directory: Path, options: AutoOptions, state: AutoState) -> None:
             "classifiers: pass a folder of images or texts, a .csv with a text column, or an "
             ".npz of images or strings"
         )
-    state.kind, state.classes = data.kind, data.num_classes
+    state.kind, state.classes, state.train_examples = data.kind, data.num_classes, len(data.y_train)
     if data.kind == "image":
         state.image_sizes = image_sizes(min(data.x_train.shape[1:3]))
         state.channels = int(data.x_train.shape[-1]) if data.x_train.ndim == 4 else 1
@@ -320,6 +322,24 @@ def _smallest_trial(base: candidate.Config, state: AutoState) -> dict:
     }
 
 
+def trial_epochs(train_examples: int, time_budget: float) -> int:
+    """Epochs per search trial at most: enough for about `TRIAL_STEPS` optimizer steps at the
+    recipes' batch size (small data needs more epochs), and more with a longer budget (a
+    minute of search each), between 2 and 8; early stopping may end a trial sooner.
+
+    Example:
+
+        >>> from trainer.auto.pipeline import trial_epochs
+        >>> trial_epochs(60_000, 900), trial_epochs(2_000, 60), trial_epochs(100, 60)
+        (6, 3, 8)
+    """
+    from trainer.sizing import auto_batch_size
+
+    train = max(1, int(train_examples * 0.9))  # the recipes hold a tenth out for validation
+    steps = math.ceil(train / auto_batch_size(train))
+    return min(8, max(2, math.ceil(TRIAL_STEPS / steps), int(time_budget * SEARCH_SHARE / 60)))
+
+
 def final_epochs(finalist: dict, seconds: float) -> int:
     """Epochs a finalist trains for in `seconds`, from its trial's seconds per epoch: at least
     its trial's epochs, at most `MAX_FINAL_EPOCHS`."""
@@ -352,12 +372,22 @@ def compress_finalists(
     import time
 
     budget = Budget(options.max_kib, options.max_ms)
-    waiting = [f for f in state.finalists if "test_accuracy" in f and "verified" not in f]
+    waiting = [
+        f for f in state.finalists if "test_accuracy" in f and not ({"verified", "failed"} & set(f))
+    ]
     for position, finalist in enumerate(waiting):
         progress.enter(f"compressing finalist {finalist['run_dir']}")
         share = max(clock.left(), 0.0) / (len(waiting) - position)
         epochs = max(1, finalist["final_epochs"] // 2)
-        compression = FinalistCompression(Path(finalist["run_dir"]), budget, epochs, options.seed)
+        try:
+            compression = FinalistCompression(
+                Path(finalist["run_dir"]), budget, epochs, options.seed
+            )
+        except ValueError as error:  # a model that never learned: nothing to compress
+            print(f"finalist {finalist['run_dir']} is left out: {error}", flush=True)
+            finalist["failed"] = str(error)
+            save_state(directory, state, clock)
+            continue
         compression.run(deadline=time.time() + share)
         chosen = compression.chosen()
         finalist["measured"] = [
@@ -375,7 +405,7 @@ def run_stages(
     if not state.kind:
         progress.enter("data check")
         data_check(directory, options, state)
-        state.trial_epochs = min(8, max(2, int(options.time_budget * SEARCH_SHARE / 60)))
+        state.trial_epochs = trial_epochs(state.train_examples, options.time_budget)
         base = base_config(directory, options, state)
         check_reachable(directory, base, state, Budget(options.max_kib, options.max_ms))
         save_state(directory, state, clock)

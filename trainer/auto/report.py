@@ -107,6 +107,10 @@ def result_message(state: AutoState, options: AutoOptions, directory: Path) -> A
                 f"latency limits: the most accurate file that fits scores {verified['accuracy']:.2%}"
             )
         return AutoResult(directory, winner, None, text, met)
+    failed = [f"{Path(f['run_dir']).name}: {f['failed']}" for f in state.finalists if "failed" in f]
+    if failed and not any(f.get("measured") for f in state.finalists):
+        text = "no finalist could be compressed: " + "; ".join(failed)
+        return AutoResult(directory, None, None, text, False)
     limits = unmet_limits(state, budget, directory) or [
         "no single limit: each file breaks one or the other"
     ]
@@ -121,6 +125,8 @@ def result_message(state: AutoState, options: AutoOptions, directory: Path) -> A
         )
     elif _closest_cost(directory, budget):
         text += f". {_closest_cost(directory, budget)}"
+    if failed:
+        text += ". Finalists left out: " + "; ".join(failed)
     return AutoResult(directory, None, closest, text, False)
 
 

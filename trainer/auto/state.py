@@ -29,6 +29,7 @@ class AutoState:
     image_sizes: list[int] = dataclasses.field(default_factory=list)  # searched resolutions
     channels: int = 0  # image channels the data has (1 or 3)
     classes: int = 0
+    train_examples: int = 0  # in the source's training split, before validation is held out
     trial_epochs: int = 0  # epochs per search trial at most
     spent_seconds: float = 0.0  # over every session
     search_done: bool = False
