@@ -160,9 +160,9 @@ def _import_recipe_file(path: Path) -> ModuleType:
     shadowed = _shadowed_module(path)
     if shadowed:
         raise ValueError(
-            f"recipe file {path} is named like the module `{shadowed}`, which it would hide "
-            "from every import in the process (Python, TensorFlow and trainer itself import "
-            f"it); rename the file, e.g. to my_{path.name}"
+            f"recipe file {path} is named like the module `{shadowed}`, which it would "
+            "replace for every later import of that name in the process (by Python, "
+            f"TensorFlow or trainer itself); rename the file, e.g. to my_{path.name}"
         )
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
