@@ -43,6 +43,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.datasets import (  # noqa: E402
+    TextSet,
     _split_files,
     count_files,
     debian_descriptions,
@@ -72,6 +74,100 @@ TEXT_TARGET_PP = -0.5  # text sets: the recipe may trail the baseline by at most
 # --models: text_classifier's models that train without files from elsewhere (bert needs a
 # pretrained checkpoint folder, which cannot be downloaded here).
 TEXT_MODELS = ("linear", "bow", "cnn", "lstm", "gru", "transformer")
+
+
+# debian-languages: libraries and tools by the language ecosystem's archive section.
+LANGUAGE_SECTIONS = ("gnu-r", "java", "lisp", "ocaml", "php", "ruby")
+# debian-desktop: a small set of desktop sections.
+DESKTOP_SECTIONS = ("editors", "fonts", "gnome", "kde", "localization", "video", "web", "x11")
+MAN_SECTIONS = ("1", "2", "3", "5", "7", "8")
+MAN_PAGES_PER_SECTION = 600  # man-pages: sampled per section (section 1 alone has thousands)
+MAN_TEXT_CHARACTERS = 3000  # man-pages: the start of each page (name, synopsis, description)
+
+
+def _write_texts(root: Path, texts: TextSet, quick: bool) -> str:
+    """Writes the folder (groups never straddle the split) and ROOT/../<set>-groups.json."""
+    if quick:  # the first few texts of each label, in order
+        keep, seen = [], {}
+        for index, label in enumerate(texts.labels):
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] <= QUICK_TEXTS_PER_CLASS:
+                keep.append(index)
+        for field in ("texts", "labels", "groups", "ids"):
+            setattr(texts, field, [getattr(texts, field)[index] for index in keep])
+    write_text_folder(root, texts)
+    groups = dict(zip(texts.ids, texts.groups, strict=True))
+    (root.parent / f"{root.name}-groups.json").write_text(json.dumps(groups) + "\n")
+    return texts.source
+
+
+def _debian(sections: tuple[str, ...]) -> Callable[[Path, bool], str]:
+    def build(root: Path, quick: bool) -> str:
+        return _write_texts(root, debian_descriptions(sections), quick)
+
+    return build
+
+
+_MAN_FONT = re.compile(r"\\f(\[[^\]]*\]|\(..|.)")
+_MAN_ESCAPE = re.compile(r"\\(\(..|\[[^\]]*\]|\*.|[&|^:%]|.)")
+_MAN_REFERENCE = re.compile(r"\(\d[a-z]*\)")  # "ls(1)" names a section: the label
+
+
+def man_page_text(source: str) -> str:
+    """A roff manual page as plain words: text lines and the words of font macros (.B, .I,
+    .SH, ...), escapes removed, the .TH header and every "name(N)" section number dropped."""
+    lines = []
+    for line in source.splitlines():
+        if line.startswith((".", "'")):
+            macro, _, rest = line[1:].strip().partition(" ")
+            if macro not in ("B", "I", "BR", "RB", "IR", "RI", "BI", "IB", "SH", "SS", "TP", "IP"):
+                continue
+            line = rest.replace('"', " ")
+        line = _MAN_FONT.sub("", line).replace("\\-", "-")
+        lines.append(_MAN_ESCAPE.sub(" ", line))
+    text = _MAN_REFERENCE.sub("", " ".join(" ".join(lines).split()))
+    return text[:MAN_TEXT_CHARACTERS]
+
+
+def man_pages(folder: Path = Path("/usr/share/man")) -> TextSet:
+    """English manual pages labelled by section (1 commands, 2 system calls, 3 library
+    functions, 5 file formats, 7 overviews, 8 administration), `MAN_PAGES_PER_SECTION` sampled
+    per section (seeded). Grouped by the page name's first word ("git-add" -> "git",
+    "pam_unix" -> "pam"), so a family of pages never straddles train and test; redirections
+    (.so) and copies of a text are skipped."""
+    import gzip
+    import random
+
+    texts, labels, groups, ids, seen = [], [], [], [], set()
+    for section in MAN_SECTIONS:
+        files = sorted((folder / f"man{section}").glob("*.gz"))
+        if not files:
+            raise FileNotFoundError(
+                f"no manual pages in {folder}/man{section}; install man-db and manpages-dev, "
+                "and allow /usr/share/man in dpkg's path excludes"
+            )
+        random.Random(f"man{section}").shuffle(files)
+        kept = 0
+        for path in files:
+            source = gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
+            if source.lstrip().startswith(".so ") or kept >= MAN_PAGES_PER_SECTION:
+                continue
+            text = man_page_text(source)
+            normalised = " ".join(text.lower().split())
+            if len(text.split()) < 20 or normalised in seen:
+                continue
+            seen.add(normalised)
+            name = path.name.split(".", 1)[0]
+            texts.append(text)
+            labels.append(f"section{section}")
+            groups.append(re.split(r"[-_.:]", name.lower())[0] or name)
+            ids.append(f"{name}.{section}"[:200])
+            kept += 1
+    return TextSet(texts, labels, groups, ids, f"manual pages in {folder}, {len(texts)} pages")
+
+
+def _build_man(root: Path, quick: bool) -> str:
+    return _write_texts(root, man_pages(), quick)
 
 
 def _build_debian(root: Path, quick: bool) -> str:
@@ -114,6 +210,9 @@ SETS: dict[str, tuple[str, Callable[[Path, bool], str]]] = {
     "digits": ("image_classifier", _digits),
     "fashion-50": ("image_classifier", _fashion(50)),
     "debian-descriptions": ("text_classifier", _build_debian),
+    "man-pages": ("text_classifier", _build_man),
+    "debian-desktop": ("text_classifier", _debian(DESKTOP_SECTIONS)),
+    "debian-languages": ("text_classifier", _debian(LANGUAGE_SECTIONS)),
     "fashion-200": ("image_classifier", _fashion(200)),
     "fashion-1000": ("image_classifier", _fashion(1000)),
 }

@@ -84,3 +84,43 @@ def test_debian_descriptions_are_real_multiclass_and_deduplicated() -> None:
     # Short description, then the long one: every text has at least two lines of words.
     assert all(len(text.splitlines()) >= 2 and text.strip() for text in texts.texts)
     assert not any(line.strip() == "." for text in texts.texts[:500] for line in text.splitlines())
+
+
+def test_man_page_text_keeps_words_and_drops_the_section() -> None:
+    from bench.real_data import man_page_text
+
+    source = "\n".join(
+        [
+            '.TH LS 1 "2023" "GNU coreutils"',
+            ".SH NAME",
+            r"ls \- list directory contents",
+            r".B \-a",
+            r"do not ignore entries starting with \fB.\fR, see \fIdir\fP(1)",
+            ".PP",
+            r"\(bu one more line",
+        ]
+    )
+    text = man_page_text(source)
+    assert (
+        text
+        == "NAME ls - list directory contents -a do not ignore entries starting with ., see dir one more line"
+    )
+    assert "1" not in text and "TH" not in text  # the section is the label
+
+
+def test_text_groups_follow_the_folder_order(tmp_path: Path) -> None:
+    from bench.real_data import _write_texts, text_groups
+
+    texts = TextSet(
+        texts=[f"text {index} about {'games' if index % 2 else 'mail'}" for index in range(30)],
+        labels=["games" if index % 2 else "mail" for index in range(30)],
+        groups=[f"source{index // 3}" for index in range(30)],
+        ids=[f"package{index:02d}" for index in range(30)],
+        source="generated",
+    )
+    root = tmp_path / "set"
+    _write_texts(root, texts, quick=False)
+    texts_train, _, _, _, _ = read_text_folder(root)
+    group_of = dict(zip(texts.texts, texts.groups, strict=True))
+    assert text_groups(root) == [group_of[text] for text in texts_train]
+    assert text_groups(tmp_path / "no-groups") is None
