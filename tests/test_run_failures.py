@@ -282,6 +282,16 @@ def test_a_recipe_whose_main_raises_is_named_with_its_line(tmp_path, capsys, bod
     assert "while running main(config)" in output and "Fix the recipe" in output
 
 
+def test_an_error_raised_inside_trainer_is_not_blamed_on_the_recipe(tmp_path):
+    """An AttributeError from trainer's own code (here `validation_dataset` given None) is
+    trainer's to fix: re-raised with its traceback, as before."""
+    body = "    from trainer.experiment import validation_dataset\n    validation_dataset(None)"
+    recipe = tmp_path / "my_recipe.py"
+    recipe.write_text(RECIPE.format(body=body))
+    with pytest.raises(AttributeError, match="x_val"):
+        cli.main(["train", str(recipe), f"--run_dir={tmp_path / 'run'}"])
+
+
 def test_a_recipes_own_value_error_keeps_its_message(tmp_path, capsys):
     recipe = tmp_path / "my_recipe.py"
     recipe.write_text(RECIPE.format(body="    raise ValueError('no images in the folder')"))

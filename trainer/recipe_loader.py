@@ -82,22 +82,30 @@ def _shadowed_module(path: Path) -> str:
     return name
 
 
+_TRAINER_DIR = Path(__file__).resolve().parent
+
+
 def _recipe_frame(error: BaseException, recipe_file: Path):
     """The deepest traceback frame of `error` inside `recipe_file`, as (line, function), or
-    None when the error did not pass through it."""
-    found, traceback = None, error.__traceback__
+    None when the error did not pass through it, or was raised further down by trainer's
+    own code (trainer's messages and bugs are not the recipe's to fix)."""
+    found, through_trainer, traceback = None, False, error.__traceback__
     while traceback is not None:
         code = traceback.tb_frame.f_code
-        if Path(code.co_filename).resolve() == recipe_file.resolve():
-            found = (traceback.tb_lineno, code.co_name)
+        file = Path(code.co_filename).resolve()
+        if file == recipe_file.resolve():
+            found, through_trainer = (traceback.tb_lineno, code.co_name), False
+        elif found is not None and _TRAINER_DIR in file.parents:
+            through_trainer = True
         traceback = traceback.tb_next
-    return found
+    return None if through_trainer else found
 
 
 def recipe_error(error: BaseException, recipe_file: str | Path, doing: str) -> RecipeError | None:
     """`error` as one paragraph naming the recipe file and its line, when it was raised in
-    (or passed through) the user's recipe file; None otherwise (then the caller re-raises
-    it). `doing` says what was going on, e.g. "while running main(config)".
+    the user's recipe file or in a library the recipe called (not in trainer's own code);
+    None otherwise (then the caller re-raises it). `doing` says what was going on, e.g.
+    "while running main(config)".
 
     Example:
 
