@@ -13,15 +13,16 @@ TextClassifier classifies raw strings with them (every model kind; see docs/mobi
 Model (`--model=`, builders in `trainer.models`): `linear` (default) logistic regression on
 TF-IDF of words and hashed word bigrams computed inside the graph, trained to its optimum by
 SGD with scikit-learn's L2 penalty (`--inverse_regularization`, its C), its last epoch kept;
-`bow` TF-IDF of words and bigrams into a linear layer (sublinear counts), `cnn` word-embedding CNN, `lstm` / `gru` bidirectional and masking padding,
-`transformer` a small encoder from scratch, `bert` a pretrained BERT from `--bert_dir` (the
-original checkpoint folder; never downloaded). AdamW with warmup, then cosine decay (linear
-decay for bert); the best epoch by validation accuracy is kept (not for `linear`).
+`bow` TF-IDF of words and bigrams into a linear layer (sublinear counts), `cnn` word-embedding
+CNN, `lstm` / `gru` bidirectional and masking padding, `transformer` a small encoder from
+scratch, `bert` a pretrained BERT from `--bert_dir` (the original checkpoint folder; never
+downloaded). AdamW with warmup, then cosine decay (linear decay for bert); the best epoch by
+validation accuracy is kept (not for `linear`).
 
 Expected: depends on your data. On Debian's package descriptions (8 classes) the default
 `linear` matches scikit-learn's tuned TF-IDF + logistic regression in well under a minute of
 training, with a file under 1 MiB (dynamic) at a few microseconds per text
-(bench/results/text_linear_debian.json); the `transformer` came within 0.1 pp of the same
+(bench/results/text_linear.json); the `transformer` came within 0.1 pp of the same
 baseline at minutes of training and 1.4 MiB, `cnn` and `bow` about 2 pp lower
 (bench/results/text_models_debian.json). The larger models are for larger data.
 
@@ -122,7 +123,7 @@ class Config:
 # BERT fine-tunes gently; the linear models need large steps. `linear` is logistic regression
 # trained to its optimum: SGD without weight decay (Adam's rescaled steps overfit rare n-grams:
 # 83.0% against 84.4% on the Debian set), many cheap epochs, long texts, and a vocabulary and
-# table small enough for a file under 1 MiB (bench/results/text_linear_debian.json).
+# table small enough for a file under 1 MiB (bench/results/text_linear.json).
 MODEL_DEFAULTS = {
     "linear": (10.0, 0.0, 30, 400, 10000, 2**16),
     "bow": (2e-2, 0.0, 5, 200, 20000, 2**18),
