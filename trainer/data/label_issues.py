@@ -328,6 +328,7 @@ def write_label_issues(
 
 
 def suspect_title(issue: LabelIssue, class_names: Sequence[str]) -> str:
-    """ "#1 shirt -> coat\\np=0.02": rank, given -> suggested, the given label's probability."""
+    """A suspect's title: rank, given -> suggested, and the given label's probability to two
+    significant digits (the top suspects' are all near 0), e.g. "#1 Shirt -> Coat", "p=0.0031"."""
     given, suggested = class_names[issue.given], class_names[issue.suggested]
-    return f"#{issue.rank} {given} -> {suggested}\np={issue.score:.2f}"
+    return f"#{issue.rank} {given} -> {suggested}\np={issue.score:.2g}"
