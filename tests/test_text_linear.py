@@ -9,7 +9,7 @@ import pytest
 from test_mobile_text import CLASSES, _classify, _trained_export, write_reviews
 
 import trainer  # noqa: F401
-from trainer.export import predict_tflite
+from trainer.export import convert, predict_tflite
 from trainer.models import ngram_idf
 from trainer.models.text import TfIdfLinear, tfidf_linear
 
@@ -34,6 +34,10 @@ def test_linear_logits_are_a_table_times_normalized_tf_idf():
         weights /= np.linalg.norm(weights)
         expected = sum(w * table[g] for w, g in zip(weights, grams, strict=True)) + bias
         np.testing.assert_allclose(model(ids[row : row + 1]).numpy()[0], expected, atol=1e-5)
+    # Builtin ops only (the exported files' b"Flex" can be a word of the packed vocabulary).
+    content = convert(model, "float32")
+    assert b"Flex" not in content
+    np.testing.assert_allclose(predict_tflite(content, ids), model(ids).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="l2 >= 0"):
         TfIdfLinear(vocab, buckets, 3, l2=-1.0)
 
