@@ -79,7 +79,7 @@ class Config:
     heads: int = count(4)  # transformer: attention heads (embedding_dim must be a multiple)
     blocks: int = count(2)  # transformer: encoder blocks
     # linear, bow: hashed word-bigram slots (fewer collisions, larger table); 0 = the model's
-    # (linear 65536, bow 262144)
+    # (linear 32768, bow 262144)
     buckets: int = limit(0)
     # linear: scikit-learn's C, the inverse strength of the L2 penalty (larger = weaker)
     inverse_regularization: float = limit(100.0)
@@ -125,7 +125,7 @@ class Config:
 # 83.0% against 84.4% on the Debian set), many cheap epochs, long texts, and a vocabulary and
 # table small enough for a file under 1 MiB (bench/results/text_linear.json).
 MODEL_DEFAULTS = {
-    "linear": (10.0, 0.0, 30, 400, 10000, 2**16),
+    "linear": (10.0, 0.0, 30, 400, 10000, 2**15),
     "bow": (2e-2, 0.0, 5, 200, 20000, 2**18),
     "cnn": (2e-3, 0.3, 5, 200, 20000, 0),
     "lstm": (2e-3, 0.3, 5, 200, 20000, 0),

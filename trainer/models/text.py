@@ -312,7 +312,7 @@ def tfidf_linear(
     sequence_length: int = 400,
     vocab_size: int = 10000,
     num_classes: int = 2,
-    buckets: int = 2**16,
+    buckets: int = 2**15,
     l2: float = 0.0,
     idf: np.ndarray | None = None,
 ) -> keras.Model:
