@@ -37,7 +37,7 @@ import numpy as np
 
 import trainer  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from trainer.cli import run_recipe
-from trainer.config import at_least, choice, choices, count, fraction, in_range, limit
+from trainer.config import at_least, choice, choices, count, fraction, in_range, limit, option
 from trainer.data.prepare import Cleaning, prepare_data
 from trainer.data.sources import SourceOptions
 from trainer.data.split import BALANCE_MODES, balance, check_balance_mode
@@ -55,6 +55,12 @@ from trainer.schedules import SCHEDULE_NAMES
 from trainer.sizing import auto_batch_size
 
 TEXT_MODELS = ("linear", "bow", "cnn", "lstm", "gru", "transformer", "bert")
+
+
+def check_epochs(epochs: int) -> None:
+    """--epochs: a count of passes, or -1 for the model's own (the linear model needs more)."""
+    if epochs != -1 and epochs < 1:
+        raise ValueError(f"epochs must be >= 1, received {epochs} (or -1: the model's default)")
 
 
 @dataclass
@@ -86,7 +92,8 @@ class Config:
     hidden_units: int = limit(0)  # bow: a ReLU layer of this size before the logits (0 = linear)
     # dropout before the logits layer; -1 = the model's default
     dropout: float = in_range(-1.0, -1, 0.99)
-    epochs: int = limit(0)  # passes over the training set; 0 = the model's (linear 30, else 5)
+    # passes over the training set; -1 = the model's (linear 30, else 5)
+    epochs: int = option(-1, check=check_epochs)
     # examples per step; 0 = linear 256, others from the data size (16-64, >= 50 steps/epoch)
     batch_size: int = limit(0)
     learning_rate: float = limit(0.0)  # peak learning rate after warmup; 0 = the model's default
@@ -147,7 +154,7 @@ def with_model_defaults(config: Config) -> Config:
     _, _, epochs, length, words, buckets = MODEL_DEFAULTS[config.model]
     return replace(
         config,
-        epochs=config.epochs or epochs,
+        epochs=epochs if config.epochs == -1 else config.epochs,
         sequence_length=config.sequence_length or length,
         vocab_size=config.vocab_size or words,
         buckets=config.buckets or buckets,
