@@ -51,8 +51,10 @@ PRELOAD = (
     "sklearn.linear_model",
     "mediapipe.tasks.python.text",
     "mediapipe.tasks.python.vision",
-    "tensorflow_model_optimization",
-    "keras_tuner",
+    "trainer.compression.prune",  # TF-MOT, imported the way trainer imports it
+    "trainer.compression.quantize",
+    "trainer.tuning.hypermodel",  # keras-tuner, through trainer.tuning's import of it
+    "trainer.tuning.tuners",
 )
 # A script may run warm when it imports trainer (or a recipe) before anything else that
 # chooses a Keras; `import keras` or `from tensorflow import keras` first must start cold.
