@@ -3,8 +3,6 @@ every recipe checks before it loads data."""
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -42,23 +40,24 @@ def test_bad_option_exits_2_with_message(capsys):
 
 
 @pytest.mark.e2e
-def test_recipe_run_as_a_script_writes_the_run_directory(fashion_dir, tmp_path):
+def test_recipe_run_as_a_script_writes_the_run_directory(fashion_dir, tmp_path, warm):
     """`python recipes/fashion_mnist.py ...` (the recipe by path, as a script, in its own
-    process) trains and writes every file of a run folder."""
+    process) trains and writes every file of a run folder. The process is a fork of the warm
+    server (tests/warm.py): the script runs as `__main__` with its own argv, folder and exit
+    code; that a fresh interpreter gets trainer's Keras from a recipe's imports is
+    tests/test_keras_path.py's and tests/test_keras_import_order.py's."""
     script = REPO / "recipes" / "fashion_mnist.py"
     run_dir = tmp_path / "run"
-    result = subprocess.run(
+    result = warm.run(
         [
-            sys.executable,
+            "python",
             str(script),
             f"--data_dir={fashion_dir}",
             f"--run_dir={run_dir}",
             *QUICK,
             "--export=float32,dynamic",
         ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     for name in (

@@ -1,8 +1,11 @@
 """tf.distribute on this machine: two workers over loopback, a killed worker, two logical CPUs.
 
-Every distributed run happens in subprocesses (collective ops and logical devices are fixed
-when TensorFlow starts). The model is the digits recipe's (one convolution, 1,212 training
-images), so each process trains in a few seconds; the network is 127.0.0.1 only.
+Every distributed run happens in its own process (collective ops and logical devices are
+fixed when TensorFlow's runtime starts). Where one process runs at a time, it is a fork of the
+warm server (tests/warm.py), which imported TensorFlow without starting its runtime: the fork
+starts it, with its own devices and collectives, without paying for the import. The model is
+the digits recipe's (one convolution, 1,212 training images), so each process trains in a few
+seconds; the network is 127.0.0.1 only.
 """
 
 import dataclasses
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RECIPES_FOR_TESTS
+from conftest import RECIPES_FOR_TESTS, command_env
 from trainer.config import ConfigError
 from trainer.distribute import (
     DistributeOptions,
@@ -37,8 +40,8 @@ TRAIN_SCRIPT = RECIPES_FOR_TESTS / "distributed_digits.py"
 
 
 def _environment(tmp_path: Path) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    environment["PYTHONPATH"] = str(REPO) + os.pathsep + environment.get("PYTHONPATH", "")
+    """The user's environment (command_env: the warm server's too), without TF_CONFIG."""
+    environment = {key: value for key, value in command_env().items() if key != "TF_CONFIG"}
     environment["TMPDIR"] = str(tmp_path / "tmp")  # to see that workers remove their scratch
     (tmp_path / "tmp").mkdir(exist_ok=True)
     return environment
@@ -52,8 +55,16 @@ def _train(tmp_path: Path, name: str, *options: str) -> subprocess.Popen:
     )
 
 
-def _finish(tmp_path: Path, name: str, process: subprocess.Popen, timeout: float = 240):
-    code = process.wait(timeout)
+def _train_warm(warm, tmp_path: Path, name: str, *options: str) -> int:
+    """TRAIN_SCRIPT in a fork of the warm server (blocks until it ends); output in NAME.log."""
+    command = ["python", str(TRAIN_SCRIPT), str(tmp_path / f"{name}.npz"), *options]
+    result = warm.run(command, cwd=tmp_path, env=_environment(tmp_path), timeout=240)
+    (tmp_path / f"{name}.log").write_text(result.stdout + result.stderr)
+    return result.returncode
+
+
+def _finish(tmp_path: Path, name: str, process: subprocess.Popen | int, timeout: float = 240):
+    code = process if isinstance(process, int) else process.wait(timeout)
     log = (tmp_path / f"{name}.log").read_text()
     assert code == 0, f"{name} exited {code}:\n{log[-3000:]}"
     result = np.load(tmp_path / f"{name}.npz")
@@ -79,22 +90,29 @@ def _batch_norm_statistics(path: Path, replicas: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def single_process(tmp_path_factory):
+def single_process(tmp_path_factory, warm):
     """The reference: the same training in one process on one device (default strategy)."""
     folder = tmp_path_factory.mktemp("single")
-    loss, replicas, weights, log = _finish(folder, "single", _train(folder, "single"))
+    loss, replicas, weights, log = _finish(folder, "single", _train_warm(warm, folder, "single"))
     assert replicas == 1 and "strategy:" not in log  # no option, no strategy line
     _batch_norm_statistics(folder / "single.npz", replicas=1)
     return loss, weights
 
 
 def test_two_workers_end_with_identical_weights_and_the_single_process_loss_curve(
-    tmp_path, single_process
+    tmp_path, single_process, warm
 ):
     workers = f"--workers=127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
-    processes = [_train(tmp_path, f"worker{i}", workers, f"--task_index={i}") for i in (0, 1)]
-    loss0, replicas0, weights0, log0 = _finish(tmp_path, "worker0", processes[0])
-    loss1, replicas1, weights1, _ = _finish(tmp_path, "worker1", processes[1])
+    # Worker 1 in a new process, worker 0 meanwhile in a fork of the warm server.
+    worker1 = _train(tmp_path, "worker1", workers, "--task_index=1")
+    try:
+        code0 = _train_warm(warm, tmp_path, "worker0", workers, "--task_index=0")
+        loss0, replicas0, weights0, log0 = _finish(tmp_path, "worker0", code0)
+        loss1, replicas1, weights1, _ = _finish(tmp_path, "worker1", worker1)
+    finally:
+        if worker1.poll() is None:  # a failed test: worker 1 would wait for its peer
+            worker1.kill()
+            worker1.wait()
     loss, weights = single_process
 
     assert (replicas0, replicas1) == (2, 2)
@@ -116,8 +134,8 @@ def test_two_workers_end_with_identical_weights_and_the_single_process_loss_curv
     np.testing.assert_allclose(variance0, variance1, rtol=1e-6)
 
 
-def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, single_process):
-    mirrored = _train(tmp_path, "mirrored", "--strategy=mirrored")
+def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, single_process, warm):
+    mirrored = _train_warm(warm, tmp_path, "mirrored", "--strategy=mirrored")
     loss_mirrored, replicas, weights_mirrored, log = _finish(tmp_path, "mirrored", mirrored)
     loss, weights = single_process
     assert replicas == 2
