@@ -125,9 +125,14 @@ class Warm:
 
 def _child(request: dict) -> int:
     """Runs in the fork: becomes the process the command would have started."""
+    import signal
+    import tempfile
+
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # read TMPDIR again, as a new interpreter would
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if pytest ignores it
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     for fd, path in ((1, request["out"]), (2, request["err"])):
