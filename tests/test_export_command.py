@@ -95,7 +95,17 @@ def test_own_keras_model_on_an_image_folder_is_verified_with_sidecars(saved, tmp
     assert int8["verification"]["size_bytes"] < float32["verification"]["size_bytes"]
 
 
-def test_over_budget_writes_the_files_then_exits_1_naming_the_format(saved, tmp_path, capsys):
+def test_over_budget_writes_the_files_then_exits_1_naming_the_format(
+    saved, tmp_path, capsys, monkeypatch
+):
+    """A file that scores worse than the Keras model (here LiteRT's answers rolled by one
+    class, as a broken conversion would give) is written, reported and fails the command."""
+    from trainer.export import verify
+
+    real = verify.predict_tflite
+    monkeypatch.setattr(
+        verify, "predict_tflite", lambda *args, **kwargs: np.roll(real(*args, **kwargs), 1, -1)
+    )
     root, folder = saved
     code = run(
         [
@@ -103,13 +113,13 @@ def test_over_budget_writes_the_files_then_exits_1_naming_the_format(saved, tmp_
             f"--data={folder}",
             f"--out={tmp_path}",
             "--format=float32",
-            "--max_accuracy_drop=-1",
+            "--max_accuracy_drop=0.5",
         ]
     )
     captured = capsys.readouterr()
     assert code == 1
     assert "float32 is over its accuracy budget" in captured.err
-    assert "budget is -1 pp" in captured.err
+    assert "budget is 0.5 pp" in captured.err
     assert "**over budget**" in captured.out
     assert (tmp_path / "model_float32.tflite").is_file()
     assert _sidecar(tmp_path / "model_float32.json")["verification"]["within_budget"] is False

@@ -64,12 +64,7 @@ def test_text_classifier_on_csv(tmp_path):
                 "text_classifier",
                 f"--data={tmp_path / 'reviews.csv'}",
                 f"--run_dir={run_dir}",
-                "--model=cnn",
-                "--epochs=1",
-                "--sequence_length=8",
-                "--embedding_dim=8",
-                "--width=8",
-                "--export=float32",
+                "--export=float32",  # the default model (linear) learns these 32 texts
             ]
         )
         == 0

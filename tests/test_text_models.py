@@ -276,7 +276,12 @@ def test_text_classifier_trains_and_exports_each_model(tmp_path, model, options)
 def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     folder, _ = tiny_bert
     metrics, run_dir = _train_text(
-        tmp_path, "bert", f"--bert_dir={folder}", "--learning_rate=0.003", "--epochs=3"
+        tmp_path,
+        "bert",
+        f"--bert_dir={folder}",
+        "--learning_rate=0.003",
+        "--epochs=3",
+        "--allow_chance=true",  # a 2-layer random BERT on 48 texts: the wiring, not accuracy
     )
     assert (run_dir / "vocabulary.txt").read_text().splitlines() == VOCAB
     assert "WordPiece" in (run_dir / "report.md").read_text()

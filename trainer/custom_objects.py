@@ -40,6 +40,7 @@ CUSTOM_OBJECTS = {
     "trainer>SparseCategoricalCrossentropy": "trainer.losses",
     "trainer>HorizontalFlip": "trainer.models.image",
     "trainer>NgramTfIdf": "trainer.models.text",
+    "trainer>TfIdfLinear": "trainer.models.text",
     "trainer>PaddingMask": "trainer.models.text",
     "trainer>PositionEmbedding": "trainer.models.text",
     "trainer>MaskedMeanPooling": "trainer.models.text",
