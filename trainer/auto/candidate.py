@@ -31,7 +31,9 @@ from trainer.auto.cost import (
 from trainer.config import choice, count, limit, option
 
 KINDS = ("image", "text")
-TEXT_MODELS = ("bow", "cnn", "transformer")  # the text kinds cheap enough for a phone budget
+# The text kinds cheap enough for a phone budget; linear (TF-IDF + logistic regression in the
+# graph) is text_classifier's default and trains with its own learning rate.
+TEXT_MODELS = ("linear", "bow", "cnn", "transformer")
 # The recipe each kind of data trains with, and the format its files ship in (token ids must
 # not be quantized, so texts ship with int8 weights and float activations).
 RECIPES = {"image": "image_classifier", "text": "text_classifier"}
@@ -49,7 +51,7 @@ class Config:
     stages: int = count(3)  # conv stages of the image CNN
     augment: str = option("crop:2", check=augmentations_from_config)  # image augmentation
     # texts
-    model: str = choice("cnn", *TEXT_MODELS)  # bow, cnn or transformer
+    model: str = choice("cnn", *TEXT_MODELS)  # linear, bow, cnn or transformer
     embedding_dim: int = count(32)  # width of the word embeddings
     vocab_size: int = count(5000)  # most frequent training words kept
     sequence_length: int = count(128)  # tokens per text
@@ -130,7 +132,7 @@ def recipe_config(config: Config, recipe: ModuleType) -> Any:
         "backup_every": config.backup_every,
         "width": config.width,
     }
-    if config.learning_rate:
+    if config.learning_rate and not (config.kind == "text" and config.model == "linear"):
         values["learning_rate"] = config.learning_rate
     if config.kind == "image":
         values.update(image_size=config.image_size, stages=config.stages, augment=config.augment)
@@ -157,10 +159,8 @@ def architecture(config: Config) -> str:
     """
     if config.kind == "image":
         return f"width={config.width}, stages={config.stages}, image_size={config.image_size}"
-    if config.model == "bow":
-        return (
-            f"model=bow, vocab_size={config.vocab_size}, sequence_length={config.sequence_length}"
-        )
+    if config.model in ("bow", "linear"):
+        return f"model={config.model}, vocab_size={config.vocab_size}, sequence_length={config.sequence_length}"
     return (
         f"model={config.model}, embedding_dim={config.embedding_dim}, width={config.width}, "
         f"vocab_size={config.vocab_size}, sequence_length={config.sequence_length}"

@@ -357,13 +357,21 @@ def train_finalists(
 ) -> None:
     """Stage 4a: each finalist not trained yet, to the end, in its share of the budget."""
     base = base_config(directory, options, state)
-    waiting = [finalist for finalist in state.finalists if "test_accuracy" not in finalist]
+    from trainer.experiment import RunFailedError
+
+    waiting = [f for f in state.finalists if not ({"test_accuracy", "failed"} & set(f))]
     for position, finalist in enumerate(waiting):
         seconds = clock.until_share(SEARCH_SHARE + TRAINING_SHARE) / (len(waiting) - position)
         epochs = final_epochs(finalist, seconds)
         progress.enter(f"training finalist {finalist['run_dir']} for {epochs} epochs")
         config = dataclasses.replace(_trial_config(base, finalist["values"]), epochs=epochs)
-        metrics = train_finalist(candidate, config, Path(finalist["run_dir"]))
+        try:
+            metrics = train_finalist(candidate, config, Path(finalist["run_dir"]))
+        except RunFailedError as error:  # diverged or at chance: no file to ship
+            print(f"finalist {finalist['run_dir']} is left out: {error}", flush=True)
+            finalist["failed"] = str(error)
+            save_state(directory, state, clock)
+            continue
         finalist.update(final_epochs=epochs, test_accuracy=metrics["test_accuracy"])
         save_state(directory, state, clock)
 
