@@ -169,6 +169,38 @@ def test_text_data_resumes_after_a_kill(tmp_path):
 # -- units ---------------------------------------------------------------------------------
 
 
+def test_tracking_logs_the_auto_folder_with_its_finalists_nested(image_auto, tmp_path):
+    """`--tracking=mlflow`: the auto folder is one MLflow run (options, winner's metrics, the
+    chosen file) and each finalist's run folder a run nested under it."""
+    import json
+
+    import mlflow
+
+    from trainer.tracking import log_auto
+
+    result, _ = image_auto
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        parent = log_auto(result.directory)
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        client = mlflow.MlflowClient()
+        artifacts = {item.path for item in client.list_artifacts(parent)}
+    finally:
+        mlflow.set_tracking_uri("")
+    by_id = {run.info.run_id: run for run in runs}
+    logged = by_id[parent].data
+    assert float(logged.params["max_kib"]) == 64 and logged.tags["trainer.command"] == "auto"
+    metrics = json.loads((result.directory / "metrics.json").read_text())
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    assert numbers and all(logged.metrics[k] == pytest.approx(float(v)) for k, v in numbers.items())
+    assert {"model.tflite", "report.md", "model_card.md", "auto.yaml"} <= artifacts
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent]
+    finalists = [
+        p for p in (result.directory / "candidates").glob("*") if (p / "run.json").is_file()
+    ]
+    assert finalists and len(children) == len(finalists)
+
+
 def test_budget_excess_fits_and_broken_limits():
     budget = Budget(max_kib=64, max_ms=0.1)
     assert budget.fits(64, 0.1) and not budget.fits(65, 0.05)

@@ -65,6 +65,7 @@ ARTIFACT_PATTERNS = (
     "trials.md",
     "best.yaml",
     "tune.yaml",
+    "auto.yaml",
     "*.png",
     "*.tflite",
     "model_*.json",
@@ -194,6 +195,28 @@ def log_compression(out_dir: str | Path, run_dir: str | Path, start_ms: int | No
         source=f"trainer compress {run_dir}",
     )
     return _log_folder(out_dir, content, "FINISHED", None, start_ms)
+
+
+def log_auto(directory: str | Path, start_ms: int | None = None) -> str:
+    """Logs a `trainer auto` folder as a parent run (its options as params, the winner's
+    numbers as metrics; report, model card, picture and the chosen .tflite as artifacts) with
+    one nested run per finalist's run folder. Returns the parent's run id."""
+    directory = Path(directory)
+    content = FolderContent(
+        params=_read_yaml(directory / "auto.yaml"),
+        metrics=_read_json(directory / "metrics.json"),
+        tags={"trainer.command": "auto"},
+        source=f"trainer auto {directory}",
+    )
+    parent = _log_folder(directory, content, "FINISHED", None, start_ms)
+    for run_dir in sorted((directory / "candidates").glob("*")):
+        if (run_dir / "run.json").is_file():
+            failed = (run_dir / "metrics.json").is_file() and "failed" in _read_json(
+                run_dir / "metrics.json"
+            )
+            status = "FAILED" if failed else "FINISHED"
+            log_run(run_dir, command="auto", status=status, parent_run_id=parent)
+    return parent
 
 
 def log_search(tune_dir: str | Path, start_ms: int | None = None) -> str:

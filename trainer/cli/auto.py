@@ -1,5 +1,5 @@
 """`trainer auto --data=SOURCE [--max_kib=N] [--max_ms=F] [--min_accuracy=F]
-[--time_budget=SECONDS] [--run_dir=R] [--workers=N]`: from a data source to the most accurate
+[--time_budget=SECONDS] [--run_dir=R] [--workers=N] [--tracking=mlflow]`: from a data source to the most accurate
 model that fits a device budget.
 
     trainer auto --data=photos --max_kib=64 --max_ms=0.1 --time_budget=900
@@ -23,9 +23,11 @@ def run(argv: list[str]) -> int:
     """Runs the command on `argv` (the arguments after `auto`); returns the exit code."""
     from trainer.auto.options import AutoOptions, check_auto_options
     from trainer.config import ConfigError, help_text, option_name, parse_args
+    from trainer.tracking import TRACKING_HELP, split_tracking_option
 
+    tracking, argv = split_tracking_option(argv)  # --tracking=mlflow, checked before any work
     if not argv or argv[0] in ("-h", "--help"):
-        print(help_text(AutoOptions, PROGRAM))
+        print(help_text(AutoOptions, PROGRAM) + "\n" + TRACKING_HELP)
         return 0 if argv else 2
     options = parse_args(AutoOptions, argv, program=PROGRAM)
     if options.resume:
@@ -43,6 +45,10 @@ def run(argv: list[str]) -> int:
     from trainer.auto import run_auto
 
     result = run_auto(options)
+    if tracking == "mlflow":
+        from trainer.tracking import announce, log_auto
+
+        announce(log_auto(result.directory))
     if not result.met:
         print(result.message, file=sys.stderr)
     return 0 if result.met else 1
