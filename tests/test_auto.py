@@ -169,7 +169,7 @@ def test_text_data_resumes_after_a_kill(tmp_path):
 # -- units ---------------------------------------------------------------------------------
 
 
-def test_tracking_logs_the_auto_folder_with_its_finalists_nested(image_auto, tmp_path):
+def test_tracking_logs_the_auto_folder_with_its_finalists_nested(image_auto, tmp_path, monkeypatch):
     """`--tracking=mlflow`: the auto folder is one MLflow run (options, winner's metrics, the
     chosen file) and each finalist's run folder a run nested under it."""
     import json
@@ -179,6 +179,7 @@ def test_tracking_logs_the_auto_folder_with_its_finalists_nested(image_auto, tmp
     from trainer.tracking import log_auto
 
     result, _ = image_auto
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes here, not in the repo
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         parent = log_auto(result.directory)
