@@ -376,6 +376,8 @@ def _learning_curve(run_dir: Path) -> dict:
 def _model_row(model: str, run_dir: Path, metrics: dict, baseline_accuracy: float) -> dict:
     """One text model's numbers: test accuracy, time, parameters, each TFLite file's size and
     batch-1 latency, and whether the file needs select TF ops (Flex delegates)."""
+    from trainer.export.tflite import select_tf_ops
+
     exports = {}
     for export in metrics.get("exports", []):
         content = Path(export["path"]).read_bytes()
@@ -384,7 +386,7 @@ def _model_row(model: str, run_dir: Path, metrics: dict, baseline_accuracy: floa
             "gzip_bytes": export["gzip_bytes"],
             "latency_ms": export["latency_ms"],
             "accuracy": export["accuracy"],
-            "select_tf_ops": b"Flex" in content,
+            "select_tf_ops": bool(select_tf_ops(content)),
         }
     return {
         "model": model,

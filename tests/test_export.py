@@ -237,3 +237,27 @@ def test_quiet_native_output_hides_native_prints_but_replays_them_on_error(capfd
     with quiet_native_output():
         os.write(2, b"shown when debugging\n")
     assert "shown when debugging" in capfd.readouterr().err
+
+
+def test_select_tf_ops_reads_the_operator_codes_not_the_bytes():
+    """A builtin-only file with the word "Flex" in it (as a vocabulary can hold) needs no
+    select ops; a file converted with a TensorFlow op TFLite lacks names it."""
+    import tensorflow as tf
+
+    from trainer.export.tflite import select_tf_ops
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    def plain(x):
+        return tf.nn.softmax(x)
+
+    builtin = tf.lite.TFLiteConverter.from_concrete_functions([plain.get_concrete_function()])
+    content = builtin.convert()
+    assert select_tf_ops(content + b"Flex") == []
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def counts(x):
+        return tf.math.bincount(x, minlength=4)
+
+    flex = tf.lite.TFLiteConverter.from_concrete_functions([counts.get_concrete_function()])
+    flex.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    assert select_tf_ops(flex.convert()) == ["FlexDenseBincount"]

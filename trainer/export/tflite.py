@@ -365,6 +365,19 @@ def latency_percentiles(
     return float(np.median(times) * 1000.0), float(np.percentile(times, 90) * 1000.0)
 
 
+def select_tf_ops(model_content: bytes) -> list[str]:
+    """The TensorFlow ops a TFLite file runs through the Flex delegate (select TF ops), read
+    from its operator codes: empty for a file the plain LiteRT interpreter and the mobile
+    runtimes run. (Searching the bytes for "Flex" is wrong: a vocabulary in the metadata can
+    hold the word.)"""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(model_content, 0)
+    codes = (model.OperatorCodes(index) for index in range(model.OperatorCodesLength()))
+    names = ((code.CustomCode() or b"").decode("utf-8", "replace") for code in codes)
+    return sorted({name for name in names if name.startswith("Flex")})
+
+
 def gzip_size(data: bytes) -> int:
     """Size in bytes after gzip at level 9: what zeros from pruning save on download."""
     return len(gzip.compress(data, compresslevel=9, mtime=0))
