@@ -180,14 +180,11 @@ def test_tracking_logs_the_auto_folder_with_its_finalists_nested(image_auto, tmp
 
     result, _ = image_auto
     monkeypatch.chdir(tmp_path)  # MLflow's artifact store (./mlruns) goes here, not in the repo
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        parent = log_auto(result.directory)
-        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-        client = mlflow.MlflowClient()
-        artifacts = {item.path for item in client.list_artifacts(parent)}
-    finally:
-        mlflow.set_tracking_uri("")
+    # As a user sets it; mlflow.set_tracking_uri would change MLflow's process-wide state.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = log_auto(result.directory)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(parent)}
     by_id = {run.info.run_id: run for run in runs}
     logged = by_id[parent].data
     assert float(logged.params["max_kib"]) == 64 and logged.tags["trainer.command"] == "auto"
