@@ -21,6 +21,8 @@ from typing import Any
 
 from trainer.augment import augmentations_from_config
 from trainer.auto.cost import (
+    IMAGE_REACH,
+    TEXT_REACH,
     Budget,
     Cost,
     measure_cost,
@@ -34,10 +36,13 @@ KINDS = ("image", "text")
 # The text kinds cheap enough for a phone budget; linear (TF-IDF + logistic regression in the
 # graph) is text_classifier's default and trains with its own learning rate.
 TEXT_MODELS = ("linear", "bow", "cnn", "transformer")
-# The recipe each kind of data trains with, and the format its files ship in (token ids must
-# not be quantized, so texts ship with int8 weights and float activations).
+# The recipe each kind of data trains with; the formats the cost model measures a candidate
+# in, keeping the faster file (the compress search's quantization makes both for images;
+# token ids must not be quantized, so texts ship with int8 weights and float activations);
+# and how far over the budget compression can still bring a file of each kind.
 RECIPES = {"image": "image_classifier", "text": "text_classifier"}
-SHIPPED_FORMAT = {"image": "int8", "text": "dynamic"}
+SHIPPED_FORMATS = {"image": ("int8", "dynamic"), "text": ("dynamic",)}
+REACH = {"image": IMAGE_REACH, "text": TEXT_REACH}
 
 
 @dataclasses.dataclass
@@ -68,6 +73,9 @@ class Config:
     # the auto folder whose data/image_<size>.npz hold the images at each searched resolution,
     # read instead of `data`; "" = read `data` at `image_size`
     resolutions: str = ""
+    # read the search's share of the training images instead (data/search_<size>.npz, written
+    # when the training set is large), validated on the finalists' own validation split
+    trial_subset: bool = False
 
 
 # The architectures searched: image CNN widths and stage counts; text embedding widths,
@@ -79,6 +87,12 @@ VOCABULARIES = (2000, 5000, 20000)
 SEQUENCE_LENGTHS = (64, 128)
 
 
+# The image augmentations searched. Flips are one choice among them, never forced: a mirrored
+# garment is the same garment, a mirrored digit or letter is another class, and validation
+# decides (the fashion_mnist recipe gains from them).
+AUGMENTATIONS = ("none", "crop:2", "crop:2,flip", "crop:2,erase:0.25")
+
+
 def _values(values) -> str:
     return ",".join(str(value) for value in values)
 
@@ -88,7 +102,7 @@ def image_space(image_sizes: list[int]) -> str:
     sizes = _values(sorted(set(image_sizes)))
     return (
         f"width={_values(WIDTHS)}; stages={_values(STAGES)}; image_size={sizes}; "
-        "augment=none|crop:2|crop:2,erase:0.25; learning_rate=log:1e-3:1e-2"
+        f"augment={'|'.join(AUGMENTATIONS)}; learning_rate=log:1e-3:1e-2"
     )
 
 
@@ -107,9 +121,10 @@ TEXT_SPACE = (
 )
 
 
-def resolution_file(size: int) -> str:
-    """Where an auto folder keeps its images at `size` x `size`, from the folder."""
-    return f"data/image_{size}.npz"
+def resolution_file(size: int, trial_subset: bool = False) -> str:
+    """Where an auto folder keeps its images at `size` x `size`, from the folder: all of
+    them, or the search's share of the training images (`trial_subset`)."""
+    return f"data/{'search' if trial_subset else 'image'}_{size}.npz"
 
 
 def recipe_for(config: Config) -> ModuleType:
@@ -137,7 +152,8 @@ def recipe_config(config: Config, recipe: ModuleType) -> Any:
     if config.kind == "image":
         values.update(image_size=config.image_size, stages=config.stages, augment=config.augment)
         if config.resolutions:
-            values["data"] = str(Path(config.resolutions) / resolution_file(config.image_size))
+            file = resolution_file(config.image_size, config.trial_subset)
+            values["data"] = str(Path(config.resolutions) / file)
     else:
         values.update(
             model=config.model,
@@ -189,7 +205,8 @@ def build(config: Config):
             architecture(config),
             experiment.representative,
             sample,
-            SHIPPED_FORMAT[config.kind],
+            SHIPPED_FORMATS[config.kind],
+            REACH[config.kind],
         )
         remember_cost(config.costs, cost)
         print(

@@ -3,9 +3,12 @@ before it trains, and whether the compress search could still bring it within th
 
 A candidate's cost is its parameters, its FLOPs (`trainer.flops`) and the file it would ship
 as, converted from the untrained model (size and speed do not depend on the weights' values):
-int8 for images, dynamic-range for texts, whose token ids must not be quantized. The file's
-latency is the median batch-1 LiteRT time on one thread, as the verification table measures
-it (`trainer.export.latency_percentiles`). Measurements are kept per architecture in
+for images the faster of the int8 and dynamic-range files (the compress search's
+post-training quantization makes both, and which one is faster depends on the CPU: int8
+kernels need AVX-512 VNNI to beat dynamic range, measured here on AVX2 at 1.4-2x slower), for
+texts dynamic range, whose token ids must not be quantized. The file's latency is the median
+batch-1 LiteRT time on one thread, as the verification table measures it
+(`trainer.export.latency_percentiles`). Measurements are kept per architecture in
 `costs.json`, so a search that proposes an architecture again pays nothing.
 
 This module must not train models or choose candidates.
@@ -17,12 +20,15 @@ from pathlib import Path
 
 from trainer.files import atomic_write_json
 
-# How far over the budget a candidate's shipped file may be and still be trained, by format:
-# for an int8 image CNN, the compress search's strongest step removes half the filters of
+# How far over the budget a candidate's shipped file may be and still be trained, by kind of
+# data: for an image CNN, the compress search's strongest step removes half the filters of
 # every convolution (structured pruning at ratio 0.5) or distils into half the width, which
 # leaves about a quarter of the weights and MACs; a text model's size is its word table,
 # which neither step shrinks, and its dynamic-range file is already the quantized one.
-COMPRESS_REACH = {"int8": 4.0, "dynamic": 1.0}
+IMAGE_REACH, TEXT_REACH = 4.0, 1.0
+# The same by format, for a cost that does not record its reach (an image file measured as
+# int8 only, a text file as dynamic range).
+COMPRESS_REACH = {"int8": IMAGE_REACH, "dynamic": TEXT_REACH}
 
 
 @dataclasses.dataclass
@@ -35,10 +41,18 @@ class Cost:
     format: str  # int8 (images) or dynamic (texts)
     size_bytes: int
     latency_ms: float  # median batch-1 LiteRT time, one thread
+    # how many times over the budget compression can still bring it back; 0 = from its format
+    # (`COMPRESS_REACH`)
+    reach: float = 0.0
 
     @property
     def kib(self) -> float:
         return self.size_bytes / 1024
+
+    @property
+    def compress_reach(self) -> float:
+        """How many times over the budget the compress search can still bring this file."""
+        return self.reach or COMPRESS_REACH.get(self.format, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,32 +95,60 @@ class Budget:
 
     def reachable(self, cost: Cost) -> bool:
         """Whether the compress search could still bring `cost` within the budget."""
-        return self.excess(cost.kib, cost.latency_ms) <= COMPRESS_REACH.get(cost.format, 1.0)
+        return self.excess(cost.kib, cost.latency_ms) <= cost.compress_reach
 
 
-def measure_cost(model, architecture: str, representative, sample, format: str) -> Cost:
-    """Converts the untrained `model` to its shipped `format` and measures the file: size,
-    median batch-1 latency on one thread (best of three medians: other processes only ever
-    add time), parameters and FLOPs.
+def fastest_file(measured: dict[str, tuple[int, float]]) -> str:
+    """The format whose file is fastest (then smallest), from `{format: (bytes, ms)}`.
 
-    Example (not run: converts a model, about 3 s):
+    Example:
+
+        >>> from trainer.auto.cost import fastest_file
+        >>> fastest_file({"int8": (61_440, 0.12), "dynamic": (59_700, 0.061)})
+        'dynamic'
+    """
+    if not measured:
+        raise ValueError("no file was measured: pass at least one format")
+    return min(measured, key=lambda name: (measured[name][1], measured[name][0]))
+
+
+def measure_cost(
+    model,
+    architecture: str,
+    representative,
+    sample,
+    formats: str | tuple[str, ...],
+    reach: float = 0.0,
+) -> Cost:
+    """Converts the untrained `model` to each of `formats` and keeps the fastest file (then
+    the smallest): its size, median batch-1 latency on one thread (best of three medians:
+    other processes only ever add time), with the model's parameters and FLOPs. `reach` is
+    how far over the budget compression can still bring it (0: from the format).
+
+    Example (not run: converts a model twice, about 4 s):
 
         from trainer.models import small_cnn
-        cost = measure_cost(small_cnn(), "width=32", x_train[:50], x_train[0], "int8")
-        print(cost.kib, cost.latency_ms)
+        cost = measure_cost(small_cnn(), "width=32", x_train[:50], x_train[0], ("int8", "dynamic"))
+        print(cost.format, cost.kib, cost.latency_ms)
     """
     from trainer.export import convert, latency_percentiles
     from trainer.flops import count_flops
 
-    content = convert(model, format, representative[:64] if format == "int8" else None)
-    latency = min(latency_percentiles(content, sample, runs=100)[0] for _ in range(3))
+    measured = {}
+    for format in (formats,) if isinstance(formats, str) else formats:
+        content = convert(model, format, representative[:64] if format == "int8" else None)
+        latency = min(latency_percentiles(content, sample, runs=100)[0] for _ in range(3))
+        measured[format] = (len(content), latency)
+    fastest = fastest_file(measured)
+    size_bytes, latency = measured[fastest]
     return Cost(
         architecture=architecture,
         parameters=int(model.count_params()),
         flops=int(count_flops(model)),
-        format=format,
-        size_bytes=len(content),
+        format=fastest,
+        size_bytes=size_bytes,
         latency_ms=round(latency, 5),
+        reach=reach,
     )
 
 
@@ -141,5 +183,5 @@ def refuse_unreachable(cost: Cost, budget: Budget) -> None:
     broken = "; ".join(budget.broken_limits(cost.kib, cost.latency_ms))
     raise CandidateTooCostly(
         f"skipped by the cost model: {cost.architecture} as {cost.format} is {broken}, more "
-        f"than the {COMPRESS_REACH.get(cost.format, 1.0):g}x that compression can remove"
+        f"than the {cost.compress_reach:g}x that compression can remove"
     )

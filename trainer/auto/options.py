@@ -17,11 +17,15 @@ CANDIDATES_DIR = "candidates"  # one run folder per candidate trained to the end
 WINNER_FILE = "model.tflite"  # the winner, verified, with its sidecar model.json
 PLOT_FILE = "accuracy_size_latency.png"
 
-# Shares of --time_budget: the search, then training the best candidates to the end; what is
-# left compresses, verifies and reports. Measured on the image folder of docs/auto.md: the
-# compress search and the verification of two candidates take about a fifth of the budget.
+# Share of --time_budget for the search; the finalists then share what is left, each trained
+# to the end and compressed in turn, so that the time one does not use goes to the next, and
+# what the last leaves trains the winner's configuration again for longer when that buys
+# half as many epochs more. On a large training set (more than SEARCH_EXAMPLES images) the
+# trials train on SEARCH_EXAMPLES of them and the search gets a smaller share: a finalist's
+# epochs over all the data cost more and decide more of its accuracy than a finer ranking.
 SEARCH_SHARE = 0.45
-TRAINING_SHARE = 0.35
+SEARCH_SHARE_LARGE = 0.3
+SEARCH_EXAMPLES = 8000  # training images a search trial sees at most
 FINALISTS = 2  # candidates trained to the end: the most accurate, and the best that fits as is
 
 

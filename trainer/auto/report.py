@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer.auto.cost import COMPRESS_REACH, Budget, read_costs
+from trainer.auto.cost import Budget, read_costs
 from trainer.auto.options import COSTS_FILE, PLOT_FILE, WINNER_FILE, AutoOptions
 from trainer.auto.state import AutoState
 
@@ -84,7 +84,7 @@ def _closest_cost(directory: Path, budget: Budget) -> str:
     return (
         f"closest measured: {cost.architecture} as {cost.format}, {cost.kib:.1f} KiB, "
         f"{cost.latency_ms:.4f} ms (untrained; compression removes at most about "
-        f"{COMPRESS_REACH.get(cost.format, 1.0):g}x)"
+        f"{cost.compress_reach:g}x)"
     )
 
 

@@ -30,6 +30,10 @@ class AutoState:
     channels: int = 0  # image channels the data has (1 or 3)
     classes: int = 0
     train_examples: int = 0  # in the source's training split, before validation is held out
+    # training examples a finalist trains on, and a search trial (fewer on a large training
+    # set); 0 = not counted (texts): a trial's seconds per epoch are then a finalist's
+    finalist_examples: int = 0
+    search_examples: int = 0
     trial_epochs: int = 0  # epochs per search trial at most
     spent_seconds: float = 0.0  # over every session
     search_done: bool = False
@@ -39,6 +43,7 @@ class AutoState:
     finalists: list[dict] = dataclasses.field(default_factory=list)
     cannot_meet: str = ""  # why no candidate can fit, found before or by the search
     smallest: dict = dataclasses.field(default_factory=dict)  # the space's smallest architecture
+    extended: bool = False  # the budget left after the finalists was considered for a longer run
 
 
 class Clock:

@@ -1,0 +1,198 @@
+"""`trainer auto` spending its budget: the cost model keeping the faster quantized file, the
+resolutions of a source that keeps its own size, the search's share of a large training set,
+the finalists' epochs from the trials' pace, each finalist trained then compressed in turn,
+and the budget left retraining the winner for longer. Unit tests on tiny arrays and fake
+finalists (no training); the end-to-end runs are tests/test_auto.py's.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.auto import candidate, pipeline
+from trainer.auto.cost import IMAGE_REACH, Budget, Cost, fastest_file, refuse_unreachable
+from trainer.auto.state import AutoState, Clock
+
+
+def test_the_cost_model_keeps_the_faster_file_and_an_image_keeps_its_reach():
+    assert fastest_file({"int8": (61_440, 0.12), "dynamic": (59_700, 0.061)}) == "dynamic"
+    assert fastest_file({"int8": (61_440, 0.05), "dynamic": (59_700, 0.061)}) == "int8"
+    assert fastest_file({"a": (2, 0.1), "b": (1, 0.1)}) == "b"  # a tie: the smaller
+    with pytest.raises(ValueError, match="no file was measured"):
+        fastest_file({})
+    budget = Budget(max_kib=64, max_ms=0.1)
+    # An image measured as dynamic range is still within compression's 4x reach...
+    image = Cost("width=32", 1, 1, "dynamic", int(64 * 1024 * 3.9), 0.05, reach=IMAGE_REACH)
+    assert budget.reachable(image)
+    # ...a text file of the same size is not (its word table does not shrink).
+    text = dataclasses.replace(image, reach=0.0)
+    assert not budget.reachable(text)
+    with pytest.raises(ValueError, match="more than the 1x that compression can remove"):
+        refuse_unreachable(text, budget)
+    assert candidate.SHIPPED_FORMATS["image"] == ("int8", "dynamic")
+    assert candidate.REACH == {"image": IMAGE_REACH, "text": 1.0}
+
+
+def test_an_image_search_tries_flips_and_a_trial_can_read_the_search_share():
+    assert "augment=none|crop:2|crop:2,flip|crop:2,erase:0.25" in candidate.image_space([28])
+    config = candidate.Config(data="d", image_size=20, resolutions="auto_dir", trial_subset=True)
+    recipe_config = candidate.recipe_config(config, candidate.recipe_for(config))
+    assert recipe_config.data == str(Path("auto_dir") / "data/search_20.npz")
+    finalist = dataclasses.replace(config, trial_subset=False)
+    recipe_config = candidate.recipe_config(finalist, candidate.recipe_for(finalist))
+    assert recipe_config.data == str(Path("auto_dir") / "data/image_20.npz")
+
+
+def test_resize_images_keeps_the_type_and_the_layout():
+    images = np.zeros((5, 28, 28, 1), np.uint8)
+    images[:, :14] = 255
+    resized = pipeline.resize_images(images, 14)
+    assert resized.shape == (5, 14, 14, 1) and resized.dtype == np.uint8
+    assert resized[0, 0, 0, 0] == 255 and resized[0, -1, 0, 0] == 0
+    assert pipeline.resize_images(images[..., 0], 20).shape == (5, 20, 20)  # no channel axis
+    assert pipeline.resize_images(images, 28) is images  # already that size
+
+
+def _npz_source(path: Path, train: int, test: int) -> Path:
+    from datagen import bar_images
+
+    x_train, y_train = bar_images(train, seed=1)
+    x_test, y_test = bar_images(test, seed=2)
+    np.savez(path, x_train=x_train[..., None], y_train=y_train, x_test=x_test[..., None],
+             y_test=y_test)  # fmt: skip
+    return path
+
+
+def test_resolutions_of_a_source_that_keeps_its_size_are_resized(tmp_path):
+    from trainer.auto.options import AutoOptions
+    from trainer.data.sources import SourceOptions, load_source
+
+    source = _npz_source(tmp_path / "source.npz", 60, 20)
+    data = load_source(str(source), SourceOptions(image_size=14))
+    assert data.x_train.shape[1:3] == (28, 28)  # the .npz loader keeps its own size
+    (tmp_path / "auto" / "data").mkdir(parents=True)
+    pipeline.save_resolutions(tmp_path / "auto", AutoOptions(data=str(source)), data, [14, 28])
+    for size in (14, 28):
+        saved = np.load(tmp_path / "auto" / candidate.resolution_file(size))
+        assert saved["x_train"].shape == (60, size, size, 1)
+        assert saved["x_test"].shape == (20, size, size, 1)
+        assert (saved["y_train"] == data.y_train).all()
+
+
+def test_a_large_training_set_is_searched_on_a_share_validated_like_the_finalists(
+    tmp_path, monkeypatch
+):
+    from trainer.auto.options import AutoOptions
+    from trainer.data.prepare import Cleaning, prepare_data
+    from trainer.data.sources import SourceOptions
+
+    directory = tmp_path / "auto"
+    (directory / "data").mkdir(parents=True)
+    source = _npz_source(directory / candidate.resolution_file(28), 400, 50)
+    options = AutoOptions(data=str(source))
+    state = AutoState(kind="image", image_sizes=[28], train_examples=400)
+    monkeypatch.setattr(pipeline, "SEARCH_EXAMPLES", 500)  # 360 after validation: not large
+    pipeline.save_search_subsets(directory, options, state)
+    assert state.search_examples == 0 and pipeline.epoch_scale(state) == 1.0
+    assert not (directory / candidate.resolution_file(28, trial_subset=True)).exists()
+    assert pipeline.search_share(state) == pipeline.SEARCH_SHARE
+
+    monkeypatch.setattr(pipeline, "SEARCH_EXAMPLES", 90)
+    pipeline.save_search_subsets(directory, options, state)
+    subset = np.load(directory / candidate.resolution_file(28, trial_subset=True))
+    finalist, _ = prepare_data(str(source), SourceOptions(), None, Cleaning(), 0.1)
+    assert state.finalist_examples == len(finalist.y_train) == 360
+    assert state.search_examples == len(subset["y_train"]) == 90
+    assert np.bincount(subset["y_train"]).tolist() == [9] * 10  # stratified
+    assert (subset["x_val"] == finalist.x_val).all()  # the finalists' own validation split
+    assert pipeline.epoch_scale(state) == 4.0
+    assert pipeline.search_share(state) == pipeline.SEARCH_SHARE_LARGE
+
+
+def test_a_finalists_epochs_come_from_its_trials_pace_scaled_and_corrected():
+    state = AutoState(finalist_examples=54_000, search_examples=8_000)
+    trial = {"seconds": 80.0, "epochs": 8}  # 10 s a trial epoch: 67.5 s a finalist epoch
+    # 2,000 s less 20 s of overhead buy 29 epochs; at least the 2 epochs that see as many
+    # images as the trial's 8.
+    assert pipeline.plan_training(state, dict(trial), 2000.0) == 29
+    assert pipeline.plan_training(state, dict(trial), 10.0) == 2
+    # A finalist that took twice its predicted time per epoch halves the next one's epochs.
+    state.finalists = [
+        {"predicted_per_epoch": 50.0, "per_epoch_seconds": 100.0, "overhead_seconds": 60.0}
+    ]
+    assert pipeline.finalist_pace(state) == (2.0, 60.0)
+    assert pipeline.plan_training(state, dict(trial), 2000.0) == 14
+    # Small data (no share): the trial's epochs are the finalist's, at least as many.
+    assert pipeline.plan_training(AutoState(), dict(trial), 0.0) == 8
+
+
+def test_a_finalist_that_must_be_compressed_keeps_a_third_of_its_part():
+    state = AutoState()
+    assert pipeline.compress_reserve(state, {"fits_as_is": True}, 900) == 60.0
+    assert pipeline.compress_reserve(state, {"fits_as_is": False}, 900) == 300.0
+    assert pipeline.compress_reserve(state, {"fits_as_is": False}, 90) == 60.0
+    state.finalists = [{"compress_seconds": 95.0, "chosen": {"name": "ptq_int8"}}]
+    assert pipeline.compress_reserve(state, {"fits_as_is": True}, 900) == 95.0
+
+
+def _trained_winner(trial: str, fits: bool = True, epochs: int = 8) -> dict:
+    return {"trial": trial, "values": {"width": 16}, "run_dir": f"c/1-trial{trial}",
+            "final_epochs": epochs, "per_epoch_seconds": 20.0, "overhead_seconds": 30.0,
+            "compress_seconds": 50.0, "verified": {},
+            "chosen": {"fits": fits, "val_accuracy": 0.9, "size_bytes": 1000}}  # fmt: skip
+
+
+def test_the_budget_left_retrains_the_winner_only_for_enough_more_epochs():
+    budget = Budget(max_kib=64)
+    state = AutoState(finalists=[_trained_winner("0001")])
+    longer = pipeline.plan_longer_run(state, budget, Clock(1000, 0))
+    assert longer["planned_epochs"] == pipeline.MAX_FINAL_EPOCHS  # 920 s / 20 s: capped
+    assert longer["longer_of"] == "c/1-trial0001" and longer["values"] == {"width": 16}
+    assert "final_epochs" not in longer and "verified" not in longer
+    assert pipeline.plan_longer_run(state, budget, Clock(300, 0)) is None  # 11 < 1.5 x 8
+    state.finalists = [_trained_winner("0001", fits=False)]
+    assert pipeline.plan_longer_run(state, budget, Clock(1000, 0)) is None  # nothing fits
+
+
+def test_each_finalist_is_trained_then_compressed_then_the_winner_once_longer(
+    tmp_path, monkeypatch
+):
+    from trainer.auto.options import AutoOptions
+    from trainer.auto.state import Progress
+
+    calls = []
+
+    def train(directory, options, state, clock, finalist):
+        calls.append(("train", finalist["run_dir"]))
+        finalist.update(final_epochs=finalist.get("planned_epochs", 4), test_accuracy=0.9)
+        finalist.update(per_epoch_seconds=1.0, overhead_seconds=1.0)
+
+    def compress(directory, options, state, clock, finalist):
+        calls.append(("compress", finalist["run_dir"]))
+        entry = {"fits": True, "val_accuracy": 0.9, "size_bytes": 10, "name": "ptq_int8"}
+        finalist.update(chosen=entry, measured=[entry], verified={}, compress_seconds=1.0)
+
+    monkeypatch.setattr(pipeline, "train_one", train)
+    monkeypatch.setattr(pipeline, "compress_one", compress)
+    state = AutoState(finalists=[
+        {"trial": "1", "values": {}, "run_dir": "c/1-trial1"},
+        {"trial": "2", "values": {}, "run_dir": "c/2-trial2"},
+    ])  # fmt: skip
+    clock = Clock(1000, 0)
+    progress = Progress(tmp_path, clock, 0)
+    pipeline.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
+    assert calls == [
+        ("train", "c/1-trial1"),
+        ("compress", "c/1-trial1"),
+        ("train", "c/2-trial2"),
+        ("compress", "c/2-trial2"),
+        ("train", "c/3-trial1-longer"),
+        ("compress", "c/3-trial1-longer"),
+    ]
+    assert state.extended and state.finalists[-1]["planned_epochs"] == pipeline.MAX_FINAL_EPOCHS
+    # Resumed after it ended: nothing runs again.
+    calls.clear()
+    pipeline.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
+    assert calls == []
