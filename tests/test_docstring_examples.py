@@ -52,6 +52,8 @@ CONVERTED = [
     "trainer.data.split",
     "trainer.data.tabular",
     "trainer.data.text",
+    "trainer.data.text_augment",
+    "trainer.data.text_check",
     "trainer.data.tfds_source",
     "trainer.data.types",
     "trainer.diagnosis",

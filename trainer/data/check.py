@@ -4,7 +4,8 @@ Loading (`trainer.data.sources`) already lists per-item problems: empty or undec
 images of unexpected size or channels, text that is not UTF-8, missing CSV values, labels out
 of range or unknown. This module adds what needs the whole data set: counts per split and
 class, class imbalance, exact duplicates within a split, leakage (the same sample in train and
-in test or validation), and, unless in fast mode, likely label errors: cleanlab's
+in test or validation), for texts (`trainer.data.text_check`) near-duplicates and near-leaks,
+texts without words, huge texts and the length statistics, and, unless in fast mode, likely label errors: cleanlab's
 `find_label_issues` (confident learning, Northcutt et al. 2021) on out-of-fold probabilities
 of a quick model, ranked (`trainer.data.label_issues`; `label_issues=True` also writes
 `label_issues.csv` and `label_issues.png`). `clean_data` drops what was found from the in-memory
@@ -43,6 +44,17 @@ from typing import Any
 import numpy as np
 
 from trainer.data.sources import load_source
+from trainer.data.text_check import (
+    NEAR_DUPLICATE_SIMILARITY,
+    find_near_duplicates,
+    markdown_lines,
+    model_text,
+    model_texts,
+    snippet,
+    summary_lines,
+    text_problems,
+    text_statistics,
+)
 from trainer.data.types import LoadedData, Problem, SourceOptions, class_counts
 from trainer.files import atomic_write_json, atomic_write_text
 from trainer.outputs import DATA_REPORT_FILES as REPORT_FILES
@@ -56,9 +68,21 @@ ADVICE = {
     "unsupported_file": "files of another type in a class folder are ignored; move them out",
     "empty_class": "a class folder without files is left out; add samples or remove the folder",
     "duplicate": "identical samples in one split weigh double; training drops extra copies "
-    "(--drop_duplicates=true, the default)",
+    "(--drop_duplicates=true, the default); texts count as identical when the models read "
+    "the same words (case and punctuation aside)",
     "leak": "the same sample is in train and in test/val, which inflates the test score; "
     "training drops the training copies (--drop_leaks=true, the default)",
+    "near_duplicate": "texts that differ in a few words (a name, a version) weigh their "
+    "content several times; keep real variants, delete mere copies, and look at any pair "
+    "labelled differently (training keeps them all)",
+    "near_leak": "a val/test text nearly the same as a training text: the test score partly "
+    "measures recall of the training set. Split by origin (source package, author, "
+    "document) so near-copies stay on one side, or delete the test copy (training keeps it)",
+    "no_words": "a text without a letter or digit gives the model only padding; fill it in or "
+    "delete it",
+    "huge_text": "the models read the first --sequence_length words (linear 400, others 200) "
+    "and ignore the rest; a text this long is likely several texts or the wrong file: split "
+    "or trim it",
     "likely_label_error": "ranked by cleanlab; check them by eye (--label_issues=true writes "
     "label_issues.csv and a picture of the top suspects); training can drop them with "
     "--drop_label_errors=true",
@@ -97,6 +121,8 @@ class DataReport:
     seconds: float = 0.0
     # trainer.data.label_issues.LabelReview of the label-error search (None in fast mode)
     label_review: Any = None
+    # text data: trainer.data.text_check.text_statistics (lengths, longest, majority class)
+    texts: dict | None = None
 
     def problem_counts(self) -> dict[str, int]:
         return dict(Counter(problem.check for problem in self.problems))
@@ -117,6 +143,7 @@ class DataReport:
                 "samples": self.label_review.samples,
                 "issues": len(self.label_review.issues),
             },
+            "texts": self.texts,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -136,6 +163,8 @@ class DataReport:
             per_class = " ".join(f"{name}={count}" for name, count in list(counts.items())[:12])
             more = " ..." if len(counts) > 12 else ""
             lines.append(f"  {split:<5} {sum(counts.values()):>7} samples  {per_class}{more}")
+        if self.texts:
+            lines += summary_lines(self.texts)
         if not self.problems:
             lines.append("  no problems found")
         else:
@@ -179,6 +208,8 @@ class DataReport:
             + " | ".join(str(sum(self.counts[s].values())) for s in splits)
             + " |"
         )
+        if self.texts:
+            lines += ["", *markdown_lines(self.texts)]
         lines += ["", f"## Problems ({len(self.problems)})", ""]
         if not self.problems:
             lines.append("None found.")
@@ -194,12 +225,15 @@ class DataReport:
         return "\n".join(lines) + "\n"
 
 
-def fingerprints(x: np.ndarray) -> list[str]:
-    """An exact-content hash per sample (image bytes with shape, text, or feature row)."""
+def fingerprints(x: np.ndarray | list[str], *, model_texts: bool = False) -> list[str]:
+    """An exact-content hash per sample: image bytes with shape, a feature row, or a text's
+    words as the text models read them (`text_check.model_text`: "Great film!" and "great
+    film" are the same text to them; `model_texts=True`: `x` holds those already)."""
     hashes = []
     for sample in x:
         if isinstance(sample, str):
-            data = sample.encode("utf-8", "surrogatepass")
+            words = sample if model_texts else model_text(sample)
+            data = words.encode("utf-8", "surrogatepass")
         else:
             sample = np.ascontiguousarray(sample)
             data = str(sample.shape).encode() + sample.tobytes()
@@ -207,13 +241,20 @@ def fingerprints(x: np.ndarray) -> list[str]:
     return hashes
 
 
-def find_duplicates(data: LoadedData) -> list[Problem]:
-    """Every copy after the first of a sample that occurs twice in the same split."""
+def split_fingerprints(data: LoadedData) -> dict[str, list[str]]:
+    """`fingerprints` of every split, by split name."""
+    return {split: fingerprints(data.arrays(split)[0]) for split in data.split_names()}
+
+
+def find_duplicates(data: LoadedData, keys: dict[str, list[str]] | None = None) -> list[Problem]:
+    """Every copy after the first of a sample that occurs twice in the same split (`keys`:
+    `split_fingerprints(data)`, when already computed)."""
+    keys = keys or split_fingerprints(data)
     problems = []
     for split in data.split_names():
         x, y = data.arrays(split)
         ids, first = data.split_ids(split), {}
-        for index, key in enumerate(fingerprints(x)):
+        for index, key in enumerate(keys[split]):
             if key not in first:
                 first[key] = index
                 continue
@@ -225,24 +266,32 @@ def find_duplicates(data: LoadedData) -> list[Problem]:
                     f", but labelled {data.class_names[y[index]]!r} instead of {data.class_names[y[kept]]!r}"
                 )
             )
+            text = f": {snippet(x[index])}" if isinstance(x[index], str) else ""
             problems.append(
-                Problem("duplicate", ids[index], f"same content as {ids[kept]}{conflict}", split)
+                Problem(
+                    "duplicate", ids[index], f"same content as {ids[kept]}{conflict}{text}", split
+                )
             )
     return problems
 
 
-def find_leaks(data: LoadedData) -> list[Problem]:
-    """Validation or test samples identical to a training (or, for test, validation) sample."""
+def find_leaks(data: LoadedData, keys: dict[str, list[str]] | None = None) -> list[Problem]:
+    """Validation or test samples identical to a training (or, for test, validation) sample
+    (`keys`: `split_fingerprints(data)`, when already computed)."""
+    keys = keys or split_fingerprints(data)
     seen: dict[str, str] = {}
     problems = []
     for split in data.split_names():
         x, _ = data.arrays(split)
-        keys, ids = fingerprints(x), data.split_ids(split)
+        ids = data.split_ids(split)
         if split != "train":
-            for index, key in enumerate(keys):
+            for index, key in enumerate(keys[split]):
                 if key in seen:
-                    problems.append(Problem("leak", ids[index], f"identical to {seen[key]}", split))
-        for index, key in enumerate(keys):
+                    text = f": {snippet(x[index])}" if isinstance(x[index], str) else ""
+                    problems.append(
+                        Problem("leak", ids[index], f"identical to {seen[key]}{text}", split)
+                    )
+        for index, key in enumerate(keys[split]):
             seen.setdefault(key, ids[index])
     return problems
 
@@ -326,14 +375,27 @@ def check_data(
     seed: int = 0,
     probabilities_of: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
     model: str = "",
+    near_duplicate_similarity: float = NEAR_DUPLICATE_SIMILARITY,
 ) -> DataReport:
     """Checks loaded data; `label_errors=False` is the fast mode used before training.
 
     `probabilities_of` (with `model`, its name) gives the label review a trained model's
     class probabilities instead of the quick k-fold model's
-    (`trainer.data.label_issues.review_labels`)."""
+    (`trainer.data.label_issues.review_labels`). Text data also gets the near-duplicate
+    search (TF-IDF cosine at least `near_duplicate_similarity`), the empty and huge text
+    checks and the length statistics (`trainer.data.text_check`), in fast mode too."""
     started = time.perf_counter()
-    problems = list(data.problems) + find_duplicates(data) + find_leaks(data)
+    texts, words = None, None
+    if data.kind == "text":  # each text's words as the models read them, made once
+        words = model_texts(data)
+        keys = {split: fingerprints(found, model_texts=True) for split, found in words.items()}
+    else:
+        keys = split_fingerprints(data)
+    problems = list(data.problems) + find_duplicates(data, keys) + find_leaks(data, keys)
+    if words is not None:
+        problems += find_near_duplicates(data, near_duplicate_similarity, words)
+        problems += text_problems(data, words)
+        texts = text_statistics(data, near_duplicate_similarity, words)
     problems += find_imbalance(data, imbalance_ratio)
     review = None
     if label_errors:
@@ -353,6 +415,7 @@ def check_data(
         fast=not label_errors,
         seconds=time.perf_counter() - started,
         label_review=review,
+        texts=texts,
     )
 
 
