@@ -196,3 +196,52 @@ def test_each_finalist_is_trained_then_compressed_then_the_winner_once_longer(
     calls.clear()
     pipeline.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
     assert calls == []
+
+
+# -- bench/auto.py: the table from the recorded runs ---------------------------------------
+
+
+def test_bench_budgets_parse_and_refuse_what_is_not_kib_and_ms():
+    from bench.auto import parse_budgets
+
+    assert parse_budgets("64:0.1, 256:0.5") == [(64.0, 0.1), (256.0, 0.5)]
+    for wrong in ("64", "64:x", "0:0.1", "64:0.1,"):
+        with pytest.raises(ValueError, match="each budget is KIB:MS"):
+            parse_budgets(wrong)
+
+
+def _file(val: float, test: float, kib: float, ms: float) -> dict:
+    return {"label": "f", "architecture": "a", "epochs": 3, "val_accuracy": val,
+            "test_accuracy": test, "size_bytes": int(kib * 1024), "latency_ms": ms}  # fmt: skip
+
+
+def test_bench_rows_compare_auto_with_the_best_baseline_file_within_the_same_budget(tmp_path):
+    from bench.auto import COLUMNS, best_within, record_run, table_rows
+
+    baseline = {
+        "side": "baseline",
+        "set": "digits",
+        "files": [_file(0.97, 0.96, 200, 0.05), _file(0.95, 0.94, 50, 0.05)],
+        "wall_seconds": 100.0,
+        "cpu_seconds": 80.0,
+    }
+    assert best_within(baseline["files"], (64, 0.1))["test_accuracy"] == 0.94
+    assert best_within(baseline["files"], (256, 0.1))["test_accuracy"] == 0.96
+    assert best_within(baseline["files"], (10, 0.1)) is None
+
+    def auto(budget, file):
+        return {"side": "auto", "set": "digits", "budget": budget, "time_budget": 300.0,
+                "file": file, "wall_seconds": 310.0, "cpu_seconds": 250.0, "load": [3.0, 4.5]}  # fmt: skip
+
+    path = tmp_path / "runs.json"
+    record_run(auto([64.0, 0.1], _file(0.9, 0.9, 60, 0.05)), path)
+    record_run(baseline, path)
+    record_run(auto([10.0, 0.1], _file(0.9, 0.9, 9, 0.05)), path)
+    runs = record_run(auto([64.0, 0.1], _file(0.96, 0.955, 60, 0.05)), path)  # replaces
+    assert len(runs) == 3
+    rows = table_rows(runs)
+    assert all(len(row) == len(COLUMNS) for row in rows)
+    assert [row[1] for row in rows] == ["10 KiB, 0.1 ms", "64 KiB, 0.1 ms"]
+    assert rows[0][2] == "90.00%" and rows[0][6] == "none fits" and rows[0][10] == "only auto fits"
+    assert rows[1][2] == "95.50%" and rows[1][6] == "94.00%" and rows[1][10] == "+1.50 pp"
+    assert rows[1][9] == "100 s (80 s)" and rows[1][11] == "3.0-4.5"
