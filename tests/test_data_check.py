@@ -223,3 +223,16 @@ def test_prepare_data_drops_rows_with_missing_labels(tmp_path):
     every_text = [*data.x_train, *data.x_val, *data.x_test]
     assert len(every_text) == 30 and "no label film" not in every_text
     assert report.problem_counts()["missing_label"] == 2
+
+
+def test_a_text_runs_report_shows_the_text_check(text_classifier_run):
+    # The session's shared text run (conftest.py): its report.md's data check section and its
+    # data_report.md carry the text part (lengths, majority class, near-duplicate rule).
+    report = (text_classifier_run / "report.md").read_text()
+    section = report[report.index("Data check (fast)") :]
+    assert "words per text: median 16, 90% 16" in section
+    assert "majority class 'neg': 50.0% of train" in section
+    assert "near-duplicates: TF-IDF cosine >= 0.9" in section
+    data_report = json.loads((text_classifier_run / "data_report.json").read_text())
+    assert data_report["texts"]["words"]["train"]["texts"] == 40
+    assert "## Texts" in (text_classifier_run / "data_report.md").read_text()
