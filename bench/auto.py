@@ -337,6 +337,7 @@ def write_table(runs: list[dict], command: str) -> dict:
     loads += [
         value
         for run in runs
+        if run["side"] == "baseline"
         for part in ("train", "compress")
         for value in run.get(part, {}).get("load", [])
     ]
@@ -423,7 +424,7 @@ def main() -> int:
     for name in names:
         recipe, seconds = SETS[name]
         data, counts = data_for(name)
-        stamp = {"commit": _commit(), "bench_command": command, **counts}
+        stamp = {"commit": _commit(), "bench_command": command, "examples": counts}
         if "baseline" in sides:
             print(f"[{time.strftime('%H:%M:%S')}] {name}: defaults + compress", flush=True)
             record = {**run_baseline(name, recipe, data), **stamp, "date": _now()}
