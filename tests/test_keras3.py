@@ -1,13 +1,12 @@
-"""Keras 3 users: to_tf_keras round trips, the JAX/PyTorch refusals, backups, import order.
+"""Keras 3 users: to_tf_keras round trips, the JAX/PyTorch refusals, backups.
 
 The schedule, callback, LR finder, diagnosis and distillation tests run with both Kerases in
-their own files; here is what only Keras 3 has.
+their own files; here is what only Keras 3 has. Import order (Keras 3 loaded before or after
+trainer, in fresh interpreters) is tests/test_keras_path.py's and
+tests/test_keras_import_order.py's.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -185,26 +184,3 @@ def test_resume_backup_and_best_checkpoint_in_a_keras3_fit(tmp_path):
     assert state["monitor"] == "val_loss" and state["epoch"] in (1, 2, 3, 4)
     reloaded = keras.models.load_model(tmp_path / "best.keras")
     assert reloaded.evaluate(x, y, verbose=0) == pytest.approx(state["best"], rel=1e-4)
-
-
-def test_schedule_reloads_when_trainer_is_imported_before_keras(tmp_path):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    schedule = Warmup(keras.optimizers.schedules.CosineDecay(0.1, 100), warmup_steps=10)
-    model.compile(keras.optimizers.Adam(schedule), "mse")
-    model.save(tmp_path / "m.keras")
-    # A new process where Keras 3 is imported only after trainer.schedules: the classes are
-    # registered with Keras 3 when it loads, so no custom_objects are needed.
-    code = (
-        "import trainer.schedules, sys\n"
-        "assert 'keras' not in sys.modules\n"
-        "import keras\n"
-        f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
-        "schedule = model.optimizer._learning_rate\n"
-        "print(type(schedule).__name__, round(float(schedule(5)), 6))\n"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "Warmup 0.05"

@@ -1,3 +1,10 @@
+"""Which Keras a process gets from the order of its imports, and the errors that name the fix.
+
+Each import order runs in a fresh interpreter (the choice is made once per process), with the
+environment of a user's terminal: no TF_USE_LEGACY_KERAS or TF_CPP_MIN_LOG_LEVEL, which this
+pytest process's own `import trainer` set.
+"""
+
 import os
 import subprocess
 import sys
@@ -6,15 +13,23 @@ import pytest
 import tf_keras
 
 import trainer
+from trainer import keras_path
 from trainer.keras_path import check_keras_object, is_keras3_object
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-ENV.pop("TF_USE_LEGACY_KERAS", None)
+# A user's shell: nothing that `import trainer` set in this process, no TRAINER_DEBUG.
+UNSET = ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG", "TF_USE_LEGACY_KERAS")
+USER_ENV = {key: value for key, value in os.environ.items() if key not in UNSET}
+# TensorFlow's native start-up notices (absl, oneDNN), printed to stderr while it loads.
+NOTICES = ("absl::InitializeLog", "oneDNN")
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
+def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=600
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=USER_ENV if env is None else env,
+        timeout=600,
     )
 
 
@@ -35,6 +50,9 @@ def test_tensorflow_imported_first_with_keras3_still_serves_keras3():
     assert "rate 0.005" in result.stdout
     assert "refused: TensorFlow was imported before trainer with Keras 3" in result.stdout
     assert "to_tf_keras(model)" in result.stdout
+    # TensorFlow loaded before trainer could hook its import: its start-up notices are there,
+    # so their absence in test_trainer_imported_first_... below is trainer's doing.
+    assert any(notice in result.stderr for notice in NOTICES), result.stderr[-2000:]
 
 
 @pytest.mark.e2e
@@ -85,32 +103,69 @@ def test_tf_keras_objects_pass():
 
 
 @pytest.mark.e2e
-def test_import_trainer_then_tensorflow_sets_keras_2_quietly():
-    """`import trainer` first: TF_USE_LEGACY_KERAS is set, so tf.keras is tf_keras (Keras 2),
-    and TensorFlow's native start-up notices are not printed."""
-    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
-    # The documented choice: with trainer imported first, a script's later
-    # `from tensorflow import keras` and `from tensorflow.keras import layers` are tf_keras.
+def test_trainer_imported_first_gives_tf_keras_quietly_and_keras3_loads_our_schedule(tmp_path):
+    """`import trainer` first (the documented choice): every form of tf.keras is tf_keras
+    (Keras 2), TensorFlow's native start-up notices are not printed, and `import keras` is
+    still Keras 3, which loads a saved model with trainer's schedule without custom_objects:
+    the classes are registered with Keras 3 when it loads, after trainer."""
+    keras3 = pytest.importorskip("keras")
+    from trainer.schedules import Warmup
+
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    schedule = Warmup(keras3.optimizers.schedules.CosineDecay(0.1, 100), warmup_steps=10)
+    model.compile(keras3.optimizers.Adam(schedule), "mse")
+    model.save(tmp_path / "m.keras")
     code = (
-        "import trainer, tensorflow as tf, tf_keras\n"
-        "from tensorflow import keras\nfrom tensorflow.keras import layers\n"
-        "assert tf.keras.Model is keras.Model is tf_keras.Model, tf.keras\n"
+        "import trainer, sys\n"
+        "import tensorflow as tf, tf_keras\n"  # quiet: trainer hooked TensorFlow's import
+        "import trainer.schedules\n"
+        "assert 'keras' not in sys.modules\n"  # Keras 3 is loaded by the script alone
+        "import keras\n"
+        f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
+        "schedule = model.optimizer._learning_rate\n"
+        "print(type(schedule).__name__, round(float(schedule(5)), 6))\n"
+        "from tensorflow import keras as tf_dot_keras\nfrom tensorflow.keras import layers\n"
+        "assert tf.keras.Model is tf_dot_keras.Model is tf_keras.Model, tf.keras\n"
         "assert layers.Dense is tf_keras.layers.Dense, layers\n"
+        "assert keras.__version__.startswith('3.') and keras.Model is not tf_keras.Model\n"
         "print(tf.__version__)"
     )
-    unset = ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG", "TF_USE_LEGACY_KERAS")
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    quiet = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    result = _run(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Warmup 0.05" and lines[1].startswith("2."), result.stdout
+    assert not [notice for notice in NOTICES if notice in result.stderr], result.stderr[-2000:]
+
+
+def test_trainer_debug_turns_the_quiet_import_off(monkeypatch):
+    """Under TRAINER_DEBUG=1 (or a TF_CPP_MIN_LOG_LEVEL the user chose) `import trainer` leaves
+    TensorFlow's import alone, so its notices come back; the fresh-interpreter proof is the
+    slow test below."""
+    monkeypatch.setattr(keras_path, "USER_LOG_LEVEL", None)
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as before TensorFlow's first import
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setenv("TRAINER_DEBUG", "1")
+    keras_path.quiet_tensorflow_import()
+    hooks = [
+        finder for finder in sys.meta_path if type(finder).__name__ == "_QuietTensorFlowFinder"
+    ]
+    assert not hooks
+    monkeypatch.delenv("TRAINER_DEBUG")
+    monkeypatch.setattr(keras_path, "USER_LOG_LEVEL", "1")
+    keras_path.quiet_tensorflow_import()
+    assert not [f for f in sys.meta_path if type(f).__name__ == "_QuietTensorFlowFinder"]
+    monkeypatch.setattr(keras_path, "USER_LOG_LEVEL", None)
+    keras_path.quiet_tensorflow_import()
+    assert [f for f in sys.meta_path if type(f).__name__ == "_QuietTensorFlowFinder"]
+
+
+@pytest.mark.slow
+def test_trainer_debug_brings_tensorflows_notices_back():
+    """The end-to-end form of the test above, in a fresh interpreter (~6 s of CPU): with
+    TRAINER_DEBUG=1, `import trainer` first no longer hides TensorFlow's start-up notices."""
+    result = _run(
+        "import trainer, tensorflow as tf\nprint(tf.__version__)",
+        {**USER_ENV, "TRAINER_DEBUG": "1"},
     )
-    assert quiet.returncode == 0 and quiet.stdout.startswith("2."), quiet.stderr
-    assert "absl::InitializeLog" not in quiet.stderr and "oneDNN" not in quiet.stderr
-    loud = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**env, "TRAINER_DEBUG": "1"},
-        timeout=600,
-    )
-    # Under TRAINER_DEBUG the notices come back, so the quiet run above proves the hook works.
-    assert "oneDNN" in loud.stderr or "absl" in loud.stderr
+    assert result.returncode == 0 and result.stdout.startswith("2."), result.stderr
+    assert any(notice in result.stderr for notice in NOTICES), result.stderr[-2000:]
