@@ -66,6 +66,7 @@ SETS = {
 BUDGETS = ((64.0, 0.1), (100.0, 0.1), (256.0, 0.5))
 COMPRESS_METHODS = "ptq,structured,distill"
 TRAINER = REPO / ".venv" / "bin" / "trainer"
+LOAD_EVERY = 30.0  # seconds between samples of the load average during a run
 
 
 def parse_budgets(text: str) -> list[tuple[float, float]]:
@@ -122,21 +123,30 @@ def data_for(name: str) -> tuple[Path, dict]:
 
 def _timed(command: list[str], log: Path) -> dict:
     """Runs `command` with its output in `log`; returns its exit code, wall and CPU seconds
-    (of it and its children) and the 1-minute load average at its start and end."""
+    (of it and its children) and the lowest, highest and mean 1-minute load average sampled
+    while it ran."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load_start, started = os.getloadavg()[0], time.perf_counter()
+    loads, started = [os.getloadavg()[0]], time.perf_counter()
     with log.open("w") as output:
-        code = subprocess.run(
+        process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO, env=environment
-        ).returncode
+        )
+        while True:  # the 1-minute load average every LOAD_EVERY seconds while it runs
+            try:
+                code = process.wait(timeout=LOAD_EVERY)
+                break
+            except subprocess.TimeoutExpired:
+                loads.append(os.getloadavg()[0])
+    loads.append(os.getloadavg()[0])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "exit_code": code,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(cpu, 1),
-        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "load": [round(min(loads), 2), round(max(loads), 2)],
+        "mean_load": round(sum(loads) / len(loads), 2),
         "log": str(log),
     }
 
@@ -308,10 +318,16 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
                 ),
                 base_time,
                 difference,
-                f"{run['load'][0]:.1f}-{run['load'][1]:.1f}",
+                _load_cell(run),
             ]
         )
     return rows
+
+
+def _load_cell(run: dict) -> str:
+    low, high = run["load"]
+    mean = f", mean {run['mean_load']:.1f}" if "mean_load" in run else ""
+    return f"{low:.1f}-{high:.1f}{mean}"
 
 
 COLUMNS = [
@@ -369,8 +385,9 @@ def write_table(runs: list[dict], command: str) -> dict:
             "validation among those that fit. Accuracy: the kept file's, with LiteRT on the "
             "whole test set. Wall time with CPU seconds (the process and its children) in "
             "brackets; the baseline's time is training plus compression, shared by its budgets. "
-            "Load: the 1-minute load average at the start and end of the auto run (other jobs "
-            "shared the 2 cores; the benchmark ran at nice 5)."
+            "Load: the lowest and highest 1-minute load average sampled every 30 s during the "
+            "auto run, and their mean (other jobs shared the 2 cores; the benchmark ran at "
+            "nice 5)."
         ),
         "command": "; ".join(
             dict.fromkeys(run["bench_command"] for run in runs if "bench_command" in run)

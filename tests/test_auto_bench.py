@@ -126,6 +126,23 @@ def test_a_finalists_epochs_come_from_its_trials_pace_scaled_and_corrected():
     assert pipeline.plan_training(state, dict(trial), 2000.0) == 14
     # Small data (no share): the trial's epochs are the finalist's, at least as many.
     assert pipeline.plan_training(AutoState(), dict(trial), 0.0) == 8
+    # An epoch timed on the finalist's own data replaces the trial's scaled pace.
+    timed = dict(trial)
+    assert pipeline.plan_training(AutoState(), timed, 2000.0, measured=24.5) == 40
+    assert timed["predicted_per_epoch"] == 24.5
+
+
+def test_an_epoch_is_timed_on_the_finalists_own_data_and_model(tmp_path):
+    import time
+
+    from trainer.auto.finalists import epoch_seconds
+
+    source = _npz_source(tmp_path / "source.npz", 100, 10)
+    config = candidate.Config(data=str(source), image_size=28, width=4, stages=2, epochs=1)
+    cpu = time.process_time()
+    seconds = epoch_seconds(candidate, config, steps=1)  # 6 steps an epoch, 10 validation images
+    print(f"epoch_seconds: {time.process_time() - cpu:.1f} s of CPU")
+    assert 0.0 < seconds < 60.0
 
 
 def test_a_finalist_that_must_be_compressed_keeps_a_third_of_its_part():

@@ -35,7 +35,7 @@ from trainer.auto.cost import (
     refuse_unreachable,
     remember_cost,
 )
-from trainer.auto.finalists import FinalistCompression, train_finalist
+from trainer.auto.finalists import FinalistCompression, epoch_seconds, train_finalist
 from trainer.auto.options import (
     CANDIDATES_DIR,
     COSTS_FILE,
@@ -536,13 +536,17 @@ def compress_reserve(state: AutoState, finalist: dict, part: float) -> float:
     return max(verify, part * COMPRESS_SHARE)
 
 
-def plan_training(state: AutoState, finalist: dict, seconds: float) -> int:
-    """Epochs a finalist trains for in `seconds`: its trial's seconds per epoch, scaled to the
-    whole training set (`epoch_scale`) and by the pace the finalists before it measured, at
-    least as many examples as its trial saw. Records the prediction in `finalist`."""
+def plan_training(
+    state: AutoState, finalist: dict, seconds: float, measured: float | None = None
+) -> int:
+    """Epochs a finalist trains for in `seconds`: at `measured` seconds per epoch (timed on its
+    own data, `trainer.auto.finalists.epoch_seconds`), else its trial's seconds per epoch
+    scaled to the whole training set (`epoch_scale`); corrected by the pace the finalists
+    before it measured, at least as many examples as its trial saw. Records the prediction
+    in `finalist`."""
     scale = epoch_scale(state)
     pace, overhead = finalist_pace(state)
-    per_epoch = finalist["seconds"] / max(1, finalist["epochs"]) * scale
+    per_epoch = measured or finalist["seconds"] / max(1, finalist["epochs"]) * scale
     finalist["predicted_per_epoch"] = round(per_epoch, 3)
     least = max(1, math.ceil(finalist["epochs"] / scale))
     return affordable_epochs(per_epoch * pace, seconds, overhead, least)
@@ -559,14 +563,24 @@ def train_one(
     from trainer.experiment import RunFailedError
 
     waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    base = base_config(directory, options, state)
+    config = _trial_config(base, finalist["values"])
     if "planned_epochs" in finalist:
         epochs = finalist["planned_epochs"]
     else:
         part = max(clock.left(), 0.0) / len(waiting)
         finalist["part_ends"] = round(clock.spent() + part, 1)
-        epochs = plan_training(state, finalist, part - compress_reserve(state, finalist, part))
-    base = base_config(directory, options, state)
-    config = dataclasses.replace(_trial_config(base, finalist["values"]), epochs=epochs)
+        measured = None
+        if state.search_examples:  # its trial's pace says little about all of the data
+            measured = epoch_seconds(candidate, config)
+            print(
+                f"an epoch of {Path(finalist['run_dir']).name} over all "
+                f"{state.finalist_examples:,} training images: {measured:.1f} s here now",
+                flush=True,
+            )
+        seconds = part - compress_reserve(state, finalist, part)
+        epochs = plan_training(state, finalist, seconds, measured)
+    config = dataclasses.replace(config, epochs=epochs)
     started = time.perf_counter()
     try:
         metrics = train_finalist(candidate, config, Path(finalist["run_dir"]))
