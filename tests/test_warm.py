@@ -67,9 +67,19 @@ def test_an_environment_read_at_import_time_must_match_the_servers(warm, tmp_pat
     [
         ("import trainer  # noqa\nfrom recipes import digits\n", True),
         ('"""doc"""\nfrom recipes import digits\n', True),
+        ("import json\nfrom pathlib import Path\nimport numpy\nimport trainer\n", True),
+        ("import math\nimport trainer\nimport tf_keras as keras\n", True),
         ("import keras\nimport trainer\n", False),
         ("from tensorflow import keras\nimport trainer.schedules\n", False),
-        ("print('no imports')\n", False),
+        ("import numpy\nimport tensorflow as tf\nimport trainer\n", False),
+        ("import tensorflow_model_optimization\nimport trainer\n", False),  # loads TF first
+        ("import mediapipe\nimport trainer\n", False),
+        # No Keras at all: the process's choice cannot change what it computes.
+        ("import csv\nimport numpy as np\nfrom PIL import Image\n", True),
+        ("import json\nfrom mediapipe.tasks.python.text import TextClassifier\n", True),
+        ("import keras\n", False),
+        ("print('no imports')\n", True),
+        ("def broken(:\n", False),
     ],
 )
 def test_only_scripts_that_import_trainer_first_run_warm(script, warm_ok):

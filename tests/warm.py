@@ -23,7 +23,6 @@ Usage (see `warm_trainer` in conftest.py):
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -56,22 +55,60 @@ PRELOAD = (
     "trainer.tuning.hypermodel",  # keras-tuner, through trainer.tuning's import of it
     "trainer.tuning.tuners",
 )
-# A script may run warm when it imports trainer (or a recipe) before anything else that
-# chooses a Keras; `import keras` or `from tensorflow import keras` first must start cold.
-_FIRST_IMPORT = re.compile(r"^\s*(?:import|from)\s+([\w.]+)", re.M)
+# A script may run warm when its Keras is trainer's: before its first import of trainer or a
+# recipe it imports only modules that load no TensorFlow (`import keras`, `from tensorflow
+# import keras` or TF-MOT first must start cold). A script that imports none of trainer,
+# recipes, keras, tensorflow or tf_keras uses no Keras: it may run warm when its other imports
+# are such modules or MediaPipe Tasks (which load TensorFlow but run .tflite files).
+_TRAINER = {"trainer", "recipes"}
+_KERAS = {"keras", "tensorflow", "tf_keras"}
+_NO_TENSORFLOW = set(sys.stdlib_module_names) | {
+    "numpy",
+    "PIL",
+    "sklearn",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "yaml",
+}
+_TFLITE_RUNTIMES = {"mediapipe", "ai_edge_litert"}
+
+
+def _imports(script: str) -> list[str]:
+    """The top-level module of every import statement of `script`, in the order of the text."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(script)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, node.col_offset, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.col_offset, node.module))
+    return [name.split(".")[0] for _, _, name in sorted(found)]
 
 
 def runs_warm(script: str) -> bool:
-    """True when `script`'s first import is trainer or a recipe (its Keras is trainer's)."""
-    first = _FIRST_IMPORT.search(script)
-    return bool(first) and first.group(1).split(".")[0] in ("trainer", "recipes")
+    """True when `script` computes the same in a fork of the server as in a new interpreter:
+    it imports trainer (or a recipe) before any Keras or TensorFlow, or uses no Keras."""
+    try:
+        names = _imports(script)
+    except SyntaxError:
+        return False  # a new interpreter reports it as the user would see it
+    chooser = next((name for name in names if name in _TRAINER | _KERAS), None)
+    if chooser is None:
+        return all(name in _NO_TENSORFLOW | _TFLITE_RUNTIMES for name in names)
+    before = names[: names.index(chooser)]
+    return chooser in _TRAINER and all(name in _NO_TENSORFLOW for name in before)
 
 
 class Result:
     """What `subprocess.run(..., capture_output=True, text=True)` would have returned."""
 
-    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str):
+    def __init__(
+        self, args: list[str], returncode: int, stdout: str, stderr: str, cpu: float = 0.0
+    ):
         self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+        self.cpu = cpu  # the command's CPU seconds (user + sys of the fork and its children)
 
 
 class Warm:
@@ -116,6 +153,7 @@ class Warm:
             reply["returncode"],
             out.read_text(errors="replace"),
             err.read_text(errors="replace"),
+            reply.get("cpu", 0.0),
         )
 
     def close(self) -> None:
@@ -189,9 +227,10 @@ def _serve() -> None:
                     sys.stderr.flush()
                 finally:
                     os._exit(code if 0 <= code < 256 else 1)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        print(json.dumps({"returncode": code}), file=reply, flush=True)
+        cpu = usage.ru_utime + usage.ru_stime
+        print(json.dumps({"returncode": code, "cpu": cpu}), file=reply, flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
