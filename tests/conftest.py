@@ -144,6 +144,31 @@ def warm():
     server.close()
 
 
+# Set in this process by `import trainer` (or by the user for it): a user's terminal has none.
+TRAINER_SET = ("TRAINER_DEBUG", "TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
+
+
+def terminal_env() -> dict[str, str]:
+    """command_env() as a user's terminal has it before any Python starts: without what `import
+    trainer` set in this process (TF_USE_LEGACY_KERAS, TF_CPP_MIN_LOG_LEVEL), so a script that
+    chooses Keras 3 before importing trainer, or imports TensorFlow first, meets trainer as a
+    user would."""
+    return {key: value for key, value in command_env().items() if key not in TRAINER_SET}
+
+
+@pytest.fixture(scope="session")
+def warm_tensorflow():
+    """Like `warm`, but the server imported TensorFlow alone, in terminal_env(): each fork is a
+    process whose first statement was `import tensorflow` (no Keras chosen yet), for scripts
+    that choose their Keras before trainer's import (tests/warm.py's `runs_after_tensorflow`).
+    TensorFlow's start-up notices, not silenced there, are in `scratch / "server.log"`."""
+    from warm import TENSORFLOW_ONLY, Warm
+
+    server = Warm(terminal_env(), preload=TENSORFLOW_ONLY)
+    yield server
+    server.close()
+
+
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder both pytest-xdist processes of this session see (only this process's, alone)."""
     base = tmp_path_factory.getbasetemp()

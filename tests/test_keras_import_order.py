@@ -1,14 +1,17 @@
 """Importing trainer after a script chose Keras 3 never switches the script's Keras.
 
-The keras.io MNIST convnet (tests/keras_io_mnist_convnet.py) runs in a fresh process per
+The keras.io MNIST convnet (tests/keras_io_mnist_convnet.py) runs in its own process per
 import style of the keras.io examples, with `import trainer.schedules` after its own imports
 and trainer's `Warmup` in its optimizer; the detection itself is unit-tested here in-process.
+Each process is a fork of a server that imported TensorFlow alone (conftest's
+`warm_tensorflow`), in a user's environment: importing TensorFlow chooses no Keras, so the
+script's own imports, then trainer's, happen in the fork as in a new interpreter, without
+TensorFlow's 6 s of import each time.
 """
 
 import json
 import math
 import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -18,7 +21,9 @@ import pytest
 import tf_keras
 from tensorflow.python.util.lazy_loader import KerasLazyLoader
 
+from conftest import terminal_env
 from trainer import keras_path
+from warm import runs_after_tensorflow
 
 TESTS = Path(__file__).resolve().parent
 SCRIPT = (TESTS / "keras_io_mnist_convnet.py").read_text()
@@ -58,14 +63,13 @@ def script_for(style: str) -> str:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("style", list(STYLES))
-def test_keras_io_mnist_convnet_keeps_keras3_and_uses_the_warmup(style, tmp_path):
+def test_keras_io_mnist_convnet_keeps_keras3_and_uses_the_warmup(style, tmp_path, warm_tensorflow):
     path = tmp_path / "mnist_convnet.py"
     path.write_text(script_for(style))
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_USE_LEGACY_KERAS", None)  # a user's shell: set only by trainer's import
-    result = subprocess.run(
-        [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=600
-    )
+    assert runs_after_tensorflow(path.read_text())
+    # A user's shell (no TF_USE_LEGACY_KERAS: set only by trainer's import), tests/ for datagen.
+    env = {**terminal_env(), "PYTHONPATH": str(TESTS)}
+    result = warm_tensorflow.run(["python", str(path)], cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["keras_version"].startswith("3."), report

@@ -1,11 +1,12 @@
 """Which Keras a process gets from the order of its imports, and the errors that name the fix.
 
-Each import order runs in a fresh interpreter (the choice is made once per process), with the
-environment of a user's terminal: no TF_USE_LEGACY_KERAS or TF_CPP_MIN_LOG_LEVEL, which this
-pytest process's own `import trainer` set.
+Each import order runs in a process of its own (the choice is made once per process), with
+the environment of a user's terminal: no TF_USE_LEGACY_KERAS or TF_CPP_MIN_LOG_LEVEL, which
+this pytest process's own `import trainer` set. Scripts that start with `import tensorflow`
+run in forks of a server that imported TensorFlow alone (conftest's `warm_tensorflow`);
+trainer imported first runs in a new interpreter, since that import is what is tested.
 """
 
-import os
 import subprocess
 import sys
 
@@ -13,12 +14,12 @@ import pytest
 import tf_keras
 
 import trainer
+from conftest import terminal_env
 from trainer import keras_path
 from trainer.keras_path import check_keras_object, is_keras3_object
+from warm import Result, runs_after_tensorflow
 
-# A user's shell: nothing that `import trainer` set in this process, no TRAINER_DEBUG.
-UNSET = ("TF_CPP_MIN_LOG_LEVEL", "TRAINER_DEBUG", "TF_USE_LEGACY_KERAS")
-USER_ENV = {key: value for key, value in os.environ.items() if key not in UNSET}
+USER_ENV = terminal_env()  # a user's shell: nothing that `import trainer` set in this process
 # TensorFlow's native start-up notices (absl, oneDNN), printed to stderr while it loads.
 NOTICES = ("absl::InitializeLog", "oneDNN")
 
@@ -33,38 +34,51 @@ def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def _after_tensorflow(server, code: str, tmp_path) -> Result:
+    """`python script.py` of CODE, which starts with `import tensorflow`, in a fork of `server`."""
+    assert runs_after_tensorflow(code)
+    (tmp_path / "script.py").write_text(code)
+    return server.run(["python", "script.py"], cwd=tmp_path, env=USER_ENV)
+
+
 @pytest.mark.e2e
-def test_tensorflow_imported_first_with_keras3_still_serves_keras3():
+def test_tensorflow_imported_first_with_keras3_still_serves_keras3(warm_tensorflow, tmp_path):
     # A Keras 3 script that used tf.keras before importing trainer: import order does not
     # matter for the schedules; only a tf_keras-only script's explicit check refuses.
-    result = _run(
+    result = _after_tensorflow(
+        warm_tensorflow,
         "import tensorflow as tf\ntf.keras.layers\nimport trainer\n"
         "from trainer.schedules import Warmup\n"
         "schedule = Warmup(tf.keras.optimizers.schedules.CosineDecay(1e-2, 500), warmup_steps=50)\n"
         "assert isinstance(schedule, tf.keras.optimizers.schedules.LearningRateSchedule)\n"
         "print('rate', round(float(schedule(25)), 6))\n"
         "try:\n    trainer.ensure_legacy_keras()\n"
-        "except ImportError as error:\n    print('refused:', error)\n"
+        "except ImportError as error:\n    print('refused:', error)\n",
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "rate 0.005" in result.stdout
     assert "refused: TensorFlow was imported before trainer with Keras 3" in result.stdout
     assert "to_tf_keras(model)" in result.stdout
-    # TensorFlow loaded before trainer could hook its import: its start-up notices are there,
-    # so their absence in test_trainer_imported_first_... below is trainer's doing.
-    assert any(notice in result.stderr for notice in NOTICES), result.stderr[-2000:]
+    # The server imported TensorFlow in this environment with nothing to silence it: its
+    # start-up notices are there, so their absence in test_trainer_imported_first_... below is
+    # trainer's doing.
+    log = (warm_tensorflow.scratch / "server.log").read_text(errors="replace")
+    assert any(notice in log for notice in NOTICES), log[-2000:]
 
 
 @pytest.mark.e2e
-def test_tensorflow_imported_first_without_touching_keras_is_fine():
+def test_tensorflow_imported_first_without_touching_keras_is_fine(warm_tensorflow, tmp_path):
     # Nothing chose Keras 3 yet, so trainer picks tf_keras, and every form of tf.keras agrees
     # (trainer points TensorFlow's `tensorflow.keras` import path at tf_keras too).
-    result = _run(
+    result = _after_tensorflow(
+        warm_tensorflow,
         "import tensorflow as tf\nimport trainer, tf_keras\n"
         "from tensorflow.keras import layers\nfrom tensorflow import keras\n"
         "assert tf.keras.Model is tf_keras.Model, tf.keras\n"
         "assert layers.Dense is keras.layers.Dense is tf_keras.layers.Dense, layers\n"
-        "print('ok')"
+        "print('ok')",
+        tmp_path,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     assert "Keras3InUseWarning" not in result.stderr

@@ -72,6 +72,9 @@ _NO_TENSORFLOW = set(sys.stdlib_module_names) | {
     "yaml",
 }
 _TFLITE_RUNTIMES = {"mediapipe", "ai_edge_litert"}
+# The preload of a server whose forks are processes that ran `import tensorflow` first (see
+# `runs_after_tensorflow`).
+TENSORFLOW_ONLY = ("tensorflow",)
 
 
 def _imports(script: str) -> list[str]:
@@ -101,6 +104,22 @@ def runs_warm(script: str) -> bool:
     return chooser in _TRAINER and all(name in _NO_TENSORFLOW for name in before)
 
 
+def runs_after_tensorflow(script: str) -> bool:
+    """True when `script` chooses its Keras itself (its first import of keras, tensorflow,
+    tf_keras, trainer or a recipe is `keras` or `tensorflow`, after modules that load no
+    TensorFlow): a fork of a server that imported TensorFlow alone (TENSORFLOW_ONLY) is then
+    the process it would make, since importing TensorFlow chooses no Keras; trainer, imported
+    by the script in the fork, sees the script's choice as in a new interpreter."""
+    try:
+        names = _imports(script)
+    except SyntaxError:
+        return False
+    chooser = next((name for name in names if name in _TRAINER | _KERAS), None)
+    if chooser not in ("keras", "tensorflow"):
+        return False
+    return all(name in _NO_TENSORFLOW for name in names[: names.index(chooser)])
+
+
 class Result:
     """What `subprocess.run(..., capture_output=True, text=True)` would have returned."""
 
@@ -114,11 +133,12 @@ class Result:
 class Warm:
     """One server per session; `run` forks it for each command (one command at a time)."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], preload: tuple[str, ...] = PRELOAD):
+        """Starts the server with `env`, importing the modules of `preload` in order."""
         self.env = dict(env)
         self.scratch = Path(tempfile.mkdtemp(prefix="warm-"))
         self.server = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
+            [sys.executable, __file__, "--serve", *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(self.scratch / "server.log", "w"),  # noqa: SIM115 (the server's life)
@@ -169,6 +189,11 @@ def _child(request: dict) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # A new interpreter puts PYTHONPATH's folders right after the script's own (sys.path[0]).
+    folders = [
+        folder for folder in request["env"].get("PYTHONPATH", "").split(os.pathsep) if folder
+    ]
+    sys.path[1:1] = [folder for folder in folders if folder not in sys.path]
     tempfile.tempdir = None  # read TMPDIR again, as a new interpreter would
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if pytest ignores it
     null = os.open(os.devnull, os.O_RDONLY)
@@ -202,10 +227,10 @@ def _child(request: dict) -> int:
     return code
 
 
-def _serve() -> None:
+def _serve(preload: tuple[str, ...]) -> None:
     import importlib
 
-    for name in PRELOAD:
+    for name in preload:
         importlib.import_module(name)
     reply = sys.stdout
     print(json.dumps({"ready": True}), file=reply, flush=True)
@@ -233,6 +258,6 @@ def _serve() -> None:
         print(json.dumps({"returncode": code, "cpu": cpu}), file=reply, flush=True)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
     sys.path[0] = str(Path(sys.executable).parent)  # as for the `trainer` console script
-    _serve()
+    _serve(tuple(sys.argv[2:]) or PRELOAD)
