@@ -31,8 +31,11 @@ TRAINING_FIXTURES = {
     "image_classifier_run",
     "text_classifier_run",
     "imdb_run",
-    "image_run",  # test_compress_command.py, test_predict.py
-    "text_run",  # test_compress_command.py, test_predict.py
+    "image_classifier_compressed",
+    "text_classifier_compressed",
+    "image_run",  # test_predict.py
+    "text_run",  # test_predict.py
+    "bars_run",  # test_compress_command.py
     "single_process",  # test_distribute.py
     "runs",  # test_export_every_recipe.py
     "fashion_run",  # test_mobile_export.py
@@ -216,9 +219,9 @@ def _train(arguments: list[str], log: Path) -> None:
 @pytest.fixture(scope="session")
 def image_classifier_run(tmp_path_factory) -> Path:
     """`trainer train image_classifier` on a photos/ folder of 16x16 bar images (train/: 3
-    classes of 20, one planted leak in test/: 8 per class); float32 and int8 exports.
-    Returns the run folder; beside it, ../photos (its data) and ../train.log (what it
-    printed)."""
+    classes of 20, one planted leak in test/: 8 per class); float32 and int8 exports, the int8
+    file taking raw uint8 pixels (--io=uint8). Returns the run folder; beside it, ../photos
+    (its data) and ../train.log (what it printed)."""
 
     def build(folder: Path) -> None:
         from datagen import write_photos_with_a_leak
@@ -235,7 +238,9 @@ def image_classifier_run(tmp_path_factory) -> Path:
                 "--batch_size=16",
                 "--learning_rate=0.01",
                 "--export=float32,int8",
+                "--io=uint8",
                 "--augment=crop:2",
+                "--backup_every=0",
             ],
             folder / "train.log",
         )
@@ -299,3 +304,111 @@ def imdb_run(tmp_path_factory) -> Path:
         )
 
     return shared_folder(tmp_path_factory, "imdb", build) / "run"
+
+
+def _compress(run: Path, arguments: list[str], out: Path) -> None:
+    """`trainer compress RUN ARGUMENTS --out_dir=OUT` in this process; what it printed goes to
+    OUT/../compress.log."""
+    import contextlib
+
+    from trainer import cli
+
+    log = out.parent / "compress.log"
+    with open(log, "w") as stream, contextlib.redirect_stdout(stream):
+        code = cli.main(["compress", str(run), *arguments, f"--out_dir={out}"])
+    assert code == 0, f"trainer compress {run} exited {code}: {log.read_text()}"
+
+
+@pytest.fixture(scope="session")
+def image_classifier_compressed(image_classifier_run, tmp_path_factory) -> Path:
+    """`trainer compress` of the shared image_classifier run with a candidate of each kind the
+    search makes: post-training quantization (float16, dynamic, int8), magnitude pruning kept
+    through quantization-aware training (pqat, sparsity 0.5), weight clustering (8 clusters)
+    then post-training int8, filter pruning (ratio 0.5) and distillation into width 4, each
+    also quantized; the budget is strict (0 pp). Plain QAT is left out: pqat is QAT too (about
+    10 s of CPU each). The int8 files take raw uint8 pixels, as compress takes the run's --io.
+    Returns the compression folder (metrics.json, report.md, candidates/, model_compressed.*);
+    ../compress.log holds what it printed."""
+
+    def build(folder: Path) -> None:
+        _compress(
+            image_classifier_run,
+            [
+                "--method=ptq,pqat,cluster,structured,distill",
+                "--sparsities=0.5",
+                "--clusters=8",
+                "--structured_ratios=0.5",
+                "--finetune_epochs=0.5",
+                "--structured_epochs=1",
+                "--distill_epochs=1",
+                "--max_accuracy_drop=0",
+            ],
+            folder / "out",
+        )
+
+    return shared_folder(tmp_path_factory, "image_classifier_compressed", build) / "out"
+
+
+@pytest.fixture(scope="session")
+def text_classifier_compressed(text_classifier_run, tmp_path_factory) -> Path:
+    """`trainer compress` of the shared text_classifier run (the CNN on token ids) asking for
+    post-training quantization, QAT (skipped: the run does not export int8), filter pruning
+    (ratio 0.5) and distillation into width 8: dynamic-range files stand in for int8. Returns
+    the compression folder; ../compress.log holds what it printed."""
+
+    def build(folder: Path) -> None:
+        _compress(
+            text_classifier_run,
+            [
+                "--method=ptq,qat,structured,distill",
+                "--structured_ratios=0.5",
+                "--structured_epochs=1",
+                "--distill_epochs=1",
+                "--max_accuracy_drop=100",
+            ],
+            folder / "out",
+        )
+
+    return shared_folder(tmp_path_factory, "text_classifier_compressed", build) / "out"
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """`trainer train digits --epochs=3 --width=8` (scikit-learn's 8x8 digits, its float32 and
+    int8 files). Returns the run folder; ../train.log holds what it printed."""
+
+    def build(folder: Path) -> None:
+        _train(
+            ["digits", "--epochs=3", "--width=8", f"--run_dir={folder / 'run'}"],
+            folder / "train.log",
+        )
+
+    return shared_folder(tmp_path_factory, "digits", build) / "run"
+
+
+@pytest.fixture(scope="session")
+def fashion_run(tmp_path_factory) -> Path:
+    """`trainer train fashion_mnist` on generated IDX files (600 train / 200 test 28x28 bar
+    images; tests/datagen.py), tiny: one epoch on 400 images, width 8, two stages; float32
+    and int8 files, the int8 taking raw uint8 pixels (--io=uint8). Beside the run folder:
+    ../fashion (its data) and ../train.log."""
+
+    def build(folder: Path) -> None:
+        data_dir = write_fashion_dir(folder / "fashion")
+        _train(
+            [
+                "fashion_mnist",
+                f"--data_dir={data_dir}",
+                f"--run_dir={folder / 'run'}",
+                "--epochs=1",
+                "--train_limit=400",
+                "--batch_size=32",
+                "--width=8",
+                "--stages=2",
+                "--io=uint8",
+                "--backup_every=0",
+            ],
+            folder / "train.log",
+        )
+
+    return shared_folder(tmp_path_factory, "fashion", build) / "run"
