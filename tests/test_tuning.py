@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ from trainer.cli.main import main as trainer_main
 from trainer.config import ConfigError, fraction
 
 # A user's own recipe file: `mode` picks a healthy trial, an exception in build, a NaN loss,
-# or a model without a held-out validation set. Each trial takes well under a second. Every
+# or a model without a held-out validation set. Each trial takes well under a second (eager
+# steps, no tracing). Every
 # build seeds its weights, so a trial's score depends neither on the tests that ran before nor
 # on their order (unseeded, the "ok" trial scored 0.275 to 0.95 after its 8 steps). With
 # `gate=FOLDER` every trial but the first stops at its first batch until FOLDER/release exists:
@@ -101,7 +101,8 @@ def build(config):
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     if config.mode == "nan":
         loss = lambda labels, logits: tf.reduce_mean(logits) * float("nan")  # noqa: E731
-    model.compile(keras.optimizers.Adam(0.01), loss, metrics=["accuracy"])
+    # Eagerly: a trial's few steps cost less than tracing the model's functions.
+    model.compile(keras.optimizers.Adam(0.01), loss, metrics=["accuracy"], run_eagerly=True)
     if config.sleep:
         model.fit = _with_callback(model.fit, Sleep(config.sleep))
     if config.gate:
@@ -129,6 +130,17 @@ def main(config):
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def frozen_imports():
+    """keras-tuner runs `gc.collect()` before every trial, a full pass over everything
+    TensorFlow and the test session have made (about 0.2 s): frozen, they are skipped."""
+    import gc
+
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 @pytest.fixture
 def flaky_recipe(tmp_path: Path) -> Path:
     path = tmp_path / "flaky_recipe.py"
@@ -141,57 +153,16 @@ def _rows(tune_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _tune(recipe: str, tuner: str, tune_dir: Path, *options: str) -> list[dict]:
-    """`trainer tune RECIPE --tuner=TUNER` with 2 trials of at most 2 epochs, in this process;
-    returns the trials table once every trial has completed."""
-    arguments = ["tune", recipe, f"--tuner={tuner}", "--max_trials=2", "--max_epochs=2"]
+def _tune(
+    recipe: str, tuner: str, tune_dir: Path, *options: str, max_epochs: int = 2
+) -> list[dict]:
+    """`trainer tune RECIPE --tuner=TUNER` with 2 trials of at most `max_epochs` epochs, in this
+    process; returns the trials table once every trial has completed."""
+    arguments = ["tune", recipe, f"--tuner={tuner}", "--max_trials=2", f"--max_epochs={max_epochs}"]
     assert trainer_main([*arguments, f"--tune_dir={tune_dir}", *options]) == 0
     rows = _rows(tune_dir)
     assert len(rows) >= 2 and all(row["status"] == "COMPLETED" for row in rows)
     return rows
-
-
-def _tune_process(flaky_recipe: Path, tune_dir: Path, gate: Path, *options: str, **popen):
-    """`trainer tune` of the flaky recipe in a subprocess whose trials after the first wait at
-    their first batch until `gate/release` exists; its output read line by line."""
-    command = [sys.executable, "-m", "trainer.cli", "tune", str(flaky_recipe), "--max_epochs=4"]
-    command += ["--trial_patience=0", "--search=units=2:64", f"--tune_dir={tune_dir}"]
-    return subprocess.Popen(
-        [*command, f"--gate={gate}", *options],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        **popen,
-    )
-
-
-def _wait_for_a_held_trial(process, gate: Path) -> None:
-    """Reads the search's output until a trial has completed, then waits until another trial
-    waits at the gate (so the search still has work when a signal arrives)."""
-    for line in process.stdout:
-        if line.startswith("trial ") and " completed" in line:
-            break
-    else:
-        raise AssertionError("the search ended before a trial completed")
-    # The deadline only keeps a broken search from hanging the suite; no load comes near it.
-    deadline = time.monotonic() + 600
-    while not list(gate.glob("held*")):
-        assert process.poll() is None, "the search ended with no trial waiting at the gate"
-        assert time.monotonic() < deadline, "no trial reached the gate in 10 minutes"
-        time.sleep(0.05)
-
-
-def _end(process) -> None:
-    """Stops a search a failed test left running: Ctrl-C (the chief stops its workers), then
-    kill -9."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def _log(tune_dir: Path) -> list[dict]:
@@ -295,28 +266,48 @@ def test_keras_tuner_is_imported_for_tf_keras_and_keras_is_restored():
     assert kt.RandomSearch and kt.GridSearch and kt.BayesianOptimization and kt.Hyperband
 
 
-def test_recipe_hypermodel_works_with_keras_tuners_own_api(tmp_path):
-    import recipes.digits as digits
+def test_recipe_hypermodel_works_with_keras_tuners_own_api(flaky_recipe, tmp_path):
+    from trainer.recipe_loader import load_recipe
     from trainer.tuning import keras_tuner, recipe_hypermodel
 
-    hypermodel = recipe_hypermodel(digits, digits.Config(), "width=4,8", max_epochs=1)
+    recipe = load_recipe(str(flaky_recipe))
+    hypermodel = recipe_hypermodel(recipe, recipe.Config(), "units=4,8", max_epochs=1)
     tuner = keras_tuner().GridSearch(
         hypermodel, objective="val_accuracy", directory=str(tmp_path), project_name="grid"
     )
     tuner.search(verbose=0)
     trials = tuner.oracle.trials.values()
-    assert sorted(trial.hyperparameters.values["width"] for trial in trials) == [4, 8]
+    assert sorted(trial.hyperparameters.values["units"] for trial in trials) == [4, 8]
     assert all(0.0 < trial.score <= 1.0 for trial in trials)
 
 
 # --- the command, all four tuners ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tuner", ["random", "grid", "bayesian", "hyperband"])
-def test_all_four_tuners_from_the_cli_on_digits(tuner, tmp_path, capsys):
-    tune_dir = tmp_path / "tune"
+def _digits_search(tuner: str, tune_dir: Path) -> str:
+    """`trainer tune digits --tuner=TUNER` over a learning rate and two widths, with a fixed
+    batch size, into `tune_dir`; returns what it printed."""
+    import contextlib
+    import io
+
     search = "--search=learning_rate=log:3e-3:3e-2; width=4,8"
-    rows = _tune("digits", tuner, tune_dir, search, "--batch_size=64")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        _tune("digits", tuner, tune_dir, search, "--batch_size=64")
+    return printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def digits_grid(tmp_path_factory) -> Path:
+    """The tuning folder of one grid search of digits from the command line (2 trials of 2
+    epochs), shared by the tests that read it."""
+    tune_dir = tmp_path_factory.mktemp("digits") / "tune"
+    (tune_dir.parent / "printed.txt").write_text(_digits_search("grid", tune_dir))
+    return tune_dir
+
+
+def _check_digits_search(tuner: str, tune_dir: Path, printed: str) -> None:
+    rows = _rows(tune_dir)
     assert len(rows) == 2
     objectives = [float(row["val_accuracy"]) for row in rows]
     assert objectives == sorted(objectives, reverse=True)  # best first
@@ -329,7 +320,22 @@ def test_all_four_tuners_from_the_cli_on_digits(tuner, tmp_path, capsys):
     assert best["learning_rate"] == pytest.approx(float(rows[0]["learning_rate"]))
     for name in ("trials.md", "report.md", "objective_vs_trial.png", "objective_vs_parameters.png"):
         assert (tune_dir / name).stat().st_size > 0
-    assert "best: trial" in capsys.readouterr().out
+    assert "best: trial" in printed
+
+
+def test_the_cli_search_of_digits_writes_sorted_trials_best_yaml_and_plots(digits_grid):
+    """The grid tuner, which tries both widths; the same search with each other tuner runs
+    under `pytest -m slow` (their proposals are checked without training below, and each of
+    them searches end to end in the tests of the flaky recipe: random in most, Bayesian
+    optimization and Hyperband in their own)."""
+    _check_digits_search("grid", digits_grid, (digits_grid.parent / "printed.txt").read_text())
+
+
+@pytest.mark.slow  # about 3 s of CPU each: the grid search above shows the command's files
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_the_other_tuners_from_the_cli_on_digits(tuner, tmp_path):
+    tune_dir = tmp_path / "tune"
+    _check_digits_search(tuner, tune_dir, _digits_search(tuner, tune_dir))
 
 
 TUNERS_BUT_RANDOM = ("grid", "bayesian", "hyperband")
@@ -343,20 +349,22 @@ TUNERS_BUT_RANDOM = ("grid", "bayesian", "hyperband")
     ["random", *(pytest.param(name, marks=pytest.mark.slow) for name in TUNERS_BUT_RANDOM)],
 )
 def test_all_four_tuners_search_fashion_mnists_own_space_from_the_cli(tuner, fashion_dir, tmp_path):
-    """No --search: the recipe's SEARCH_SPACE (10 dimensions) is what every tuner draws from."""
+    """No --search: the recipe's SEARCH_SPACE (10 dimensions) is what every tuner draws from;
+    each drawn config trains one stage of convolutions for one epoch on 100 images."""
     import recipes.fashion_mnist as fashion_mnist
     from trainer.tuning import parse_space
 
     tune_dir = tmp_path / "tune"
-    data = [f"--data_dir={fashion_dir}", "--train_limit=300", "--validation_size=100"]
-    rows = _tune("fashion_mnist", tuner, tune_dir, *data)
+    data = [f"--data_dir={fashion_dir}", "--train_limit=100", "--validation_size=50"]
+    data.append("--stages=1")  # fixed: one convolution stage, whatever width is drawn
+    rows = _tune("fashion_mnist", tuner, tune_dir, *data, max_epochs=1)
     space = parse_space(fashion_mnist.SEARCH_SPACE, fashion_mnist.Config())
     choices = {d.name: {str(v) for v in d.choices} for d in space if d.choices}
     assert set(choices) >= {"optimizer", "width", "batch_size", "augment"}
     for row in rows:
         assert all(row[name] in values for name, values in choices.items()), row
     best = yaml.safe_load((tune_dir / "best.yaml").read_text())
-    assert best["train_limit"] == 300 and best["data_dir"] == str(fashion_dir)  # fixed options
+    assert best["train_limit"] == 100 and best["data_dir"] == str(fashion_dir)  # fixed options
     assert best["optimizer"] in ("adamw", "sgd")
 
 
@@ -404,33 +412,48 @@ def small_folder(tmp_path: Path) -> Path:
     return root
 
 
-# random runs in every test session; the other three (about 8 s each) with `pytest -m slow`.
-@pytest.mark.parametrize(
-    "tuner",
-    ["random", *(pytest.param(name, marks=pytest.mark.slow) for name in TUNERS_BUT_RANDOM)],
-)
+# With `pytest -m slow` (about 5 s of CPU each): in every session, test_auto.py's image run
+# searches image_classifier configs through the same `trainer.tuning.search`, and the digits
+# and fashion_mnist searches above run the command.
+@pytest.mark.slow
+@pytest.mark.parametrize("tuner", ["random", *TUNERS_BUT_RANDOM])
 def test_tuners_from_the_cli_on_image_classifier(tuner, small_folder, tmp_path):
     tune_dir = tmp_path / "tune"
     search = "--search=learning_rate=log:3e-3:3e-2; width=4,8"
-    options = [f"--data={small_folder}", "--image_size=16", "--batch_size=16"]
-    rows = _tune("image_classifier", tuner, tune_dir, search, *options)
+    options = [f"--data={small_folder}", "--image_size=16", "--stages=1", "--batch_size=16"]
+    rows = _tune("image_classifier", tuner, tune_dir, search, *options, max_epochs=1)
     assert float(rows[0]["val_accuracy"]) > 0
 
 
-def test_best_yaml_trains_unchanged(tmp_path):
-    tune_dir = tmp_path / "tune"
-    arguments = ["tune", "digits", "--max_trials=2", "--max_epochs=2", "--search=width=4,8"]
-    assert trainer_main([*arguments, f"--tune_dir={tune_dir}"]) == 0
-    run_dir = tmp_path / "run"
-    arguments = ["train", "digits", f"--config={tune_dir / 'best.yaml'}", f"--run_dir={run_dir}"]
-    assert trainer_main(arguments) == 0
+def _assert_same_config(run_dir: Path, best_file: Path) -> None:
     trained = yaml.safe_load((run_dir / "config.yaml").read_text())
-    best = yaml.safe_load((tune_dir / "best.yaml").read_text())
+    best = yaml.safe_load(best_file.read_text())
     assert {key: trained[key] for key in best if key != "run_dir"} == {
         key: value for key, value in best.items() if key != "run_dir"
     }
-    # --final (trainer.tuning.final_run) retrains it through the recipe's main: the notebook
-    # "Tune a recipe" runs it and checks the test accuracy
+
+
+def test_best_yaml_is_the_config_train_runs_unchanged(digits_grid, tmp_path):
+    """What `trainer train digits --config=best.yaml` does before it trains: parse the file
+    with the recipe's Config and write the run folder's config.yaml. Trained end to end with
+    `pytest -m slow` (below); --final (trainer.tuning.final_run) retrains it through the
+    recipe's main in the notebook "Tune a recipe", which checks the test accuracy."""
+    import recipes.digits as digits
+    from trainer.config import parse_args
+    from trainer.runs import create_run_dir
+
+    best_file, run_dir = digits_grid / "best.yaml", tmp_path / "run"
+    config = parse_args(digits.Config, [f"--config={best_file}", f"--run_dir={run_dir}"])
+    create_run_dir("digits", config, config.run_dir)
+    _assert_same_config(run_dir, best_file)
+
+
+@pytest.mark.slow  # about 5 s of CPU: a digits run with its exports, as any `trainer train`
+def test_best_yaml_trains_unchanged(digits_grid, tmp_path):
+    best_file, run_dir = digits_grid / "best.yaml", tmp_path / "run"
+    arguments = ["train", "digits", f"--config={best_file}", f"--run_dir={run_dir}"]
+    assert trainer_main(arguments) == 0
+    _assert_same_config(run_dir, best_file)
 
 
 def test_cli_refuses_a_field_both_searched_and_fixed(tmp_path, capsys):
@@ -452,35 +475,58 @@ def test_cli_refuses_an_unknown_search_field_listing_the_fields(tmp_path, capsys
 # --- isolation, budgets, resume, workers -----------------------------------------------------
 
 
-def test_failing_trials_are_recorded_and_the_search_goes_on(flaky_recipe, tmp_path):
-    tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        str(flaky_recipe),
-        "--tuner=grid",
-        "--max_epochs=2",
-        "--search=mode=broken,nan,no_validation,ok",
-        f"--tune_dir={tune_dir}",
-    ]
-    assert trainer_main(arguments) == 0
-    rows = {row["mode"]: row for row in _rows(tune_dir)}
+@pytest.fixture(scope="module")
+def worker_search(tmp_path_factory, warm) -> Path:
+    """One search by a chief (this process) and two worker processes, each replaced after one
+    trial: the grid of the flaky recipe's four modes, three of which fail. Returns its tuning
+    folder, which the tests below only read. The workers are forks of the warm server
+    (tests/warm.py) where `trainer.processes.start` would start new interpreters: the same
+    code, without importing TensorFlow six times."""
+    from trainer import processes
+
+    folder = tmp_path_factory.mktemp("workers")
+    recipe, tune_dir = folder / "flaky_recipe.py", folder / "tune"
+    recipe.write_text(FLAKY_RECIPE, encoding="utf-8")
+    arguments = ["tune", str(recipe), "--tuner=grid", "--max_epochs=2", f"--tune_dir={tune_dir}"]
+    arguments += ["--search=mode=broken,nan,no_validation,ok", "--max_trials=4", "--workers=2"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(processes, "start", warm.start)
+        assert trainer_main([*arguments, "--trials_per_process=1"]) == 0
+    return tune_dir
+
+
+def test_a_chief_and_two_workers_run_each_trial_once_each_in_a_fresh_process(worker_search):
+    records = _log(worker_search)
+    assert sorted(record["trial"] for record in records) == ["0", "1", "2", "3"]  # each once
+    assert {record["worker"] for record in records} == {"worker0", "worker1"}
+    assert len({record["process"] for record in records}) == 4  # replaced after each trial
+    assert all(record["rss_mb"] > 0 for record in records)
+    assert len(_rows(worker_search)) == 4 and (worker_search / "best.yaml").is_file()
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(worker_search):
+    rows = {row["mode"]: row for row in _rows(worker_search)}
     assert rows["ok"]["status"] == "COMPLETED" and float(rows["ok"]["val_accuracy"]) > 0.5
     assert rows["broken"]["status"] == "FAILED"
     assert "this combination is impossible" in rows["broken"]["error"]
     assert rows["nan"]["status"] == "FAILED" and "loss became nan" in rows["nan"]["error"]
     assert "no validation set" in rows["no_validation"]["error"]
-    assert int(rows["ok"]["trial"]) == 3  # the grid's last trial ran after three failures
-    assert yaml.safe_load((tune_dir / "best.yaml").read_text())["mode"] == "ok"
-    assert "failed" in (tune_dir / "trials.md").read_text()
-    # TensorBoard's HParams dashboard compares the trials: one session per trial with its
-    # searched value, the objective for the one that completed, no metric for failed ones.
+    assert int(rows["ok"]["trial"]) == 3  # the grid's last trial, after three failures
+    assert yaml.safe_load((worker_search / "best.yaml").read_text())["mode"] == "ok"
+    assert "failed" in (worker_search / "trials.md").read_text()
+
+
+def test_tensorboard_compares_the_trials_with_their_values_and_objectives(worker_search):
+    """TensorBoard's HParams dashboard: one session per trial with its searched value, the
+    objective for the one that completed, no metric for failed ones."""
     from tensorboard_events import Events
 
-    experiment = Events(tune_dir / "logs").experiment().experiment
+    rows = {row["mode"]: row for row in _rows(worker_search)}
+    experiment = Events(worker_search / "logs").experiment().experiment
     assert [info.name for info in experiment.hparam_infos] == ["mode"]
     assert [info.name.tag for info in experiment.metric_infos] == ["val_accuracy", "epochs"]
     for row in rows.values():
-        trial = Events(tune_dir / "logs" / f"trial_{row['trial']}")
+        trial = Events(worker_search / "logs" / f"trial_{row['trial']}")
         assert trial.hparams() == {"mode": row["mode"]}
         if row["status"] == "COMPLETED":
             assert trial.scalars() == pytest.approx(
@@ -554,14 +600,14 @@ def test_bayesian_search_leaves_its_random_start_within_the_trial_budget(flaky_r
     recipe = load_recipe(str(flaky_recipe))
     options = TuneOptions(
         tuner="bayesian",
-        max_trials=4,
+        max_trials=3,
         max_epochs=1,
         trial_patience=0,
         tune_dir=str(tmp_path / "tune"),
     )
     # a float dimension: the Gaussian process proposes numpy.float64 values
     result = search(recipe, recipe.Config(), "units=2:64; sleep=0.0:0.001", options=options)
-    assert len(result.trials) == 4
+    assert len(result.trials) == 3  # 2 random, then 1 proposed by the Gaussian process
     best = yaml.safe_load((result.directory / "best.yaml").read_text())
     assert isinstance(best["sleep"], float) and best["units"] == result.best.values["units"]
     oracle = json.loads(
@@ -570,23 +616,30 @@ def test_bayesian_search_leaves_its_random_start_within_the_trial_budget(flaky_r
     assert oracle["num_initial_points"] == 2  # keras-tuner's default would have been 3
 
 
-def test_search_seed_0_draws_the_same_trials_whatever_pythons_random_state(flaky_recipe, tmp_path):
-    """keras-tuner reads seed 0 as "no seed" and takes one from Python's `random`."""
+def test_search_seed_0_draws_the_same_trials_whatever_pythons_random_state(tmp_path):
+    """keras-tuner reads seed 0 as "no seed" and takes one from Python's `random`: the tuner
+    `trainer tune` makes for --search_seed=0 proposes the same trials whatever that state, and
+    other trials for another seed. No training: the oracle's proposals are the trials."""
     import random
 
-    from trainer.recipe_loader import load_recipe
-    from trainer.tuning import TuneOptions, search
+    import recipes.digits as digits
+    from trainer.tuning import TuneOptions, make_tuner, recipe_hypermodel
 
-    recipe = load_recipe(str(flaky_recipe))
-    drawn = []
-    for state in (1, 2):
+    def proposals(seed: int, state: int, folder: str) -> list[int]:
         random.seed(state)
-        options = TuneOptions(
-            max_trials=2, max_epochs=1, search_seed=0, tune_dir=str(tmp_path / f"tune{state}")
-        )
-        result = search(recipe, recipe.Config(), "units=2:1000", options=options)
-        drawn.append(sorted(trial.values["units"] for trial in result.trials))
-    assert drawn[0] == drawn[1]
+        hypermodel = recipe_hypermodel(digits, digits.Config(), "width=2:1000", max_epochs=1)
+        options = TuneOptions(max_trials=3, max_epochs=1, search_seed=seed)
+        oracle = make_tuner(hypermodel, options, tmp_path / folder, overwrite=True).oracle
+        drawn = []
+        for _ in range(3):
+            trial = oracle.create_trial("test")
+            drawn.append(trial.hyperparameters.values["width"])
+            oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+            oracle.end_trial(trial)
+        return drawn
+
+    assert proposals(0, 1, "a") == proposals(0, 2, "b")
+    assert proposals(0, 1, "c") != proposals(1, 1, "d")
 
 
 def test_early_stopping_ends_a_trial_whose_validation_accuracy_stalls(flaky_recipe, tmp_path):
@@ -680,7 +733,7 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
     command += ["--search=units=2:64", f"--tune_dir={tune_dir}", f"--gate={gate}"]
     ended = []
     search = threading.Thread(
-        target=lambda: ended.append(warm.run([*command, "--max_trials=4"], cwd=REPO))
+        target=lambda: ended.append(warm.run([*command, "--max_trials=3"], cwd=REPO))
     )
     search.start()
     sent = False
@@ -705,74 +758,66 @@ def test_kill_minus_9_mid_trial_then_resume_reruns_no_completed_trial(flaky_reci
 
     (gate / "release").touch()
     result = resume(tune_dir)
-    assert sorted(result.trials_run_here) == ["1", "2", "3"]  # trial 0 is not run again
+    assert sorted(result.trials_run_here) == ["1", "2"]  # trial 0 is not run again
     assert [record["trial"] for record in _log(tune_dir)].count("0") == 1
-    assert len(result.trials) == 4 and all(t.status == "COMPLETED" for t in result.trials)
+    assert len(result.trials) == 3 and all(t.status == "COMPLETED" for t in result.trials)
 
 
-# 0: the trials run in the search's process; 1: in a worker process the chief stops (one
-# worker shows it as well as two, for a TensorFlow import less).
-@pytest.mark.parametrize("workers", [0, 1])
-def test_ctrl_c_writes_the_finished_trials_and_says_how_to_resume(workers, flaky_recipe, tmp_path):
-    tune_dir, gate = tmp_path / "tune", tmp_path / "gate"
-    process = _tune_process(
-        flaky_recipe,
-        tune_dir,
-        gate,
-        "--max_trials=6",
-        f"--workers={workers}",
-        stderr=subprocess.PIPE,
-        # a shell's background job ignores SIGINT, and children inherit that: restore it
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    # The first trial built is the only one that runs through: the others wait at the gate.
+def _run_and_press_ctrl_c(arguments: list[str], tune_dir: Path, gate: Path) -> int:
+    """Runs `trainer ARGUMENTS` in this process and presses Ctrl-C (SIGINT to this process's
+    main thread, under Python's own handler) once a trial has completed and another waits at
+    the gate, so the search still has work; returns the command's exit code."""
+    import threading
+
+    from trainer.tuning import TRIAL_LOG_FILE
+
+    main_thread, ended = threading.get_ident(), threading.Event()
+
+    def press_ctrl_c() -> None:
+        log = tune_dir / TRIAL_LOG_FILE
+        while not (log.is_file() and log.read_text().strip() and list(gate.glob("held*"))):
+            if ended.wait(0.05):
+                return  # the search ended first: the test fails on its exit code
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    presser = threading.Thread(target=press_ctrl_c)
+    presser.start()
     try:
-        _wait_for_a_held_trial(process, gate)
-        process.send_signal(signal.SIGINT)
-        _, errors = process.communicate(timeout=60)
+        try:
+            return trainer_main(arguments)
+        finally:
+            ended.set()
+            presser.join()
+    except KeyboardInterrupt as late:  # possible only if the held trial did not hold
+        raise AssertionError("Ctrl-C arrived after the search had ended") from late
     finally:
-        _end(process)
-    assert process.returncode == 130, errors
+        signal.signal(signal.SIGINT, previous)
+
+
+# 0: the trials run in the search's process; 1: in a worker process (a fork of the warm
+# server where a new interpreter would start) that the chief stops.
+@pytest.mark.parametrize("workers", [0, 1])
+def test_ctrl_c_writes_the_finished_trials_and_says_how_to_resume(
+    workers, flaky_recipe, tmp_path, capsys, warm, monkeypatch
+):
+    from trainer import processes
+
+    monkeypatch.setattr(processes, "start", warm.start)
+    tune_dir, gate = tmp_path / "tune", tmp_path / "gate"
+    arguments = ["tune", str(flaky_recipe), "--max_epochs=4", "--trial_patience=0"]
+    arguments += ["--search=units=2:64", f"--tune_dir={tune_dir}", f"--gate={gate}"]
+    code = _run_and_press_ctrl_c(
+        [*arguments, "--max_trials=6", f"--workers={workers}"], tune_dir, gate
+    )
+    errors = capsys.readouterr().err
+    assert code == 130, errors
     assert f"continue the search with `trainer tune --resume={tune_dir}`" in errors
     assert "Nothing was trained" not in errors
     finished = [row for row in _rows(tune_dir) if row["status"] == "COMPLETED"]
     assert finished and all(float(row["val_accuracy"]) > 0 for row in finished)
     assert (tune_dir / "best.yaml").is_file()
-
-
-def test_a_chief_and_two_workers_finish_a_search_with_no_trial_run_twice(flaky_recipe, tmp_path):
-    tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        str(flaky_recipe),
-        "--max_trials=4",
-        "--max_epochs=2",
-        "--search=units=2:64",
-        f"--tune_dir={tune_dir}",
-        "--workers=2",
-    ]
-    assert trainer_main(arguments) == 0
-    records = _log(tune_dir)
-    assert sorted(record["trial"] for record in records) == ["0", "1", "2", "3"]  # each once
-    assert {record["worker"] for record in records} == {"worker0", "worker1"}
-    assert len(_rows(tune_dir)) == 4 and (tune_dir / "best.yaml").is_file()
-
-
-@pytest.mark.slow  # about 25 s: four worker processes, each importing TensorFlow
-def test_trials_per_process_replaces_each_worker_process(flaky_recipe, tmp_path):
-    tune_dir = tmp_path / "tune"
-    arguments = [
-        "tune",
-        str(flaky_recipe),
-        "--max_trials=4",
-        "--max_epochs=2",
-        "--search=units=2:64",
-        f"--tune_dir={tune_dir}",
-        "--workers=2",
-        "--trials_per_process=1",
-    ]
-    assert trainer_main(arguments) == 0
-    records = _log(tune_dir)
-    assert sorted(record["trial"] for record in records) == ["0", "1", "2", "3"]
-    assert len({record["process"] for record in records}) == 4  # a fresh process per trial
-    assert all(record["rss_mb"] > 0 for record in records)
+    if workers:  # the worker held at the gate was stopped with the search
+        (held,) = gate.glob("held*")
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(held.read_text()), 0)

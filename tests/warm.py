@@ -137,6 +137,7 @@ class Warm:
         """Starts the server with `env`, importing the modules of `preload` in order."""
         self.env = dict(env)
         self.scratch = Path(tempfile.mkdtemp(prefix="warm-"))
+        self.started = 0  # forks of `start` so far (each gets its own status file)
         self.server = subprocess.Popen(
             [sys.executable, __file__, "--serve", *preload],
             stdin=subprocess.PIPE,
@@ -176,9 +177,74 @@ class Warm:
             reply.get("cpu", 0.0),
         )
 
+    def start(
+        self, command: list[str], environment: dict[str, str], log: Path | None = None
+    ) -> "Forked":
+        """Starts `command`, a new interpreter's command line (`[sys.executable, "-m",
+        "trainer.cli", ...]`, `[sys.executable, "-c", CODE, ...]` or `[sys.executable, SCRIPT,
+        ...]`), in a fork that runs beside the tests, and returns at once: what
+        `trainer.processes.start(command, environment, log)` does with a new interpreter, for a
+        test that replaces it (a supervisor's workers). Output goes to `log` (stdout and
+        stderr), else to a file of the server's scratch folder. The variables read at import
+        take the server's values (`IMPORT_TIME_VARIABLES`), as the command would import
+        nothing anew."""
+        if command[1:2] == ["-m"] and command[2] == "trainer.cli":
+            args = ["trainer", *command[3:]]
+        else:
+            args = ["python", *command[1:]]
+        env = {k: v for k, v in environment.items() if k not in IMPORT_TIME_VARIABLES}
+        env.update({k: v for k, v in self.env.items() if k in IMPORT_TIME_VARIABLES})
+        self.started += 1
+        output = str(log or self.scratch / f"started{self.started}.log")
+        status = self.scratch / f"started{self.started}.status"
+        request = {"args": args, "cwd": os.getcwd(), "env": env, "out": output, "err": output}
+        request["status"] = str(status)  # written by the server when the fork has exited
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        return Forked(command, self._reply()["pid"], status)
+
     def close(self) -> None:
         self.server.stdin.close()
         self.server.wait(60)
+
+
+class Forked:
+    """A command `Warm.start` runs in a fork: what `trainer.processes` uses of
+    `subprocess.Popen` (pid, returncode, poll, wait, send_signal, terminate, kill). The fork is
+    the server's child, so its exit status comes from the file the server writes once it has
+    reaped it."""
+
+    def __init__(self, args: list[str], pid: int, status: Path):
+        self.args, self.pid, self.status, self.returncode = args, pid, status, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.status.is_file():
+            self.returncode = int(self.status.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal_number)
+
+    def terminate(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
 
 
 def _child(request: dict) -> int:
@@ -196,10 +262,14 @@ def _child(request: dict) -> int:
     sys.path[1:1] = [folder for folder in folders if folder not in sys.path]
     tempfile.tempdir = None  # read TMPDIR again, as a new interpreter would
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if pytest ignores it
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's reaper is not the command's
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    for fd, path in ((1, request["out"]), (2, request["err"])):
-        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    os.dup2(os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+    if request["err"] == request["out"]:  # one log: both streams share the file's offset
+        os.dup2(1, 2)
+    else:
+        os.dup2(os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
     args = request["args"]
     try:
         if args[0] == "trainer":
@@ -207,6 +277,11 @@ def _child(request: dict) -> int:
 
             sys.argv = [str(Path(sys.executable).parent / "trainer"), *args[1:]]
             code = main(args[1:])
+        elif args[1] == "-c":  # python -c CODE ARGS
+            sys.argv = ["-c", *args[3:]]
+            sys.path[0] = ""
+            exec(compile(args[2], "<string>", "exec"), {"__name__": "__main__"})
+            code = 0
         else:  # python SCRIPT ARGS, as `python` would run it
             import runpy
 
@@ -227,11 +302,33 @@ def _child(request: dict) -> int:
     return code
 
 
+def _reap(started: dict[int, str]) -> None:
+    """Reaps the forks of `Warm.start` that have exited (leaving `run`'s own fork to `run`)
+    and writes each one's exit code to its status file."""
+    for pid in list(started):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped meanwhile by the handler this call interrupted
+            continue
+        path = started.pop(pid, None) if done else None
+        if path is not None:
+            with open(path + ".tmp", "w") as file:
+                file.write(str(os.waitstatus_to_exitcode(status)))
+            os.replace(path + ".tmp", path)  # whole, or not there yet
+
+
 def _serve(preload: tuple[str, ...]) -> None:
+    import gc
     import importlib
+    import signal
 
     for name in preload:
         importlib.import_module(name)
+    # What the imports made stays: frozen, the forks' garbage collections (keras-tuner runs one
+    # before every trial, about 0.2 s over all of it) skip it, and forks keep sharing its pages.
+    gc.freeze()
+    started: dict[int, str] = {}  # forks of `Warm.start` still running: pid -> status file
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(started))
     reply = sys.stdout
     print(json.dumps({"ready": True}), file=reply, flush=True)
     for line in sys.stdin:
@@ -252,10 +349,21 @@ def _serve(preload: tuple[str, ...]) -> None:
                     sys.stderr.flush()
                 finally:
                     os._exit(code if 0 <= code < 256 else 1)
+        if "status" in request:  # Warm.start: the fork runs on; SIGCHLD reaps it
+            started[pid] = request["status"]
+            _reap(started)  # it may have exited before it was listed
+            print(json.dumps({"pid": pid}), file=reply, flush=True)
+            continue
         _, status, usage = os.wait4(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
         print(json.dumps({"returncode": code, "cpu": cpu}), file=reply, flush=True)
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for pid in started:  # a test that failed left them running
+        os.kill(pid, signal.SIGKILL)
+    for pid in started:
+        os.waitpid(pid, 0)  # their CPU time counts as the server's children's
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
