@@ -1,11 +1,13 @@
 """tf.distribute on this machine: two workers over loopback, a killed worker, two logical CPUs.
 
 Every distributed run happens in its own process (collective ops and logical devices are
-fixed when TensorFlow's runtime starts). Where one process runs at a time, it is a fork of the
-warm server (tests/warm.py), which imported TensorFlow without starting its runtime: the fork
-starts it, with its own devices and collectives, without paying for the import. The model is
-the digits recipe's (one convolution, 1,212 training images), so each process trains in a few
-seconds; the network is 127.0.0.1 only.
+fixed when TensorFlow's runtime starts): a fork of the warm server (tests/warm.py), which
+imported TensorFlow without starting its runtime, so the fork starts it, with its own devices
+and collectives, without paying for the import. Two workers run at once as two forks
+(`Warm.start` beside `Warm.run`), and the supervisor of `--local_workers` runs in this process
+with its worker processes forked the same way. The model is the digits recipe's (one
+convolution, 1,212 training images), so each process trains in a few seconds; the network is
+127.0.0.1 only.
 """
 
 import dataclasses
@@ -14,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,11 @@ def _environment(tmp_path: Path) -> dict[str, str]:
     return environment
 
 
-def _train(tmp_path: Path, name: str, *options: str) -> subprocess.Popen:
+def _start_warm(warm, tmp_path: Path, name: str, *options: str):
+    """TRAIN_SCRIPT in a fork of the warm server that runs beside this process (a
+    `warm.Forked`); output in NAME.log."""
     command = [sys.executable, str(TRAIN_SCRIPT), str(tmp_path / f"{name}.npz"), *options]
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 (the process holds it)
-    return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=_environment(tmp_path), cwd=tmp_path
-    )
+    return warm.start(command, _environment(tmp_path), tmp_path / f"{name}.log")
 
 
 def _train_warm(warm, tmp_path: Path, name: str, *options: str) -> int:
@@ -63,7 +63,8 @@ def _train_warm(warm, tmp_path: Path, name: str, *options: str) -> int:
     return result.returncode
 
 
-def _finish(tmp_path: Path, name: str, process: subprocess.Popen | int, timeout: float = 240):
+def _finish(tmp_path: Path, name: str, process, timeout: float = 240):
+    """Waits for `process` (a fork's exit code, or a `warm.Forked`) and reads its results."""
     code = process if isinstance(process, int) else process.wait(timeout)
     log = (tmp_path / f"{name}.log").read_text()
     assert code == 0, f"{name} exited {code}:\n{log[-3000:]}"
@@ -103,8 +104,8 @@ def test_two_workers_end_with_identical_weights_and_the_single_process_loss_curv
     tmp_path, single_process, warm
 ):
     workers = f"--workers=127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
-    # Worker 1 in a new process, worker 0 meanwhile in a fork of the warm server.
-    worker1 = _train(tmp_path, "worker1", workers, "--task_index=1")
+    # Worker 1 in a fork that runs on, worker 0 meanwhile in another (`run` waits for it).
+    worker1 = _start_warm(warm, tmp_path, "worker1", workers, "--task_index=1")
     try:
         code0 = _train_warm(warm, tmp_path, "worker0", workers, "--task_index=0")
         loss0, replicas0, weights0, log0 = _finish(tmp_path, "worker0", code0)
@@ -159,46 +160,54 @@ def _history_epochs(path: Path) -> list[str]:
 PAUSED_RECIPE = RECIPES_FOR_TESTS / "paused_worker.py"
 
 
-# In the default suite: about 32 s of CPU for the supervisor and its 4 workers (2.6 s
-# supervisor start, 4.8 s per worker before the kill, 9.4 s per worker after); its wall time
-# depends on the machine's load far more than on the code.
 @pytest.mark.e2e
-def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(tmp_path):
+def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_report(
+    tmp_path, warm, monkeypatch, capsys
+):
     """`trainer train RECIPE --local_workers=2 --epochs=3`: kill -9 worker 1 once epoch 1 is
     backed up; the supervisor restarts both workers from the chief's backup, which train
-    epochs 2 and 3 only; the run ends with 3 epochs, one report and no scratch folder left."""
+    epochs 2 and 3 only; the run ends with 3 epochs, one report and no scratch folder left.
+    The supervisor runs in this process; its worker processes are forks of the warm server
+    (`trainer.distribute.start` is `Warm.start`), the command line each would run."""
+    import threading
+
+    import trainer.distribute as distribute
+    from trainer.cli.main import main as trainer_main
+
     recipe, run_dir, marker = PAUSED_RECIPE, tmp_path / "run", tmp_path / "paused"
-    command = [sys.executable, "-m", "trainer.cli", "train", str(recipe), "--local_workers=2"]
-    command += ["--epochs=3", f"--run_dir={run_dir}"]
-    environment = {**_environment(tmp_path), "PAUSE_MARKER": str(marker)}
-    supervisor = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-    )
-    lines, worker_pid = [], None
-    try:
-        while worker_pid is None:
-            line = supervisor.stdout.readline()
-            assert line, "the supervisor ended before starting worker 1:\n" + "".join(lines)
-            lines.append(line)
-            if line.startswith("worker 1: pid "):
-                worker_pid = int(line.split()[3])
-        deadline = time.monotonic() + 300
+    for name, value in {**_environment(tmp_path), "PAUSE_MARKER": str(marker)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    workers = []
+
+    def start(command, environment, log=None):
+        workers.append(warm.start(command, environment, log))
+        return workers[-1]
+
+    monkeypatch.setattr(distribute, "start", start)
+    killed, ended = [], threading.Event()
+
+    def kill_worker_1_when_paused() -> None:
+        # Worker 1 writes its pid at the start of epoch 2, after the chief backed up epoch 1.
         while not (marker.is_file() and (run_dir / "backup" / "chief" / "checkpoint").is_file()):
-            assert time.monotonic() < deadline and supervisor.poll() is None, "".join(lines)
-            time.sleep(0.05)
-        assert int(marker.read_text()) == worker_pid
-        os.kill(worker_pid, signal.SIGKILL)
-        output = "".join(lines) + supervisor.communicate(timeout=300)[0]
+            if ended.wait(0.05):
+                return
+        pid = int(marker.read_text())
+        killed.append(pid)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_worker_1_when_paused)
+    killer.start()
+    try:
+        arguments = ["train", str(recipe), "--local_workers=2", "--epochs=3"]
+        code = trainer_main([*arguments, f"--run_dir={run_dir}"])
     finally:
-        if supervisor.poll() is None:  # a failed test: Ctrl-C makes it stop its workers
-            supervisor.send_signal(signal.SIGINT)
-            supervisor.communicate(timeout=60)
-    assert supervisor.returncode == 0, output[-4000:]
+        ended.set()
+        killer.join()
+    output = capsys.readouterr().out
+    assert code == 0, output[-4000:]
+    assert killed == [workers[1].pid]  # worker 1 of the first attempt, paused as planned
 
     assert "worker 1 stopped with signal SIGKILL" in output
     assert "restarting all 2 workers from the last backup" in output
@@ -208,7 +217,8 @@ def test_local_workers_restart_after_kill_9_continue_from_the_backup_with_one_re
     assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
     assert [export["format"] for export in metrics["exports"]] == ["float32"]
     assert abs(metrics["exports"][0]["accuracy"] - metrics["test_accuracy"]) < 0.01  # LiteRT
-    assert output.count("report: ") == 1  # only the chief writes a report
+    chiefs = [workers[0].output.read_text(), workers[2].output.read_text()]  # both attempts
+    assert len(workers) == 4 and sum(text.count("report: ") for text in chiefs) == 1
     # The killed worker's scratch folder was removed by the worker restarted in its place.
     assert not list((tmp_path / "tmp").glob("trainer-*"))
     assert not list((run_dir / "backup").glob("workertemp_*"))

@@ -201,7 +201,7 @@ class Warm:
         request["status"] = str(status)  # written by the server when the fork has exited
         self.server.stdin.write(json.dumps(request) + "\n")
         self.server.stdin.flush()
-        return Forked(command, self._reply()["pid"], status)
+        return Forked(command, self._reply()["pid"], status, Path(output))
 
     def close(self) -> None:
         self.server.stdin.close()
@@ -210,12 +210,13 @@ class Warm:
 
 class Forked:
     """A command `Warm.start` runs in a fork: what `trainer.processes` uses of
-    `subprocess.Popen` (pid, returncode, poll, wait, send_signal, terminate, kill). The fork is
-    the server's child, so its exit status comes from the file the server writes once it has
-    reaped it."""
+    `subprocess.Popen` (pid, returncode, poll, wait, send_signal, terminate, kill), and the
+    file its output went to (`output`). The fork is the server's child, so its exit status
+    comes from the file the server writes once it has reaped it."""
 
-    def __init__(self, args: list[str], pid: int, status: Path):
+    def __init__(self, args: list[str], pid: int, status: Path, output: Path):
         self.args, self.pid, self.status, self.returncode = args, pid, status, None
+        self.output = output
 
     def poll(self) -> int | None:
         if self.returncode is None and self.status.is_file():
