@@ -2,11 +2,11 @@
 finishes with the same epochs, config and schedule position; best-model and history helpers.
 
 The killed run is tests/recipes_for_tests/killable_regression.py: it stops at a known step and
-says so in a file, and only then is it killed, so no timing decides where the kill lands."""
+says so in a file, and only then is it killed, so no timing decides where the kill lands. It
+runs in a fork of the warm server (tests/warm.py), the process `trainer train` would be; the
+resume runs in this process."""
 
 import json
-import os
-import subprocess
 import sys
 import time
 
@@ -14,26 +14,20 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import RECIPES_FOR_TESTS, REPO
+from conftest import RECIPES_FOR_TESTS, command_env
 from trainer import cli
 from trainer.checkpoint import BestModelCheckpoint, ResumeBackup
 from trainer.runs import has_backup, read_history, resume_arguments
 from trainer.schedules import build_schedule
 
 
-def _trainer(*args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return [sys.executable, "-m", "trainer.cli", *args], env
-
-
 @pytest.mark.e2e
-def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
+def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys, warm):
     recipe = RECIPES_FOR_TESTS / "killable_regression.py"
     run_dir, marker = tmp_path / "run", tmp_path / "paused"
-    command, env = _trainer("train", str(recipe), f"--run_dir={run_dir}", "--learning_rate=0.04")
-    env["PAUSE_MARKER"] = str(marker)
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    command = [sys.executable, "-m", "trainer.cli", "train", str(recipe), f"--run_dir={run_dir}"]
+    environment = {**command_env(), "PAUSE_MARKER": str(marker)}
+    process = warm.start([*command, "--learning_rate=0.04"], environment, tmp_path / "first.log")
     history_file = run_dir / "history.csv"
     # The run writes the marker at step 15 (epoch 2, batch 5: epoch 1 is logged and the
     # backup of step 12 written) and waits there to be killed.
@@ -44,20 +38,15 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_same_run(tmp_path, capsys):
         time.sleep(0.05)
     assert int(marker.read_text()) == process.pid
     process.kill()  # SIGKILL: no handler, no flush, no clean-up
-    process.wait()
-    log.close()
-    assert process.returncode == -9, (tmp_path / "first.log").read_text()[-2000:]
+    assert process.wait(60) == -9, (tmp_path / "first.log").read_text()[-2000:]
     assert not (run_dir / "metrics.json").exists() and has_backup(run_dir)
     assert json.loads((run_dir / "run.json").read_text())["recipe_file"] == str(recipe.resolve())
 
-    command, env = _trainer("train", f"--resume={run_dir}")
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert f"resuming {run_dir}" in result.stdout
-    assert "epoch 1/4" not in result.stdout  # continued, not restarted
-    assert "epoch 4/4" in result.stdout
+    assert cli.main(["train", f"--resume={run_dir}"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming {run_dir}" in printed
+    assert "epoch 1/4" not in printed  # continued, not restarted
+    assert "epoch 4/4" in printed
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == {"iterations": 40, "epochs": 4}  # same epochs, no step lost or repeated
     history = read_history(history_file)
