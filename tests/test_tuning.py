@@ -19,13 +19,15 @@ from datagen import write_image_folder
 from trainer.cli.main import main as trainer_main
 from trainer.config import ConfigError, fraction
 
+pytestmark = pytest.mark.usefixtures("frozen_gc")  # keras-tuner collects before every trial
+
 # A user's own recipe file: `mode` picks a healthy trial, an exception in build, a NaN loss,
 # or a model without a held-out validation set. Each trial takes well under a second (eager
-# steps, no tracing). Every
-# build seeds its weights, so a trial's score depends neither on the tests that ran before nor
-# on their order (unseeded, the "ok" trial scored 0.275 to 0.95 after its 8 steps). With
-# `gate=FOLDER` every trial but the first stops at its first batch until FOLDER/release exists:
-# a test interrupts a search while work is left, whatever the load, never after a sleep.
+# steps, no tracing). Every build seeds its weights, so a trial's score depends neither on the
+# tests that ran before nor on their order (unseeded, the "ok" trial scored 0.275 to 0.95
+# after its 8 steps). With `gate=FOLDER` every trial but the first stops at its first batch
+# until FOLDER/release exists: a test interrupts a search while work is left, whatever the
+# load, never after a sleep.
 FLAKY_RECIPE = """
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,17 +130,6 @@ def _with_callback(fit, callback):
 def main(config):
     raise NotImplementedError("not needed by these tests")
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def frozen_imports():
-    """keras-tuner runs `gc.collect()` before every trial, a full pass over everything
-    TensorFlow and the test session have made (about 0.2 s): frozen, they are skipped."""
-    import gc
-
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 @pytest.fixture
