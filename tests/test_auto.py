@@ -4,8 +4,8 @@ pieces (budget arithmetic, the winner's choice, resolutions, epochs, options) in
 
 One tiny image run is shared by the tests that only read it (a module-scoped fixture, about
 30 s of CPU: a search of one or two trials, one finalist, its quantization and verification);
-the text run is the resume test's (killed in a subprocess once its first trial is logged,
-then resumed here).
+the text run is the resume test's (killed in a fork of the warm server once its first
+trial is logged, then resumed here).
 """
 
 import contextlib
@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 from trainer.auto import AutoOptions, check_auto_options
 from trainer.auto.cost import COMPRESS_REACH, Budget, Cost
 from trainer.config import ConfigError
+
+pytestmark = pytest.mark.usefixtures("frozen_gc")  # keras-tuner collects before every trial
 
 TINY_BUDGET = 8.0  # seconds: every stage then runs its minimum (one trial, one finalist)
 
@@ -134,7 +135,10 @@ def test_ctrl_c_keeps_the_finished_winner_usable(image_auto, tmp_path):
 
 
 @pytest.mark.e2e
-def test_text_data_resumes_after_a_kill(tmp_path):
+def test_text_data_resumes_after_a_kill(tmp_path, warm, monkeypatch):
+    """`trainer auto` in a fork of the warm server (the process the command would be), killed
+    once its first trial is logged, then resumed in this process."""
+    from conftest import command_env
     from datagen import write_imdb
 
     reviews = write_imdb(tmp_path / "aclImdb", per_class=60)
@@ -142,8 +146,8 @@ def test_text_data_resumes_after_a_kill(tmp_path):
     command = [sys.executable, "-m", "trainer.cli", "auto", f"--data={reviews}",
                f"--run_dir={run_dir}", "--max_kib=256", "--time_budget=10",
                "--progress_every=0"]  # fmt: skip
-    log = open(tmp_path / "killed.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    process = warm.start(command, command_env(), tmp_path / "killed.log")
     marker = run_dir / "search" / "trial_log.jsonl"
     try:
         while not marker.is_file() and process.poll() is None:
@@ -151,7 +155,6 @@ def test_text_data_resumes_after_a_kill(tmp_path):
     finally:
         process.kill()
         process.wait()
-        log.close()
     assert marker.is_file(), (tmp_path / "killed.log").read_text()[-3000:]
     logged = marker.read_text().splitlines()
 
