@@ -119,6 +119,7 @@ def test_lr_find_command_on_a_recipe(fashion_dir, tmp_path, capsys, monkeypatch)
         f"--data_dir={fashion_dir}",
         "--batch_size=32",
         "--width=8",
+        "--stages=1",
     ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
@@ -138,7 +139,7 @@ def test_lr_find_works_for_every_recipe(recipe, tmp_path, capsys):
 
     if recipe == "image_classifier":
         data = write_image_folder(tmp_path / "photos", per_class=20, seed=1)
-        extra = ["--image_size=16", "--width=8"]
+        extra = ["--image_size=16", "--width=8", "--stages=1"]
     else:
         data = write_imdb(tmp_path / "aclImdb", per_class=20)
         extra = ["--model=cnn", "--sequence_length=24", "--embedding_dim=8", "--width=8"]
