@@ -45,6 +45,12 @@ def test_an_image_search_tries_flips_and_a_trial_can_read_the_search_share():
     assert recipe_config.data == str(Path("auto_dir") / "data/image_20.npz")
 
 
+def test_tiny_images_are_also_searched_larger_others_at_their_size_and_below():
+    assert pipeline.searched_sizes(8) == [8, 16, 32]  # digits: the recipe's default is 32
+    assert pipeline.searched_sizes(16) == pipeline.image_sizes(16) == [8, 12, 16]
+    assert pipeline.searched_sizes(28) == [14, 20, 28]
+
+
 def test_resize_images_keeps_the_type_and_the_layout():
     images = np.zeros((5, 28, 28, 1), np.uint8)
     images[:, :14] = 255

@@ -49,6 +49,7 @@ from trainer.auto.options import (
 from trainer.auto.state import AutoState, Clock, Progress, save_state
 
 MAX_FINAL_EPOCHS = 40
+UPSAMPLE_BELOW = 16  # images smaller than this many pixels are also searched at larger sizes
 TRIAL_STEPS = 150  # optimizer steps a search trial needs at least to rank configurations
 # Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
 # of the epochs its share of the budget buys until a finalist has measured them.
@@ -93,7 +94,7 @@ def data_check(directory: Path, options: AutoOptions, state: AutoState) -> None:
         )
     state.kind, state.classes, state.train_examples = data.kind, data.num_classes, len(data.y_train)
     if data.kind == "image":
-        state.image_sizes = image_sizes(min(data.x_train.shape[1:3]))
+        state.image_sizes = searched_sizes(min(data.x_train.shape[1:3]))
         state.channels = int(data.x_train.shape[-1]) if data.x_train.ndim == 4 else 1
         save_resolutions(directory, options, data, state.image_sizes)
         save_search_subsets(directory, options, state)
@@ -246,6 +247,25 @@ def image_sizes(native: int) -> list[int]:
     top = min(native, 64)
     smaller = {max(8, round(top * share / 2) * 2) for share in (0.75, 0.5)}
     return sorted({top, *(size for size in smaller if size < top)})
+
+
+def searched_sizes(native: int) -> list[int]:
+    """The input resolutions searched: `image_sizes(native)`, and for images smaller than
+    `UPSAMPLE_BELOW` pixels also twice and four times their size (at most 32). A CNN halves
+    its input at every stage but the last, so 8x8 images leave a 2x2 map to the third stage;
+    image_classifier's default resizes them to 32x32 (measured on digits, 8x8: 99.72% at
+    32x32 against 98.61% for auto's best at 8x8).
+
+    Example:
+
+        >>> from trainer.auto.pipeline import searched_sizes
+        >>> searched_sizes(8), searched_sizes(12), searched_sizes(28)
+        ([8, 16, 32], [8, 12, 24, 32], [14, 20, 28])
+    """
+    sizes = set(image_sizes(native))
+    if native < UPSAMPLE_BELOW:
+        sizes |= {min(32, native * factor) for factor in (2, 4)}
+    return sorted(sizes)
 
 
 def base_config(directory: Path, options: AutoOptions, state: AutoState) -> candidate.Config:
