@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, command_env
-from warm import runs_warm
+from conftest import REPO, command_env, terminal_env
+from warm import runs_after_tensorflow, runs_warm
 
 BIN = Path(sys.executable).parent
 README = "README.md"
@@ -41,8 +41,10 @@ STANDALONE = "standalone"
 PLACEMENT = re.compile(r"^<!-- test_readme: (.+?) -->$", re.M)
 
 # A substring naming one documented command -> options appended in the fast suite.
-# (The photos model trains its 5 epochs as written: `trainer predict` quotes its answers.)
+# (The photos model trains its 5 epochs and 32x32 input as written, `trainer predict` and the
+# export quote its answers, but a quarter of the filters in batches of 64: ~17 s less CPU.)
 OVERRIDES = {
+    "image_classifier --data=photos --epochs=5": "--width=8 --batch_size=64",
     "train text_classifier --data=reviews.csv": "--epochs=1",
     "tune digits --max_trials=3": "--max_trials=2 --max_epochs=1",
 }
@@ -54,6 +56,11 @@ SLOW = {
     "compress runs/digits --max_accuracy_drop": "the whole auto search: several minutes",
     "tune digits --workers=2": "two worker processes, each loading TensorFlow",
     "prune_low_magnitude(model, target_sparsity=0.8": "trains, prunes and converts: ~30 s",
+    # Runs the fast suite makes elsewhere (7 s of CPU each):
+    "--config=runs/tune-digits/best.yaml": "tests/test_tuning.py's test_best_yaml_trains_unchanged",
+    "recipes/digits.py --epochs=3": "the README's digits.main(Config(epochs=3, seed=0)) run, "
+    "through the script entry (run_recipe) that tests/test_cli_and_recipe.py runs for "
+    "fashion_mnist.py",
 }
 NOT_RUN = {"make demo", "make test"}  # they install; the suite itself is `make test`
 
@@ -167,24 +174,34 @@ def _warm_args(code: str) -> list[str] | None:
     return None
 
 
-def _run(example: Example, cwd: Path, slow: bool, warm) -> str:
-    """Runs the example's commands: `trainer ...` lines and scripts that import trainer first
-    in a fork of the warm server (tests/warm.py), anything else with bash or python."""
-    env = command_env()
+def _run(example: Example, cwd: Path, slow: bool, warm, tensorflow=None) -> str:
+    """Runs the example's commands: `trainer ...` lines and scripts whose Keras is trainer's
+    (tests/warm.py's `runs_warm`) in a fork of the warm server; scripts that choose their Keras
+    before trainer (`import keras` first: `runs_after_tensorflow`) in a fork of the server that
+    imported TensorFlow alone (`tensorflow()`, conftest's `warm_tensorflow`); anything else
+    with bash or python. `warm` None: every command starts cold. Commands that do not run in
+    the warm server get a user's terminal environment (conftest's terminal_env)."""
+    runs = []  # (server or None, its args, environment, cold argv, status, what)
     if example.kind == "python":
         script = cwd / f"{Path(example.document).stem}_line_{example.line}.py"
         script.write_text(example.code, encoding="utf-8")
-        warm_args = ["python", script.name] if runs_warm(example.code) else None
-        runs = [(warm_args, [sys.executable, script.name], 0, "python block")]
+        args, cold = ["python", script.name], [sys.executable, script.name]
+        if warm is not None and runs_warm(example.code):
+            runs.append((warm, args, command_env(), cold, 0, "python block"))
+        elif tensorflow is not None and runs_after_tensorflow(example.code):
+            runs.append((tensorflow(), args, terminal_env(), cold, 0, "python block"))
+        else:
+            runs.append((None, args, terminal_env(), cold, 0, "python block"))
     else:
-        runs = []
         for command in example.commands(slow):
             code, status = _shell(command, slow)
-            runs.append((_warm_args(code), ["bash", "-c", code], status, command))
+            args = _warm_args(code) if warm is not None else None
+            server, env = (warm, command_env()) if args else (None, terminal_env())
+            runs.append((server, args, env, ["bash", "-c", code], status, command))
     output = ""
-    for warm_args, argv, status, what in runs:
-        if warm_args and warm is not None:
-            result = warm.run(warm_args, cwd=cwd, env=env)
+    for server, args, env, argv, status, what in runs:
+        if server is not None:
+            result = server.run(args, cwd=cwd, env=env)
         else:
             result = subprocess.run(
                 argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
@@ -219,9 +236,10 @@ def _assert_quoted(example: Example, output: str) -> None:
 class Session:
     """The fast suite's scratch folders, and which examples already ran in them."""
 
-    def __init__(self, factory: pytest.TempPathFactory, warm):
+    def __init__(self, factory: pytest.TempPathFactory, warm, tensorflow):
         self.factory = factory
         self.warm = warm  # tests/warm.py's server, or None to start every command cold
+        self.tensorflow = tensorflow  # () -> the TensorFlow-only server, started on first use
         self.folders: dict[str, Path] = {}
         self.done: set[str] = set()
         self.failed: set[str] = set()
@@ -239,7 +257,9 @@ class Session:
                 pytest.fail(f"{example.name} needs {needed.name}, which failed above")
             if needed.name not in self.done and not needed.slow:
                 try:
-                    _assert_quoted(needed, _run(needed, self.folder(needed), False, self.warm))
+                    _assert_quoted(
+                        needed, _run(needed, self.folder(needed), False, self.warm, self.tensorflow)
+                    )
                 except AssertionError:
                     self.failed.add(needed.name)
                     raise
@@ -247,8 +267,8 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory, warm) -> Session:
-    return Session(tmp_path_factory, warm)
+def session(tmp_path_factory, warm, request) -> Session:
+    return Session(tmp_path_factory, warm, lambda: request.getfixturevalue("warm_tensorflow"))
 
 
 @pytest.fixture(scope="module")
