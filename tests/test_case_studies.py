@@ -37,7 +37,34 @@ def _check_run(run_dir: Path, formats: set[str], learns: bool = True) -> dict:
 
 
 @pytest.mark.e2e
+def test_cifar10_recipe_on_the_python_batches(cifar_run):
+    """The shared run (conftest.py: resnet9 at width 4, 3 epochs on a generated
+    cifar-10-batches-py folder) learned, wrote its files and named the CIFAR classes."""
+    metrics = _check_run(cifar_run, {"float32"})
+    assert metrics["class_names"][:2] == ["airplane", "automobile"]
+    assert "model: resnet9" in (cifar_run / "config.yaml").read_text()
+
+
+def test_cifar10_resnet20_is_built_from_the_folder_holding_the_batches(tmp_path):
+    """`--data=` the folder that holds cifar-10-batches-py (as the tarball unpacks) with the
+    default ResNet-20 at width 4: the model and data a run would train, without training
+    (the trained run is the slow test below; ResNet-20's published size is test_models.py's)."""
+    from recipes.cifar10_resnet import Config, build
+
+    folder = write_cifar10_folder(tmp_path / "cifar")
+    experiment = build(Config(data=str(folder.parent), width=4, batch_size=16))
+    assert experiment.class_names[:2] == ["airplane", "automobile"]
+    assert experiment.x_test.shape == (40, 32, 32, 3)
+    assert experiment.model.count_params() < 20_000  # width 4: a sixteenth of ResNet-20
+    convolutions = [layer for layer in experiment.model.layers if "Conv" in type(layer).__name__]
+    assert len(convolutions) >= 19  # 20 weight layers (6n+2, n=3): 19 convolutions, the head
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cifar10_resnet20_on_the_python_folder(tmp_path):
+    """Trains what the test above builds (17 s of CPU); the shared resnet9 run shows the
+    recipe's run on the python batches in every session."""
     folder = write_cifar10_folder(tmp_path / "cifar")
     run_dir = tmp_path / "run"
     args = [
