@@ -19,6 +19,15 @@ Usage (see `warm_trainer` in conftest.py):
 
     result = warm.run(["trainer", "train", "digits", "--epochs=1"], cwd=folder, env=env)
     result.returncode, result.stdout, result.stderr
+
+`Warm.run` waits for its fork. `Warm.start` returns at once with a `Forked`, the part of
+`subprocess.Popen` that `trainer.processes` uses, for processes that run beside the test or
+each other: a test puts it in place of a supervisor's `start` (`trainer tune --workers`,
+`trainer train --local_workers`), whose workers then are forks with the command line each
+would have run, or starts a command it kills midway:
+
+    monkeypatch.setattr(trainer.processes, "start", warm.start)
+    process = warm.start([sys.executable, "-m", "trainer.cli", "train", ...], env, log)
 """
 
 import json
