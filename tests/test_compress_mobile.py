@@ -3,8 +3,9 @@
 what the runtimes feed (RGB pixels, or the raw text through the tokenizer in the metadata),
 return probabilities and name the classes; the report verifies the chosen file with MediaPipe.
 
-Each module fixture trains one tiny run and compresses it once; the tests read what it wrote
-and load the files with MediaPipe itself, as an app would.
+The tests read the session's shared compressions (conftest.py: the image_classifier run, whose
+int8 files take raw uint8 pixels, and the text_classifier run) and load the files with
+MediaPipe itself, as an app would, on the few inputs each assertion needs.
 """
 
 import json
@@ -16,48 +17,7 @@ from trainer import cli
 from trainer.compress import CompressConfig
 from trainer.compress.options import compress_io
 
-
-def _run(arguments: list[str]) -> None:
-    assert cli.main(arguments) == 0, arguments
-
-
-@pytest.fixture(scope="module")
-def fashion_compressed(tmp_path_factory):
-    """A tiny `fashion_mnist` run (generated IDX bars, float32 io) compressed with
-    `--method=ptq,pqat --io=uint8`: post-training and pruning-preserving QAT int8 files that
-    take raw pixels. Returns (run folder, compression folder)."""
-    from conftest import write_fashion_dir
-
-    root = tmp_path_factory.mktemp("fashion")
-    data_dir = write_fashion_dir(root / "data")
-    run_dir, out = root / "run", root / "compressed"
-    _run(
-        [
-            "train",
-            "fashion_mnist",
-            f"--data_dir={data_dir}",
-            f"--run_dir={run_dir}",
-            "--epochs=1",
-            "--train_limit=400",
-            "--batch_size=32",
-            "--width=8",
-            "--stages=3",
-            "--backup_every=0",
-        ]
-    )
-    _run(
-        [
-            "compress",
-            str(run_dir),
-            "--method=ptq,pqat",
-            "--sparsities=0.5",
-            "--finetune_epochs=0.5",
-            "--max_accuracy_drop=100",
-            "--io=uint8",
-            f"--out_dir={out}",
-        ]
-    )
-    return run_dir, out
+CLASSES = ["a", "b", "c"]  # the shared image run's class folders
 
 
 def _classify_images(path, pixels: np.ndarray) -> list:
@@ -78,72 +38,66 @@ def _classify_images(path, pixels: np.ndarray) -> list:
         ]
 
 
-def _test_pixels(count: int) -> np.ndarray:
-    """The first generated test images as an app has them: uint8 RGB (gray repeated)."""
-    from conftest import make_class_images
+def _test_pixels(run, count: int) -> np.ndarray:
+    """The run's first test images as an app has them: uint8 RGB (the recipe divides by 255)."""
+    from trainer.compress import rebuild_run
 
-    pixels, _ = make_class_images(200, seed=2)
-    return np.repeat(pixels[:count, ..., None], 3, axis=-1).astype(np.uint8)
+    _, _, experiment = rebuild_run(run)
+    return np.round(experiment.x_test[:count] * 255.0).astype(np.uint8)
 
 
 def test_compressed_image_file_loads_in_mediapipe_with_labels_and_probabilities(
-    fashion_compressed,
+    image_classifier_run, image_classifier_compressed
 ):
     from ai_edge_litert.interpreter import Interpreter
 
-    from trainer.data.idx import FASHION_MNIST_CLASSES
-
-    _, out = fashion_compressed
-    names = list(FASHION_MNIST_CLASSES)
+    out = image_classifier_compressed
     metrics = json.loads((out / "metrics.json").read_text())
     compressed = metrics["compressed_file"]
     check = compressed["mediapipe"]
     # The whole test set through the task API, against LiteRT on the same pixels.
     assert check["loaded"], check["error"]
-    assert check["examples"] == 200 and check["labels"] == names and check["labels_match"]
+    assert check["examples"] == 25 and check["labels"] == CLASSES and check["labels_match"]
     assert check["agreement"] >= 0.99
-    assert compressed["outputs"] == "probabilities" and compressed["examples"] == 200
+    assert compressed["outputs"] == "probabilities" and compressed["examples"] == 25
     path = out / "model_compressed.tflite"
     best = next(c for c in metrics["candidates"] if c["name"] == metrics["best"])
     assert path.read_bytes() == (out / "candidates" / f"{best['name']}.tflite").read_bytes()
-    for categories in _classify_images(path, _test_pixels(20)):
-        assert sorted(category.category_name for category in categories) == sorted(names)
+    for categories in _classify_images(path, _test_pixels(image_classifier_run, 3)):
+        assert sorted(category.category_name for category in categories) == CLASSES
         assert sum(category.score for category in categories) == pytest.approx(1.0, abs=0.03)
     sidecar = json.loads((out / "model_compressed.json").read_text())
-    assert sidecar["class_names"] == names and sidecar["image"]["color_space"] == "RGB"
-    if best["format"] == "int8":
-        assert sidecar["image"]["dtype"] == "uint8"
-        detail = Interpreter(model_path=str(path)).get_input_details()[0]
-        assert detail["dtype"] == np.uint8 and list(detail["shape"]) == [1, 28, 28, 3]
+    assert sidecar["class_names"] == CLASSES and sidecar["image"]["color_space"] == "RGB"
+    assert best["format"] == "int8"  # the smallest file within the budget is an int8 one
+    assert sidecar["image"]["dtype"] == "uint8"
+    detail = Interpreter(model_path=str(path)).get_input_details()[0]
+    assert detail["dtype"] == np.uint8 and list(detail["shape"]) == [1, 16, 16, 3]
     report = (out / "report.md").read_text()
     assert "## The compressed file" in report and "↳ MediaPipe Tasks" in report
     assert "with LiteRT" in report and "int8 files take and return uint8" in report
 
 
-def test_every_candidate_is_the_file_an_app_loads(fashion_compressed):
+def test_every_candidate_is_the_file_an_app_loads(
+    image_classifier_run, image_classifier_compressed
+):
     """Each candidate file loads in MediaPipe with the class names, and its recorded size is
-    that of the file on disk (metadata and RGB/softmax graph included)."""
+    that of the file on disk (metadata and RGB/softmax graph included). Every int8 file takes
+    raw pixels exactly (q = pixel: scale 1/255, zero point 0), the quantization-aware one
+    (prune+pqat) too, though QAT learned its own input range (post-training int8 gets the
+    same check inside `convert`)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from trainer.data.idx import FASHION_MNIST_CLASSES
-
-    _, out = fashion_compressed
+    out = image_classifier_compressed
     metrics = json.loads((out / "metrics.json").read_text())
-    names = [candidate["name"] for candidate in metrics["candidates"]]
-    assert names == [
-        "original-float32",
-        "ptq-float16",
-        "ptq-dynamic",
-        "ptq-int8",
-        "prune+pqat-sparsity0.5-int8",
-    ]
-    pixels = _test_pixels(1)
+    formats = {candidate["name"]: candidate["format"] for candidate in metrics["candidates"]}
+    assert formats["prune+pqat-sparsity0.5-int8"] == "int8" and len(formats) >= 8
+    pixels = _test_pixels(image_classifier_run, 1)
     for candidate in metrics["candidates"]:
         path = out / "candidates" / f"{candidate['name']}.tflite"
         assert candidate["size_bytes"] == path.stat().st_size, path.name
         (categories,) = _classify_images(path, pixels)
         labels = sorted(category.category_name for category in categories)
-        assert labels == sorted(FASHION_MNIST_CLASSES), path.name
+        assert labels == CLASSES, path.name
         detail = Interpreter(model_path=str(path)).get_input_details()[0]
         expected = np.uint8 if candidate["format"] == "int8" else np.float32
         assert detail["dtype"] == expected and detail["shape"][-1] == 3, path.name
@@ -159,57 +113,24 @@ def test_compress_takes_the_runs_io_unless_told():
     assert compress_io(CompressConfig(io="int8"), "uint8") == "int8"
 
 
-def test_a_bad_io_is_refused_naming_it(fashion_compressed, capsys):
-    run_dir, _ = fashion_compressed
-    assert cli.main(["compress", str(run_dir), "--io=uint16"]) == 2
+def test_a_bad_io_is_refused_naming_it(image_classifier_run, capsys):
+    assert cli.main(["compress", str(image_classifier_run), "--io=uint16"]) == 2
     error = capsys.readouterr().err
     assert "io" in error and "uint16" in error
+    assert not (image_classifier_run / "compression").exists()
 
 
-@pytest.fixture(scope="module")
-def text_compressed(tmp_path_factory):
-    """A tiny bag-of-words `text_classifier` run on a generated aclImdb tree, compressed with
-    post-training quantization (dynamic range: token ids are not quantized)."""
-    from datagen import write_imdb
-
-    root = tmp_path_factory.mktemp("text")
-    data = write_imdb(root / "aclImdb", per_class=30)
-    run_dir, out = root / "run", root / "compressed"
-    _run(
-        [
-            "train",
-            "text_classifier",
-            f"--data={data}",
-            f"--run_dir={run_dir}",
-            "--model=bow",
-            "--sequence_length=24",
-            "--buckets=4096",
-            "--learning_rate=0.05",
-            "--epochs=8",
-            "--batch_size=8",
-            "--backup_every=0",
-        ]
-    )
-    _run(
-        [
-            "compress",
-            str(run_dir),
-            "--method=ptq",
-            "--max_accuracy_drop=100",
-            f"--out_dir={out}",
-        ]
-    )
-    return run_dir, out
-
-
-def test_compressed_text_file_loads_in_text_classifier(text_compressed, tmp_path, capsys):
+def test_compressed_text_file_loads_in_text_classifier(
+    text_classifier_run, text_classifier_compressed, tmp_path, capsys
+):
     from mediapipe.tasks.python.core.base_options import BaseOptions
     from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
 
-    run_dir, out = text_compressed
+    run_dir, out = text_classifier_run, text_classifier_compressed
     names = json.loads((run_dir / "metrics.json").read_text())["class_names"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [c["format"] for c in metrics["candidates"]] == ["float32", "float16", "dynamic"]
+    formats = [c["format"] for c in metrics["candidates"] if c["technique"] in ("original", "ptq")]
+    assert formats == ["float32", "float16", "dynamic"]
     check = metrics["compressed_file"]["mediapipe"]
     assert check["loaded"], check["error"]
     assert check["labels"] == names and check["agreement"] >= 0.99 and check["examples"] > 0

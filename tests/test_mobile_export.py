@@ -1,7 +1,8 @@
 """Exported image files load in MediaPipe Tasks' ImageClassifier as they are (issue 22).
 
 Each test loads the written file with MediaPipe itself, as an app would, besides reading the
-verification numbers that `export_and_verify` records.
+verification numbers that `export_and_verify` records. The fashion_mnist run is the session's
+shared one (conftest.py).
 """
 
 import json
@@ -242,33 +243,11 @@ def test_a_model_at_chance_is_still_flagged(tmp_path, capsys):
     assert "test accuracy at chance level" in report and "↳ MediaPipe Tasks" in report
 
 
-@pytest.fixture(scope="module")
-def fashion_run(tmp_path_factory):
-    """`trainer train fashion_mnist --epochs=1 --train_limit=400 --io=uint8` on generated IDX
-    files (600 train / 200 test bars images): float32 and int8 files, the int8 with uint8 I/O."""
-    from conftest import write_fashion_dir
-    from trainer import cli
-
-    root = tmp_path_factory.mktemp("fashion")
-    data_dir = write_fashion_dir(root / "data")
-    run_dir = root / "run"
-    arguments = [
-        "train",
-        "fashion_mnist",
-        f"--data_dir={data_dir}",
-        f"--run_dir={run_dir}",
-        "--epochs=1",
-        "--train_limit=400",
-        "--batch_size=32",
-        "--head_units=0",
-        "--io=uint8",
-    ]
-    assert cli.main(arguments) == 0
-    return run_dir
-
-
 def test_fashion_mnist_run_writes_files_mediapipe_loads(fashion_run):
-    """Both files load in MediaPipe and agree with LiteRT on >= 99.5% of the test set."""
+    """The session's tiny fashion_mnist run (conftest.py, --io=uint8): both files load in
+    MediaPipe and agree with LiteRT on >= 99.5% of the test set. (That `trainer compress
+    --io=uint8` writes quantization-aware int8 files that take raw pixels exactly is
+    tests/test_compress_mobile.py::test_every_candidate_is_the_file_an_app_loads.)"""
     from trainer.data.idx import FASHION_MNIST_CLASSES
 
     run_dir = fashion_run
@@ -289,31 +268,3 @@ def test_fashion_mnist_run_writes_files_mediapipe_loads(fashion_run):
     assert sorted(category.category_name for category in categories) == sorted(names)
     report = (run_dir / "report.md").read_text()
     assert "| TFLite int8, uint8 in/out |" in report and "↳ MediaPipe Tasks" in report
-
-
-def test_compress_io_uint8_gives_candidates_that_take_raw_pixels(fashion_run, tmp_path):
-    """`trainer compress --io=uint8`: the quantization-aware int8 candidate takes raw pixels
-    exactly (q = pixel: scale 1/255, zero point 0), though QAT learned its own input range
-    (post-training int8 gets the same check inside `convert`)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from trainer import cli
-
-    out = tmp_path / "compressed"
-    arguments = [
-        "compress",
-        str(fashion_run),
-        "--method=qat",
-        "--finetune_epochs=0.5",
-        "--max_accuracy_drop=100",
-        "--io=uint8",
-        f"--out_dir={out}",
-    ]
-    assert cli.main(arguments) == 0
-    integer_files = sorted((out / "candidates").glob("*int8.tflite"))
-    assert [path.name for path in integer_files] == ["qat-int8.tflite"]
-    for path in integer_files:
-        detail = Interpreter(model_path=str(path)).get_input_details()[0]
-        scale, zero_point = detail["quantization"]
-        assert detail["dtype"] == np.uint8 and zero_point == 0, path.name
-        assert abs(scale * 255.0 - 1.0) < 1e-6, path.name
