@@ -1,4 +1,7 @@
-"""`trainer export MODEL_OR_RUN`: a user's own model on a data source, and a run folder."""
+"""`trainer export MODEL_OR_RUN`: a user's own model on a data source, and a run folder.
+
+(The run folder of each shipped recipe, exported through its own build(), is
+tests/test_export_every_recipe.py.)"""
 
 import json
 import os
@@ -317,40 +320,6 @@ def test_command_output_is_clean(saved, tmp_path):
     for marker in NOISE:
         assert marker not in result.stderr, result.stderr[-2000:]
         assert marker not in result.stdout, result.stdout[-2000:]
-
-
-@pytest.mark.parametrize("recipe_name", ["image_classifier", "text_classifier"])
-def test_run_folder_of_a_shipped_recipe(recipe_name, tmp_path, capsys):
-    """The run folder of each generic recipe exports through its own build(): the recipe's
-    formats, input spec and labels, and the text recipe's vocabulary beside the files."""
-    from datagen import write_imdb
-    from trainer.recipe_loader import load_recipe
-    from trainer.runs import create_run_dir
-
-    recipe = load_recipe(recipe_name)
-    options = {}
-    if recipe_name == "image_classifier":
-        data, names = (
-            write_image_folder(tmp_path / "photos", per_class=20, size=16),
-            ["a", "b", "c"],
-        )
-    else:
-        data, names = write_imdb(tmp_path / "imdb", per_class=20), ["neg", "pos"]
-        options["model"] = "cnn"  # converts in seconds; the default Transformer takes ~40 s
-    config = recipe.Config(data=str(data), run_dir=str(tmp_path / "run"), **options)
-    experiment = recipe.build(config)
-    run_dir = create_run_dir(recipe_name, config, tmp_path / "run")
-    experiment.model.save(run_dir / "model.keras")  # untrained: at chance, so allowed below
-    assert run([str(run_dir), "--allow_chance=true"]) == 0, capsys.readouterr()
-    for format in experiment.export_formats:
-        sidecar = _sidecar(run_dir / "export" / f"model_{format}.json")
-        assert sidecar["class_names"] == names
-        assert sidecar["input"] == json.loads(json.dumps(experiment.input_spec))
-        assert sidecar["files"] == list(experiment.artifacts)
-        assert sidecar["verification"]["examples"] == len(experiment.x_test)
-        assert sidecar["verification"]["agreement"] >= 0.9
-    for name, text in experiment.artifacts.items():
-        assert (run_dir / "export" / name).read_text() == text
 
 
 def test_split_chooses_the_examples_and_a_bad_split_is_named(saved, tmp_path, capsys):
