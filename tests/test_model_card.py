@@ -1,7 +1,9 @@
-"""model_card.md and report.md's "use this file" snippet, on a tiny digits run.
+"""model_card.md and report.md's "use this file" snippets, on the session's tiny digits and
+text_classifier runs (conftest.py).
 
-The card's numbers are checked against metrics.json; the report's Python snippet is run as a
-user would, in a fresh process in the run folder, on a new image.
+The card's numbers are checked against metrics.json; the reports' Python snippets (MediaPipe
+Tasks' ImageClassifier and TextClassifier) are run as a user would, in a new interpreter in
+each run folder, on a new image and new texts.
 """
 
 import json
@@ -13,18 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import cli
 from trainer.keras_path import child_environment
 from trainer.model_card import per_class_accuracy
 from trainer.snippets import USE_HEADING, usage_snippet
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("card") / "run"
-    code = cli.main(["train", "digits", "--epochs=3", "--width=8", f"--run_dir={run_dir}"])
-    assert code == 0
-    return run_dir
 
 
 def _table_rows(text: str, header: str) -> list[list[str]]:
@@ -62,33 +55,58 @@ def test_the_card_numbers_are_the_runs_metrics(digits_run):
     assert "450 examples: the accuracy is known to about" in card
 
 
-def test_the_reports_python_snippet_classifies_a_new_image(digits_run, tmp_path):
+def _snippet(run_dir: Path) -> tuple[str, str]:
+    """(report.md's "use this file" section, its Python snippet) of the run in `run_dir`."""
+    section = (run_dir / "report.md").read_text().split(f"## {USE_HEADING}", 1)[1]
+    return section, section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.e2e
+def test_the_reports_python_snippets_classify_a_new_image_and_a_text(
+    digits_run, text_classifier_run, tmp_path
+):
+    """report.md's MediaPipe snippets run as written, each from its run folder, in one new
+    interpreter as a user would (the image one with a photo of ours): ImageClassifier on the
+    digits run's file, TextClassifier on the session's text_classifier run's."""
     from datagen import encode
 
-    report = (digits_run / "report.md").read_text()
-    section = report.split(f"## {USE_HEADING}", 1)[1]
+    section, image_snippet = _snippet(digits_run)
     chosen = re.search(r"`(model_\w+\.tflite)`", section).group(1)
     assert (digits_run / chosen).is_file()
-    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert f'model_asset_path="{chosen}"' in snippet and "```kotlin" in section
+    assert f'model_asset_path="{chosen}"' in image_snippet and "```kotlin" in section
     image = np.zeros((8, 8, 3), np.uint8)
     image[1:7, 3:5] = 255  # a bright vertical stroke
     (tmp_path / "photo.png").write_bytes(encode(image, ".png"))
-    snippet = snippet.replace("photo.jpg", str(tmp_path / "photo.png"))
+    image_snippet = image_snippet.replace("photo.jpg", str(tmp_path / "photo.png"))
+    section, text_snippet = _snippet(text_classifier_run)
+    assert "takes the text itself" in section
+    assert "text.TextClassifier" in text_snippet and '"a wonderful film"' in text_snippet
+    script = (
+        "import os\n"
+        f"os.chdir({str(digits_run)!r})\n"
+        f"exec({image_snippet!r})\n"
+        "print('--- text ---')\n"
+        f"os.chdir({str(text_classifier_run)!r})\n"
+        f"exec({text_snippet!r})\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", snippet],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=digits_run,
+        cwd=tmp_path,
         env=child_environment("TRAINER_DEBUG"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = [line.rsplit(" ", 1) for line in result.stdout.strip().splitlines()]
+    image_lines, text_lines = result.stdout.strip().split("--- text ---")
+    printed = [line.rsplit(" ", 1) for line in image_lines.strip().splitlines()]
     assert len(printed) == 3
     assert all(name in [str(digit) for digit in range(10)] for name, _ in printed)
     scores = [float(score) for _, score in printed]
     assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+    printed = [line.split() for line in text_lines.strip().splitlines()]
+    assert [label for label, _ in printed] == ["pos", "neg"]  # "wonderful" is a positive word
+    assert sum(float(score) for _, score in printed) == pytest.approx(1, abs=0.01)
 
 
 def test_per_class_accuracy_counts_each_class():

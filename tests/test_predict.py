@@ -2,7 +2,8 @@
 
 The preprocessing is checked against the recipe's own (the same arrays the run was tested on),
 the run's model against its exported files, and the labels against generated inputs whose
-class is known.
+class is known. The runs are the session's shared ones (conftest.py); report.md's MediaPipe
+snippets are run in tests/test_model_card.py.
 """
 
 import dataclasses
@@ -12,57 +13,10 @@ import json
 import numpy as np
 import pytest
 
-from datagen import bar_image, encode, write_image_folder, write_imdb
+from datagen import bar_image, encode, write_image_folder
 from trainer import cli
 from trainer.predict import Input, load_classifier, prepare, read_inputs, top_k
 from trainer.recipe_loader import load_run_recipe
-
-
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-    """An image_classifier run on 16x16 RGB bar images (3 classes) with float32 and int8
-    (uint8 input) files."""
-    root = tmp_path_factory.mktemp("predict_image")
-    photos = write_image_folder(root / "photos", per_class=20, size=16)
-    run_dir = root / "run"
-    arguments = [
-        "train",
-        "image_classifier",
-        f"--data={photos}",
-        f"--run_dir={run_dir}",
-        "--epochs=3",
-        "--image_size=16",
-        "--width=8",
-        "--batch_size=16",
-        "--learning_rate=0.01",
-        "--export=float32,int8",
-        "--io=uint8",
-        "--backup_every=0",
-    ]
-    assert cli.main(arguments) == 0
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict_text")
-    reviews = write_imdb(root / "aclImdb", per_class=24)
-    run_dir = root / "run"
-    arguments = [
-        "train",
-        "text_classifier",
-        f"--data={reviews}",
-        f"--run_dir={run_dir}",
-        "--model=bow",
-        "--sequence_length=24",
-        "--epochs=4",
-        "--batch_size=8",
-        "--learning_rate=0.05",
-        "--export=float32",
-        "--backup_every=0",
-    ]
-    assert cli.main(arguments) == 0
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +29,23 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.strip().splitlines()]
 
 
-def test_images_are_prepared_as_the_recipe_prepared_its_test_set(image_run, tmp_path):
-    recipe, config = load_run_recipe(image_run, "test")
+def test_images_are_prepared_as_the_recipe_prepared_its_test_set(image_classifier_run, tmp_path):
+    recipe, config = load_run_recipe(image_classifier_run, "test")
     experiment = recipe.build(config)
     pixels = np.round(experiment.x_test[:12] * 255).astype(np.uint8)
     for index, image in enumerate(pixels):
         (tmp_path / f"{index:02d}.png").write_bytes(encode(image, ".png"))
-    classifier = load_classifier(image_run)
+    classifier = load_classifier(image_classifier_run)
     inputs = read_inputs([str(tmp_path)], classifier.kind)
     np.testing.assert_array_equal(prepare(classifier, inputs), experiment.x_test[:12])
 
 
-def test_the_run_and_its_files_label_new_images(image_run, new_images, capsys):
+def test_the_run_and_its_files_label_new_images(image_classifier_run, new_images, capsys):
     outputs = {}
     for source in ("", "model_float32.tflite", "model_int8.tflite"):
-        code = cli.main(["predict", str(image_run / source), str(new_images), "--format=json"])
+        code = cli.main(
+            ["predict", str(image_classifier_run / source), str(new_images), "--format=json"]
+        )
         assert code == 0, capsys.readouterr().err
         outputs[source] = _json_lines(capsys.readouterr().out)
     keras_rows = outputs[""]
@@ -111,28 +67,34 @@ def test_the_run_and_its_files_label_new_images(image_run, new_images, capsys):
         )
 
 
-def test_any_image_size_and_channel_count_is_converted(image_run, tmp_path, capsys):
+def test_any_image_size_and_channel_count_is_converted(image_classifier_run, tmp_path, capsys):
     rng = np.random.default_rng(3)
     big = np.kron(bar_image(1, rng, size=16), np.ones((3, 3, 1), np.uint8))  # 48x48, class b
     (tmp_path / "big.png").write_bytes(encode(big, ".png"))
     (tmp_path / "gray.png").write_bytes(encode(big[..., :1], ".png"))
-    assert cli.main(["predict", str(image_run), str(tmp_path), "--top_k=1"]) == 0
+    assert cli.main(["predict", str(image_classifier_run), str(tmp_path), "--top_k=1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["input", "top-1"]
     assert [line.split()[1] for line in lines[1:]] == ["b", "b"]
 
 
-def test_texts_from_files_and_standard_input(text_run, tmp_path, monkeypatch, capsys):
-    recipe, config = load_run_recipe(text_run, "test")
+def test_texts_from_files_and_standard_input(text_classifier_run, tmp_path, monkeypatch, capsys):
+    recipe, config = load_run_recipe(text_classifier_run, "test")
     experiment = recipe.build(config)
-    classifier = load_classifier(text_run)
+    classifier = load_classifier(text_classifier_run)
     texts = experiment.test_texts[:10]
     ids = prepare(classifier, [Input(str(index), text) for index, text in enumerate(texts)])
     np.testing.assert_array_equal(ids, experiment.x_test[:10])
 
     (tmp_path / "review.txt").write_text("great wonderful superb film, the best story")
     monkeypatch.setattr("sys.stdin", io.StringIO("awful boring terrible waste\n\nbrilliant fun\n"))
-    arguments = ["predict", str(text_run), str(tmp_path / "review.txt"), "-", "--format=json"]
+    arguments = [
+        "predict",
+        str(text_classifier_run),
+        str(tmp_path / "review.txt"),
+        "-",
+        "--format=json",
+    ]
     capsys.readouterr()  # build printed its data summary
     assert cli.main(arguments) == 0
     rows = _json_lines(capsys.readouterr().out)
@@ -145,31 +107,35 @@ def test_texts_from_files_and_standard_input(text_run, tmp_path, monkeypatch, ca
     assert [len(row["top_k"]) for row in rows] == [2, 2, 2]  # top_k 3 of 2 classes
 
 
-def test_tflite_text_file_agrees_with_the_run(text_run):
+def test_tflite_text_file_agrees_with_the_run(text_classifier_run):
     texts = ["a great film", "dull and bad", "the plot was brilliant fun"]
     inputs = [Input(str(index), text) for index, text in enumerate(texts)]
-    keras = top_k(load_classifier(text_run), inputs, k=2)
-    file = top_k(load_classifier(text_run / "model_float32.tflite"), inputs, k=2)
+    keras = top_k(load_classifier(text_classifier_run), inputs, k=2)
+    file = top_k(load_classifier(text_classifier_run / "model_float32.tflite"), inputs, k=2)
     assert [row[0][0] for row in keras] == [row[0][0] for row in file]
     for keras_row, file_row in zip(keras, file, strict=True):
         assert keras_row[0][1] == pytest.approx(file_row[0][1], abs=1e-4)
 
 
-def test_errors_name_the_input_and_what_to_do(image_run, tmp_path, capsys):
+def test_errors_name_the_input_and_what_to_do(image_classifier_run, tmp_path, capsys):
     cases = [
-        ([str(image_run), str(tmp_path / "missing.png")], 1, "missing.png' does not exist"),
-        ([str(image_run), "-"], 1, "- (standard input) gives texts"),
-        ([str(image_run / "model.keras"), str(tmp_path)], 1, "pass the run folder"),
-        ([str(image_run), str(tmp_path)], 1, "holds no .png"),
-        ([str(image_run)], 2, "at least one input"),
-        ([str(image_run), str(tmp_path), "--format=xml"], 2, "table or json"),
+        (
+            [str(image_classifier_run), str(tmp_path / "missing.png")],
+            1,
+            "missing.png' does not exist",
+        ),
+        ([str(image_classifier_run), "-"], 1, "- (standard input) gives texts"),
+        ([str(image_classifier_run / "model.keras"), str(tmp_path)], 1, "pass the run folder"),
+        ([str(image_classifier_run), str(tmp_path)], 1, "holds no .png"),
+        ([str(image_classifier_run)], 2, "at least one input"),
+        ([str(image_classifier_run), str(tmp_path), "--format=xml"], 2, "table or json"),
     ]
     (tmp_path / "notes.txt").write_text("not an image")
     for arguments, code, message in cases:
         assert cli.main(["predict", *arguments]) == code, arguments
         assert message in capsys.readouterr().err, arguments
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    assert cli.main(["predict", str(image_run), str(tmp_path / "broken.png")]) == 1
+    assert cli.main(["predict", str(image_classifier_run), str(tmp_path / "broken.png")]) == 1
     assert "broken.png: cannot decode as an image" in capsys.readouterr().err
 
 
@@ -182,29 +148,3 @@ def test_predict_help_lists_its_options(capsys):
     for field in dataclasses.fields(PredictConfig):
         assert f"--{field.name}=" in text
     assert "trainer predict runs/" in text  # the examples
-
-
-def test_the_reports_text_snippet_classifies_a_text(text_run):
-    """report.md's MediaPipe TextClassifier snippet, run as written from the run folder."""
-    import subprocess
-    import sys
-
-    from trainer.keras_path import child_environment
-    from trainer.snippets import USE_HEADING
-
-    section = (text_run / "report.md").read_text().split(f"## {USE_HEADING}", 1)[1]
-    assert "takes the text itself" in section
-    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert "text.TextClassifier" in snippet and '"a wonderful film"' in snippet
-    result = subprocess.run(
-        [sys.executable, "-c", snippet],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=text_run,
-        env=child_environment("TRAINER_DEBUG"),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = [line.split() for line in result.stdout.strip().splitlines()]
-    assert [label for label, _ in printed] == ["pos", "neg"]  # "wonderful" is a positive word
-    assert sum(float(score) for _, score in printed) == pytest.approx(1, abs=0.01)
