@@ -141,6 +141,13 @@ def review(label: str, rng: np.random.Generator, words: int = 12) -> str:
     return " ".join(tokens) + f" {rng.integers(1_000_000)}"
 
 
+def spell(word: str, rng: np.random.Generator) -> str:
+    """A word as people type it: mostly lower-case, sometimes Capitalized or UPPER, sometimes
+    with punctuation attached."""
+    word = rng.choice([word, word, word.capitalize(), word.upper()])
+    return word + rng.choice(["", "", "", ",", "!", "...", "'s"])
+
+
 def write_imdb(root: Path, per_class: int = 10, seed: int = 0) -> Path:
     """An aclImdb-layout tree: train/{pos,neg,unsup}, test/{pos,neg}, plus top-level files."""
     rng = np.random.default_rng(seed)

@@ -1,6 +1,7 @@
 """Text models: the TF-IDF layer against a direct computation, padding masks, BERT from a tiny
 checkpoint in Google's original format, and the text_classifier recipe with every model."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -218,8 +219,10 @@ def test_bert_without_weights_says_where_to_put_them(tmp_path):
         check_bert_folder(tmp_path)
 
 
-def _train_text(tmp_path, model, *options):
-    root = tmp_path / "aclImdb"
+def _train_text(tmp_path, model, *options, data=None):
+    """`trainer train text_classifier --model=MODEL` on `data` (default: a generated aclImdb
+    tree, 24 reviews per class and split), 4 epochs; checked by `_check_text_run`."""
+    root = data or tmp_path / "aclImdb"
     if not root.exists():
         write_imdb(root, per_class=24)
     run_dir = tmp_path / f"run_{model}"
@@ -239,9 +242,15 @@ def _train_text(tmp_path, model, *options):
         *options,
     ]
     assert cli.main(args) == 0
+    return _check_text_run(run_dir), run_dir
+
+
+def _check_text_run(run_dir) -> dict:
+    """Asserts that the run learned (its loss fell), holds its files and that its float32
+    file answers as the model does; returns its metrics."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = (run_dir / "history.csv").read_text().splitlines()
-    losses = [float(line.split(",")[3]) for line in history[1:]]
+    with open(run_dir / "history.csv", newline="") as history:
+        losses = [float(row["loss"]) for row in csv.DictReader(history)]
     assert losses[-1] < losses[0], losses  # it learns
     for name in (
         "model.keras",
@@ -252,29 +261,68 @@ def _train_text(tmp_path, model, *options):
         "config.yaml",
     ):
         assert (run_dir / name).is_file(), name
-    (export,) = metrics["exports"]
+    export = next(export for export in metrics["exports"] if export["format"] == "float32")
     assert export["agreement"] == 1.0 and export["max_abs_diff"] < 1e-3  # TFLite verified
-    return metrics, run_dir
+    return metrics
+
+
+def test_a_text_classifier_run_learns_and_holds_its_files(text_classifier_run):
+    """The session's text_classifier run (conftest.py, the CNN): the loss fell, the files are
+    there and the float32 file answers as the model does."""
+    _check_text_run(text_classifier_run)
+    metrics = json.loads((text_classifier_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
 
 
 MODELS = [
     ("bow", ["--learning_rate=0.05"]),
-    pytest.param("lstm", ["--learning_rate=0.01"], marks=pytest.mark.slow),
-    pytest.param("gru", ["--learning_rate=0.01"], marks=pytest.mark.slow),
-    pytest.param("transformer", ["--learning_rate=0.003", "--heads=2"], marks=pytest.mark.slow),
+    ("lstm", ["--learning_rate=0.01"]),
+    ("gru", ["--learning_rate=0.01"]),
+    ("transformer", ["--learning_rate=0.003", "--heads=2"]),
 ]
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("model, options", MODELS)
 def test_text_classifier_trains_and_exports_each_model(tmp_path, model, options):
+    """A run of each other model (3-30 s of CPU each): under -m slow. CI has the recipe's run
+    and its files on the shared CNN run (the test above), and builds, fits and exports bow and
+    the Transformer in tests/test_mobile_text.py (MediaPipe loads their files)."""
     metrics, _ = _train_text(tmp_path, model, *options)
     assert metrics["test_accuracy"] >= 0.7  # sentiment words decide; chance is 0.5
 
 
+def write_bert_reviews(root: Path) -> Path:
+    """root/{train,test}/{neg,pos}/*.txt (24 and 16 per class): words of the tiny BERT's
+    vocabulary as people type them (tests/datagen.py's `spell`: capitals, punctuation), two
+    sentiment words each, and a word BERT splits into pieces ("films!")."""
+    from datagen import spell
+
+    rng = np.random.default_rng(3)
+    words = {"neg": ["awful", "dull", "terrible"], "pos": ["great", "wonderful", "superb"]}
+    plain = [word for word in VOCAB[5:] if word.isalpha() and word not in sum(words.values(), [])]
+    for split, count in (("train", 24), ("test", 16)):
+        for label in ("neg", "pos"):
+            (root / split / label).mkdir(parents=True)
+            for index in range(count):
+                chosen = list(rng.choice(plain, 6)) + list(rng.choice(words[label], 2))
+                text = " ".join(spell(str(word), rng) for word in chosen)
+                (root / split / label / f"{index}.txt").write_text(text + " films!")
+    return root
+
+
 @pytest.mark.e2e
 def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
+    """`trainer train text_classifier --model=bert` from the tiny checkpoint: the run keeps
+    BERT's vocabulary, warms up then decays its learning rate, and its file, with the WordPiece
+    tokenizer in its metadata, classifies raw text in MediaPipe Tasks as LiteRT does on our
+    ids (the training's own check on the test texts, and here on a few)."""
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
+
     folder, _ = tiny_bert
+    data = write_bert_reviews(tmp_path / "texts")
     metrics, run_dir = _train_text(
         tmp_path,
         "bert",
@@ -282,32 +330,42 @@ def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
         "--learning_rate=0.003",
         "--epochs=3",
         "--allow_chance=true",  # a 2-layer random BERT on 48 texts: the wiring, not accuracy
+        data=data,
     )
     assert (run_dir / "vocabulary.txt").read_text().splitlines() == VOCAB
     assert "WordPiece" in (run_dir / "report.md").read_text()
-    rates = [
-        float(line.split(",")[2]) for line in (run_dir / "history.csv").read_text().split()[1:]
-    ]
+    with open(run_dir / "history.csv", newline="") as history:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(history)]
     assert rates[0] > rates[1] > rates[2]  # linear decay after the warmup
+    (export,) = metrics["exports"]
+    check = export["mediapipe"]
+    assert check["loaded"] and check["labels_match"], check
+    assert check["examples"] == 32 and check["agreement"] >= 0.99, check
+    assert check["max_score_diff"] < 1e-4, check
+    sidecar = json.loads((run_dir / "model_float32.json").read_text())
+    assert sidecar["text"]["tokenizer"] == "wordpiece"
+    texts = [path.read_text() for path in sorted((data / "test" / "pos").iterdir())[:2]]
+    options = TextClassifierOptions(
+        base_options=BaseOptions(model_asset_path=str(run_dir / "model_float32.tflite"))
+    )
+    with TextClassifier.create_from_options(options) as classifier:
+        for text in texts:
+            categories = classifier.classify(text).classifications[0].categories
+            assert sorted(category.category_name for category in categories) == ["neg", "pos"]
+            assert sum(category.score for category in categories) == pytest.approx(1.0)
 
 
-@pytest.mark.e2e
-def test_every_text_model_exports_to_builtin_tflite_ops(tiny_bert):
-    # LSTM converts like the GRU (both are recurrent layers); its recipe test (-m slow) checks it.
+def test_a_gru_model_exports_to_builtin_tflite_ops():
+    """The GRU converts to TFLite's builtin operators (no select TF ops) and answers as the
+    model does; the LSTM converts the same way (its recipe run is under -m slow). The bag of
+    n-grams, CNN, Transformer and BERT are converted and checked against Keras and in MediaPipe
+    Tasks (which runs no select TF ops) by tests/test_mobile_text.py and
+    test_text_classifier_fine_tunes_bert; trainer's conversion never enables select TF ops."""
     from trainer.export import convert, predict_tflite
-    from trainer.models import text_classifier
+    from trainer.export.tflite import select_tf_ops
 
     ids = np.array([[3, 7, 1, 12, 5, 0, 0, 0], [9, 9, 4, 0, 0, 0, 0, 0]], np.float32)
-    models = {
-        "bow": bag_of_ngrams(8, 20, 3, buckets=16, hidden_units=4),
-        "cnn": text_classifier(8, 20, 3, embedding_dim=8, width=4),
-        "gru": text_rnn(8, 20, 3, embedding_dim=8, width=4, cell="gru"),
-        "transformer": text_transformer(8, 20, 3, embedding_dim=8, heads=2, blocks=1),
-        "bert": bert_classifier(tiny_bert[0], sequence_length=8, num_classes=3),
-    }
-    for name, model in models.items():
-        content = convert(model, "float32")
-        assert b"Flex" not in content, f"{name} needs select TF ops"
-        np.testing.assert_allclose(
-            predict_tflite(content, ids), model(ids).numpy(), atol=1e-4, err_msg=name
-        )
+    model = text_rnn(8, 20, 3, embedding_dim=8, width=4, cell="gru")
+    content = convert(model, "float32")
+    assert select_tf_ops(content) == []
+    np.testing.assert_allclose(predict_tflite(content, ids), model(ids).numpy(), atol=1e-4)
