@@ -119,11 +119,14 @@ def measure_cost(
     sample,
     formats: str | tuple[str, ...],
     reach: float = 0.0,
+    embedded_bytes: int = 0,
 ) -> Cost:
     """Converts the untrained `model` to each of `formats` and keeps the fastest file (then
     the smallest): its size, median batch-1 latency on one thread (best of three medians:
     other processes only ever add time), with the model's parameters and FLOPs. `reach` is
-    how far over the budget compression can still bring it (0: from the format).
+    how far over the budget compression can still bring it (0: from the format);
+    `embedded_bytes` what the shipped file holds beyond the converted graph (a text model's
+    tokenizer vocabulary, in its metadata).
 
     Example (not run: converts a model twice, about 4 s):
 
@@ -138,7 +141,7 @@ def measure_cost(
     for format in (formats,) if isinstance(formats, str) else formats:
         content = convert(model, format, representative[:64] if format == "int8" else None)
         latency = min(latency_percentiles(content, sample, runs=100)[0] for _ in range(3))
-        measured[format] = (len(content), latency)
+        measured[format] = (len(content) + embedded_bytes, latency)
     fastest = fastest_file(measured)
     size_bytes, latency = measured[fastest]
     return Cost(

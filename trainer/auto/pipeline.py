@@ -345,6 +345,7 @@ def corner_cost(corner: candidate.Config, state: AutoState) -> Cost:
         sample,
         candidate.SHIPPED_FORMATS["text"],
         candidate.REACH["text"],
+        candidate.embedded_bytes(experiment),
     )
 
 
