@@ -68,11 +68,14 @@ def unmet_limits(state: AutoState, budget: Budget, directory: Path) -> list[str]
     ):
         if not limit or not files or min(file[index] for file in files) <= limit:
             continue
-        text = f"--{name}={limit:g} (best file {min(file[index] for file in files):.4g} {unit})"
+        text = f"--{name}={limit:g} (best file {min(file[index] for file in files):.4g} {unit}"
         smaller = [c for c in costs if (c.kib, c.latency_ms)[index] <= limit]
         if state.finalists and smaller:
-            text += f"; smaller architectures measured meet it ({smaller[0].architecture}): a longer --time_budget may find an accurate one"
-        unmet.append(text)
+            text += (
+                f"; smaller architectures measured meet it, e.g. {smaller[0].architecture}: "
+                "a longer --time_budget may find an accurate one"
+            )
+        unmet.append(text + ")")
     return unmet
 
 
