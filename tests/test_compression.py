@@ -1,5 +1,9 @@
 """TF-MOT helpers: magnitude pruning (schedules, per layer, 2:4), stripping, clustering, QAT
-and its sparsity/cluster-preserving variants, saving QAT models, rejected inputs."""
+and its sparsity/cluster-preserving variants, saving QAT models, rejected inputs.
+
+Each TF-MOT wrapping and fit costs seconds of CPU (cloning and tracing), so the module prunes
+one model (`pruned`) and clusters one (`clustered`) and the tests read them: stripping,
+sparsity, the gzip size, saving, and QAT that keeps the zeros or the clusters."""
 
 import numpy as np
 import pytest
@@ -69,16 +73,24 @@ def test_trained_fixture_is_accurate(trained, data):
     assert _accuracy(trained, x, y) > 0.8
 
 
-@pytest.mark.parametrize("schedule", ["constant", "polynomial"])
-def test_pruning_reaches_target_sparsity_and_strips_wrappers(trained, data, schedule):
+@pytest.fixture(scope="module")
+def pruned(trained, data):
+    """`trained` pruned to 75% on the polynomial schedule (target at step 12, a mask update
+    every 2 steps) and fitted 2 epochs (20 steps): (the wrapped model, its callbacks, the
+    weights `trained` had before)."""
     before = [weight.copy() for weight in trained.get_weights()]
-    pruned, callbacks = prune_low_magnitude(
-        trained, 0.75, end_step=12, schedule=schedule, frequency=2
+    model, callbacks = prune_low_magnitude(
+        trained, 0.75, end_step=12, schedule="polynomial", frequency=2
     )
+    _fit(model, callbacks, data, epochs=2)  # 20 steps: past end_step
+    return model, callbacks, before
+
+
+def test_pruning_reaches_target_sparsity_and_strips_wrappers(trained, pruned):
+    model, callbacks, before = pruned
     assert any(type(cb).__name__ == "UpdatePruningStep" for cb in callbacks)
-    assert wrapped_layers(pruned)  # the training model is wrapped...
-    _fit(pruned, callbacks, data, epochs=2)  # 20 steps: past end_step
-    final = strip(pruned)
+    assert wrapped_layers(model)  # the training model is wrapped...
+    final = strip(model)
     assert wrapped_layers(final) == []  # ...the stripped one is not
     assert not any(type(layer).__module__.startswith("tensorflow_model") for layer in final.layers)
     for layer, sparsity in _kernel_sparsity(final).items():
@@ -89,21 +101,23 @@ def test_pruning_reaches_target_sparsity_and_strips_wrappers(trained, data, sche
     assert wrapped_layers(trained) == []
 
 
-def test_pruning_only_named_layers(trained, data):
-    pruned, callbacks = prune_low_magnitude(
-        trained, 0.8, end_step=4, layer_names=["logits"], frequency=1
+def test_pruning_only_named_layers_on_the_constant_schedule(trained, data):
+    """The constant schedule reaches its target at the first mask update; only `logits` is
+    pruned."""
+    model, callbacks = prune_low_magnitude(
+        trained, 0.8, end_step=4, schedule="constant", layer_names=["logits"], frequency=1
     )
-    final = strip(_fit(pruned, callbacks, data, epochs=1))
+    final = strip(_fit(model, callbacks, data, epochs=1))
     sparsity = _kernel_sparsity(final)
     assert sparsity["logits"] == pytest.approx(0.8, abs=0.01)
     assert sparsity["stage2_conv"] < 0.05
 
 
 def test_two_four_sparsity_keeps_two_of_every_four_input_weights(trained, data):
-    pruned, callbacks = prune_low_magnitude(
+    model, callbacks = prune_low_magnitude(
         trained, 0.5, end_step=4, sparsity_m_by_n="2:4", frequency=1
     )
-    final = strip(_fit(pruned, callbacks, data, epochs=1))
+    final = strip(_fit(model, callbacks, data, epochs=1))
     for name in ("stage2_conv", "stage3_conv", "logits"):
         kernel = final.get_layer(name).kernel.numpy()
         # TF-MOT groups consecutive input channels (axis -2) in fours.
@@ -113,10 +127,9 @@ def test_two_four_sparsity_keeps_two_of_every_four_input_weights(trained, data):
 
 
 @pytest.mark.e2e
-def test_pruned_int8_file_is_smaller_after_gzip(trained, data):
+def test_pruned_int8_file_is_smaller_after_gzip(trained, pruned, data):
     x, y, _ = data
-    pruned, callbacks = prune_low_magnitude(trained, 0.8, end_step=20, frequency=2)
-    final = strip(_fit(pruned, callbacks, data, epochs=3))
+    final = strip(pruned[0])
     dense = convert(trained, "int8", x[:64])
     sparse = convert(final, "int8", x[:64])
     assert gzip_size(sparse) < 0.6 * gzip_size(dense)
@@ -152,10 +165,17 @@ def test_preprocessing_layers_are_rejected_with_advice():
         quantize_aware(model)
 
 
-def test_clustering_leaves_at_most_k_values_per_kernel(trained, data):
-    clustered, callbacks = cluster_weights(trained, number_of_clusters=8)
+@pytest.fixture(scope="module")
+def clustered(trained, data):
+    """`trained` with 8 shared values per kernel, fitted 1 epoch, stripped; and the callbacks
+    `cluster_weights` gave."""
+    model, callbacks = cluster_weights(trained, number_of_clusters=8)
+    return strip(_fit(model, callbacks, data, epochs=1, learning_rate=1e-4)), callbacks
+
+
+def test_clustering_leaves_at_most_k_values_per_kernel(trained, clustered):
+    final, callbacks = clustered
     assert callbacks == []
-    final = strip(_fit(clustered, callbacks, data, epochs=1, learning_rate=1e-4))
     assert wrapped_layers(final) == []
     for name in ("stage2_conv", "stage3_conv", "logits"):
         assert len(np.unique(final.get_layer(name).kernel.numpy())) <= 8, name
@@ -184,20 +204,16 @@ def test_qat_model_exports_matches_keras_and_reloads(trained, data, tmp_path):
 
 
 @pytest.mark.e2e
-def test_pruning_preserving_qat_keeps_zeros(trained, data):
-    pruned, callbacks = prune_low_magnitude(trained, 0.7, end_step=6, frequency=1)
-    final = strip(_fit(pruned, callbacks, data, epochs=1))
-    pqat, callbacks = quantize_aware(final, preserve="sparsity")
+def test_pruning_preserving_qat_keeps_zeros(pruned, data):
+    pqat, callbacks = quantize_aware(strip(pruned[0]), preserve="sparsity")
     _fit(pqat, callbacks, data, epochs=1, learning_rate=1e-3)
     kernel = _kernel_variable(pqat.get_layer("quant_logits"))
-    assert np.mean(kernel == 0) == pytest.approx(0.7, abs=0.01)
+    assert np.mean(kernel == 0) == pytest.approx(0.75, abs=0.01)
 
 
 @pytest.mark.e2e
-def test_cluster_preserving_qat_keeps_clusters(trained, data):
-    clustered, callbacks = cluster_weights(trained, number_of_clusters=8)
-    final = strip(_fit(clustered, callbacks, data, epochs=1, learning_rate=1e-4))
-    cqat, callbacks = quantize_aware(final, preserve="clusters")
+def test_cluster_preserving_qat_keeps_clusters(trained, clustered, data):
+    cqat, callbacks = quantize_aware(clustered[0], preserve="clusters")
     _fit(cqat, callbacks, data, epochs=1, learning_rate=1e-3)
     kernel = _kernel_variable(cqat.get_layer("quant_logits"))
     assert len(np.unique(kernel)) <= 8
@@ -205,13 +221,13 @@ def test_cluster_preserving_qat_keeps_clusters(trained, data):
         quantize_aware(trained, preserve="weights")
 
 
-def test_save_compressed_strips_pruning_wrappers(trained, data, tmp_path):
+def test_save_compressed_strips_pruning_wrappers(pruned, data, tmp_path):
     x, _, _ = data
-    pruned, callbacks = prune_low_magnitude(trained, 0.5, end_step=4, frequency=1)
-    _fit(pruned, callbacks, data, epochs=1)
-    path = save_compressed(pruned, tmp_path / "pruned.keras")
+    model = pruned[0]
+    assert wrapped_layers(model)
+    path = save_compressed(model, tmp_path / "pruned.keras")
     reloaded = load_compressed(path)
     assert wrapped_layers(reloaded) == []
     np.testing.assert_allclose(
-        reloaded.predict(x[:8], verbose=0), strip(pruned).predict(x[:8], verbose=0), atol=1e-5
+        reloaded.predict(x[:8], verbose=0), strip(model).predict(x[:8], verbose=0), atol=1e-5
     )

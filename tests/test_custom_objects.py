@@ -1,7 +1,9 @@
 """`import trainer` is enough to load a model holding trainer's layers, loss and schedules.
 
-Each load runs in a fresh process, where nothing but `import trainer` could have registered the
-objects; `CUSTOM_OBJECTS` is checked against the registry and against the sources.
+Each load runs in a new interpreter, where nothing but `import trainer` could have registered
+the objects, one per import order; the first also loads the run of every recipe (the session's
+shared runs, conftest.py). A Keras 3 script runs in a fork of the TensorFlow-only server.
+`CUSTOM_OBJECTS` is checked against the registry and against the sources.
 """
 
 import re
@@ -85,8 +87,10 @@ def test_lazy_registry_imports_on_lookup_and_on_copy(monkeypatch):
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """A model with the test-time flip, the TF-IDF layer, trainer's loss and a warmup schedule
-    in its optimizer, saved as .keras and .h5."""
+    in its optimizer, saved as .keras and .h5; and the Transformer text model (its position
+    embedding, attention mask and masked pooling), saved as .keras."""
     from trainer.losses import SparseCategoricalCrossentropy
+    from trainer.models import text_transformer
 
     root = tmp_path_factory.mktemp("custom_objects")
     images = keras.Input((6, 6, 1))
@@ -99,41 +103,90 @@ def saved_models(tmp_path_factory):
     model.compile(optimizer, SparseCategoricalCrossentropy(from_logits=True))
     model.save(root / "model.keras")
     model.save(root / "model.h5")
+    text_transformer(8, 20, 3, embedding_dim=8, heads=2, blocks=1).save(root / "transformer.keras")
     return root
 
 
-@pytest.mark.parametrize(
-    "imports",
-    [
-        "import trainer, tf_keras",
-        "import tf_keras, trainer",
-        "import trainer, tensorflow; import tf_keras",
-        "from trainer.callbacks import EpochLogger; import tf_keras",
-        "from trainer.models.text import NgramTfIdf; import tf_keras",
-    ],
-    ids=[
-        "trainer_first",
-        "tf_keras_first",
-        "tensorflow_first",
-        "callbacks_first",
-        "text_layers_first",
-    ],
-)
-def test_a_fresh_process_loads_the_model_after_import_trainer(saved_models, imports):
+def _load_in_a_fresh_process(imports: str, folder, runs: dict | None = None):
+    """A new interpreter that runs `imports`, then loads with `tf_keras.models.load_model`
+    alone the models of `folder` and the model.keras of each run of `runs` ({name: run
+    folder}); what it printed, one line per model."""
+    paths = {name: str(folder / name) for name in ("model.keras", "model.h5", "transformer.keras")}
+    paths.update({name: str(run / "model.keras") for name, run in (runs or {}).items()})
     result = _python(
         f"""
         {imports}
-        for name in ("model.keras", "model.h5"):
-            model = tf_keras.models.load_model({str(saved_models)!r} + "/" + name)
+        for name, path in {paths!r}.items():
+            model = tf_keras.models.load_model(path)
+            rate = model.optimizer._learning_rate if model.optimizer else None
             print(name, [type(layer).__name__ for layer in model.layers])
-            print(name, type(model.optimizer._learning_rate).__name__, type(model.loss).__name__)
+            print(name, type(rate).__name__, type(getattr(model, "loss", None)).__name__)
         """
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _check_saved_models(printed: str) -> None:
     for name in ("model.keras", "model.h5"):
-        assert f"{name} Warmup SparseCategoricalCrossentropy" in result.stdout
-        layers = next(line for line in result.stdout.splitlines() if line.startswith(f"{name} ["))
+        assert f"{name} Warmup SparseCategoricalCrossentropy" in printed
+        layers = next(line for line in printed.splitlines() if line.startswith(f"{name} ["))
         assert "HorizontalFlip" in layers and "NgramTfIdf" in layers
+    layers = next(line for line in printed.splitlines() if line.startswith("transformer.keras ["))
+    for layer in ("PositionEmbedding", "AttentionMask", "MaskedMeanPooling"):
+        assert layer in layers
+
+
+# What the shared tiny run of each recipe is called in conftest.py.
+RECIPE_RUNS = {
+    "fashion_mnist": "fashion_run",
+    "image_classifier": "image_classifier_run",
+    "text_classifier": "text_classifier_run",
+    "digits": "digits_run",
+    "imdb": "imdb_run",
+    "cifar10_resnet": "cifar_run",
+}
+
+
+@pytest.mark.e2e
+def test_import_trainer_then_tf_keras_loads_our_models_and_every_recipes_run(saved_models, request):
+    """`import trainer, tf_keras` in a new interpreter, then `load_model` alone: the saved
+    models above, and the model.keras of the session's shared run of each recipe
+    (conftest.py): the test-time flip, the TF-IDF layer, trainer's warmup schedule."""
+    runs = {recipe: request.getfixturevalue(name) for recipe, name in RECIPE_RUNS.items()}
+    printed = _load_in_a_fresh_process("import trainer, tf_keras", saved_models, runs)
+    _check_saved_models(printed)
+    lines = {recipe: [] for recipe in RECIPE_RUNS}
+    for line in printed.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in lines:
+            lines[name].append(rest)
+    assert "HorizontalFlip" in lines["fashion_mnist"][0]
+    assert "NgramTfIdf" in lines["imdb"][0]
+    assert lines["digits"][1].startswith("Warmup "), lines["digits"]  # the optimizer came back too
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import tf_keras, trainer",
+        "import trainer, tensorflow; import tf_keras",
+        "from trainer.models.text import NgramTfIdf; import tf_keras",
+        pytest.param(
+            "from trainer.callbacks import EpochLogger; import tf_keras",
+            marks=pytest.mark.slow,
+            id="callbacks_first",
+        ),
+    ],
+    ids=["tf_keras_first", "tensorflow_first", "text_layers_first", "callbacks_first"],
+)
+def test_a_fresh_process_loads_the_model_after_import_trainer(saved_models, imports):
+    """Each import order in a new interpreter (about 6 s of CPU each); `import trainer,
+    tf_keras` is the test above. callbacks_first, a trainer submodule that imports tf_keras
+    first, runs under -m slow: text_layers_first is the same path, with a registering module
+    as the submodule."""
+    _check_saved_models(_load_in_a_fresh_process(imports, saved_models))
 
 
 def test_import_trainer_loads_neither_tensorflow_nor_keras():
@@ -147,25 +200,29 @@ def test_import_trainer_loads_neither_tensorflow_nor_keras():
     assert result.stdout.strip() == "[]"
 
 
-def test_keras3_loads_a_keras3_model_with_a_trainer_schedule(tmp_path):
+@pytest.mark.e2e
+def test_keras3_loads_a_keras3_model_with_a_trainer_schedule(tmp_path, warm_tensorflow):
+    """Saved here (Keras 3 beside tf_keras in this process); loaded by a script that imports
+    Keras 3 before trainer, in a fork of the server that imported TensorFlow alone (conftest's
+    `warm_tensorflow`: importing TensorFlow chooses no Keras), in a user's environment."""
+    import keras as keras3
+
+    from conftest import terminal_env
+    from trainer.schedules import Warmup
+    from warm import runs_after_tensorflow
+
     path = tmp_path / "keras3.keras"
-    saved = _python(
-        f"""
-        import keras, trainer
-        from trainer.schedules import Warmup
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-        decay = keras.optimizers.schedules.CosineDecay(1e-3, 100)
-        model.compile(keras.optimizers.Adam(Warmup(decay, warmup_steps=10)), "mse")
-        model.save({str(path)!r})
-        """
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    decay = keras3.optimizers.schedules.CosineDecay(1e-3, 100)
+    model.compile(keras3.optimizers.Adam(Warmup(decay, warmup_steps=10)), "mse")
+    model.save(path)
+    script = (
+        "import keras, trainer\n"
+        f"model = keras.models.load_model({str(path)!r})\n"
+        "print(type(model.optimizer._learning_rate).__name__)\n"
     )
-    assert saved.returncode == 0, saved.stderr[-2000:]
-    loaded = _python(
-        f"""
-        import keras, trainer
-        model = keras.models.load_model({str(path)!r})
-        print(type(model.optimizer._learning_rate).__name__)
-        """
-    )
+    assert runs_after_tensorflow(script)
+    (tmp_path / "load.py").write_text(script)
+    loaded = warm_tensorflow.run(["python", "load.py"], cwd=tmp_path, env=terminal_env())
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().endswith("Warmup")
