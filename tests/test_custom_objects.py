@@ -107,13 +107,13 @@ def saved_models(tmp_path_factory):
     return root
 
 
-def _load_in_a_fresh_process(imports: str, folder, runs: dict | None = None):
-    """A new interpreter that runs `imports`, then loads with `tf_keras.models.load_model`
-    alone the models of `folder` and the model.keras of each run of `runs` ({name: run
-    folder}); what it printed, one line per model."""
+def _loading_script(imports: str, folder, runs: dict | None = None) -> str:
+    """A script that runs `imports`, then loads with `tf_keras.models.load_model` alone the
+    models of `folder` and the model.keras of each run of `runs` ({name: run folder}),
+    printing two lines per model: its layer classes, its schedule and loss classes."""
     paths = {name: str(folder / name) for name in ("model.keras", "model.h5", "transformer.keras")}
     paths.update({name: str(run / "model.keras") for name, run in (runs or {}).items()})
-    result = _python(
+    return textwrap.dedent(
         f"""
         {imports}
         for name, path in {paths!r}.items():
@@ -123,6 +123,11 @@ def _load_in_a_fresh_process(imports: str, folder, runs: dict | None = None):
             print(name, type(rate).__name__, type(getattr(model, "loss", None)).__name__)
         """
     )
+
+
+def _load_in_a_fresh_process(imports: str, folder, runs: dict | None = None) -> str:
+    """`_loading_script` in a new interpreter; what it printed."""
+    result = _python(_loading_script(imports, folder, runs))
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -167,10 +172,25 @@ def test_import_trainer_then_tf_keras_loads_our_models_and_every_recipes_run(sav
 
 
 @pytest.mark.e2e
+def test_tf_keras_imported_before_trainer_loads_the_model(saved_models, warm_tensorflow, tmp_path):
+    """`import tf_keras, trainer`: tf_keras's import starts by importing TensorFlow, so a fork
+    of the server that imported TensorFlow alone (conftest's `warm_tensorflow`, a user's
+    environment) is the process it makes; trainer then finds tf_keras already loaded."""
+    from conftest import terminal_env
+    from warm import runs_after_tensorflow
+
+    script = _loading_script("import tensorflow; import tf_keras, trainer", saved_models)
+    assert runs_after_tensorflow(script)
+    (tmp_path / "load.py").write_text(script)
+    result = warm_tensorflow.run(["python", "load.py"], cwd=tmp_path, env=terminal_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_saved_models(result.stdout)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "imports",
     [
-        "import tf_keras, trainer",
         "import trainer, tensorflow; import tf_keras",
         "from trainer.models.text import NgramTfIdf; import tf_keras",
         pytest.param(
@@ -179,13 +199,13 @@ def test_import_trainer_then_tf_keras_loads_our_models_and_every_recipes_run(sav
             id="callbacks_first",
         ),
     ],
-    ids=["tf_keras_first", "tensorflow_first", "text_layers_first", "callbacks_first"],
+    ids=["tensorflow_first", "text_layers_first", "callbacks_first"],
 )
 def test_a_fresh_process_loads_the_model_after_import_trainer(saved_models, imports):
-    """Each import order in a new interpreter (about 6 s of CPU each); `import trainer,
-    tf_keras` is the test above. callbacks_first, a trainer submodule that imports tf_keras
-    first, runs under -m slow: text_layers_first is the same path, with a registering module
-    as the submodule."""
+    """Each order that imports trainer first, in a new interpreter (about 6 s of CPU each);
+    `import trainer, tf_keras` is the first test above. callbacks_first, a trainer submodule
+    that imports tf_keras first, runs under -m slow: text_layers_first is the same path, with
+    a registering module as the submodule."""
     _check_saved_models(_load_in_a_fresh_process(imports, saved_models))
 
 
