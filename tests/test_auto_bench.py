@@ -268,3 +268,24 @@ def test_bench_rows_compare_auto_with_the_best_baseline_file_within_the_same_bud
     assert rows[0][2] == "90.00%" and rows[0][6] == "none fits" and rows[0][10] == "only auto fits"
     assert rows[1][2] == "95.50%" and rows[1][6] == "94.00%" and rows[1][10] == "+1.50 pp"
     assert rows[1][9] == "100 s (80 s)" and rows[1][11] == "3.0-4.5"
+
+
+def test_text_kinds_whose_smallest_file_cannot_fit_are_left_out_of_the_search(
+    tmp_path, monkeypatch
+):
+    sizes = {"cnn": 100, "linear": 320, "bow": 1800}  # KiB, as measured on man pages
+
+    def cost(corner, state):
+        kib = sizes[corner.model]
+        return Cost(candidate.architecture(corner), 1, 1, "dynamic", kib * 1024, 0.01, 1.0)
+
+    monkeypatch.setattr(pipeline, "corner_cost", cost)
+    state = AutoState(kind="text")
+    base = candidate.Config(data="d", kind="text", costs=str(tmp_path / "costs.json"))
+    pipeline.check_reachable(tmp_path, base, state, Budget(max_kib=256))
+    assert not state.cannot_meet and state.left_out == ["linear", "bow"]
+    assert "model=cnn,transformer;" in pipeline.space(state)
+    state = AutoState(kind="text")
+    pipeline.check_reachable(tmp_path, base, state, Budget(max_kib=512))
+    assert state.left_out == ["bow"] and "model=linear,cnn,transformer;" in pipeline.space(state)
+    assert "model=linear,bow,cnn,transformer;" in pipeline.space(AutoState(kind="text"))

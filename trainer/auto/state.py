@@ -44,6 +44,8 @@ class AutoState:
     cannot_meet: str = ""  # why no candidate can fit, found before or by the search
     smallest: dict = dataclasses.field(default_factory=dict)  # the space's smallest architecture
     extended: bool = False  # the budget left after the finalists was considered for a longer run
+    # texts: the model kinds left out of the search (not even their smallest can fit)
+    left_out: list[str] = dataclasses.field(default_factory=list)
 
 
 class Clock:
