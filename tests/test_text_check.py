@@ -266,3 +266,28 @@ def test_real_manual_pages_near_duplicates_are_real_and_the_search_is_exact():
     report = check_data(data, label_errors=False)
     leaks = {p.item: p.detail for p in report.problems if p.check == "near_leak"}
     assert set(leaks) >= {f"test/{k}.txt" for k in range(30)}
+
+
+def test_a_search_over_budget_stops_and_says_so_after_the_test_texts(monkeypatch):
+    # Texts of a few shared words: nearly every pair is a candidate. The search runs from the
+    # last texts back, so the test texts are compared with all of train before it stops.
+    import trainer.data.text_check as text_check
+
+    rng = np.random.default_rng(6)
+    words = "red green blue dark light".split()
+    train = [" ".join(rng.choice(words, 6)) for _ in range(300)]
+    test = [" ".join(train[k].split()[::-1]) for k in range(0, 20, 2)]  # same words
+    data = _data(train, test)
+    complete = check_data(data, label_errors=False)
+    assert "near_duplicate_search" not in complete.problem_counts()
+    monkeypatch.setattr(text_check, "_ROWS_PER_CHUNK", 20)  # blocks of 20 later texts
+    monkeypatch.setattr(text_check, "SEARCH_BUDGET", 60_000)  # about 9 blocks of 310 pairs
+    report = check_data(data, label_errors=False)
+    (stopped,) = [p for p in report.problems if p.check == "near_duplicate_search"]
+    assert "were not compared with the texts before them; the test texts were" in stopped.detail
+    leaks = {p.item for p in report.problems if p.check in ("leak", "near_leak")}
+    assert leaks == {p.item for p in complete.problems if p.check in ("leak", "near_leak")}
+    assert len(leaks) == 10
+    assert (
+        0 < report.problem_counts()["near_duplicate"] < complete.problem_counts()["near_duplicate"]
+    )

@@ -78,6 +78,10 @@ ADVICE = {
     "near_leak": "a val/test text nearly the same as a training text: the test score partly "
     "measures recall of the training set. Split by origin (source package, author, "
     "document) so near-copies stay on one side, or delete the test copy (training keeps it)",
+    "near_duplicate_search": "comparing every pair would take too long on texts this alike, so "
+    "the search stopped (the test texts were compared first); texts sharing most of their "
+    "words look generated from a few templates: check that the classes differ in more than "
+    "a word or two",
     "no_words": "a text without a letter or digit gives the model only padding; fill it in or "
     "delete it",
     "huge_text": "the models read the first --sequence_length words (linear 400, others 200) "
