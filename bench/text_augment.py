@@ -133,6 +133,9 @@ def _hardware() -> str:
 
 
 def _commit() -> str:
+    if os.environ.get("BENCH_COMMIT"):  # a snapshot made by `git archive`, which has no .git
+        return os.environ["BENCH_COMMIT"]
+
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=REPO).stdout
 
@@ -185,6 +188,12 @@ def main() -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=str(RESULTS / "text_augment.json"))
+    parser.add_argument(
+        "--resume",
+        default="",
+        help="a results file of the same code whose runs are kept (their set, setting and "
+        "seed are not run again)",
+    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -231,6 +240,14 @@ def main() -> int:
         "seeds": seeds,
         "runs": [],
     }
+    if args.resume:
+        kept = json.loads(Path(args.resume).read_text())
+        results["runs"] = [run for run in kept["runs"] if run["set"] in names]
+        results["notes"].append(
+            f"{len(results['runs'])} runs kept from {kept['date']} ({kept['commit']}, load "
+            f"{kept['load']}); the same recipe code"
+        )
+    done = {(run["set"], run["setting"], run["seed"]) for run in results["runs"]}
     folders = {}
     for name in names:
         folders[name], manifest = build_set(name, quick=False, rebuild=False)
@@ -242,6 +259,8 @@ def main() -> int:
     for seed in seeds:
         for name in names:
             for setting in settings:
+                if (name, setting, seed) in done:
+                    continue
                 run_dir = (
                     WORK / stamp / f"{name}-{setting.replace(' ', '').replace('+', '-')}-{seed}"
                 )
