@@ -79,11 +79,13 @@ class Config:
 
 
 # The architectures searched: image CNN widths and stage counts; text embedding widths,
-# model widths, vocabularies and sequence lengths.
+# model widths, vocabularies and sequence lengths. The shipped text file embeds its
+# tokenizer's vocabulary (every spelling of each word): on man pages the smallest CNN's file
+# is 103 KiB at 2,000 words and 51 KiB at 1,000, the size that fits 64 KiB.
 WIDTHS = (8, 12, 16, 24, 32)
 STAGES = (2, 3, 4)
 TEXT_WIDTHS = (16, 32, 64)
-VOCABULARIES = (2000, 5000, 20000)
+VOCABULARIES = (1000, 2000, 5000, 20000)
 SEQUENCE_LENGTHS = (64, 128)
 
 
