@@ -13,7 +13,7 @@
   above it are one template with a name or a version changed; below 0.85 they are siblings
   that share a paragraph). The search is exact, not sampled: every pair at or above the
   threshold is found (see `similar_pairs`), unless the texts share so many words that it
-  would score over `SEARCH_BUDGET` pairs (about 20 s of CPU); then it stops, after the test
+  would score over `SEARCH_BUDGET` pairs (about 9 s of CPU here); then it stops, after the test
   texts, and says so (`near_duplicate_search`).
 - `text_problems` and `text_statistics`: texts without a word, texts far longer than the rest,
   and the numbers the report prints (length percentiles, the longest texts, the share longer
@@ -54,7 +54,7 @@ _COMMON_WORD_SHARE = 0.01
 _ROWS_PER_CHUNK = 1000
 _TOLERANCE = 1e-6  # float32 sums: a pair at the threshold counts
 _ENTRIES_PER_BLOCK = 5_000_000  # product entries per block of later texts (memory)
-# Pairs scored before the near-duplicate search stops (about 20 s of CPU at most): reached
+# Pairs scored before the near-duplicate search stops (about 9 s of CPU here): reached
 # only by data whose texts share most of their words, where nearly every pair is a candidate.
 SEARCH_BUDGET = 200_000_000
 _LOWER_ASCII = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ_", "abcdefghijklmnopqrstuvwxyz ")
