@@ -178,8 +178,8 @@ def _scored_pairs(
                 later = np.concatenate([later, block_heavy[extra.row]])
                 earlier = np.concatenate([earlier, heavy[extra.col]])
                 keep = earlier < later
-                key = np.sort(later[keep].astype(np.int64) * count + earlier[keep])
-                key = key[np.concatenate([[True], key[1:] != key[:-1]])]  # each pair once
+                # each pair once (np.unique sorts; an empty block stays empty)
+                key = np.unique(later[keep].astype(np.int64) * count + earlier[keep])
                 later, earlier = key // count, key % count
             cost = len(later)
             if budget and scored + cost > budget:
