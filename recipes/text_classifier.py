@@ -10,14 +10,16 @@ vocab.txt for bert); words are split at every character that is not a letter or 
 MediaPipe's regex tokenizer splits them. The exported files take int32 token ids, return
 probabilities and carry the tokenizer and labels in their metadata, so MediaPipe Tasks'
 TextClassifier classifies raw strings with them (every model kind; see docs/mobile_text.md).
-Model (`--model=`, builders in `trainer.models`): `linear` (default) logistic regression on
-TF-IDF of words and hashed word bigrams computed inside the graph, trained to its optimum by
-SGD with scikit-learn's L2 penalty (`--inverse_regularization`, its C), its last epoch kept;
-`bow` TF-IDF of words and bigrams into a linear layer (sublinear counts), `cnn` word-embedding
-CNN, `lstm` / `gru` bidirectional and masking padding, `transformer` a small encoder from
-scratch, `bert` a pretrained BERT from `--bert_dir` (the original checkpoint folder; never
-downloaded). AdamW with warmup, then cosine decay (linear decay for bert); the best epoch by
-validation accuracy is kept (not for `linear`).
+Model (`--model=`, builders and their defaults in `trainer.models.text`): `linear` (default)
+logistic regression on TF-IDF of words and hashed word bigrams computed inside the graph
+(sublinear counts), fitted by scikit-learn with C, the inverse strength of its L2 penalty,
+chosen on the validation split, then fitted again on train + validation
+(`trainer.logistic_regression`; `--inverse_regularization` fixes C instead); `bow` TF-IDF of
+words and bigrams into a linear layer, `cnn` word-embedding CNN, `lstm` / `gru`
+bidirectional and masking padding, `transformer` a small encoder from scratch, `bert` a
+pretrained BERT from `--bert_dir` (the original checkpoint folder; never downloaded). These
+train with AdamW, warmup, then cosine decay (linear decay for bert); the best epoch by
+validation accuracy is kept.
 
 Expected: depends on your data. On Debian's package descriptions (8 classes) the default
 `linear` matches scikit-learn's tuned TF-IDF + logistic regression in well under a minute of
@@ -31,7 +33,7 @@ Run:  trainer train text_classifier --data=path/to/aclImdb
       trainer train text_classifier --data=texts/ --model=bert --bert_dir=models/bert/small
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,15 +48,15 @@ from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export import parse_formats
 from trainer.export.mobile import OUTPUT_KINDS
 from trainer.export.text import regex_vocabulary
+from trainer.logistic_regression import fit_logistic_regression
 from trainer.losses import build_loss
-from trainer.models import bag_of_ngrams, ngram_idf, text_classifier, text_rnn, text_transformer
-from trainer.models.text import tfidf_linear
+from trainer.models.text import TEXT_MODEL_DEFAULTS, text_model, with_text_model_defaults
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES
 from trainer.sizing import auto_batch_size
 
-TEXT_MODELS = ("linear", "bow", "cnn", "lstm", "gru", "transformer", "bert")
+TEXT_MODELS = tuple(TEXT_MODEL_DEFAULTS)
 
 
 def check_epochs(epochs: int) -> None:
@@ -87,14 +89,17 @@ class Config:
     # linear, bow: hashed word-bigram slots (fewer collisions, larger table); 0 = the model's
     # (linear 32768, bow 262144)
     buckets: int = limit(0)
-    # linear: scikit-learn's C, the inverse strength of the L2 penalty (larger = weaker)
-    inverse_regularization: float = limit(100.0)
+    # linear: the first N words are also features of their own (a title, a first line)
+    leading_tokens: int = limit(8)
+    # linear: scikit-learn's C, the inverse strength of the L2 penalty (larger = weaker);
+    # 0 = the best on validation of 3, 10, 30, 100, 300, 1000
+    inverse_regularization: float = limit(0.0)
     hidden_units: int = limit(0)  # bow: a ReLU layer of this size before the logits (0 = linear)
     # dropout before the logits layer; -1 = the model's default
     dropout: float = in_range(-1.0, -1, 0.99)
-    # passes over the training set; -1 = the model's (linear 30, else 5)
+    # passes over the training set; -1 = the model's (5; linear 30 when Keras trains it)
     epochs: int = option(-1, check=check_epochs)
-    # examples per step; 0 = linear 256, others from the data size (16-64, >= 50 steps/epoch)
+    # examples per step; 0 = the data size's (16-64, >= 50 steps/epoch; linear in Keras 256)
     batch_size: int = limit(0)
     learning_rate: float = limit(0.0)  # peak learning rate after warmup; 0 = the model's default
     warmup_epochs: float = limit(0.5)  # linear warmup length, then the schedule below
@@ -126,21 +131,6 @@ class Config:
     backup_every: int = limit(200, resumable=True)
 
 
-# Per model: (learning rate, dropout, epochs, sequence length, vocabulary, bigram buckets).
-# BERT fine-tunes gently; the linear models need large steps. `linear` is logistic regression
-# trained to its optimum: SGD without weight decay (Adam's rescaled steps overfit rare n-grams:
-# 83.0% against 84.4% on the Debian set), many cheap epochs, long texts, and a vocabulary and
-# table small enough for a file under 1 MiB (bench/results/text_linear.json).
-MODEL_DEFAULTS = {
-    "linear": (10.0, 0.0, 30, 400, 10000, 2**15),
-    "bow": (2e-2, 0.0, 5, 200, 20000, 2**18),
-    "cnn": (2e-3, 0.3, 5, 200, 20000, 0),
-    "lstm": (2e-3, 0.3, 5, 200, 20000, 0),
-    "gru": (2e-3, 0.3, 5, 200, 20000, 0),
-    "transformer": (1e-3, 0.1, 5, 200, 20000, 0),
-    "bert": (5e-5, 0.1, 5, 200, 20000, 0),
-}
-
 # What `trainer tune text_classifier` varies unless --search says otherwise (trainer.tuning).
 SEARCH_SPACE = (
     "learning_rate=log:3e-4:1e-2; schedule=cosine,one_cycle,constant; optimizer=adamw,sgd; "
@@ -149,28 +139,11 @@ SEARCH_SPACE = (
 )
 
 
-def with_model_defaults(config: Config) -> Config:
-    """`config` with each 0 that means "the model's default" replaced by the model's value."""
-    _, _, epochs, length, words, buckets = MODEL_DEFAULTS[config.model]
-    return replace(
-        config,
-        epochs=epochs if config.epochs == -1 else config.epochs,
-        sequence_length=config.sequence_length or length,
-        vocab_size=config.vocab_size or words,
-        buckets=config.buckets or buckets,
-    )
-
-
 def build(config: Config) -> Experiment:
     """Data, vocabulary, model and optimizer for one run; writes nothing (see
     trainer.experiment)."""
     check_balance_mode(config.balance)
-    config = with_model_defaults(config)
-    if config.model == "linear" and config.inverse_regularization <= 0:
-        raise ValueError(
-            f"inverse_regularization must be positive (scikit-learn's C), received "
-            f"{config.inverse_regularization}; try 100"
-        )
+    config = with_text_model_defaults(config)
     formats = parse_formats(config.export)
     if "int8" in formats:
         raise ValueError(
@@ -197,7 +170,7 @@ def build(config: Config) -> Experiment:
         )
     # Tokens: WordPiece over the BERT vocabulary, or a word vocabulary from train only.
     if config.model == "bert":
-        from trainer.models.bert import WordPieceTokenizer, bert_classifier, check_bert_folder
+        from trainer.models.bert import WordPieceTokenizer, check_bert_folder
 
         bert_dir = check_bert_folder(config.bert_dir)
         tokenizer = WordPieceTokenizer(bert_dir / "vocab.txt")
@@ -215,8 +188,7 @@ def build(config: Config) -> Experiment:
     x_train, y_train, weights = balance(
         x_train, y_train, config.balance, data.num_classes, config.seed
     )
-    linear = config.model == "linear"
-    batch_size = config.batch_size or (256 if linear else auto_batch_size(len(x_train)))
+    batch_size = config.batch_size or auto_batch_size(len(x_train))
     train = token_dataset(
         x_train,
         y_train,
@@ -225,48 +197,21 @@ def build(config: Config) -> Experiment:
         training=True,
         seed=config.seed,
     )
-    words = len(vocabulary)
     print(
         f"data: {len(x_train)} train / {0 if x_val is None else len(x_val)} val / "
-        f"{len(x_test)} test texts, {words} tokens, {data.num_classes} classes from "
+        f"{len(x_test)} test texts, {len(vocabulary)} tokens, {data.num_classes} classes from "
         f"{config.data}; batch size {batch_size}; model {config.model}"
     )
 
-    default_rate, default_dropout = MODEL_DEFAULTS[config.model][:2]
-    dropout = default_dropout if config.dropout < 0 else config.dropout
-    length, classes = config.sequence_length, data.num_classes
-    if config.model == "linear":
-        idf = ngram_idf(x_train, words, config.buckets)
-        # scikit-learn's C sum(losses) + |w|^2 / 2, divided by C n: the penalty on the mean loss.
-        l2 = 1.0 / (2.0 * config.inverse_regularization * len(x_train))
-        model = tfidf_linear(length, words, classes, config.buckets, l2, idf)
-    elif config.model == "bow":
-        idf = ngram_idf(x_train, words, config.buckets)
-        model = bag_of_ngrams(
-            length, words, classes, config.buckets, config.hidden_units, dropout, idf
-        )
-    elif config.model == "cnn":
-        model = text_classifier(length, words, classes, config.embedding_dim, config.width, dropout)
-    elif config.model in ("lstm", "gru"):
-        model = text_rnn(
-            length, words, classes, config.embedding_dim, config.width, dropout, config.model
-        )
-    elif config.model == "transformer":
-        model = text_transformer(
-            length, words, classes, config.embedding_dim, config.heads, config.blocks, dropout
-        )
-    else:
-        model = bert_classifier(bert_dir, length, classes, dropout)
-    learning_rate = config.learning_rate or default_rate
-    schedule = config.schedule or ("polynomial" if config.model == "bert" else "cosine")
+    model = text_model(config, len(vocabulary), data.num_classes, x_train)
     optimizer = scheduled_optimizer(
-        config.optimizer or ("sgd" if linear else "adamw"),
-        learning_rate,
+        config.optimizer,
+        config.learning_rate,
         steps_per_epoch=len(train),
         epochs=config.epochs,
         warmup_epochs=config.warmup_epochs,
-        schedule=schedule,
-        weight_decay=config.weight_decay if config.weight_decay >= 0 else 0.0 if linear else 1e-4,
+        schedule=config.schedule,
+        weight_decay=config.weight_decay,
     )
     loss = build_loss("categorical_crossentropy", label_smoothing=config.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
@@ -285,7 +230,7 @@ def build(config: Config) -> Experiment:
         y_val=data.y_val,
         epochs=config.epochs,
         batch_size=batch_size,
-        learning_rate=learning_rate,
+        learning_rate=config.learning_rate,
         class_weight=weights,
         export_formats=tuple(formats),
         title=f"Text classifier ({config.model}) on {config.data}",
@@ -327,10 +272,11 @@ def _tokenizer(config: Config, vocabulary: list[str], vectorize) -> tuple[dict, 
 def main(config: Config) -> dict:
     experiment = build(config)
     run_dir = start_run("text_classifier", config, config.run_dir)
-    # The linear model is convex and trained to its optimum: its last epoch is the one to keep
-    # (choosing an epoch on validation would stop it early, at a less regularized point).
-    keep_best = config.model != "linear"
-    result = fit(experiment, run_dir, backup_every=config.backup_every, keep_best=keep_best)
+    if config.model == "linear":  # convex: scikit-learn fits it, C chosen on validation
+        grid = [config.inverse_regularization] if config.inverse_regularization else None
+        result = fit_logistic_regression(experiment, run_dir, *([grid] if grid else []))
+    else:
+        result = fit(experiment, run_dir, backup_every=config.backup_every)
     return finish(experiment, run_dir, result)
 
 

@@ -42,20 +42,25 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | Path) 
             and optionally `learning_rate`.
         path: PNG file to write.
     """
-    names = [key for key in history if not key.startswith("val_") and key != "learning_rate"]
+    # A logistic regression's history (trainer.logistic_regression) has a row per C instead.
+    by_c = "inverse_regularization" in history
+    skipped = ("learning_rate", "inverse_regularization")
+    names = [key for key in history if not key.startswith("val_") and key not in skipped]
     names.sort(key=lambda name: name != "loss")
     if not names:
         raise ValueError(f"history has no metrics to plot; keys: {sorted(history)}")
     plt = pyplot()
     figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
     for axis, name in zip(axes[0], names, strict=True):
-        epochs = range(1, len(history[name]) + 1)
+        epochs = history["inverse_regularization"] if by_c else range(1, len(history[name]) + 1)
         axis.plot(epochs, history[name], "o-", label=f"train {name}", markersize=3)
         if f"val_{name}" in history:
             axis.plot(
                 epochs, history[f"val_{name}"], "s-", label=f"validation {name}", markersize=3
             )
-        axis.set_xlabel("epoch")
+        axis.set_xlabel("C (inverse L2 strength)" if by_c else "epoch")
+        if by_c:
+            axis.set_xscale("log")
         axis.set_title(name)
         axis.grid(alpha=0.3)
         lines, labels = axis.get_legend_handles_labels()
