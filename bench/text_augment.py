@@ -9,7 +9,10 @@ default model and each of these settings, every one with the same seeds:
 - dropout: one extra training copy of each text with each word dropped with probability 0.1
   (`trainer.data.text_augment.augment_texts(copies=1, word_dropout=0.1, word_swap=0)`);
 - dropout+swap: the same copy, then 0.1 swaps per word (EDA's random deletion and swap);
-- dropout x2: two copies at word dropout 0.2.
+- dropout x2: two copies at word dropout 0.2;
+- copy: one unaltered extra copy of each text, the control: it changes what doubling the
+  data changes (twice the steps per epoch, and a weaker L2 penalty per text when the penalty
+  is scaled by the number of texts) without a new word order or a missing word.
 The recipe has no augmentation option yet, so for the augmented settings the child process
 wraps the recipe's `prepare_data`: the training split it returns (after the validation split
 is carved) is augmented; validation and test stay as they are. That is where a recipe option
@@ -48,6 +51,7 @@ SETTINGS = {
     "dropout": ({}, {"copies": 1, "word_dropout": 0.1, "word_swap": 0.0}),
     "dropout+swap": ({}, {"copies": 1, "word_dropout": 0.1, "word_swap": 0.1}),
     "dropout x2": ({}, {"copies": 2, "word_dropout": 0.2, "word_swap": 0.0}),
+    "copy": ({}, {"copies": 1, "word_dropout": 0.0, "word_swap": 0.0}),
 }
 
 
