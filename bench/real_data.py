@@ -382,12 +382,16 @@ def _model_row(model: str, run_dir: Path, metrics: dict, baseline_accuracy: floa
     exports = {}
     for export in metrics.get("exports", []):
         content = Path(export["path"]).read_bytes()
+        mediapipe = export.get("mediapipe") or {}
         exports[export["format"]] = {
             "size_bytes": export["size_bytes"],
             "gzip_bytes": export["gzip_bytes"],
             "latency_ms": export["latency_ms"],
             "accuracy": export["accuracy"],
             "select_tf_ops": bool(select_tf_ops(content)),
+            # the file in MediaPipe Tasks' TextClassifier on the raw test texts
+            "mediapipe_accuracy": mediapipe.get("accuracy"),
+            "mediapipe_agreement": mediapipe.get("agreement"),
         }
     return {
         "model": model,

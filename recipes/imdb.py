@@ -3,7 +3,8 @@
 Data: `--data=` the `aclImdb/` folder of aclImdb_v1.tar.gz (https://ai.stanford.edu/~amaas/data/
 sentiment/; train/pos, train/neg, test/pos, test/neg, `unsup` ignored) or `tfds:imdb_reviews`
 once prepared (`--tfds_dir`). 25,000 train reviews (10% held out for validation) and 25,000
-test reviews. Model (`--model=`): bow (TF-IDF of words and bigrams, linear), cnn, lstm, gru,
+test reviews. Model (`--model=`): bow (TF-IDF of words and bigrams, linear), linear (the same
+features, logistic regression fitted by scikit-learn, C chosen on validation), cnn, lstm, gru,
 transformer or bert (`--bert_dir`, the original checkpoint folder). Everything else, including
 the checks and the TFLite verification, is `recipes/text_classifier.py` with IMDb defaults
 (longer texts, binary labels); this file only sets them. The exported files load in MediaPipe
@@ -28,6 +29,7 @@ from trainer.config import choice, choices, count, in_range, limit
 from trainer.data.text import STANDARDIZE_MODES
 from trainer.experiment import Experiment, finish, fit, start_run
 from trainer.export.mobile import OUTPUT_KINDS
+from trainer.logistic_regression import fit_logistic_regression
 
 
 @dataclass
@@ -69,7 +71,10 @@ def build(config: Config) -> Experiment:
 def main(config: Config) -> dict:
     experiment = build(config)
     run_dir = start_run("imdb", config, config.run_dir)
-    result = fit(experiment, run_dir, backup_every=config.backup_every)
+    if config.model == "linear":  # convex: scikit-learn fits it, C chosen on validation
+        result = fit_logistic_regression(experiment, run_dir)
+    else:
+        result = fit(experiment, run_dir, backup_every=config.backup_every)
     return finish(experiment, run_dir, result)
 
 

@@ -50,7 +50,7 @@ from trainer.export.mobile import OUTPUT_KINDS
 from trainer.export.text import regex_vocabulary
 from trainer.logistic_regression import fit_logistic_regression
 from trainer.losses import build_loss
-from trainer.models.text import TEXT_MODEL_DEFAULTS, text_model, with_text_model_defaults
+from trainer.models.text_choice import TEXT_MODEL_DEFAULTS, text_model, with_text_model_defaults
 from trainer.optimizers import OPTIMIZER_NAMES, scheduled_optimizer
 from trainer.reproducibility import set_seed
 from trainer.schedules import SCHEDULE_NAMES

@@ -206,6 +206,24 @@ def copy_run(run: Path, destination: Path) -> Path:
     return destination
 
 
+def fitted_run(run_dir: Path, recipe: str, epochs: int, **fields) -> Path:
+    """A run folder of `recipe` (a name or a .py path) as `trainer compress` and `trainer
+    export` read it (config.yaml, run.json, model.keras), made without training's exports,
+    checks and reports: the recipe's `build` with `fields`, its model fitted `epochs` epochs on
+    the recipe's training data (0: untrained) and saved."""
+    from trainer.recipe_loader import load_recipe
+    from trainer.runs import create_run_dir
+
+    module = load_recipe(recipe)
+    config = module.Config(run_dir=str(run_dir), **fields)
+    run = create_run_dir(Path(recipe).stem, config, run_dir)
+    experiment = module.build(config)
+    if epochs:
+        experiment.model.fit(experiment.train, epochs=epochs, verbose=0)
+    experiment.model.save(run / "model.keras")
+    return run
+
+
 def _train(arguments: list[str], log: Path) -> None:
     """`trainer train ARGUMENTS` in this process; what it printed goes to `log`."""
     import contextlib

@@ -17,7 +17,7 @@ import pytest
 import tf_keras as keras
 import yaml
 
-from conftest import RECIPES_FOR_TESTS
+from conftest import RECIPES_FOR_TESTS, fitted_run
 from trainer.cli import main as trainer_main
 from trainer.compress import CompressConfig, Search, rebuild_run
 from trainer.export import tflite_accuracy
@@ -25,19 +25,8 @@ from trainer.export import tflite_accuracy
 
 def _recipe_run(folder, name: str, epochs: int, **fields):
     """A run folder of tests/recipes_for_tests/NAME.py as `trainer train` leaves it for
-    compress (config.yaml, run.json, model.keras), made without the training's exports and
-    reports: the recipe's `build` with `fields`, fitted `epochs` epochs (0: untrained)."""
-    from trainer.recipe_loader import load_recipe
-    from trainer.runs import create_run_dir
-
-    recipe = load_recipe(str(RECIPES_FOR_TESTS / f"{name}.py"))
-    config = recipe.Config(run_dir=str(folder), **fields)
-    run = create_run_dir(name, config, folder)
-    experiment = recipe.build(config)
-    if epochs:
-        experiment.model.fit(experiment.train, epochs=epochs, verbose=0)
-    experiment.model.save(run / "model.keras")
-    return run
+    compress, without the training's exports and reports (conftest.fitted_run)."""
+    return fitted_run(folder, str(RECIPES_FOR_TESTS / f"{name}.py"), epochs, **fields)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_text_models import write_tiny_bert
 
+from conftest import fitted_run
 from trainer import cli
 
 # Tiny runs: a few seconds of training each; enough to learn the generated sentiment words.
@@ -83,8 +84,21 @@ def _zero_share(table) -> float:
 def test_bag_of_ngrams_table_is_pruned_and_quantized(tmp_path, texts, capsys):
     import tf_keras as keras
 
-    # Few hash buckets, so that training leaves almost no row of the TF-IDF table at zero.
-    run = _train(tmp_path, texts, "bow", "--buckets=64")
+    # Few hash buckets, so that training leaves almost no row of the TF-IDF table at zero. The
+    # run folder is the recipe's model fitted 4 epochs (conftest.fitted_run): compress reads
+    # only its config, run.json and model, not training's exports and reports.
+    run = fitted_run(
+        tmp_path / "run_bow",
+        "text_classifier",
+        epochs=4,
+        data=str(texts),
+        model="bow",
+        buckets=64,
+        sequence_length=24,
+        batch_size=8,
+        learning_rate=0.05,
+        export="float32",
+    )
     trained = keras.models.load_model(run / "model.keras", compile=False)
     assert _zero_share(trained.get_layer("tf_idf").table.numpy()) < 0.3
     out = tmp_path / "out"

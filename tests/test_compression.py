@@ -30,17 +30,18 @@ LOSS = keras.losses.CategoricalCrossentropy(from_logits=True)
 
 @pytest.fixture(scope="module")
 def data():
-    x, y = make_class_images(320, seed=3)
+    x, y = make_class_images(320, seed=3, size=12)
     x = x[..., None].astype(np.float32) / 255.0
     return x, y, keras.utils.to_categorical(y, 10)
 
 
 @pytest.fixture(scope="module")
 def trained(data):
-    """A small CNN that learns the bar images well (so accuracy comparisons mean something)."""
+    """trainer's small CNN with two stages on 12x12 bar images (TF-MOT's wrapping and tracing
+    cost grows with the layers); it learns them well, so accuracy comparisons mean something."""
     x, _, y_one_hot = data
     keras.utils.set_random_seed(0)
-    model = small_cnn(width=8, dropout=0.0)
+    model = small_cnn((12, 12, 1), width=8, dropout=0.0, stages=2)
     model.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
     model.fit(x, y_one_hot, epochs=4, batch_size=32, verbose=0)
     return model
@@ -118,7 +119,7 @@ def test_two_four_sparsity_keeps_two_of_every_four_input_weights(trained, data):
         trained, 0.5, end_step=4, sparsity_m_by_n="2:4", frequency=1
     )
     final = strip(_fit(model, callbacks, data, epochs=1))
-    for name in ("stage2_conv", "stage3_conv", "logits"):
+    for name in ("stage2_conv", "logits"):
         kernel = final.get_layer(name).kernel.numpy()
         # TF-MOT groups consecutive input channels (axis -2) in fours.
         groups = np.moveaxis(kernel, -2, -1).reshape(-1, 4)
@@ -177,7 +178,7 @@ def test_clustering_leaves_at_most_k_values_per_kernel(trained, clustered):
     final, callbacks = clustered
     assert callbacks == []
     assert wrapped_layers(final) == []
-    for name in ("stage2_conv", "stage3_conv", "logits"):
+    for name in ("stage2_conv", "logits"):
         assert len(np.unique(final.get_layer(name).kernel.numpy())) <= 8, name
     with pytest.raises(ValueError, match="number_of_clusters"):
         cluster_weights(trained, number_of_clusters=1)

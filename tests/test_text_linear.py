@@ -23,8 +23,8 @@ from trainer.models.text import (
     ngram_ids,
     tf_idf_weights,
     tfidf_linear,
-    with_text_model_defaults,
 )
+from trainer.models.text_choice import with_text_model_defaults
 
 VOCAB, BUCKETS, LEADING = 6, 5, 2
 SIZE = 2 * VOCAB + BUCKETS  # words, bigram buckets, leading words
