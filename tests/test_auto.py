@@ -218,7 +218,7 @@ def test_budget_excess_fits_and_broken_limits():
 
 
 def test_image_sizes_are_the_datas_own_three_quarters_and_half():
-    from trainer.auto.pipeline import image_sizes
+    from trainer.auto.data_stage import image_sizes
 
     assert image_sizes(28) == [14, 20, 28]
     assert image_sizes(16) == [8, 12, 16]
@@ -227,7 +227,7 @@ def test_image_sizes_are_the_datas_own_three_quarters_and_half():
 
 
 def test_trial_epochs_give_small_data_enough_steps():
-    from trainer.auto.pipeline import trial_epochs
+    from trainer.auto.search_stage import trial_epochs
 
     assert trial_epochs(60_000, 60) == 2  # 844 steps an epoch
     assert trial_epochs(2_000, 60) == 3  # 57 steps an epoch: 3 for 150 steps
@@ -236,7 +236,7 @@ def test_trial_epochs_give_small_data_enough_steps():
 
 
 def test_final_epochs_from_the_trials_seconds_per_epoch():
-    from trainer.auto.pipeline import FINISH_SECONDS, MAX_FINAL_EPOCHS, final_epochs
+    from trainer.auto.finalist_stage import FINISH_SECONDS, MAX_FINAL_EPOCHS, final_epochs
 
     finalist = {"seconds": 30.0, "epochs": 6}  # 5 s per epoch
     assert final_epochs(finalist, FINISH_SECONDS + 100) == 20

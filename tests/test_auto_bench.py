@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.auto import candidate, pipeline
+from trainer.auto import candidate, data_stage, finalist_stage, search_stage
 from trainer.auto.cost import IMAGE_REACH, Budget, Cost, fastest_file, refuse_unreachable
 from trainer.auto.state import AutoState, Clock
 
@@ -46,19 +46,19 @@ def test_an_image_search_tries_flips_and_a_trial_can_read_the_search_share():
 
 
 def test_tiny_images_are_also_searched_larger_others_at_their_size_and_below():
-    assert pipeline.searched_sizes(8) == [8, 16, 32]  # digits: the recipe's default is 32
-    assert pipeline.searched_sizes(16) == pipeline.image_sizes(16) == [8, 12, 16]
-    assert pipeline.searched_sizes(28) == [14, 20, 28]
+    assert data_stage.searched_sizes(8) == [8, 16, 32]  # digits: the recipe's default is 32
+    assert data_stage.searched_sizes(16) == data_stage.image_sizes(16) == [8, 12, 16]
+    assert data_stage.searched_sizes(28) == [14, 20, 28]
 
 
 def test_resize_images_keeps_the_type_and_the_layout():
     images = np.zeros((5, 28, 28, 1), np.uint8)
     images[:, :14] = 255
-    resized = pipeline.resize_images(images, 14)
+    resized = data_stage.resize_images(images, 14)
     assert resized.shape == (5, 14, 14, 1) and resized.dtype == np.uint8
     assert resized[0, 0, 0, 0] == 255 and resized[0, -1, 0, 0] == 0
-    assert pipeline.resize_images(images[..., 0], 20).shape == (5, 20, 20)  # no channel axis
-    assert pipeline.resize_images(images, 28) is images  # already that size
+    assert data_stage.resize_images(images[..., 0], 20).shape == (5, 20, 20)  # no channel axis
+    assert data_stage.resize_images(images, 28) is images  # already that size
 
 
 def _npz_source(path: Path, train: int, test: int) -> Path:
@@ -79,7 +79,7 @@ def test_resolutions_of_a_source_that_keeps_its_size_are_resized(tmp_path):
     data = load_source(str(source), SourceOptions(image_size=14))
     assert data.x_train.shape[1:3] == (28, 28)  # the .npz loader keeps its own size
     (tmp_path / "auto" / "data").mkdir(parents=True)
-    pipeline.save_resolutions(tmp_path / "auto", AutoOptions(data=str(source)), data, [14, 28])
+    data_stage.save_resolutions(tmp_path / "auto", AutoOptions(data=str(source)), data, [14, 28])
     for size in (14, 28):
         saved = np.load(tmp_path / "auto" / candidate.resolution_file(size))
         assert saved["x_train"].shape == (60, size, size, 1)
@@ -99,22 +99,22 @@ def test_a_large_training_set_is_searched_on_a_share_validated_like_the_finalist
     source = _npz_source(directory / candidate.resolution_file(28), 400, 50)
     options = AutoOptions(data=str(source))
     state = AutoState(kind="image", image_sizes=[28], train_examples=400)
-    monkeypatch.setattr(pipeline, "SEARCH_EXAMPLES", 500)  # 360 after validation: not large
-    pipeline.save_search_subsets(directory, options, state)
-    assert state.search_examples == 0 and pipeline.epoch_scale(state) == 1.0
+    monkeypatch.setattr(data_stage, "SEARCH_EXAMPLES", 500)  # 360 after validation: not large
+    data_stage.save_search_subsets(directory, options, state)
+    assert state.search_examples == 0 and finalist_stage.epoch_scale(state) == 1.0
     assert not (directory / candidate.resolution_file(28, trial_subset=True)).exists()
-    assert pipeline.search_share(state) == pipeline.SEARCH_SHARE
+    assert search_stage.search_share(state) == search_stage.SEARCH_SHARE
 
-    monkeypatch.setattr(pipeline, "SEARCH_EXAMPLES", 90)
-    pipeline.save_search_subsets(directory, options, state)
+    monkeypatch.setattr(data_stage, "SEARCH_EXAMPLES", 90)
+    data_stage.save_search_subsets(directory, options, state)
     subset = np.load(directory / candidate.resolution_file(28, trial_subset=True))
     finalist, _ = prepare_data(str(source), SourceOptions(), None, Cleaning(), 0.1)
     assert state.finalist_examples == len(finalist.y_train) == 360
     assert state.search_examples == len(subset["y_train"]) == 90
     assert np.bincount(subset["y_train"]).tolist() == [9] * 10  # stratified
     assert (subset["x_val"] == finalist.x_val).all()  # the finalists' own validation split
-    assert pipeline.epoch_scale(state) == 4.0
-    assert pipeline.search_share(state) == pipeline.SEARCH_SHARE_LARGE
+    assert finalist_stage.epoch_scale(state) == 4.0
+    assert search_stage.search_share(state) == search_stage.SEARCH_SHARE_LARGE
 
 
 def test_a_finalists_epochs_come_from_its_trials_pace_scaled_and_corrected():
@@ -122,19 +122,19 @@ def test_a_finalists_epochs_come_from_its_trials_pace_scaled_and_corrected():
     trial = {"seconds": 80.0, "epochs": 8}  # 10 s a trial epoch: 67.5 s a finalist epoch
     # 2,000 s less 20 s of overhead buy 29 epochs; at least the 2 epochs that see as many
     # images as the trial's 8.
-    assert pipeline.plan_training(state, dict(trial), 2000.0) == 29
-    assert pipeline.plan_training(state, dict(trial), 10.0) == 2
+    assert finalist_stage.plan_training(state, dict(trial), 2000.0) == 29
+    assert finalist_stage.plan_training(state, dict(trial), 10.0) == 2
     # A finalist that took twice its predicted time per epoch halves the next one's epochs.
     state.finalists = [
         {"predicted_per_epoch": 50.0, "per_epoch_seconds": 100.0, "overhead_seconds": 60.0}
     ]
-    assert pipeline.finalist_pace(state) == (2.0, 60.0)
-    assert pipeline.plan_training(state, dict(trial), 2000.0) == 14
+    assert finalist_stage.finalist_pace(state) == (2.0, 60.0)
+    assert finalist_stage.plan_training(state, dict(trial), 2000.0) == 14
     # Small data (no share): the trial's epochs are the finalist's, at least as many.
-    assert pipeline.plan_training(AutoState(), dict(trial), 0.0) == 8
+    assert finalist_stage.plan_training(AutoState(), dict(trial), 0.0) == 8
     # An epoch timed on the finalist's own data replaces the trial's scaled pace.
     timed = dict(trial)
-    assert pipeline.plan_training(AutoState(), timed, 2000.0, measured=24.5) == 40
+    assert finalist_stage.plan_training(AutoState(), timed, 2000.0, measured=24.5) == 40
     assert timed["predicted_per_epoch"] == 24.5
 
 
@@ -153,11 +153,11 @@ def test_an_epoch_is_timed_on_the_finalists_own_data_and_model(tmp_path):
 
 def test_a_finalist_that_must_be_compressed_keeps_a_third_of_its_part():
     state = AutoState()
-    assert pipeline.compress_reserve(state, {"fits_as_is": True}, 900) == 60.0
-    assert pipeline.compress_reserve(state, {"fits_as_is": False}, 900) == 300.0
-    assert pipeline.compress_reserve(state, {"fits_as_is": False}, 90) == 60.0
+    assert finalist_stage.compress_reserve(state, {"fits_as_is": True}, 900) == 60.0
+    assert finalist_stage.compress_reserve(state, {"fits_as_is": False}, 900) == 300.0
+    assert finalist_stage.compress_reserve(state, {"fits_as_is": False}, 90) == 60.0
     state.finalists = [{"compress_seconds": 95.0, "chosen": {"name": "ptq_int8"}}]
-    assert pipeline.compress_reserve(state, {"fits_as_is": True}, 900) == 95.0
+    assert finalist_stage.compress_reserve(state, {"fits_as_is": True}, 900) == 95.0
 
 
 def _trained_winner(trial: str, fits: bool = True, epochs: int = 8) -> dict:
@@ -170,13 +170,13 @@ def _trained_winner(trial: str, fits: bool = True, epochs: int = 8) -> dict:
 def test_the_budget_left_retrains_the_winner_only_for_enough_more_epochs():
     budget = Budget(max_kib=64)
     state = AutoState(finalists=[_trained_winner("0001")])
-    longer = pipeline.plan_longer_run(state, budget, Clock(1000, 0))
-    assert longer["planned_epochs"] == pipeline.MAX_FINAL_EPOCHS  # 920 s / 20 s: capped
+    longer = finalist_stage.plan_longer_run(state, budget, Clock(1000, 0))
+    assert longer["planned_epochs"] == finalist_stage.MAX_FINAL_EPOCHS  # 920 s / 20 s: capped
     assert longer["longer_of"] == "c/1-trial0001" and longer["values"] == {"width": 16}
     assert "final_epochs" not in longer and "verified" not in longer
-    assert pipeline.plan_longer_run(state, budget, Clock(300, 0)) is None  # 11 < 1.5 x 8
+    assert finalist_stage.plan_longer_run(state, budget, Clock(300, 0)) is None  # 11 < 1.5 x 8
     state.finalists = [_trained_winner("0001", fits=False)]
-    assert pipeline.plan_longer_run(state, budget, Clock(1000, 0)) is None  # nothing fits
+    assert finalist_stage.plan_longer_run(state, budget, Clock(1000, 0)) is None  # nothing fits
 
 
 def test_each_finalist_is_trained_then_compressed_then_the_winner_once_longer(
@@ -197,15 +197,15 @@ def test_each_finalist_is_trained_then_compressed_then_the_winner_once_longer(
         entry = {"fits": True, "val_accuracy": 0.9, "size_bytes": 10, "name": "ptq_int8"}
         finalist.update(chosen=entry, measured=[entry], verified={}, compress_seconds=1.0)
 
-    monkeypatch.setattr(pipeline, "train_one", train)
-    monkeypatch.setattr(pipeline, "compress_one", compress)
+    monkeypatch.setattr(finalist_stage, "train_one", train)
+    monkeypatch.setattr(finalist_stage, "compress_one", compress)
     state = AutoState(finalists=[
         {"trial": "1", "values": {}, "run_dir": "c/1-trial1"},
         {"trial": "2", "values": {}, "run_dir": "c/2-trial2"},
     ])  # fmt: skip
     clock = Clock(1000, 0)
     progress = Progress(tmp_path, clock, 0)
-    pipeline.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
+    finalist_stage.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
     assert calls == [
         ("train", "c/1-trial1"),
         ("compress", "c/1-trial1"),
@@ -214,10 +214,12 @@ def test_each_finalist_is_trained_then_compressed_then_the_winner_once_longer(
         ("train", "c/3-trial1-longer"),
         ("compress", "c/3-trial1-longer"),
     ]
-    assert state.extended and state.finalists[-1]["planned_epochs"] == pipeline.MAX_FINAL_EPOCHS
+    assert (
+        state.extended and state.finalists[-1]["planned_epochs"] == finalist_stage.MAX_FINAL_EPOCHS
+    )
     # Resumed after it ended: nothing runs again.
     calls.clear()
-    pipeline.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
+    finalist_stage.finish_finalists(tmp_path, AutoOptions(data="d"), state, clock, progress)
     assert calls == []
 
 
@@ -279,13 +281,15 @@ def test_text_kinds_whose_smallest_file_cannot_fit_are_left_out_of_the_search(
         kib = sizes[corner.model]
         return Cost(candidate.architecture(corner), 1, 1, "dynamic", kib * 1024, 0.01, 1.0)
 
-    monkeypatch.setattr(pipeline, "corner_cost", cost)
+    monkeypatch.setattr(search_stage, "corner_cost", cost)
     state = AutoState(kind="text")
     base = candidate.Config(data="d", kind="text", costs=str(tmp_path / "costs.json"))
-    pipeline.check_reachable(tmp_path, base, state, Budget(max_kib=256))
+    search_stage.check_reachable(tmp_path, base, state, Budget(max_kib=256))
     assert not state.cannot_meet and state.left_out == ["linear", "bow"]
-    assert "model=cnn,transformer;" in pipeline.space(state)
+    assert "model=cnn,transformer;" in search_stage.space(state)
     state = AutoState(kind="text")
-    pipeline.check_reachable(tmp_path, base, state, Budget(max_kib=512))
-    assert state.left_out == ["bow"] and "model=linear,cnn,transformer;" in pipeline.space(state)
-    assert "model=linear,bow,cnn,transformer;" in pipeline.space(AutoState(kind="text"))
+    search_stage.check_reachable(tmp_path, base, state, Budget(max_kib=512))
+    assert state.left_out == ["bow"] and "model=linear,cnn,transformer;" in search_stage.space(
+        state
+    )
+    assert "model=linear,bow,cnn,transformer;" in search_stage.space(AutoState(kind="text"))

@@ -9,10 +9,13 @@ candidates to the end (the recipe's own `main`), the compress search until they 
 
 Modules: `options` (`AutoOptions`, file names, budget shares), `cost` (the cost model),
 `candidate` (one candidate as a recipe: what a search trial and a finalist's run build),
-`finalists` (training and compressing one finalist), `pipeline` (the stages), `state`
-(what a folder remembers, the clock, progress lines), `report` (the winner, the picture,
-report.md) and `run` (`run_auto`). This package must not parse command lines
-(`trainer.cli.auto` does). `import trainer.auto` does not import TensorFlow.
+`finalists` (training and compressing one finalist), `pipeline` (the stages in order):
+`data_stage` (the data check, the searched resolutions), `search_stage` (the cost floor of
+the space, the search, the finalists chosen), `finalist_stage` (the finalists trained and
+compressed in turn within the budget); `state` (what a folder remembers, the clock, progress
+lines), `report` (the winner, the picture, report.md) and `run` (`run_auto`). This package
+must not parse command lines (`trainer.cli.auto` does). `import trainer.auto` does not
+import TensorFlow.
 
 Example (not run: searches and trains for the time budget):
 

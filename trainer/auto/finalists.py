@@ -14,7 +14,7 @@ the whole test set (`CandidateFiles.write_compressed`), with compress's report a
 card of the file beside it.
 
 This module must not run the search or choose the winner among finalists
-(`trainer.auto.pipeline` and `trainer.auto.report` do).
+(`trainer.auto.search_stage`, `trainer.auto.finalist_stage` and `trainer.auto.report` do).
 """
 
 import dataclasses

@@ -1,0 +1,277 @@
+"""Stage 4 of `trainer auto`: the finalists trained and compressed in turn within the budget.
+
+Each finalist (`trainer.auto.search_stage` chose them) is trained to the end, then compressed
+until it fits and its file verified (`trainer.auto.finalists`), for as many epochs as its
+part of the budget left buys: its trial's pace, scaled to the whole training set and
+corrected by the pace the finalists before it measured, with room kept for its compression.
+Then, when the budget left would buy half as many epochs more, the winner's configuration is
+trained again for longer, as one more finalist. This module must not search nor write the
+final report (`trainer.auto.report` does).
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+
+from trainer.auto import candidate
+from trainer.auto.cost import Budget
+from trainer.auto.finalists import FinalistCompression, epoch_seconds, train_finalist
+from trainer.auto.options import AutoOptions
+from trainer.auto.search_stage import base_config, candidate_config
+from trainer.auto.state import AutoState, Clock, Progress, save_state
+
+MAX_FINAL_EPOCHS = 40
+# Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
+# of the epochs its share of the budget buys until a finalist has measured them.
+FINISH_SECONDS = 20.0
+# Seconds kept for compressing a finalist whose file fits as it is (its quantization and the
+# verification of one file), until a finalist has measured them.
+COMPRESS_SECONDS = 60.0
+# A finalist that must be compressed keeps this share of its part of the budget for it: room
+# for one filter-pruning retrain at half its epochs.
+COMPRESS_SHARE = 1 / 3
+# The budget left after the finalists retrains the winner's configuration only when it buys
+# at least this many times the winner's epochs: fewer would gain too little to be told from
+# noise on validation.
+LONGER_GAIN = 1.5
+
+
+def epoch_scale(state: AutoState) -> float:
+    """How many times a search trial's epoch a finalist's epoch costs: its training set over
+    the trial's (1 when the trials train on all of it).
+
+    Example:
+
+        >>> from trainer.auto.finalist_stage import epoch_scale
+        >>> from trainer.auto.state import AutoState
+        >>> epoch_scale(AutoState(finalist_examples=54_000, search_examples=8_000))
+        6.75
+    """
+    if state.search_examples and state.finalist_examples:
+        return state.finalist_examples / state.search_examples
+    return 1.0
+
+
+def affordable_epochs(per_epoch: float, seconds: float, overhead: float, least: int) -> int:
+    """Epochs that `seconds` buy at `per_epoch` seconds each once `overhead` (data, export,
+    verification) is paid: at least `least`, at most `MAX_FINAL_EPOCHS`.
+
+    Example:
+
+        >>> from trainer.auto.finalist_stage import affordable_epochs
+        >>> affordable_epochs(5.0, 120.0, 20.0, 6), affordable_epochs(5.0, 10.0, 20.0, 6)
+        (20, 6)
+    """
+    affordable = int(max(0.0, seconds - overhead) / max(per_epoch, 1e-3))
+    return max(1, least, min(affordable, MAX_FINAL_EPOCHS))
+
+
+def final_epochs(finalist: dict, seconds: float) -> int:
+    """Epochs a finalist trains for in `seconds`, from its trial's seconds per epoch: at least
+    its trial's epochs, at most `MAX_FINAL_EPOCHS`."""
+    per_epoch = finalist["seconds"] / max(1, finalist["epochs"])
+    return affordable_epochs(per_epoch, seconds, FINISH_SECONDS, finalist["epochs"])
+
+
+def finalist_pace(state: AutoState) -> tuple[float, float]:
+    """(how many times its prediction a finalist's epoch took, its seconds outside the epochs),
+    as the last finalist trained measured them; (1, `FINISH_SECONDS`) before any."""
+    for finalist in reversed(state.finalists):
+        if finalist.get("per_epoch_seconds") and finalist.get("predicted_per_epoch"):
+            pace = finalist["per_epoch_seconds"] / finalist["predicted_per_epoch"]
+            return pace, finalist.get("overhead_seconds", FINISH_SECONDS)
+    return 1.0, FINISH_SECONDS
+
+
+def compress_reserve(state: AutoState, finalist: dict, part: float) -> float:
+    """Seconds of a finalist's `part` of the budget kept for compressing it: its quantization
+    and verification when its file fits as it is (as long as the last finalist that stopped
+    there took, else `COMPRESS_SECONDS`), else `COMPRESS_SHARE` of the part.
+
+    Example:
+
+        >>> from trainer.auto.finalist_stage import compress_reserve
+        >>> from trainer.auto.state import AutoState
+        >>> compress_reserve(AutoState(), {"fits_as_is": True}, 600.0)
+        60.0
+        >>> compress_reserve(AutoState(), {"fits_as_is": False}, 600.0)
+        200.0
+    """
+    quantized = [
+        f["compress_seconds"]
+        for f in state.finalists
+        if f.get("compress_seconds") and f.get("chosen", {}).get("name", "").startswith("ptq")
+    ]
+    verify = quantized[-1] if quantized else COMPRESS_SECONDS
+    if finalist.get("fits_as_is"):
+        return verify
+    return max(verify, part * COMPRESS_SHARE)
+
+
+def plan_training(
+    state: AutoState, finalist: dict, seconds: float, measured: float | None = None
+) -> int:
+    """Epochs a finalist trains for in `seconds`: at `measured` seconds per epoch (timed on its
+    own data, `trainer.auto.finalists.epoch_seconds`), else its trial's seconds per epoch
+    scaled to the whole training set (`epoch_scale`); corrected by the pace the finalists
+    before it measured, at least as many examples as its trial saw. Records the prediction
+    in `finalist`."""
+    scale = epoch_scale(state)
+    pace, overhead = finalist_pace(state)
+    per_epoch = measured or finalist["seconds"] / max(1, finalist["epochs"]) * scale
+    finalist["predicted_per_epoch"] = round(per_epoch, 3)
+    least = max(1, math.ceil(finalist["epochs"] / scale))
+    return affordable_epochs(per_epoch * pace, seconds, overhead, least)
+
+
+def train_one(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, finalist: dict
+) -> None:
+    """Trains one finalist to the end (`candidates/N-trialID`): for its planned epochs, or as
+    many as its part of the budget buys; records its test accuracy and measured pace, or
+    why it is left out."""
+    import time
+
+    from trainer.experiment import RunFailedError
+
+    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    base = base_config(directory, options, state)
+    config = candidate_config(base, finalist["values"])
+    if "planned_epochs" in finalist:
+        epochs = finalist["planned_epochs"]
+    else:
+        part = max(clock.left(), 0.0) / len(waiting)
+        finalist["part_ends"] = round(clock.spent() + part, 1)
+        measured = None
+        if state.search_examples:  # its trial's pace says little about all of the data
+            measured = epoch_seconds(candidate, config)
+            print(
+                f"an epoch of {Path(finalist['run_dir']).name} over all "
+                f"{state.finalist_examples:,} training images: {measured:.1f} s here now",
+                flush=True,
+            )
+        seconds = part - compress_reserve(state, finalist, part)
+        epochs = plan_training(state, finalist, seconds, measured)
+    config = dataclasses.replace(config, epochs=epochs)
+    started = time.perf_counter()
+    try:
+        metrics = train_finalist(candidate, config, Path(finalist["run_dir"]))
+    except RunFailedError as error:  # diverged or at chance: no file to ship
+        print(f"finalist {finalist['run_dir']} is left out: {error}", flush=True)
+        finalist["failed"] = str(error)
+        return
+    wall = time.perf_counter() - started
+    finalist.update(final_epochs=epochs, test_accuracy=metrics["test_accuracy"])
+    trained = metrics.get("train_seconds")
+    if trained and metrics.get("epochs"):
+        finalist["per_epoch_seconds"] = round(trained / metrics["epochs"], 3)
+        finalist["overhead_seconds"] = round(max(wall - trained, 0.0), 1)
+
+
+def compress_one(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, finalist: dict
+) -> None:
+    """Compresses one trained finalist until a file fits, within the rest of its part of the
+    budget (after its quantization, which always runs), and verifies the chosen file with
+    LiteRT and MediaPipe Tasks."""
+    import time
+
+    budget = Budget(options.max_kib, options.max_ms)
+    epochs = max(1, finalist["final_epochs"] // 2)
+    started = time.perf_counter()
+    try:
+        compression = FinalistCompression(Path(finalist["run_dir"]), budget, epochs, options.seed)
+    except ValueError as error:  # a model that never learned: nothing to compress
+        print(f"finalist {finalist['run_dir']} is left out: {error}", flush=True)
+        finalist["failed"] = str(error)
+        return
+    part_ends = finalist.get("part_ends", options.time_budget)
+    compression.run(deadline=time.time() + part_ends - clock.spent())
+    chosen = compression.chosen()
+    finalist["measured"] = [dataclasses.asdict(entry) for entry in compression.measured.values()]
+    finalist["chosen"] = dataclasses.asdict(chosen)
+    finalist["verified"] = compression.verify(chosen)
+    finalist["compress_seconds"] = round(time.perf_counter() - started, 1)
+
+
+def plan_longer_run(state: AutoState, budget: Budget, clock: Clock) -> dict | None:
+    """The winner's configuration trained again as one more finalist, for the epochs the
+    budget left buys at its measured pace once its run's overhead and compression are paid;
+    None when that is fewer than `LONGER_GAIN` times its epochs (or nothing fits yet).
+
+    Example:
+
+        >>> from trainer.auto.cost import Budget
+        >>> from trainer.auto.finalist_stage import plan_longer_run
+        >>> from trainer.auto.state import AutoState, Clock
+        >>> winner = {"trial": "0003", "values": {"width": 16}, "run_dir": "c/1-trial0003",
+        ...           "final_epochs": 8, "per_epoch_seconds": 20.0, "overhead_seconds": 30.0,
+        ...           "compress_seconds": 50.0, "chosen": {"fits": True, "val_accuracy": 0.9,
+        ...           "size_bytes": 1000}, "verified": {}}
+        >>> plan = plan_longer_run(AutoState(finalists=[winner]), Budget(64), Clock(610, 0))
+        >>> plan["planned_epochs"], plan["run_dir"]
+        (26, 'c/2-trial0003-longer')
+        >>> plan_longer_run(AutoState(finalists=[winner]), Budget(64), Clock(300, 0)) is None
+        True
+    """
+    from trainer.auto.report import choose_winner
+
+    winner, _ = choose_winner(state, budget)
+    if winner is None or not winner.get("per_epoch_seconds"):
+        return None
+    seconds = clock.left() - winner.get("overhead_seconds", FINISH_SECONDS)
+    seconds -= winner.get("compress_seconds", COMPRESS_SECONDS)
+    epochs = min(MAX_FINAL_EPOCHS, int(max(seconds, 0.0) / winner["per_epoch_seconds"]))
+    if epochs < LONGER_GAIN * winner["final_epochs"]:
+        return None
+    run_dir = Path(winner["run_dir"])
+    name = f"{len(state.finalists) + 1}-trial{winner['trial']}-longer"
+    kept = ("trial", "values", "val_accuracy", "epochs", "seconds", "error", "architecture")
+    return {
+        **{key: winner[key] for key in kept if key in winner},
+        "run_dir": str(run_dir.parent / name),
+        "fits_as_is": winner.get("fits_as_is", False),
+        "planned_epochs": epochs,
+        "part_ends": round(clock.spent() + clock.left(), 1),
+        "longer_of": str(run_dir),
+    }
+
+
+def finish_finalists(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock, progress: Progress
+) -> None:
+    """Stage 4: each finalist in turn trained to the end, then compressed until it fits and
+    its file verified (a finalist's unused time goes to the next); then, once, the winner's
+    configuration trained again for longer when the budget left buys enough epochs."""
+    budget = Budget(options.max_kib, options.max_ms)
+    while True:
+        waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+        if not waiting:
+            if state.extended:
+                return
+            state.extended = True
+            longer = plan_longer_run(state, budget, clock)
+            if longer is not None:
+                print(
+                    f"the budget left buys {longer['planned_epochs']} epochs of the winner's "
+                    f"configuration ({Path(longer['longer_of']).name}): training it again as "
+                    f"{Path(longer['run_dir']).name}",
+                    flush=True,
+                )
+                state.finalists.append(longer)
+            save_state(directory, state, clock)
+            continue
+        finalist = waiting[0]
+        if "test_accuracy" not in finalist:
+            progress.enter(f"training finalist {finalist['run_dir']}")
+            train_one(directory, options, state, clock, finalist)
+            if "final_epochs" in finalist:
+                print(
+                    f"finalist {finalist['run_dir']}: {finalist['final_epochs']} epochs, test "
+                    f"accuracy {finalist['test_accuracy']:.2%}",
+                    flush=True,
+                )
+        else:
+            progress.enter(f"compressing finalist {finalist['run_dir']}")
+            compress_one(directory, options, state, clock, finalist)
+        save_state(directory, state, clock)
