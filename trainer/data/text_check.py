@@ -212,6 +212,32 @@ def similar_pairs(
     return sorted(found)
 
 
+def _closest_earlier(
+    texts: list[str], text_id: np.ndarray, split_of: np.ndarray, similarity: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """For each text, its closest earlier text at `similarity` or more that is not identical
+    to it (`text_id` differs), in two columns: within its split, and in an earlier split
+    (`split_of`, by rank). Returns (the cosines, the earlier texts' indices or -1 where there
+    is none, how many texts the search compared before `SEARCH_BUDGET` stopped it)."""
+    best_score = np.zeros((len(texts), 2), np.float32)
+    best_text = np.full((len(texts), 2), -1, np.int64)
+    progress: dict = {}
+    for earlier, later, scores in _scored_pairs(texts, similarity, progress, SEARCH_BUDGET):
+        identical = text_id[earlier] == text_id[later]  # exact duplicates or leaks instead
+        earlier, later, scores = earlier[~identical], later[~identical], scores[~identical]
+        across = (split_of[earlier] != split_of[later]).astype(np.int64)
+        order = np.lexsort((earlier, -scores, across, later))  # best, then first, per kind
+        earlier, later, scores, across = earlier[order], later[order], scores[order], across[order]
+        first = np.ones(len(later), bool)
+        first[1:] = (later[1:] != later[:-1]) | (across[1:] != across[:-1])
+        for i, j, score, kind in zip(
+            earlier[first], later[first], scores[first], across[first], strict=True
+        ):
+            if score > best_score[j, kind]:
+                best_score[j, kind], best_text[j, kind] = score, i
+    return best_score, best_text, progress["searched"]
+
+
 def find_near_duplicates(
     data: LoadedData,
     similarity: float = NEAR_DUPLICATE_SIMILARITY,
@@ -232,23 +258,7 @@ def find_near_duplicates(
     split_of, index_of = np.array(split_of), np.array(index_of)
     first_of: dict[str, int] = {}
     text_id = np.array([first_of.setdefault(text, len(first_of)) for text in texts], np.int64)
-    # For each later text, its closest earlier one: [within its split, in an earlier split]
-    best_score = np.zeros((len(texts), 2), np.float32)
-    best_text = np.full((len(texts), 2), -1, np.int64)
-    progress: dict = {}
-    for earlier, later, scores in _scored_pairs(texts, similarity, progress, SEARCH_BUDGET):
-        identical = text_id[earlier] == text_id[later]  # exact duplicates or leaks instead
-        earlier, later, scores = earlier[~identical], later[~identical], scores[~identical]
-        across = (split_of[earlier] != split_of[later]).astype(np.int64)
-        order = np.lexsort((earlier, -scores, across, later))  # best, then first, per kind
-        earlier, later, scores, across = earlier[order], later[order], scores[order], across[order]
-        first = np.ones(len(later), bool)
-        first[1:] = (later[1:] != later[:-1]) | (across[1:] != across[:-1])
-        for i, j, score, kind in zip(
-            earlier[first], later[first], scores[first], across[first], strict=True
-        ):
-            if score > best_score[j, kind]:
-                best_score[j, kind], best_text[j, kind] = score, i
+    best_score, best_text, searched = _closest_earlier(texts, text_id, split_of, similarity)
     # A text identical to an earlier one is an exact leak or duplicate, reported as such.
     seen_in, seen_before = set(), {}  # (text, split) seen; text -> first split it is in
     exact = np.zeros((len(texts), 2), bool)
@@ -259,8 +269,8 @@ def find_near_duplicates(
     best_text[exact] = -1
     ids = {split: data.split_ids(split) for split in splits}
     problems = []
-    if progress["searched"] < len(texts):
-        unsearched = len(texts) - progress["searched"]
+    if searched < len(texts):
+        unsearched = len(texts) - searched
         problems.append(
             Problem(
                 "near_duplicate_search",
