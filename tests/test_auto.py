@@ -327,3 +327,50 @@ def test_workers_run_the_search_trials_in_worker_processes(photos, tmp_path):
     else:
         assert "the smallest model of the search space is the finalist" in printed
     assert result.met, result.message
+
+
+def test_a_large_training_set_searches_its_own_size_when_its_smallest_model_fits(
+    tmp_path, monkeypatch
+):
+    from trainer.auto import candidate, search_stage
+    from trainer.auto.state import AutoState
+
+    def cost_at(kib: float, ms: float):
+        return lambda corner, state: Cost(
+            candidate.architecture(corner), 14_000, 10**6, "dynamic", int(kib * 1024), ms
+        )
+
+    budget = Budget(max_kib=100, max_ms=0.1)
+    large = AutoState(kind="image", image_sizes=[14, 20, 28], channels=1, classes=10,
+                      search_examples=8000, finalist_examples=54_000)  # fmt: skip
+    fits = cost_at(18, 0.02)(candidate.Config(image_size=28), large)
+    assert search_stage.searched_resolutions(large, fits, budget) == [28]
+    slow = dataclasses.replace(fits, latency_ms=0.15)  # only compression could bring it in
+    assert search_stage.searched_resolutions(large, slow, budget) == [14, 20, 28]
+    small = dataclasses.replace(large, search_examples=0)  # trials see all: sizes stay
+    assert search_stage.searched_resolutions(small, fits, budget) == [14, 20, 28]
+
+    base = candidate.Config(kind="image", image_size=28, costs=str(tmp_path / "costs.json"))
+    large.smallest = {"width": 8, "stages": 3, "image_size": 14}
+    monkeypatch.setattr(search_stage, "corner_cost", cost_at(18, 0.02))
+    search_stage.keep_own_size(tmp_path, base, large, budget)
+    assert large.image_sizes == [28] and large.smallest["image_size"] == 28
+    assert "image_size=28" in next(iter(json.loads((tmp_path / "costs.json").read_text())))
+    monkeypatch.setattr(search_stage, "corner_cost", cost_at(18, 0.15))
+    large.image_sizes = [14, 20, 28]
+    search_stage.keep_own_size(tmp_path, base, large, budget)
+    assert large.image_sizes == [14, 20, 28]
+
+
+def test_a_search_for_files_that_fit_as_they_are_refuses_one_compression_could_fit(tmp_path):
+    from trainer.auto import candidate
+    from trainer.auto.cost import CandidateTooCostly, remember_cost
+
+    config = candidate.Config(data="never-loaded", width=24, stages=3, image_size=28,
+                              max_kib=100, max_ms=0.1, costs=str(tmp_path / "costs.json"))  # fmt: skip
+    over = Cost(candidate.architecture(config), 99_778, 8_560_000, "dynamic", 105_267, 0.106,
+                reach=candidate.REACH["image"])  # fmt: skip
+    remember_cost(config.costs, over)
+    assert Budget(100, 0.1).reachable(over)  # 1.06x over: pruning could bring it in
+    with pytest.raises(CandidateTooCostly, match="latency 0.106 ms > --max_ms=0.1"):
+        candidate.build(dataclasses.replace(config, as_is=True))  # before any data loads

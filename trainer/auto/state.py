@@ -46,6 +46,9 @@ class AutoState:
     extended: bool = False  # the budget left after the finalists was considered for a longer run
     # texts: the model kinds left out of the search (not even their smallest can fit)
     left_out: list[str] = dataclasses.field(default_factory=list)
+    # the search trains only candidates whose file fits as it is (a large image training set
+    # whose smallest model at its own size fits)
+    as_is: bool = False
 
 
 class Clock:
