@@ -8,6 +8,9 @@ What is written by hand lives in one place and is only rendered here:
 - a line `<!-- bench: NAME -->` in a page becomes the table of the committed benchmark result
   bench/results/NAME.json, with the date, commit, hardware and load it records, so every
   measured number on the site comes from a result file;
+- a README block from `<!-- bench-table: NAME -->` to `<!-- /bench-table -->` already holds
+  that rendering, written into the file by bench/readme_tables.py (GitHub shows no generated
+  content): it is left as it is, never rendered a second time;
 - each recipe in `recipes/` gets a page from its module docstring and a table of its `Config`
   fields (type, default, comment), read from the dataclass the way `--help` reads it;
 - the API reference has one mkdocstrings `::: module` entry per module of `trainer/`;
@@ -36,6 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_RESULTS = REPO / "bench" / "results"
 BENCH_FIELDS = ("title", "what", "command", "date", "commit", "hardware", "load", "columns", "rows")
 BENCH_LINE = re.compile(r"^<!-- bench: ([\w-]+) -->$", re.M)
+# A table written into a page by bench/readme_tables.py, from its opening line to its closing.
+BENCH_TABLE_BLOCK = re.compile(
+    r"^<!-- bench-table: (?P<name>[\w-]+) -->$.*?^<!-- /bench-table -->$", re.M | re.S
+)
 MARKDOWN_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 # The hand-written pages, in the order of the navigation.
@@ -248,7 +255,20 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    """Pages under docs/: repository links become site links; `bench:` lines become tables."""
+    """Pages under docs/: repository links become site links; `bench:` lines become tables,
+    except inside a bench-table block, which holds its rendering already."""
     if page.file.generated_by is None:  # written by hand under docs/
         markdown = _rewrite_links(markdown, str(Path("docs", page.file.src_uri).parent))
-    return BENCH_LINE.sub(lambda match: bench_table(match.group(1)), markdown)
+    return render_bench_lines(markdown)
+
+
+def render_bench_lines(markdown: str) -> str:
+    """`markdown` with each `<!-- bench: NAME -->` line outside bench-table blocks replaced by
+    `bench_table(NAME)`; the blocks stay as they are."""
+    pieces, end = [], 0
+    for block in BENCH_TABLE_BLOCK.finditer(markdown):
+        outside = markdown[end : block.start()]
+        pieces += [BENCH_LINE.sub(lambda match: bench_table(match.group(1)), outside), block[0]]
+        end = block.end()
+    pieces.append(BENCH_LINE.sub(lambda match: bench_table(match.group(1)), markdown[end:]))
+    return "".join(pieces)
