@@ -20,6 +20,7 @@ from trainer.logistic_regression import (
 from trainer.models import ngram_idf
 from trainer.models.text import (
     TfIdfLinear,
+    bigram_owners,
     ngram_ids,
     tf_idf_weights,
     tfidf_linear,
@@ -92,6 +93,51 @@ def test_counting_by_scatter_and_by_comparison_agree_and_rare_ngrams_can_be_drop
     assert (texts_with == 1).any() and (texts_with >= 2).any()
 
 
+def test_exact_bigrams_keep_each_buckets_most_frequent_bigram_and_drop_the_others():
+    # Keys a * 6 + b, bucket key mod 5: bucket 0 holds 15 = (2, 3) and 20 = (3, 2), each in
+    # 2 texts (the smaller key wins the tie), and 10 and 35, each in 1; no bigram reaches 2.
+    keys = bigram_owners(IDS, VOCAB, BUCKETS)
+    pairs = {}
+    for row in IDS.astype(int):
+        seen = {a * VOCAB + b for a, b in zip(row, row[1:], strict=False) if a > 0 and b > 0}
+        for key in seen:
+            pairs[key] = pairs.get(key, 0) + 1
+    for bucket in range(BUCKETS):
+        there = [key for key in pairs if key % BUCKETS == bucket]
+        owner = min(there, key=lambda key: (-pairs[key], key)) if there else -1
+        assert keys[bucket] == owner, (bucket, keys, pairs)
+    assert keys[0] == 15 and (keys == -1).any()
+    hashed = ngram_ids(IDS, VOCAB, BUCKETS).numpy()
+    exact = ngram_ids(IDS, VOCAB, BUCKETS, bigram_keys=keys).numpy()
+    bigram = slice(IDS.shape[1], 2 * IDS.shape[1] - 1)
+    owned = [
+        [
+            keys[(a * VOCAB + b) % BUCKETS] == a * VOCAB + b
+            for a, b in zip(row, row[1:], strict=False)
+        ]
+        for row in IDS.astype(int)
+    ]
+    np.testing.assert_array_equal(exact[:, bigram], np.where(owned, hashed[:, bigram], 0))
+    np.testing.assert_array_equal(exact[:, : IDS.shape[1]], hashed[:, : IDS.shape[1]])
+    assert (exact[:, bigram] == 0).sum() > (hashed[:, bigram] == 0).sum()  # some dropped
+
+    # The layer sets the keys with the idf, computes the same ids, reloads and converts.
+    model = tfidf_linear(7, VOCAB, 3, BUCKETS, leading_tokens=LEADING, exact_bigrams=True)
+    layer = model.get_layer("logits")
+    layer.adapt(IDS)
+    np.testing.assert_array_equal(layer.bigram_keys.numpy(), keys)
+    np.testing.assert_array_equal(layer.features(IDS)[0].numpy()[:, bigram], exact[:, bigram])
+    np.testing.assert_array_equal(
+        layer.idf.numpy(), ngram_idf(IDS, VOCAB, BUCKETS, 512, 1, LEADING, keys)
+    )
+    layer.table.assign(np.random.default_rng(0).normal(size=(SIZE, 3)).astype(np.float32))
+    again = TfIdfLinear.from_config(layer.get_config())
+    assert again.exact_bigrams
+    content = convert(model, "float32")
+    assert b"Flex" not in content
+    np.testing.assert_allclose(predict_tflite(content, IDS), model(IDS).numpy(), atol=1e-4)
+
+
 def test_regularization_is_chosen_on_validation_and_written_into_the_layer():
     rng = np.random.default_rng(0)
     model = tfidf_linear(7, VOCAB, num_classes=2, buckets=BUCKETS)
@@ -103,8 +149,8 @@ def test_regularization_is_chosen_on_validation_and_written_into_the_layer():
         features[:40], labels[:40], features[40:], labels[40:], 2, (0.01, 1.0, 10.0)
     )
     assert [step.inverse_regularization for step in steps] == [0.01, 1.0, 10.0]
-    best = max(step.val_accuracy for step in steps)
-    ties = [step.inverse_regularization for step in steps if step.val_accuracy == best]
+    lowest = min(step.val_loss for step in steps)  # the loss decides, not the accuracy
+    ties = [step.inverse_regularization for step in steps if step.val_loss == lowest]
     assert chosen.inverse_regularization == max(ties) == classifier.C
     assert steps[0].accuracy < steps[-1].accuracy  # the strongest penalty underfits
     # Two classes: scikit-learn's one logit becomes two whose softmax is its probability.

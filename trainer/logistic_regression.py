@@ -4,11 +4,15 @@ regression, choosing the strength of its L2 penalty on the validation split.
 The model's TF-IDF features are fixed once its idf is set, so they are computed once, by the
 layer's own feature function, as a sparse matrix. scikit-learn's `LogisticRegression` is then
 fitted for each C of a grid (smallest first, each fit starting from the previous one), the C
-with the best validation accuracy is chosen, and the model is fitted again at that C on
+with the lowest validation loss is chosen, and the model is fitted again at that C on
 train + validation (with the idf of both), as a scikit-learn baseline fits on all of its
 training data. The coefficients are written into the layer's table and bias, so the Keras
 model, its saved file and the exported TFLite files compute exactly the fitted classifier.
 An optimizer in Keras would need tens of epochs to reach the same optimum.
+
+The choice rests on the validation loss (cross-entropy), not accuracy: on a few hundred
+validation texts neighbouring C often tie or differ by one text in accuracy, and the
+winner then depends on the solver's path, while the loss, a proper score, still ranks them.
 
 `history.csv` gets one row per C (`inverse_regularization`, train and validation loss and
 accuracy, the validation numbers from the fit on train only), then a row for the final fit
@@ -155,8 +159,8 @@ def choose_regularization(
 ) -> tuple[list[RegularizationStep], RegularizationStep, object]:
     """Fits logistic regression at each C (smallest first, each starting from the previous
     fit) and scores it on the validation features (None: no validation, NaN scores, the last
-    C kept). Returns the steps, the chosen one (the best validation accuracy, the larger C
-    on a tie) and its classifier.
+    C kept). Returns the steps, the chosen one (the lowest validation loss, the larger C on
+    a tie) and its classifier.
 
     Example:
 
@@ -171,7 +175,10 @@ def choose_regularization(
             f"logistic regression needs training texts of at least 2 classes, received "
             f"{len(np.unique(labels))}; add texts of the other classes"
         )
-    classifier = LogisticRegression(solver="saga", warm_start=True, max_iter=1000, tol=1e-4)
+    # saga visits the texts in a random order: seeded, a run repeats its fit.
+    classifier = LogisticRegression(
+        solver="saga", warm_start=True, max_iter=1000, tol=1e-4, random_state=0
+    )
     steps, best, chosen = [], None, None
     for inverse_regularization in sorted(inverse_regularizations):
         started = time.perf_counter()
@@ -192,7 +199,7 @@ def choose_regularization(
             time.perf_counter() - started,
         )
         steps.append(step)
-        if best is None or not val_accuracy < best.val_accuracy:  # NaN: the only C
+        if best is None or not val_loss > best.val_loss:  # NaN: the only C
             best, chosen = step, copy.deepcopy(classifier)
     return steps, best, chosen
 
@@ -256,7 +263,11 @@ def fit_logistic_regression(
     where = f"on {len(x_val)} validation texts" if validated else "without validation texts"
     print(
         f"logistic regression: C={chosen.inverse_regularization:g} {where}"
-        + (f" (accuracy {chosen.val_accuracy:.4f})" if validated else "")
+        + (
+            f" (loss {chosen.val_loss:.4f}, accuracy {chosen.val_accuracy:.4f})"
+            if validated
+            else ""
+        )
         + (f", refit on {len(x_train) + len(x_val)} texts" if refit else "")
         + f"; {seconds:.1f} s",
         flush=True,
@@ -302,8 +313,9 @@ def report_section(
         )
     lines = [
         f"{solver} features, fitted on {train_texts:,} training texts for each C below; C = "
-        f"{chosen.inverse_regularization:g} scored best on the {val_texts:,} validation texts "
-        "held out of them (the larger C on a tie).",
+        f"{chosen.inverse_regularization:g} had the lowest loss on the {val_texts:,} validation "
+        "texts held out of them (the larger C on a tie; the loss ranks C where accuracy on a "
+        "few hundred texts ties).",
         "",
         "| C | train loss | train accuracy | validation loss | validation accuracy |",
         "|---:|---:|---:|---:|---:|",
@@ -315,7 +327,7 @@ def report_section(
             f"{step.accuracy * 100:.2f}% | {step.val_loss:.4f} | {step.val_accuracy * 100:.2f}% |"
         )
     if chosen is steps[-1] and len(steps) > 1:
-        lines += ["", "The largest C scored best: a weaker penalty might score higher still."]
+        lines += ["", "The largest C scored best: a weaker penalty might score better still."]
     if refit:
         lines += [
             "",

@@ -104,7 +104,7 @@ def text_model(config, vocab_size: int, num_classes: int, train_ids: np.ndarray)
         # loss, for Keras training of this model (the recipe fits it with scikit-learn).
         l2 = 1.0 / (2.0 * (config.inverse_regularization or 100.0) * len(train_ids))
         model = tfidf_linear(
-            length, vocab_size, num_classes, config.buckets, l2, None, config.leading_tokens
+            length, vocab_size, num_classes, config.buckets, l2, None, config.leading_tokens, True
         )
         model.get_layer("logits").adapt(train_ids)
         return model
