@@ -171,8 +171,8 @@ def searched_resolutions(state: AutoState, own_size_cost: Cost, budget: Budget) 
     (`own_size_cost`), else every size of `state.image_sizes`. With that many images the
     finalists' accuracy is bounded by the input they see, not by overfitting, while short
     trials favour the small sizes that learn fastest: on all of Fashion-MNIST the search
-    kept 14x14, which levels off near 91% after 40 epochs (90.65% on the test set) where
-    28x28 passed that within 6 epochs.
+    kept 14x14, which levels off near 91% after 40 epochs (90.65% on the test set), where
+    the same width-16 CNN at 28x28 reached 91.0% after 7 epochs and 92.9% after 30.
 
     Example:
 
