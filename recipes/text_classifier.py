@@ -11,9 +11,10 @@ MediaPipe's regex tokenizer splits them. The exported files take int32 token ids
 probabilities and carry the tokenizer and labels in their metadata, so MediaPipe Tasks'
 TextClassifier classifies raw strings with them (every model kind; see docs/mobile_text.md).
 Model (`--model=`, builders and their defaults in `trainer.models.text`): `linear` (default)
-logistic regression on TF-IDF of words and hashed word bigrams computed inside the graph
-(sublinear counts), fitted by scikit-learn with C, the inverse strength of its L2 penalty,
-chosen on the validation split, then fitted again on train + validation
+logistic regression on TF-IDF of words, word bigrams (per hash bucket the training bigram in
+most texts, others dropped) and the first words, computed inside the graph (sublinear counts),
+fitted by scikit-learn with C, the inverse strength of its L2 penalty, chosen by validation
+loss, then fitted again on train + validation
 (`trainer.logistic_regression`; `--inverse_regularization` fixes C instead); `bow` TF-IDF of
 words and bigrams into a linear layer, `cnn` word-embedding CNN, `lstm` / `gru`
 bidirectional and masking padding, `transformer` a small encoder from scratch, `bert` a
@@ -21,12 +22,13 @@ pretrained BERT from `--bert_dir` (the original checkpoint folder; never downloa
 train with AdamW, warmup, then cosine decay (linear decay for bert); the best epoch by
 validation accuracy is kept.
 
-Expected: depends on your data. On Debian's package descriptions (8 classes) the default
-`linear` matches scikit-learn's tuned TF-IDF + logistic regression in well under a minute of
-training, with a file under 1 MiB (dynamic) at a few microseconds per text
-(bench/results/text_linear.json); the `transformer` came within 0.1 pp of the same
-baseline at minutes of training and 1.4 MiB, `cnn` and `bow` about 2 pp lower
-(bench/results/text_models_debian.json). The larger models are for larger data.
+Expected: depends on your data. On the four real text sets of bench/real_data.py (Debian
+package descriptions by three labellings, manual pages by section) the default `linear`
+scores 0.8-1.7 pp above scikit-learn's tuned TF-IDF + logistic regression with under a minute
+of training, a file under 1 MiB (dynamic) at about 0.06 ms per text
+(bench/results/real_data_text.json). On the Debian descriptions the `transformer` came
+within 0.1 pp of the baseline at minutes of training and 1.4 MiB, `cnn` and `bow` about 2 pp
+lower (bench/results/text_models_debian.json). The larger models are for larger data.
 
 Run:  trainer train text_classifier --data=path/to/aclImdb
       trainer train text_classifier --data=path/to/aclImdb --model=transformer --epochs=5

@@ -12,9 +12,10 @@ never look at it. The custom layers here are registered with Keras, so saved mod
 module must not compile, train or export.
 
 Which to pick (measured against scikit-learn's TF-IDF + logistic regression tuned by
-cross-validation: bench/results/text_linear.json and text_models_debian.json): `tfidf_linear`
-(text_classifier's default) is that baseline computed from token ids, matching it in well under
-a minute of training with a file under 1 MiB; the Transformer came within 0.1 pp of the
+cross-validation: bench/results/real_data_text.json and text_models_debian.json):
+`tfidf_linear` (text_classifier's default) is that baseline computed from token ids, above it
+on every text set of bench/real_data.py in under a minute of training with a file under 1 MiB;
+the Transformer came within 0.1 pp of the
 baseline at minutes of training, for larger data; the CNN gives a small and fast file; the
 bidirectional LSTM and GRU are the slowest per text. Their
 files are unrolled (one step of ops per token) and converted at batch size 1

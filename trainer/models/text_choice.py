@@ -47,8 +47,8 @@ class TextModelDefaults:
 # scikit-learn (trainer.logistic_regression); its optimizer settings serve only Keras training
 # of the same model (tune, compress): SGD without weight decay (Adam's rescaled steps overfit
 # rare n-grams: 83.0% against 84.4% on the Debian set) over many cheap epochs. Its long texts
-# and a vocabulary and table small enough keep the dynamic file under 1 MiB
-# (bench/results/text_linear.json).
+# and a vocabulary and table small enough keep the dynamic file under 1 MiB with 8 classes
+# (0.97 MiB with the bigram keys: bench/results/real_data_text.json).
 TEXT_MODEL_DEFAULTS = {
     "linear": TextModelDefaults(
         10.0, 0.0, 30, 400, 10000, 2**15, "sgd", weight_decay=0.0, batch_size=256
