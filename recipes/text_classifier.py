@@ -10,12 +10,12 @@ vocab.txt for bert); words are split at every character that is not a letter or 
 MediaPipe's regex tokenizer splits them. The exported files take int32 token ids, return
 probabilities and carry the tokenizer and labels in their metadata, so MediaPipe Tasks'
 TextClassifier classifies raw strings with them (every model kind; see docs/mobile_text.md).
-Model (`--model=`, builders and their defaults in `trainer.models.text`): `linear` (default)
-logistic regression on TF-IDF of words, word bigrams (per hash bucket the training bigram in
-most texts, others dropped) and the first words, computed inside the graph (sublinear counts),
-fitted by scikit-learn with C, the inverse strength of its L2 penalty, chosen by validation
-loss, then fitted again on train + validation
-(`trainer.logistic_regression`; `--inverse_regularization` fixes C instead); `bow` TF-IDF of
+Model (`--model=`; builders in `trainer.models.text` and `text_ngrams`, defaults in
+`text_choice`): `linear` (default) logistic regression on TF-IDF of words, word bigrams
+(per hash bucket the training bigram in most texts, others dropped) and the first words,
+computed inside the graph (sublinear counts), fitted by scikit-learn with C, the inverse
+strength of its L2 penalty, chosen by validation loss, then fitted again on train +
+validation (`trainer.logistic_regression`; `--inverse_regularization` fixes C instead); `bow` TF-IDF of
 words and bigrams into a linear layer, `cnn` word-embedding CNN, `lstm` / `gru`
 bidirectional and masking padding, `transformer` a small encoder from scratch, `bert` a
 pretrained BERT from `--bert_dir` (the original checkpoint folder; never downloaded). These

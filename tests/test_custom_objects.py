@@ -19,7 +19,7 @@ from conftest import REPO
 from trainer.custom_objects import CUSTOM_OBJECTS, KERAS3_OBJECTS, LazyRegistry, register_all
 from trainer.keras_path import child_environment
 from trainer.models.image import HorizontalFlip
-from trainer.models.text import NgramTfIdf
+from trainer.models.text_ngrams import NgramTfIdf
 from trainer.optimizers import scheduled_optimizer
 
 
@@ -192,7 +192,7 @@ def test_tf_keras_imported_before_trainer_loads_the_model(saved_models, warm_ten
     "imports",
     [
         "import trainer, tensorflow; import tf_keras",
-        "from trainer.models.text import NgramTfIdf; import tf_keras",
+        "from trainer.models.text_ngrams import NgramTfIdf; import tf_keras",
         pytest.param(
             "from trainer.callbacks import EpochLogger; import tf_keras",
             marks=pytest.mark.slow,

@@ -18,14 +18,14 @@ from trainer.logistic_regression import (
     tf_idf_matrix,
 )
 from trainer.models import ngram_idf
-from trainer.models.text import (
+from trainer.models.text_choice import with_text_model_defaults
+from trainer.models.text_ngrams import (
     TfIdfLinear,
     bigram_owners,
     ngram_ids,
     tf_idf_weights,
     tfidf_linear,
 )
-from trainer.models.text_choice import with_text_model_defaults
 
 VOCAB, BUCKETS, LEADING = 6, 5, 2
 SIZE = 2 * VOCAB + BUCKETS  # words, bigram buckets, leading words

@@ -1,4 +1,4 @@
-"""Fits the linear text model (`trainer.models.text.TfIdfLinear`) with scikit-learn's logistic
+"""Fits the linear text model (`trainer.models.text_ngrams.TfIdfLinear`) with scikit-learn's logistic
 regression, choosing the strength of its L2 penalty on the validation split.
 
 The model's TF-IDF features are fixed once its idf is set, so they are computed once, by the
@@ -93,7 +93,7 @@ def tf_idf_matrix(layer, ids: np.ndarray, batch_size: int = 512):
 
 
 def _linear_layer(model):
-    from trainer.models.text import TfIdfLinear
+    from trainer.models.text_ngrams import TfIdfLinear
 
     found = [layer for layer in model.layers if isinstance(layer, TfIdfLinear)]
     if len(found) != 1:

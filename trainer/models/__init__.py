@@ -21,13 +21,8 @@ from trainer.models.image import (
     with_test_time_flip,
     without_test_time_flip,
 )
-from trainer.models.text import (
-    bag_of_ngrams,
-    ngram_idf,
-    text_classifier,
-    text_rnn,
-    text_transformer,
-)
+from trainer.models.text import text_classifier, text_rnn, text_transformer
+from trainer.models.text_ngrams import bag_of_ngrams, ngram_idf
 
 __all__ = [
     "bag_of_ngrams",

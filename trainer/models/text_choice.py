@@ -16,14 +16,8 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from trainer.models.text import (
-    bag_of_ngrams,
-    ngram_idf,
-    text_classifier,
-    text_rnn,
-    text_transformer,
-    tfidf_linear,
-)
+from trainer.models.text import text_classifier, text_rnn, text_transformer
+from trainer.models.text_ngrams import bag_of_ngrams, ngram_idf, tfidf_linear
 
 
 @dataclasses.dataclass(frozen=True)
