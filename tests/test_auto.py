@@ -99,6 +99,9 @@ def test_report_picture_and_progress_lines(image_auto):
         assert stage in printed, printed[-3000:]
     assert f"s of the {TINY_BUDGET:.0f} s budget left" in printed
     assert "trials done" in printed
+    # the recipe's default model is a finalist, or the progress lines and the report say why not
+    assert "the recipe's default model (width=32, stages=3, image_size=32" in printed
+    assert "The recipe's default model (width=32" in report
 
 
 @pytest.mark.e2e

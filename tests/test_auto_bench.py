@@ -293,3 +293,155 @@ def test_text_kinds_whose_smallest_file_cannot_fit_are_left_out_of_the_search(
         state
     )
     assert "model=linear,bow,cnn,transformer;" in search_stage.space(AutoState(kind="text"))
+
+
+# -- the recipe's default model and the smallest as finalists ------------------------------
+
+
+def _default_cost(kib: float, ms: float):
+    def measure(config, state):
+        return Cost(candidate.architecture(config), 94_000, 10**7, "dynamic", int(kib * 1024),
+                    ms, reach=IMAGE_REACH)  # fmt: skip
+
+    return measure
+
+
+def test_the_recipes_default_model_is_a_finalist_when_its_cost_fits_and_not_when_it_cannot(
+    tmp_path, monkeypatch, capsys
+):
+    from trainer.auto.options import AutoOptions
+
+    # digits: 8x8 images, searched at 8, 16 and 32; image_classifier's default is a width-32,
+    # 3-stage CNN at 32x32 trained 15 epochs (72 KiB and about 0.3 ms once quantized)
+    monkeypatch.setattr(search_stage, "corner_cost", _default_cost(72, 0.3))
+    state = AutoState(kind="image", image_sizes=[8, 16, 32], channels=1, classes=10,
+                      trial_epochs=3, finalists=[{"trial": "0002", "run_dir": "c/1-trial0002"}])  # fmt: skip
+    options = AutoOptions(data="digits", max_kib=256, max_ms=0.5)
+    search_stage.add_recipe_default(tmp_path, options, state, Clock(300, 0))
+    default = state.finalists[-1]
+    assert default["trial"] == "default" and default["recipe_default"] and default["fits_as_is"]
+    assert default["run_dir"] == str(tmp_path / "candidates" / "2-recipe-default")
+    assert (
+        default["epochs"] == 15 and default["architecture"] == "width=32, stages=3, image_size=32"
+    )
+    config = search_stage.candidate_config(search_stage.base_config(tmp_path, options, state),
+                                           default["values"])  # fmt: skip
+    assert (config.width, config.stages, config.image_size, config.augment) == (32, 3, 32, "crop:2")
+    assert config.resolutions == str(tmp_path) and config.learning_rate == 0.0  # the recipe's
+    assert state.recipe_default["added"] and "is a finalist too: 2-recipe-default" in (
+        capsys.readouterr().out
+    )
+    assert default["architecture"] in (tmp_path / "costs.json").read_text()  # measured once
+
+    def refused(max_kib: float, as_is: bool = False) -> str:
+        later = AutoState(kind="image", image_sizes=[8, 16, 32], channels=1, classes=10,
+                          as_is=as_is)  # fmt: skip
+        budget = AutoOptions(data="digits", max_kib=max_kib, max_ms=0.5)
+        search_stage.add_recipe_default(tmp_path, budget, later, Clock(300, 0))
+        assert not later.finalists and not later.recipe_default["added"]
+        return later.recipe_default["reason"]
+
+    # 4.5x over: more than pruning half the filters can remove
+    assert refused(16).startswith("size 72.0 KiB > --max_kib=16, more than the 4x")
+    # a search for files that fit as they are (a large training set) holds it to that
+    assert refused(64, as_is=True).endswith("this search keeps files that fit as they are")
+    assert "is not a finalist: size 72.0 KiB > --max_kib=64" in capsys.readouterr().out
+
+    # 50 s left once the search ends: less than a run's overhead and quantization (80 s); not
+    # measured, said
+    monkeypatch.setattr(search_stage, "corner_cost", None)  # would raise if called
+    spent = AutoState(kind="image", image_sizes=[14, 20, 28], channels=1, classes=10)
+    search_stage.add_recipe_default(tmp_path / "spent", options, spent, Clock(300, 250))
+    assert spent.recipe_default["reason"].startswith("50 s of the time budget are left, less")
+    assert not spent.finalists
+
+
+def test_the_recipes_default_reads_an_image_size_the_search_does_not_write_from_the_source():
+    base = candidate.Config(data="photos", kind="image", resolutions="auto-dir")
+    values, epochs = search_stage.recipe_default(
+        base, AutoState(kind="image", image_sizes=[14, 20, 28])
+    )
+    assert values["image_size"] == 32 and values["resolutions"] == "" and epochs == 15
+    text = dataclasses.replace(base, kind="text")
+    values, epochs = search_stage.recipe_default(text, AutoState(kind="text"))
+    # text_classifier's default: the linear model on 10,000 words and 400 tokens per text
+    assert (values["model"], values["vocab_size"], values["sequence_length"]) == (
+        "linear",
+        10000,
+        400,
+    )
+    assert candidate.architecture(dataclasses.replace(text, **values)).startswith("model=linear")
+
+
+def test_the_recipes_default_trains_its_default_epochs_or_says_the_budget_buys_fewer(
+    monkeypatch, capsys
+):
+    monkeypatch.setattr(finalist_stage, "epoch_seconds", lambda module, config: 2.0)
+    default = {"trial": "default", "values": {"width": 32}, "epochs": 15, "seconds": None,
+               "run_dir": "c/3-recipe-default", "fits_as_is": True, "recipe_default": True}  # fmt: skip
+    state = AutoState(finalists=[dict(default)])
+    # 1,000 s less 60 s for its quantization and 20 s outside the epochs buy 460: its 15
+    assert finalist_stage._planned_epochs(state, Clock(1000, 0), state.finalists[0], None) == 15
+    assert "short_of_default" not in state.finalists[0]
+    state = AutoState(finalists=[dict(default)])
+    # 101 s: 21 s for epochs after 60 s and 20 s
+    assert finalist_stage._planned_epochs(state, Clock(101, 0), state.finalists[0], None) == 10
+    assert "the budget left buys 10 of its 15 default epochs" in capsys.readouterr().out
+    from trainer.auto.report import recipe_default_note
+
+    state.recipe_default = {"architecture": "width=32, stages=3, image_size=32", "epochs": 15,
+                            "added": True}  # fmt: skip
+    assert recipe_default_note(state).endswith(
+        "is a finalist, 3-recipe-default: the budget left buys 10 of its 15 default epochs."
+    )
+
+
+def test_when_no_finalists_file_fits_the_smallest_architecture_is_trained_as_one_more(
+    tmp_path, monkeypatch, capsys
+):
+    """man pages at 256 KiB: the searched finalist's trained file came out at 317 KiB (its
+    untrained cost said 248), and auto ended with none where 64 KiB, whose search fell back
+    to the smallest model, ended with a file."""
+    from trainer.auto.options import AutoOptions
+    from trainer.auto.report import choose_winner
+    from trainer.auto.state import Progress
+
+    calls = []
+
+    def train(directory, options, state, clock, finalist):
+        calls.append(("train", Path(finalist["run_dir"]).name))
+        finalist.update(final_epochs=3, test_accuracy=0.75)
+
+    def compress(directory, options, state, clock, finalist):
+        calls.append(("compress", Path(finalist["run_dir"]).name))
+        kib = 54 if finalist["trial"] == "smallest" else 317
+        entry = {"fits": kib <= 256, "val_accuracy": 0.9, "size_bytes": kib * 1024,
+                 "latency_ms": 0.02, "name": "ptq-dynamic"}  # fmt: skip
+        finalist.update(chosen=entry, measured=[entry], verified={}, compress_seconds=1.0)
+
+    monkeypatch.setattr(finalist_stage, "train_one", train)
+    monkeypatch.setattr(finalist_stage, "compress_one", compress)
+    smallest = {"model": "cnn", "embedding_dim": 16, "width": 16, "vocab_size": 1000,
+                "sequence_length": 64, "image_size": 0, "stages": 3}  # fmt: skip
+    state = AutoState(kind="text", trial_epochs=3, smallest=smallest, finalists=[
+        {"trial": "0000", "values": {"model": "linear"}, "run_dir": "c/1-trial0000"}])  # fmt: skip
+    clock = Clock(300, 0)
+    options = AutoOptions(data="man-pages", max_kib=256, max_ms=0.5)
+    finalist_stage.finish_finalists(tmp_path, options, state, clock, Progress(tmp_path, clock, 0))
+    assert calls[:4] == [("train", "1-trial0000"), ("compress", "1-trial0000"),
+                         ("train", "2-trialsmallest"), ("compress", "2-trialsmallest")]  # fmt: skip
+    assert "no finalist's file fits the budget: the smallest model" in capsys.readouterr().out
+    winner, _ = choose_winner(state, Budget(256, 0.5))
+    assert winner["trial"] == "smallest"
+    assert winner["values"] == {"model": "cnn", "embedding_dim": 16, "width": 16,
+                                "vocab_size": 1000, "sequence_length": 64}  # fmt: skip
+    # Tried once: when the smallest does not fit either, the run ends with the closest file.
+    calls.clear()
+    state.finalists = [f for f in state.finalists if f["trial"] != "0000"]
+    state.finalists[0]["chosen"] = dict(state.finalists[0]["chosen"], fits=False)
+    state.extended = True
+    finalist_stage.finish_finalists(tmp_path, options, state, clock, Progress(tmp_path, clock, 0))
+    assert calls == []
+    # Not when not even the smallest can fit (the run stopped before the search).
+    state = AutoState(kind="text", smallest=smallest, cannot_meet="size", finalists=[])
+    assert finalist_stage.plan_fallback(tmp_path, options, state) is None

@@ -4,9 +4,12 @@ Each finalist (`trainer.auto.search_stage` chose them) is trained to the end, th
 until it fits and its file verified (`trainer.auto.finalists`), for as many epochs as its
 part of the budget left buys: its trial's pace, scaled to the whole training set and
 corrected by the pace the finalists before it measured, with room kept for its compression.
-Then, when the budget left would buy half as many epochs more, the winner's configuration is
-trained again for longer, as one more finalist. This module must not search nor write the
-final report (`trainer.auto.report` does).
+The recipe's default model, when it is a finalist, trains for its default epochs, or as many
+as its part buys (said in the progress lines and the report), at an epoch timed on its own
+data. When no finalist's file fits, the smallest architecture of the search space is trained
+and compressed as one more finalist. Then, when the budget left would buy half as many epochs
+more, the winner's configuration is trained again for longer, as one more finalist. This
+module must not search nor write the final report (`trainer.auto.report` does).
 """
 
 import dataclasses
@@ -14,19 +17,19 @@ import math
 from pathlib import Path
 
 from trainer.auto import candidate
-from trainer.auto.cost import Budget
+from trainer.auto.cost import Budget, read_costs
 from trainer.auto.finalists import FinalistCompression, epoch_seconds, train_finalist
-from trainer.auto.options import AutoOptions
-from trainer.auto.search_stage import base_config, candidate_config
+from trainer.auto.options import (
+    CANDIDATES_DIR,
+    COMPRESS_SECONDS,
+    COSTS_FILE,
+    FINISH_SECONDS,
+    AutoOptions,
+)
+from trainer.auto.search_stage import base_config, candidate_config, smallest_trial
 from trainer.auto.state import AutoState, Clock, Progress, save_state
 
 MAX_FINAL_EPOCHS = 40
-# Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
-# of the epochs its share of the budget buys until a finalist has measured them.
-FINISH_SECONDS = 20.0
-# Seconds kept for compressing a finalist whose file fits as it is (its quantization and the
-# verification of one file), until a finalist has measured them.
-COMPRESS_SECONDS = 60.0
 # A finalist that must be compressed keeps this share of its part of the budget for it: room
 # for one filter-pruning retrain at half its epochs.
 COMPRESS_SHARE = 1 / 3
@@ -124,6 +127,59 @@ def plan_training(
     return affordable_epochs(per_epoch * pace, seconds, overhead, least)
 
 
+def plan_default_training(state: AutoState, finalist: dict, seconds: float, measured: float) -> int:
+    """Epochs the recipe's default model trains for in `seconds` at `measured` seconds per
+    epoch (timed on its own data, corrected by the pace the finalists before it measured):
+    its default epochs (`finalist["epochs"]`) when the budget buys them, else as many as it
+    buys (at least one), which `finalist["short_of_default"]` then says.
+
+    Example:
+
+        >>> from trainer.auto.finalist_stage import plan_default_training
+        >>> from trainer.auto.state import AutoState
+        >>> default = {"epochs": 15}
+        >>> plan_default_training(AutoState(), default, 200.0, 2.0), "short_of_default" in default
+        (15, False)
+        >>> plan_default_training(AutoState(), default, 40.0, 2.0), default["short_of_default"]
+        (10, 'the budget left buys 10 of its 15 default epochs')
+    """
+    pace, overhead = finalist_pace(state)
+    finalist["predicted_per_epoch"] = round(measured, 3)
+    bought = affordable_epochs(measured * pace, seconds, overhead, 1)
+    epochs = min(finalist["epochs"], bought)
+    if epochs < finalist["epochs"]:
+        finalist["short_of_default"] = (
+            f"the budget left buys {epochs} of its {finalist['epochs']} default epochs"
+        )
+    return epochs
+
+
+def _planned_epochs(state: AutoState, clock: Clock, finalist: dict, config) -> int:
+    """The epochs a finalist trains for: planned already (a longer run), else as many as its
+    part of the budget buys, its epochs timed on its own data when its trial's pace says
+    little (a trial on a share of a large training set, the recipe's default model)."""
+    if "planned_epochs" in finalist:
+        return finalist["planned_epochs"]
+    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    part = max(clock.left(), 0.0) / len(waiting)
+    finalist["part_ends"] = round(clock.spent() + part, 1)
+    seconds = part - compress_reserve(state, finalist, part)
+    name = Path(finalist["run_dir"]).name
+    if finalist.get("recipe_default") and finalist["values"].get("model") == "linear":
+        return finalist["epochs"]  # fitted by scikit-learn: no epochs to buy
+    if not (finalist.get("recipe_default") or state.search_examples):
+        return plan_training(state, finalist, seconds)
+    measured = epoch_seconds(candidate, config)
+    images = f"all {state.finalist_examples:,} training images" if state.search_examples else ""
+    print(f"an epoch of {name} over {images or 'its data'}: {measured:.1f} s here now", flush=True)
+    if not finalist.get("recipe_default"):
+        return plan_training(state, finalist, seconds, measured)
+    epochs = plan_default_training(state, finalist, seconds, measured)
+    if "short_of_default" in finalist:
+        print(f"{name}: {finalist['short_of_default']}: trained for {epochs}", flush=True)
+    return epochs
+
+
 def train_one(
     directory: Path, options: AutoOptions, state: AutoState, clock: Clock, finalist: dict
 ) -> None:
@@ -134,24 +190,9 @@ def train_one(
 
     from trainer.experiment import RunFailedError
 
-    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
     base = base_config(directory, options, state)
     config = candidate_config(base, finalist["values"])
-    if "planned_epochs" in finalist:
-        epochs = finalist["planned_epochs"]
-    else:
-        part = max(clock.left(), 0.0) / len(waiting)
-        finalist["part_ends"] = round(clock.spent() + part, 1)
-        measured = None
-        if state.search_examples:  # its trial's pace says little about all of the data
-            measured = epoch_seconds(candidate, config)
-            print(
-                f"an epoch of {Path(finalist['run_dir']).name} over all "
-                f"{state.finalist_examples:,} training images: {measured:.1f} s here now",
-                flush=True,
-            )
-        seconds = part - compress_reserve(state, finalist, part)
-        epochs = plan_training(state, finalist, seconds, measured)
+    epochs = _planned_epochs(state, clock, finalist, config)
     config = dataclasses.replace(config, epochs=epochs)
     started = time.perf_counter()
     try:
@@ -237,6 +278,29 @@ def plan_longer_run(state: AutoState, budget: Budget, clock: Clock) -> dict | No
     }
 
 
+def plan_fallback(directory: Path, options: AutoOptions, state: AutoState) -> dict | None:
+    """The smallest architecture of the search space as one more finalist, once every
+    finalist is done and none of their files fits the budget (the cost model measured it
+    from the untrained model; a trained file can come out larger, or its compression fall
+    short): a looser budget must not end with nothing where a tighter one, whose search
+    refused every trial and fell back to the smallest, ends with a file. None when a file
+    fits, when the smallest was tried already, or when not even it can fit
+    (`state.cannot_meet`)."""
+    from trainer.auto.report import choose_winner
+
+    budget = Budget(options.max_kib, options.max_ms)
+    tried = any(finalist.get("trial") == "smallest" for finalist in state.finalists)
+    if state.cannot_meet or not state.smallest or tried:
+        return None
+    if choose_winner(state, budget)[0] is not None:
+        return None
+    trial = smallest_trial(base_config(directory, options, state), state)
+    cost = read_costs(directory / COSTS_FILE).get(trial["architecture"])
+    fits_as_is = cost is None or budget.fits(cost.kib, cost.latency_ms)
+    name = f"{len(state.finalists) + 1}-trialsmallest"
+    return {**trial, "run_dir": str(directory / CANDIDATES_DIR / name), "fits_as_is": fits_as_is}
+
+
 def finish_finalists(
     directory: Path, options: AutoOptions, state: AutoState, clock: Clock, progress: Progress
 ) -> None:
@@ -246,6 +310,16 @@ def finish_finalists(
     budget = Budget(options.max_kib, options.max_ms)
     while True:
         waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+        fallback = None if waiting else plan_fallback(directory, options, state)
+        if fallback is not None:
+            print(
+                "no finalist's file fits the budget: the smallest model of the search space "
+                f"({fallback['architecture']}) is trained as {Path(fallback['run_dir']).name}",
+                flush=True,
+            )
+            state.finalists.append(fallback)
+            save_state(directory, state, clock)
+            continue
         if not waiting:
             if state.extended:
                 return

@@ -27,6 +27,12 @@ SEARCH_SHARE = 0.45
 SEARCH_SHARE_LARGE = 0.3
 SEARCH_EXAMPLES = 8000  # training images a search trial sees at most
 FINALISTS = 2  # candidates trained to the end: the most accurate, and the best that fits as is
+# Seconds of a finalist's run spent outside its epochs (data, export, verification), kept out
+# of the epochs its share of the budget buys until a finalist has measured them.
+FINISH_SECONDS = 20.0
+# Seconds kept for compressing a finalist whose file fits as it is (its quantization and the
+# verification of one file), until a finalist has measured them.
+COMPRESS_SECONDS = 60.0
 
 
 @dataclasses.dataclass

@@ -11,10 +11,12 @@
    `--workers`) within its share of the time budget, each trial behind the cost model; on a
    large image training set the trials train on a stratified share of it and validate on the
    finalists' own validation split.
-4. The finalists (`trainer.auto.finalist_stage`: the most accurate trial, and the most
-   accurate one that fits as it is), each trained to the end and compressed until it fits
+4. The finalists (`trainer.auto.finalist_stage`: the most accurate trial, the most accurate
+   one that fits as it is, and the recipe's default model when the cost model says it can be
+   brought within the budget), each trained to the end and compressed until it fits
    (`trainer.auto.finalists`) in turn, for as many epochs as its part of the budget left buys;
-   then, when the budget left would buy half as many epochs more, the winner's configuration
+   when no finalist's file fits, the smallest architecture of the space as one more; then,
+   when the budget left would buy half as many epochs more, the winner's configuration
    trained again for longer, as one more finalist.
 
 Every step is written to `state.json` as it ends, so `--resume` continues at the step a kill

@@ -133,6 +133,33 @@ def result_message(state: AutoState, options: AutoOptions, directory: Path) -> A
     return AutoResult(directory, None, closest, text, False)
 
 
+def recipe_default_note(state: AutoState) -> str:
+    """What became of the recipe's default model (the one `trainer train` followed by
+    `trainer compress` would give): a finalist, for how many of its default epochs, or why
+    not. "" when the run did not get that far.
+
+    Example:
+
+        >>> from trainer.auto.report import recipe_default_note
+        >>> from trainer.auto.state import AutoState
+        >>> state = AutoState(recipe_default={"architecture": "width=32, stages=3, image_size=32",
+        ...     "epochs": 15, "added": False, "reason": "size 72.0 KiB > --max_kib=16"})
+        >>> recipe_default_note(state)
+        "The recipe's default model (width=32, stages=3, image_size=32, 15 epochs) is not a finalist: size 72.0 KiB > --max_kib=16."
+    """
+    default = state.recipe_default
+    if not default:
+        return ""
+    text = f"The recipe's default model ({default['architecture']}, {default['epochs']} epochs)"
+    if not default["added"]:
+        return f"{text} is not a finalist: {default['reason']}."
+    finalist = next((f for f in state.finalists if f.get("recipe_default")), {})
+    text += f" is a finalist, {Path(finalist.get('run_dir', '')).name}"
+    if "short_of_default" in finalist:
+        text += f": {finalist['short_of_default']}"
+    return text + "."
+
+
 def _share(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.2%}"
 
@@ -254,7 +281,8 @@ def write_auto_report(state: AutoState, options: AutoOptions, directory: Path) -
         "Result": result.message,
         "Search": f"{len(state.trials)} trials, {completed} completed, the others refused by "
         f"the cost model or failed: [search/trials.md](search/trials.md). Finalists: "
-        + ", ".join(Path(f["run_dir"]).name for f in state.finalists),
+        + ", ".join(Path(f["run_dir"]).name for f in state.finalists)
+        + (f". {recipe_default_note(state)}" if state.recipe_default else ""),
         "Files of the finalists": _candidates_table(state),
         "Every candidate": f"![accuracy vs size vs latency]({PLOT_FILE})",
     }

@@ -6,7 +6,8 @@ here, before any training, naming the limit; text kinds whose smallest file cann
 left out of the search. Stage 3 is keras-tuner's random search (`trainer.tuning.search` over
 `trainer.auto.candidate`, in worker processes with `--workers`) within its share of the time
 budget, each trial behind the cost model; it ends by choosing the finalists (the most
-accurate trial, and the most accurate one that fits as it is). This module must not train or
+accurate trial, the most accurate one that fits as it is, and the recipe's default model when
+the cost model says it can be brought within the budget). This module must not train or
 compress the finalists (`trainer.auto.finalist_stage` does).
 """
 
@@ -26,8 +27,10 @@ from trainer.auto.cost import (
 )
 from trainer.auto.options import (
     CANDIDATES_DIR,
+    COMPRESS_SECONDS,
     COSTS_FILE,
     FINALISTS,
+    FINISH_SECONDS,
     SEARCH_DIR,
     SEARCH_SHARE,
     SEARCH_SHARE_LARGE,
@@ -81,28 +84,29 @@ def smallest_corner(base: candidate.Config, state: AutoState) -> candidate.Confi
             vocab_size=min(candidate.VOCABULARIES),
             sequence_length=min(candidate.SEQUENCE_LENGTHS),
         )
+    width, size = min(candidate.WIDTHS), min(state.image_sizes)
+    smallest = dataclasses.replace(base, width=width, image_size=size)
     counted = []
     for stages in candidate.STAGES:
         try:
-            model = _small_cnn(dataclasses.replace(base, stages=stages), state)
+            model = _small_cnn(dataclasses.replace(smallest, stages=stages), state)
         except ValueError:  # more stages than the resolution can halve
             continue
         counted.append((model.count_params(), stages))
-    width, size = min(candidate.WIDTHS), min(state.image_sizes)
-    return dataclasses.replace(base, width=width, stages=min(counted)[1], image_size=size)
+    return dataclasses.replace(smallest, stages=min(counted)[1])
 
 
 def _small_cnn(config: candidate.Config, state: AutoState):
     from trainer.models import small_cnn
 
-    size = min(state.image_sizes)
-    shape = (size, size, state.channels)
-    return small_cnn(shape, state.classes, width=min(candidate.WIDTHS), stages=config.stages)
+    shape = (config.image_size, config.image_size, state.channels)
+    return small_cnn(shape, state.classes, width=config.width, stages=config.stages)
 
 
 def corner_cost(corner: candidate.Config, state: AutoState) -> Cost:
-    """The cost of the smallest architecture: an image CNN measured on random pixels (no
-    data loads), a text model as the recipe builds it on the data."""
+    """The cost of an architecture measured before it trains (the smallest of the space, the
+    recipe's default): an image CNN on random pixels (no data loads), a text model as the
+    recipe builds it on the data."""
     if state.kind == "image":
         import numpy as np
 
@@ -277,7 +281,12 @@ def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: C
     completed = [trial for trial in state.trials if trial["val_accuracy"] is not None]
     if not completed:
         _check_refusals(state.trials, directory)
-        completed = [_smallest_trial(base, state)]
+        print(
+            "no trial completed within the search's share of the budget: the smallest model "
+            "of the search space is the finalist",
+            flush=True,
+        )
+        completed = [smallest_trial(base, state)]
     budget = Budget(options.max_kib, options.max_ms)
 
     def fits_as_is(trial: dict) -> bool:
@@ -290,9 +299,11 @@ def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: C
     as_is = next((trial for trial in completed if fits_as_is(trial)), None)
     if as_is is not None and as_is is not completed[0]:
         chosen.append(as_is)
+    state.finalists = []  # none trained yet: a search resumed after a kill chooses them again
     for index, trial in enumerate(chosen[:FINALISTS], start=1):
         run_dir = directory / CANDIDATES_DIR / f"{index}-trial{trial['trial']}"
         state.finalists.append({**trial, "run_dir": str(run_dir), "fits_as_is": fits_as_is(trial)})
+    add_recipe_default(directory, options, state, clock)
     state.search_done = True
 
 
@@ -313,15 +324,11 @@ def _check_refusals(trials: list[dict], directory: Path) -> None:
         )
 
 
-def _smallest_trial(base: candidate.Config, state: AutoState) -> dict:
-    """The smallest architecture as the finalist, when the search's share of the budget
-    ended before a trial completed (every one refused by the cost model, or none started):
-    it trains for the trial epochs, with the recipe's training settings."""
-    print(
-        "no trial completed within the search's share of the budget: the smallest model of "
-        "the search space is the finalist",
-        flush=True,
-    )
+def smallest_trial(base: candidate.Config, state: AutoState) -> dict:
+    """The smallest architecture as a finalist, when the search's share of the budget ended
+    before a trial completed (every one refused by the cost model, or none started), or when
+    no finalist's file could be brought within the budget: it trains for the trial epochs,
+    with the recipe's training settings."""
     config = dataclasses.replace(base, **state.smallest)
     values = {
         name: value
@@ -337,6 +344,120 @@ def _smallest_trial(base: candidate.Config, state: AutoState) -> dict:
         "error": "",
         "architecture": candidate.architecture(config),
     }
+
+
+def recipe_default(base: candidate.Config, state: AutoState) -> tuple[dict, int]:
+    """(the values that make a candidate the recipe's default model with its default training
+    settings, its default epochs): what the recipe trains with only `--data` set, as `trainer
+    train image_classifier --data=D` (or text_classifier) and bench/auto.py's baseline train
+    it before `trainer compress`. An image size the search does not write is read from the
+    source, as the recipe reads it (8x8 digits enlarged to 32x32, 28x28 images to 32x32).
+
+    Example:
+
+        >>> from trainer.auto import candidate
+        >>> from trainer.auto.search_stage import recipe_default
+        >>> from trainer.auto.state import AutoState
+        >>> base = candidate.Config(data="photos", kind="image", resolutions="auto")
+        >>> values, epochs = recipe_default(base, AutoState(kind="image", image_sizes=[14, 20, 28]))
+        >>> values["width"], values["image_size"], values["resolutions"], epochs
+        (32, 32, '', 15)
+    """
+    defaults = candidate.recipe_for(base).Config()
+    if state.kind == "image":
+        size = defaults.image_size or max(state.image_sizes)
+        values = {"width": defaults.width, "stages": defaults.stages, "image_size": size}
+        values.update(augment=defaults.augment, learning_rate=0.0)  # 0: the recipe's own
+        if size not in state.image_sizes:
+            values["resolutions"] = ""
+        return values, defaults.epochs
+    from trainer.models.text_choice import with_text_model_defaults
+
+    resolved = with_text_model_defaults(defaults)
+    values = {name: getattr(resolved, name) for name in candidate.SEARCHED["text"]}
+    values["learning_rate"] = 0.0
+    return values, resolved.epochs
+
+
+def default_refusal(cost: Cost, budget: Budget, as_is: bool) -> str:
+    """Why the cost model keeps the recipe's default model out of the finalists ("" when it
+    can be brought within `budget`: as it is on a search for files that fit as they are
+    (`as_is`), else within compression's reach).
+
+    Example:
+
+        >>> from trainer.auto.cost import Budget, Cost
+        >>> from trainer.auto.search_stage import default_refusal
+        >>> cost = Cost("width=32, stages=3, image_size=32", 94_000, 10**7, "dynamic",
+        ...             125_000, 0.3, reach=4.0)
+        >>> default_refusal(cost, Budget(256, 0.5), False), default_refusal(cost, Budget(100, 0.1), False)
+        ('', '')
+        >>> default_refusal(cost, Budget(100, 0.1), True)
+        'size 122.1 KiB > --max_kib=100; latency 0.300 ms > --max_ms=0.1, and this search keeps files that fit as they are'
+    """
+    held = dataclasses.replace(cost, reach=1.0) if as_is else cost
+    if budget.reachable(held):
+        return ""
+    broken = "; ".join(budget.broken_limits(cost.kib, cost.latency_ms))
+    if as_is:
+        return f"{broken}, and this search keeps files that fit as they are"
+    return f"{broken}, more than the {cost.compress_reach:g}x that compression can remove"
+
+
+def add_recipe_default(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock
+) -> None:
+    """Adds the recipe's default model (`recipe_default`) as the last finalist when the cost
+    model says it can be brought within the budget and the budget left covers at least a
+    finalist's run and quantization, so that what the recipe's defaults followed by `trainer
+    compress` would give is among the files validation chooses from; its epochs come out of
+    the budget like every finalist's. Records the decision in `state.recipe_default`."""
+    base = base_config(directory, options, state)
+    values, epochs = recipe_default(base, state)
+    config = candidate_config(base, values)
+    architecture = candidate.architecture(config)
+    budget = Budget(options.max_kib, options.max_ms)
+    state.recipe_default = {"architecture": architecture, "epochs": epochs, "added": False}
+    reason, fits_as_is = "", True
+    if clock.left() < FINISH_SECONDS + COMPRESS_SECONDS:
+        reason = (
+            f"{max(clock.left(), 0):.0f} s of the time budget are left, less than a finalist's "
+            f"run and quantization take besides its epochs ({FINISH_SECONDS + COMPRESS_SECONDS:.0f} s)"
+        )
+    elif budget.max_kib or budget.max_ms:
+        cost = read_costs(directory / COSTS_FILE).get(architecture)
+        if cost is None:
+            cost = corner_cost(config, state)
+            remember_cost(directory / COSTS_FILE, cost)
+        reason = default_refusal(cost, budget, state.as_is)
+        fits_as_is = budget.fits(cost.kib, cost.latency_ms)
+    if reason:
+        state.recipe_default["reason"] = reason
+        print(
+            f"the recipe's default model ({architecture}) is not a finalist: {reason}", flush=True
+        )
+        return
+    run_dir = directory / CANDIDATES_DIR / f"{len(state.finalists) + 1}-recipe-default"
+    state.finalists.append(
+        {
+            "trial": "default",
+            "values": values,
+            "val_accuracy": None,
+            "epochs": epochs,
+            "seconds": None,
+            "error": "",
+            "architecture": architecture,
+            "run_dir": str(run_dir),
+            "fits_as_is": fits_as_is,
+            "recipe_default": True,
+        }
+    )
+    state.recipe_default["added"] = True
+    print(
+        f"the recipe's default model ({architecture}, its default training settings) is a "
+        f"finalist too: {run_dir.name}",
+        flush=True,
+    )
 
 
 def trial_epochs(train_examples: int, time_budget: float, share: float = SEARCH_SHARE) -> int:

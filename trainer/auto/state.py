@@ -49,6 +49,9 @@ class AutoState:
     # the search trains only candidates whose file fits as it is (a large image training set
     # whose smallest model at its own size fits)
     as_is: bool = False
+    # the recipe's default model: architecture, default epochs, whether it is a finalist, and
+    # why not (the cost model or the budget)
+    recipe_default: dict = dataclasses.field(default_factory=dict)
 
 
 class Clock:
