@@ -146,55 +146,56 @@ def tf_idf_weights(grams, idf, first_feature: int, table_size: int | None = None
     return tf_idf / counts / tf.sqrt(squared_norm + 1e-12)
 
 
-def _check_idf(idf: np.ndarray | None, size: int) -> None:
-    if idf is not None and idf.shape != (size,):
-        raise ValueError(
-            f"idf must have one value per n-gram id ({size}), received {idf.shape}; make it "
-            "with ngram_idf and the layer's vocab_size, buckets and leading_tokens"
-        )
+class NgramTable(layers.Layer):
+    """What the TF-IDF layers share: a trainable (n-gram ids, units) table, a fixed idf
+    vector, and the output, each text's weighted sum of its n-grams' rows.
 
-
-def _idf_weight(layer: layers.Layer, idf: np.ndarray | None, size: int):
-    """The layer's fixed idf vector (ones until `ngram_idf`'s values are set)."""
-    initializer = keras.initializers.Constant(idf) if idf is not None else "ones"
-    return layer.add_weight("idf", (size,), initializer=initializer, trainable=False)
-
-
-@serializable
-class NgramTfIdf(layers.Layer):
-    """TF-IDF features of the unigrams and hashed bigrams of token ids, times a weight table.
-
-    For each text the layer computes sublinear term frequency (1 + log count) x idf for every
-    distinct n-gram (the unknown-word id 1 included), L2-normalizes the vector and multiplies
-    it by a trainable (vocabulary, units) table: a dense layer on TfidfVectorizer(ngram_range=
-    (1, 2), sublinear_tf=True) features (`tf_idf_weights`). Counts come from comparing the
-    n-grams of one text with each other, which needs no table per text in training batches
-    over a large vocabulary. Builtin TFLite ops only.
+    A subclass says which n-grams a text has and what each weighs (`features`) and adds what
+    else it holds (a bias, the bigrams' owners). Not registered for serialization: a saved
+    model holds the subclasses, under their own names.
     """
 
-    def __init__(
-        self, vocab_size: int, buckets: int, units: int, idf=None, initializer="zeros", **kwargs
-    ):
+    def __init__(self, vocab_size: int, buckets: int, units: int, idf=None, **kwargs):
         super().__init__(**kwargs)
-        if vocab_size > LARGEST_BAG_VOCABULARY or buckets < 1:
+        if vocab_size > LARGEST_BAG_VOCABULARY or min(buckets, units) < 1:
             raise ValueError(
-                f"the bag of n-grams needs vocab_size <= {LARGEST_BAG_VOCABULARY} and buckets >= "
-                f"1, received {vocab_size} and {buckets}; lower --vocab_size"
+                f"{type(self).__name__} needs vocab_size <= {LARGEST_BAG_VOCABULARY}, buckets "
+                f">= 1 and units >= 1, received {vocab_size}, {buckets} and {units}; lower "
+                "--vocab_size"
             )
         self.vocab_size, self.buckets, self.units = vocab_size, buckets, units
-        self.initializer = keras.initializers.get(initializer)
         self._initial_idf = None if idf is None else np.asarray(idf, np.float32)
 
-    def build(self, input_shape):
-        size = self.vocab_size + self.buckets
-        _check_idf(self._initial_idf, size)
-        self.table = self.add_weight("table", (size, self.units), initializer=self.initializer)
-        self.idf = _idf_weight(self, self._initial_idf, size)
-        super().build(input_shape)
+    @property
+    def size(self) -> int:
+        """The number of n-gram ids (rows of the table): words, then bigram buckets."""
+        return self.vocab_size + self.buckets
+
+    def _add_table(self, initializer, regularizer=None) -> None:
+        if self._initial_idf is not None and self._initial_idf.shape != (self.size,):
+            raise ValueError(
+                f"idf must have one value per n-gram id ({self.size}), received "
+                f"{self._initial_idf.shape}; make it with ngram_idf and the layer's vocab_size, "
+                "buckets and leading_tokens"
+            )
+        self.table = self.add_weight(
+            "table", (self.size, self.units), initializer=initializer, regularizer=regularizer
+        )
+
+    def _add_idf(self) -> None:
+        """The fixed idf vector (ones until `ngram_idf`'s values are set). A saved model's
+        weights are in creation order, so each subclass keeps its own order of calls."""
+        initial = self._initial_idf
+        initializer = keras.initializers.Constant(initial) if initial is not None else "ones"
+        self.idf = self.add_weight("idf", (self.size,), initializer=initializer, trainable=False)
+
+    def features(self, ids):
+        """(n-gram ids, their weights), each (batch, positions): the text's TF-IDF vector is
+        the sum of one-hot n-gram ids times weights."""
+        raise NotImplementedError(f"{type(self).__name__} must define features(ids)")
 
     def call(self, ids):
-        grams = ngram_ids(ids, self.vocab_size, self.buckets)
-        weights = tf_idf_weights(grams, self.idf, first_feature=1)
+        grams, weights = self.features(ids)
         return tf.reduce_sum(weights[:, :, None] * tf.gather(self.table, grams), axis=1)
 
     def get_prunable_weights(self):
@@ -208,8 +209,39 @@ class NgramTfIdf(layers.Layer):
             "vocab_size": self.vocab_size,
             "buckets": self.buckets,
             "units": self.units,
-            "initializer": keras.initializers.serialize(self.initializer),
         }
+
+
+@serializable
+class NgramTfIdf(NgramTable):
+    """TF-IDF features of the unigrams and hashed bigrams of token ids, times a weight table.
+
+    For each text the layer computes sublinear term frequency (1 + log count) x idf for every
+    distinct n-gram (the unknown-word id 1 included), L2-normalizes the vector and multiplies
+    it by a trainable (vocabulary, units) table: a dense layer on TfidfVectorizer(ngram_range=
+    (1, 2), sublinear_tf=True) features (`tf_idf_weights`). Counts come from comparing the
+    n-grams of one text with each other, which needs no table per text in training batches
+    over a large vocabulary. Builtin TFLite ops only.
+    """
+
+    def __init__(
+        self, vocab_size: int, buckets: int, units: int, idf=None, initializer="zeros", **kwargs
+    ):
+        super().__init__(vocab_size, buckets, units, idf, **kwargs)
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        self._add_table(self.initializer)
+        self._add_idf()
+        super().build(input_shape)
+
+    def features(self, ids):
+        grams = ngram_ids(ids, self.vocab_size, self.buckets)
+        return grams, tf_idf_weights(grams, self.idf, first_feature=1)
+
+    def get_config(self):
+        initializer = keras.initializers.serialize(self.initializer)
+        return {**super().get_config(), "initializer": initializer}
 
 
 def bag_of_ngrams(
@@ -253,7 +285,7 @@ def bag_of_ngrams(
 
 
 @serializable
-class TfIdfLinear(layers.Layer):
+class TfIdfLinear(NgramTable):
     """Logits of a linear model on the TF-IDF of a text's words, hashed word bigrams and
     leading words.
 
@@ -281,35 +313,24 @@ class TfIdfLinear(layers.Layer):
         exact_bigrams: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if (
-            vocab_size > LARGEST_BAG_VOCABULARY
-            or min(buckets, units) < 1
-            or min(l2, leading_tokens) < 0
-        ):
+        super().__init__(vocab_size, buckets, units, idf, **kwargs)
+        if min(l2, leading_tokens) < 0:
             raise ValueError(
-                f"TfIdfLinear needs vocab_size <= {LARGEST_BAG_VOCABULARY}, buckets >= 1, "
-                f"units >= 1, l2 >= 0 and leading_tokens >= 0, received {vocab_size}, "
-                f"{buckets}, {units}, {l2} and {leading_tokens}; lower --vocab_size"
+                f"TfIdfLinear needs l2 >= 0 and leading_tokens >= 0, received {l2} and "
+                f"{leading_tokens}"
             )
-        self.vocab_size, self.buckets, self.units, self.l2 = vocab_size, buckets, units, l2
-        self.leading_tokens, self.exact_bigrams = leading_tokens, exact_bigrams
-        self._initial_idf = None if idf is None else np.asarray(idf, np.float32)
+        self.l2, self.leading_tokens, self.exact_bigrams = l2, leading_tokens, exact_bigrams
 
     @property
     def size(self) -> int:
         """The number of n-gram ids: words, bigram buckets, then leading words."""
-        return self.vocab_size + self.buckets + (self.vocab_size if self.leading_tokens else 0)
+        return super().size + (self.vocab_size if self.leading_tokens else 0)
 
     def build(self, input_shape):
-        _check_idf(self._initial_idf, self.size)
         # Zeros, as logistic regression starts; the penalty is scikit-learn's L2 on the table.
-        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
-        self.table = self.add_weight(
-            "table", (self.size, self.units), initializer="zeros", regularizer=regularizer
-        )
+        self._add_table("zeros", keras.regularizers.L2(self.l2) if self.l2 else None)
         self.bias = self.add_weight("bias", (self.units,), initializer="zeros")
-        self.idf = _idf_weight(self, self._initial_idf, self.size)
+        self._add_idf()
         # -1: no bigram owns the bucket (until `adapt`).
         self.bigram_keys = (
             self.add_weight(
@@ -339,26 +360,15 @@ class TfIdfLinear(layers.Layer):
         )
 
     def features(self, ids):
-        """(n-gram ids, their weights), each (batch, positions): the text's TF-IDF vector is
-        the sum of one-hot n-gram ids times weights."""
         grams = ngram_ids(ids, self.vocab_size, self.buckets, self.leading_tokens, self.bigram_keys)
         return grams, tf_idf_weights(grams, self.idf, first_feature=2, table_size=self.size)
 
     def call(self, ids):
-        grams, weights = self.features(ids)
-        return tf.reduce_sum(weights[:, :, None] * tf.gather(self.table, grams), axis=1) + self.bias
-
-    def get_prunable_weights(self):
-        """The n-gram table, all but a few weights of the model (TF-MOT's magnitude pruning
-        zeroes its smallest entries; a custom layer must name the weights it may prune)."""
-        return [self.table]
+        return super().call(ids) + self.bias
 
     def get_config(self):
         return {
             **super().get_config(),
-            "vocab_size": self.vocab_size,
-            "buckets": self.buckets,
-            "units": self.units,
             "l2": self.l2,
             "leading_tokens": self.leading_tokens,
             "exact_bigrams": self.exact_bigrams,
