@@ -24,9 +24,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "docs"))
 
 import hooks  # noqa: E402  (docs/hooks.py: the site's rendering of bench results)
+
+from trainer.files import atomic_write_text  # noqa: E402  (loads no TensorFlow)
 
 README = REPO / "README.md"
 
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None, readme: Path = README) -> int:
         print("\n".join(diff))
         print(f"{readme} differs from its result files: run python bench/readme_tables.py")
         return 1
-    readme.write_text(fresh, encoding="utf-8")
+    # Atomic: an interrupted run leaves the old README.md whole, never half a table.
+    atomic_write_text(readme, fresh)
     print(f"{readme}: rewrote {', '.join(block_names(fresh))}")
     return 0
 
