@@ -62,24 +62,10 @@ def _classify(path: Path, texts: list[str]) -> list:
         return [classifier.classify(text).classifications[0].categories for text in texts]
 
 
-def _trained_export(data: Path, out_dir: Path, **settings):
-    """text_classifier's build on `data`, a few epochs of fit, then the export as `finish`
-    does it (artifacts written first). Returns (experiment, the float32 ExportResult)."""
-    from recipes import text_classifier
-
-    config = text_classifier.Config(
-        data=str(data),
-        sequence_length=24,
-        embedding_dim=16,
-        width=8,
-        heads=2,
-        blocks=1,
-        batch_size=8,
-        export="float32",
-        **settings,
-    )
-    experiment = text_classifier.build(config)
-    experiment.model.fit(experiment.train, epochs=config.epochs, verbose=0)
+def export_float32(experiment, out_dir: Path) -> tuple:
+    """The float32 export of a trained text experiment as `finish` does it: the artifacts (the
+    vocabulary) written into `out_dir` first, then the file, checked on the test set by LiteRT
+    and MediaPipe. Returns (the ExportResult, Keras's test accuracy)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in experiment.artifacts.items():
         (out_dir / name).write_text(text, encoding="utf-8")
@@ -99,6 +85,28 @@ def _trained_export(data: Path, out_dir: Path, **settings):
         outputs=experiment.export_outputs,
         test_texts=experiment.test_texts,
     )
+    return result, keras_accuracy
+
+
+def _trained_export(data: Path, out_dir: Path, **settings):
+    """text_classifier's build on `data`, a few epochs of fit, then `export_float32`. Returns
+    (experiment, the float32 ExportResult)."""
+    from recipes import text_classifier
+
+    config = text_classifier.Config(
+        data=str(data),
+        sequence_length=24,
+        embedding_dim=16,
+        width=8,
+        heads=2,
+        blocks=1,
+        batch_size=8,
+        export="float32",
+        **settings,
+    )
+    experiment = text_classifier.build(config)
+    experiment.model.fit(experiment.train, epochs=config.epochs, verbose=0)
+    result, _ = export_float32(experiment, out_dir)
     return experiment, result
 
 

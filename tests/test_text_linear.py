@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_mobile_text import CLASSES, _classify, write_reviews
+from test_mobile_text import CLASSES, _classify, export_float32, write_reviews
 
 import trainer  # noqa: F401
-from trainer.export import convert, export_and_verify, predict_tflite
+from trainer.export import convert, predict_tflite
 from trainer.logistic_regression import (
     _set_coefficients,
     choose_regularization,
@@ -201,26 +201,9 @@ def test_the_default_text_model_fits_and_mediapipe_loads_its_file(tmp_path):
     ]  # the grid, then the refit at the chosen C
     assert "Logistic regression" in experiment.report_sections
     assert (tmp_path / "history.csv").read_text().count("\n") == 4
-    for name, text in experiment.artifacts.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    logits = experiment.model.predict(experiment.x_test, verbose=0)
-    accuracy = float(np.mean(np.argmax(logits, -1) == experiment.y_test))
+    exported, accuracy = export_float32(experiment, tmp_path)
     majority = np.mean(experiment.y_test == np.bincount(experiment.y_test).argmax())
     assert accuracy >= 0.9 > majority, (accuracy, majority)
-    (exported,) = export_and_verify(
-        experiment.model,
-        experiment.x_test,
-        experiment.y_test,
-        accuracy,
-        ["float32"],
-        tmp_path,
-        class_names=experiment.class_names,
-        input_spec=experiment.input_spec,
-        keras_outputs=logits,
-        artifacts=list(experiment.artifacts),
-        outputs=experiment.export_outputs,
-        test_texts=experiment.test_texts,
-    )
     check = exported.mediapipe
     assert check is not None and check.loaded and check.labels == CLASSES, check
     categories = _classify(Path(exported.path), experiment.test_texts)
