@@ -1,7 +1,7 @@
 """Shared fixtures: tiny generated data in the real on-disk formats (tests/datagen.py), runs
 trained once and shared by the tests that only read them, and the global state every test
 starts from (seeds, dtype policy), so a test passes the same alone, in any order and in
-either pytest-xdist process."""
+either pytest-xdist process; and the names and helpers several test files use, kept here once."""
 
 import fcntl
 import os
@@ -41,6 +41,15 @@ TRAINING_FIXTURES = {
     "flaky_recipe",  # test_tuning.py: searches of a user's recipe file
     "digits_grid",  # test_tuning.py: `trainer tune digits`
     "worker_search",  # test_tuning.py: a chief and two worker processes
+}
+# The session's shared tiny run of each recipe: {recipe: the fixture below that trains it}.
+RECIPE_RUNS = {
+    "fashion_mnist": "fashion_run",
+    "image_classifier": "image_classifier_run",
+    "text_classifier": "text_classifier_run",
+    "digits": "digits_run",
+    "imdb": "imdb_run",
+    "cifar10_resnet": "cifar_run",
 }
 # Files whose every test runs what a user types (documented commands): end-to-end.
 END_TO_END_FILES = {"test_readme.py"}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import REPO
+from conftest import RECIPE_RUNS, REPO
 from trainer.custom_objects import CUSTOM_OBJECTS, KERAS3_OBJECTS, LazyRegistry, register_all
 from trainer.keras_path import child_environment
 from trainer.models.image import HorizontalFlip
@@ -140,17 +140,6 @@ def _check_saved_models(printed: str) -> None:
     layers = next(line for line in printed.splitlines() if line.startswith("transformer.keras ["))
     for layer in ("PositionEmbedding", "AttentionMask", "MaskedMeanPooling"):
         assert layer in layers
-
-
-# What the shared tiny run of each recipe is called in conftest.py.
-RECIPE_RUNS = {
-    "fashion_mnist": "fashion_run",
-    "image_classifier": "image_classifier_run",
-    "text_classifier": "text_classifier_run",
-    "digits": "digits_run",
-    "imdb": "imdb_run",
-    "cifar10_resnet": "cifar_run",
-}
 
 
 @pytest.mark.e2e

@@ -13,29 +13,19 @@ import json
 
 import pytest
 
-from conftest import copy_run
+from conftest import RECIPE_RUNS, copy_run
 from trainer import cli
-
-# The session's shared run of each recipe (conftest.py).
-SHARED = {
-    "fashion_mnist": "fashion_run",
-    "image_classifier": "image_classifier_run",
-    "text_classifier": "text_classifier_run",
-    "digits": "digits_run",
-    "imdb": "imdb_run",
-    "cifar10_resnet": "cifar_run",
-}
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("recipe", list(SHARED))
+@pytest.mark.parametrize("recipe", list(RECIPE_RUNS))
 def test_trainer_export_succeeds_on_a_run_of_every_recipe(recipe, request, tmp_path, capsys):
     """A copy of the run exports through its recipe's own build(): the recipe's formats, input
     spec, labels and artifacts (the text recipes' vocabulary) beside the files, verified on
     the recipe's test set by LiteRT and MediaPipe Tasks."""
     from trainer.recipe_loader import load_run_recipe
 
-    run_dir = copy_run(request.getfixturevalue(SHARED[recipe]), tmp_path / "run")
+    run_dir = copy_run(request.getfixturevalue(RECIPE_RUNS[recipe]), tmp_path / "run")
     capsys.readouterr()
     code = cli.main(["export", str(run_dir)])
     captured = capsys.readouterr()
