@@ -51,6 +51,11 @@ RECIPE_RUNS = {
     "imdb": "imdb_run",
     "cifar10_resnet": "cifar_run",
 }
+# Why a Keras 3 test skips: Keras 3 is the `keras` package TensorFlow itself requires.
+KERAS3_MISSING = (
+    "needs Keras 3 (the `keras` package >= 3.12 that tensorflow-cpu 2.21 requires): "
+    "`make setup`, or `pip install 'keras>=3.12'`"
+)
 # Files whose every test runs what a user types (documented commands): end-to-end.
 END_TO_END_FILES = {"test_readme.py"}
 # End-to-end tests (by function name) of files that do not carry the mark yet; the mark

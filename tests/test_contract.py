@@ -119,7 +119,10 @@ def _fashion_or_skip() -> str:
     from trainer.data.idx import FASHION_MNIST_DIR
 
     if not (Path(FASHION_MNIST_DIR) / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip(f"Debian's Fashion-MNIST is not in {FASHION_MNIST_DIR} (make data)")
+        pytest.skip(
+            f"needs Debian's Fashion-MNIST in {FASHION_MNIST_DIR}: `make data` "
+            "(apt-get install dataset-fashion-mnist)"
+        )
     return FASHION_MNIST_DIR
 
 

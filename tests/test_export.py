@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from conftest import KERAS3_MISSING
 from trainer.export import convert, export_and_verify, predict_tflite, tflite_accuracy
 
 # The tiny model's input: 20x20 grayscale pixels / 255.
@@ -169,9 +170,9 @@ def test_class_names_must_match_the_outputs(tiny, tmp_path):
 def test_save_and_verify_refuses_keras3_before_writing(tmp_path):
     from trainer.export import save_and_verify
 
-    keras3 = pytest.importorskip("keras")
+    keras3 = pytest.importorskip("keras", reason=KERAS3_MISSING)
     if not keras3.__version__.startswith("3"):
-        pytest.skip(f"keras {keras3.__version__} is not Keras 3")
+        pytest.skip(KERAS3_MISSING + f" (keras {keras3.__version__} is installed)")
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)])
     x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
     with pytest.raises(TypeError, match="Keras 3 object"):

@@ -14,7 +14,7 @@ import pytest
 import tf_keras
 
 import trainer
-from conftest import terminal_env
+from conftest import KERAS3_MISSING, terminal_env
 from trainer import keras_path
 from trainer.keras_path import check_keras_object, is_keras3_object
 from warm import Result, runs_after_tensorflow
@@ -85,9 +85,9 @@ def test_tensorflow_imported_first_without_touching_keras_is_fine(warm_tensorflo
 
 
 def test_keras3_model_rejected_with_object_name():
-    keras3 = pytest.importorskip("keras")
+    keras3 = pytest.importorskip("keras", reason=KERAS3_MISSING)
     if not keras3.__version__.startswith("3"):
-        pytest.skip(f"keras {keras3.__version__} is not Keras 3")  # only on a Keras-2-only env
+        pytest.skip(KERAS3_MISSING + f" (keras {keras3.__version__} is installed)")
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
     assert is_keras3_object(model)
     with pytest.raises(
@@ -101,7 +101,7 @@ def test_keras3_model_rejected_with_object_name():
 
 
 def test_keras3_model_rejected_by_export():
-    keras3 = pytest.importorskip("keras")
+    keras3 = pytest.importorskip("keras", reason=KERAS3_MISSING)
     from trainer.export import convert
 
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
@@ -122,7 +122,7 @@ def test_trainer_imported_first_gives_tf_keras_quietly_and_keras3_loads_our_sche
     (Keras 2), TensorFlow's native start-up notices are not printed, and `import keras` is
     still Keras 3, which loads a saved model with trainer's schedule without custom_objects:
     the classes are registered with Keras 3 when it loads, after trainer."""
-    keras3 = pytest.importorskip("keras")
+    keras3 = pytest.importorskip("keras", reason=KERAS3_MISSING)
     from trainer.schedules import Warmup
 
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])

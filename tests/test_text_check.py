@@ -239,7 +239,7 @@ def test_real_manual_pages_near_duplicates_are_real_and_the_search_is_exact():
     try:
         pages = man_pages()
     except FileNotFoundError as error:
-        pytest.skip(str(error))
+        pytest.skip(f"needs this machine's English manual pages: {error}")
     texts = [model_text(text) for text in pages.texts]
     pairs = similar_pairs(texts)
     same_family = [pages.groups[i] == pages.groups[j] for i, j, _ in pairs]
