@@ -238,6 +238,19 @@ def fitted_run(run_dir: Path, recipe: str, epochs: int, **fields) -> Path:
     return run
 
 
+def train_command(capsys: pytest.CaptureFixture, *arguments) -> tuple[int, str]:
+    """`trainer train ARGUMENTS` in this process: (its exit code, what it printed to stdout
+    and stderr together), failing the test if that shows a traceback (a fault must end as
+    one paragraph)."""
+    from trainer import cli
+
+    code = cli.main(["train", *map(str, arguments)])
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "Traceback" not in output
+    return code, output
+
+
 def _train(arguments: list[str], log: Path) -> None:
     """`trainer train ARGUMENTS` in this process; what it printed goes to `log`."""
     import contextlib

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECIPES_FOR_TESTS
+from conftest import RECIPES_FOR_TESTS, train_command
 from trainer import cli
 from trainer.runs import BACKUP_DIR, CONFIG_FILE, read_history, read_run_info
 
@@ -30,17 +30,9 @@ def no_debug(monkeypatch):
     monkeypatch.delenv("TRAINER_DEBUG", raising=False)
 
 
-def _train(capsys, *args) -> tuple[int, str]:
-    code = cli.main(["train", *map(str, args)])
-    captured = capsys.readouterr()
-    output = captured.out + captured.err
-    assert "Traceback" not in output
-    return code, output
-
-
 def _killed_run(capsys, recipe: Path, run_dir: Path) -> None:
     """A run folder as `kill -9` in epoch 2 leaves it: config, run.json, history, backup."""
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--stop_after_batches=6")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}", "--stop_after_batches=6")
     assert code == 130 and f"trainer train --resume={run_dir}" in output, output
     assert not (run_dir / "metrics.json").exists() and (run_dir / BACKUP_DIR).is_dir()
 
@@ -65,7 +57,9 @@ def _killed_run(capsys, recipe: Path, run_dir: Path) -> None:
 def test_bad_option_exits_2_before_any_work(recipe, tmp_path, capsys, option, phrase):
     (tmp_path / "latin1.yaml").write_bytes("epochs: 2  # caf\xe9\n".encode("latin-1"))
     run_dir = tmp_path / "run"
-    code, output = _train(capsys, recipe, option.format(tmp=tmp_path), f"--run_dir={run_dir}")
+    code, output = train_command(
+        capsys, recipe, option.format(tmp=tmp_path), f"--run_dir={run_dir}"
+    )
     assert code == 2 and phrase in output, output
     assert not run_dir.exists()
 
@@ -83,7 +77,7 @@ def test_bad_recipe_file_exits_2(tmp_path, capsys, name, content, phrase):
     path = tmp_path / name
     if content is not None:
         path.write_text(content)
-    code, output = _train(capsys, path)
+    code, output = train_command(capsys, path)
     assert code == 2 and phrase in output, output
 
 
@@ -117,7 +111,7 @@ def test_run_dir_faults_exit_1_with_the_path(recipe, tmp_path, capsys, monkeypat
     }
     if fault in faults:
         monkeypatch.setattr("trainer.runs.save_config", _fail_writing(faults[fault]))
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}")
     assert code == 1 and phrase in output, output
     assert str(blocker if fault in ("under_file", "is_file") else run_dir) in output
     assert blocker.read_text() == "not a folder"
@@ -135,17 +129,17 @@ def test_debug_shows_the_traceback(recipe, tmp_path, monkeypatch):
 
 def test_failure_before_training_leaves_no_folder(recipe, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--fail_before_training")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}", "--fail_before_training")
     assert code == 1 and "failing on purpose before training" in output
     assert not run_dir.exists()
 
 
 def test_failure_after_training_keeps_the_run_and_says_how_to_resume(recipe, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--fail_after_training")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}", "--fail_after_training")
     assert code == 1 and "failing on purpose after training" in output
     assert f"continue with `trainer train --resume={run_dir}`" in output
-    code, output = _train(capsys, f"--resume={run_dir}", "--fail_after_training=false")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--fail_after_training=false")
     assert code == 0, output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["iterations"] == 12  # nothing trained twice
@@ -154,7 +148,7 @@ def test_failure_after_training_keeps_the_run_and_says_how_to_resume(recipe, tmp
 def test_run_dir_inside_the_data_is_refused(recipe, tmp_path, capsys):
     data = tmp_path / "images"
     (data / "cat").mkdir(parents=True)
-    code, output = _train(capsys, recipe, f"--data={data}", f"--run_dir={data / 'myrun'}")
+    code, output = train_command(capsys, recipe, f"--data={data}", f"--run_dir={data / 'myrun'}")
     assert code == 1 and "is inside the data source --data=" in output, output
     assert sorted(path.name for path in data.iterdir()) == ["cat"]
 
@@ -166,16 +160,18 @@ def test_new_run_into_a_killed_runs_folder_is_refused_and_resume_finishes_it(
     _killed_run(capsys, recipe, run_dir)
     saved = (run_dir / CONFIG_FILE).read_text()
 
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--width=16")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}", "--width=16")
     assert code == 1 and "holds another run" in output and f"--resume={run_dir}" in output
     assert (run_dir / CONFIG_FILE).read_text() == saved
 
-    code, output = _train(capsys, f"--resume={run_dir}", "--width=16", "--export=int8")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--width=16", "--export=int8")
     assert code == 2 and "--resume cannot change width" in output, output
     assert "export, backup_every, stop_after_batches, fail_after_training" in output
     assert (run_dir / CONFIG_FILE).read_text() == saved
 
-    code, output = _train(capsys, f"--resume={run_dir}", "--export=int8", "--stop_after_batches=0")
+    code, output = train_command(
+        capsys, f"--resume={run_dir}", "--export=int8", "--stop_after_batches=0"
+    )
     assert code == 0, output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # 3 epochs of 4 batches: the interrupted run's steps are kept, none repeated.
@@ -191,9 +187,11 @@ def test_a_run_saved_with_a_bad_export_format_can_be_finished(recipe, tmp_path, 
     _killed_run(capsys, recipe, run_dir)
     config = run_dir / CONFIG_FILE
     config.write_text(config.read_text().replace("export: float32", "export: float32,int4"))
-    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
     assert code == 2 and "export must be comma-separated" in output, output
-    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0", "--export=int8")
+    code, output = train_command(
+        capsys, f"--resume={run_dir}", "--stop_after_batches=0", "--export=int8"
+    )
     assert code == 0, output
     assert json.loads((run_dir / "metrics.json").read_text())["iterations"] == 12
 
@@ -220,11 +218,13 @@ def test_broken_backup_is_reported_and_restart_trains_again(
     run_dir = tmp_path / "run"
     _killed_run(capsys, recipe, run_dir)
     damage(next((run_dir / BACKUP_DIR).rglob("checkpoint")))
-    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
     assert code == 1 and "is broken" in output and phrase in output, output
     assert f"trainer train --resume={run_dir} --restart" in output
 
-    code, output = _train(capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0")
+    code, output = train_command(
+        capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0"
+    )
     assert code == 0 and "restarting" in output, output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["iterations"] == 12
@@ -238,7 +238,7 @@ def test_training_seconds_add_up_across_sessions(recipe, tmp_path, capsys):
     from trainer.runs import add_training_seconds
 
     assert add_training_seconds(run_dir, 2.0) == 2.0  # the killed session's time
-    assert _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")[0] == 0
+    assert train_command(capsys, f"--resume={run_dir}", "--stop_after_batches=0")[0] == 0
     assert json.loads((run_dir / "metrics.json").read_text())["training_seconds"] == 3.5
     assert read_run_info(run_dir)["training_seconds"] == 3.5
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import RECIPES_FOR_TESTS
+from conftest import RECIPES_FOR_TESTS, train_command
 from trainer import cli
 from trainer.runs import CONFIG_FILE, METRICS_FILE, RUN_INFO_FILE
 
@@ -27,14 +27,6 @@ from trainer.runs import CONFIG_FILE, METRICS_FILE, RUN_INFO_FILE
 @pytest.fixture(autouse=True)
 def no_debug(monkeypatch):
     monkeypatch.delenv("TRAINER_DEBUG", raising=False)
-
-
-def _train(capsys, *args) -> tuple[int, str]:
-    code = cli.main(["train", *map(str, args)])
-    captured = capsys.readouterr()
-    output = captured.out + captured.err
-    assert "Traceback" not in output
-    return code, output
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +61,7 @@ def test_a_diverged_run_exits_1_keeps_its_folder_and_says_how_to_continue(diverg
 def test_a_failed_run_resumes_only_with_restart(diverged, capsys):
     run_dir = diverged[0]
     info = (run_dir / RUN_INFO_FILE).read_bytes()
-    code, output = _train(capsys, f"--resume={run_dir}")
+    code, output = train_command(capsys, f"--resume={run_dir}")
     assert code == 2 and "failed (the model diverged" in output, output
     assert f"trainer train --resume={run_dir} --restart" in output
     assert (run_dir / RUN_INFO_FILE).read_bytes() == info
@@ -169,11 +161,11 @@ def test_allow_chance_is_an_option_of_the_command_not_of_the_recipe(tmp_path, ca
             """
         )
     )
-    code, output = _train(capsys, recipe, "--allow_chance=true")
+    code, output = train_command(capsys, recipe, "--allow_chance=true")
     assert code == 0 and "chance allowed: True" in output
-    code, output = _train(capsys, recipe)
+    code, output = train_command(capsys, recipe)
     assert code == 0 and "chance allowed: False" in output
-    code, output = _train(capsys, recipe, "--allow_chance=maybe")
+    code, output = train_command(capsys, recipe, "--allow_chance=maybe")
     assert code == 2 and "allow_chance" in output
 
 
@@ -257,7 +249,7 @@ def test_a_recipe_that_fails_to_import_is_named_with_its_line(
 ):
     recipe = tmp_path / name
     recipe.write_text(text)
-    code, output = _train(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
+    code, output = train_command(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
     assert code == 2, output
     assert f"recipe {recipe}, line {line} (<module>), raised {error} while it was imported" in (
         output
@@ -276,7 +268,7 @@ def test_a_recipe_that_fails_to_import_is_named_with_its_line(
 def test_a_recipe_whose_main_raises_is_named_with_its_line(tmp_path, capsys, body, where, error):
     recipe = tmp_path / "my_recipe.py"
     recipe.write_text(RECIPE.format(body=body))
-    code, output = _train(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
+    code, output = train_command(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
     assert code == 1, output
     assert f"recipe {recipe}, {where}, raised {error.split(':')[0]}" in output, output
     assert "while running main(config)" in output and "Fix the recipe" in output
@@ -295,7 +287,7 @@ def test_an_error_raised_inside_trainer_is_not_blamed_on_the_recipe(tmp_path):
 def test_a_recipes_own_value_error_keeps_its_message(tmp_path, capsys):
     recipe = tmp_path / "my_recipe.py"
     recipe.write_text(RECIPE.format(body="    raise ValueError('no images in the folder')"))
-    code, output = _train(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
+    code, output = train_command(capsys, recipe, f"--run_dir={tmp_path / 'run'}")
     assert code == 1 and "error: no images in the folder" in output, output
     assert "Fix the recipe" not in output
 
@@ -316,7 +308,7 @@ def test_a_recipe_named_like_a_module_is_refused(tmp_path, capsys, name):
     real = sys.modules.get(name)
     recipe = tmp_path / f"{name}.py"
     recipe.write_text(RECIPE.format(body="    return {}"))
-    code, output = _train(capsys, recipe)
+    code, output = train_command(capsys, recipe)
     assert code == 2 and f"is named like the module `{name}`" in output, output
     assert f"rename the file, e.g. to my_{name}.py" in output
     assert sys.modules.get(name) is real
@@ -351,7 +343,7 @@ def test_resume_of_a_run_whose_recipe_file_is_gone_fails_and_keeps_run_json(tmp_
     recipe = _user_run(tmp_path / "mine", run_dir)
     recipe.unlink()
     info = (run_dir / RUN_INFO_FILE).read_bytes()
-    code, output = _train(capsys, f"--resume={run_dir}")
+    code, output = train_command(capsys, f"--resume={run_dir}")
     assert code == 2 and f"names the recipe file {recipe.resolve()}, which no longer" in output
     assert "never uses another recipe, even a built-in one" in output
     assert "resuming" not in output and (run_dir / RUN_INFO_FILE).read_bytes() == info
@@ -360,14 +352,16 @@ def test_resume_of_a_run_whose_recipe_file_is_gone_fails_and_keeps_run_json(tmp_
 def test_resume_after_an_edited_config_names_the_field(tmp_path, capsys):
     recipe = Path(shutil.copy(RECIPES_FOR_TESTS / "tiny_regression.py", tmp_path / "tiny.py"))
     run_dir = tmp_path / "run"
-    code, output = _train(capsys, recipe, f"--run_dir={run_dir}", "--stop_after_batches=6")
+    code, output = train_command(capsys, recipe, f"--run_dir={run_dir}", "--stop_after_batches=6")
     assert code == 130, output
     config = run_dir / CONFIG_FILE
     config.write_text(config.read_text().replace("width: 4", "width: 8"))
-    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
     assert code == 2 and "was edited after the run started (width was 4, now 8)" in output
     assert f"trainer train --resume={run_dir} --restart" in output
-    code, output = _train(capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0")
+    code, output = train_command(
+        capsys, f"--resume={run_dir}", "--restart", "--stop_after_batches=0"
+    )
     assert code == 0 and "restarting" in output, output
     assert json.loads((run_dir / METRICS_FILE).read_text())["epochs"] == 3
 
@@ -388,7 +382,7 @@ def test_resume_of_a_run_in_its_default_folder_is_not_an_edited_config(
     """config.yaml keeps `run_dir: ''` when the run chose its folder; --resume sets it."""
     recipe = Path(shutil.copy(RECIPES_FOR_TESTS / "tiny_regression.py", tmp_path / "tiny.py"))
     monkeypatch.chdir(tmp_path)
-    assert _train(capsys, recipe, "--stop_after_batches=6")[0] == 130
+    assert train_command(capsys, recipe, "--stop_after_batches=6")[0] == 130
     (run_dir,) = (tmp_path / "runs").iterdir()
-    code, output = _train(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
+    code, output = train_command(capsys, f"--resume={run_dir}", "--stop_after_batches=0")
     assert code == 0 and "edited" not in output, output
