@@ -238,6 +238,37 @@ def fitted_run(run_dir: Path, recipe: str, epochs: int, **fields) -> Path:
     return run
 
 
+def classify_images(path: Path | str, pixels) -> list:
+    """MediaPipe Tasks' own answer for each raw RGB image (uint8, H x W x 3) from the
+    classifier file at `path`, as an app gets it: every category, by score."""
+    import mediapipe as mp
+    import numpy as np
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
+
+    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    with ImageClassifier.create_from_options(options) as classifier:
+        return [
+            classifier.classify(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+            )
+            .classifications[0]
+            .categories
+            for image in pixels
+        ]
+
+
+def classify_texts(path: Path | str, texts: list[str]) -> list:
+    """MediaPipe Tasks' own answer for each raw text from the classifier file at `path`, as an
+    app gets it: every category, by score."""
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
+
+    options = TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    with TextClassifier.create_from_options(options) as classifier:
+        return [classifier.classify(text).classifications[0].categories for text in texts]
+
+
 def train_command(capsys: pytest.CaptureFixture, *arguments) -> tuple[int, str]:
     """`trainer train ARGUMENTS` in this process: (its exit code, what it printed to stdout
     and stderr together), failing the test if that shows a traceback (a fault must end as

@@ -13,29 +13,12 @@ import json
 import numpy as np
 import pytest
 
+from conftest import classify_images, classify_texts
 from trainer import cli
 from trainer.compress import CompressConfig
 from trainer.compress.options import compress_io
 
 CLASSES = ["a", "b", "c"]  # the shared image run's class folders
-
-
-def _classify_images(path, pixels: np.ndarray) -> list:
-    """MediaPipe Tasks' ImageClassifier on raw RGB images: every category, by score."""
-    import mediapipe as mp
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
-
-    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
-    with ImageClassifier.create_from_options(options) as classifier:
-        return [
-            classifier.classify(
-                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-            )
-            .classifications[0]
-            .categories
-            for image in pixels
-        ]
 
 
 def _test_pixels(run, count: int) -> np.ndarray:
@@ -63,7 +46,7 @@ def test_compressed_image_file_loads_in_mediapipe_with_labels_and_probabilities(
     path = out / "model_compressed.tflite"
     best = next(c for c in metrics["candidates"] if c["name"] == metrics["best"])
     assert path.read_bytes() == (out / "candidates" / f"{best['name']}.tflite").read_bytes()
-    for categories in _classify_images(path, _test_pixels(image_classifier_run, 3)):
+    for categories in classify_images(path, _test_pixels(image_classifier_run, 3)):
         assert sorted(category.category_name for category in categories) == CLASSES
         assert sum(category.score for category in categories) == pytest.approx(1.0, abs=0.03)
     sidecar = json.loads((out / "model_compressed.json").read_text())
@@ -95,7 +78,7 @@ def test_every_candidate_is_the_file_an_app_loads(
     for candidate in metrics["candidates"]:
         path = out / "candidates" / f"{candidate['name']}.tflite"
         assert candidate["size_bytes"] == path.stat().st_size, path.name
-        (categories,) = _classify_images(path, pixels)
+        (categories,) = classify_images(path, pixels)
         labels = sorted(category.category_name for category in categories)
         assert labels == CLASSES, path.name
         detail = Interpreter(model_path=str(path)).get_input_details()[0]
@@ -123,9 +106,6 @@ def test_a_bad_io_is_refused_naming_it(image_classifier_run, capsys):
 def test_compressed_text_file_loads_in_text_classifier(
     text_classifier_run, text_classifier_compressed, tmp_path, capsys
 ):
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
-
     run_dir, out = text_classifier_run, text_classifier_compressed
     names = json.loads((run_dir / "metrics.json").read_text())["class_names"]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -135,12 +115,10 @@ def test_compressed_text_file_loads_in_text_classifier(
     assert check["loaded"], check["error"]
     assert check["labels"] == names and check["agreement"] >= 0.99 and check["examples"] > 0
     path = out / "model_compressed.tflite"
-    options = TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
-    with TextClassifier.create_from_options(options) as classifier:
-        for text in ("A wonderful, moving film.", "Dull and boring, I didn't like it."):
-            categories = classifier.classify(text).classifications[0].categories
-            assert sorted(category.category_name for category in categories) == sorted(names)
-            assert sum(category.score for category in categories) == pytest.approx(1.0, abs=0.01)
+    texts = ["A wonderful, moving film.", "Dull and boring, I didn't like it."]
+    for categories in classify_texts(path, texts):
+        assert sorted(category.category_name for category in categories) == sorted(names)
+        assert sum(category.score for category in categories) == pytest.approx(1.0, abs=0.01)
     sidecar = json.loads((out / "model_compressed.json").read_text())
     assert sidecar["text"]["mediapipe"] == "loads" and sidecar["class_names"] == names
     assert "↳ MediaPipe Tasks" in (out / "report.md").read_text()

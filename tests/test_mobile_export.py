@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from conftest import classify_images
 from trainer.export import export_and_verify, predict_tflite
 from trainer.export.mobile import GRAY_WEIGHTS, ImageInput, image_input, mobile_graph, raw_pixels
 from trainer.export.runtimes import top1_agreement
@@ -54,24 +55,6 @@ def trained(request):
     return model, x[300:], y[300:], x[:100], spec
 
 
-def _classify(path, pixels: np.ndarray) -> list:
-    """MediaPipe Tasks' own answer for each raw RGB image: its categories, by score."""
-    import mediapipe as mp
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
-
-    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
-    with ImageClassifier.create_from_options(options) as classifier:
-        return [
-            classifier.classify(
-                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-            )
-            .classifications[0]
-            .categories
-            for image in pixels
-        ]
-
-
 @pytest.mark.parametrize(
     ("format", "io", "file_dtype"),
     [("float32", "float32", "float32"), ("int8", "float32", "float32"), ("int8", "uint8", "uint8")],
@@ -97,7 +80,7 @@ def test_mediapipe_loads_the_file_and_returns_labelled_probabilities(
     path = tmp_path / f"model_{format}.tflite"
     pixels = raw_pixels(x, image_input(model, spec))
     assert pixels.shape == (100, 20, 20, 3) and pixels.dtype == np.uint8
-    answers = _classify(path, pixels)
+    answers = classify_images(path, pixels)
     for categories in answers:
         assert sorted(category.category_name for category in categories) == sorted(NAMES)
         scores = [category.score for category in categories]
@@ -264,7 +247,7 @@ def test_fashion_mnist_run_writes_files_mediapipe_loads(fashion_run):
     assert sidecar["image"]["dtype"] == "uint8" and sidecar["tflite_input"]["shape"][-1] == 3
     image = ImageInput(28, 28, 1, sidecar["image"]["mean"], sidecar["image"]["std"])
     pixels = raw_pixels(np.full((1, 28, 28, 1), 0.5, np.float32), image)
-    (categories,) = _classify(run_dir / "model_int8.tflite", pixels)
+    (categories,) = classify_images(run_dir / "model_int8.tflite", pixels)
     assert sorted(category.category_name for category in categories) == sorted(names)
     report = (run_dir / "report.md").read_text()
     assert "| TFLite int8, uint8 in/out |" in report and "↳ MediaPipe Tasks" in report

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import trainer  # noqa: F401
+from conftest import classify_texts
 from datagen import FILLER, WORDS, spell
 from trainer import cli
 from trainer.data.text import Vectorizer
@@ -50,16 +51,6 @@ def write_reviews(root: Path, per_class: int = 40, test_per_class: int = 24) -> 
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory):
     return write_reviews(tmp_path_factory.mktemp("reviews") / "texts")
-
-
-def _classify(path: Path, texts: list[str]) -> list:
-    """MediaPipe Tasks' own answer for each text: its categories, by score."""
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
-
-    options = TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
-    with TextClassifier.create_from_options(options) as classifier:
-        return [classifier.classify(text).classifications[0].categories for text in texts]
 
 
 def export_float32(experiment, out_dir: Path) -> tuple:
@@ -129,7 +120,7 @@ def test_mediapipe_classifies_raw_text_like_our_pipeline(reviews, tmp_path, kind
     assert check is not None and check.loaded, check
     assert check.labels == CLASSES and check.labels_match
     # The file itself, loaded by MediaPipe: class names, probabilities, LiteRT's top class.
-    categories = _classify(Path(result.path), texts)
+    categories = classify_texts(Path(result.path), texts)
     scores = np.zeros((len(texts), len(CLASSES)), np.float32)
     for row, found in enumerate(categories):
         assert sorted(category.category_name for category in found) == CLASSES

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_mobile_text import CLASSES, _classify, export_float32, write_reviews
+from test_mobile_text import CLASSES, export_float32, write_reviews
 
 import trainer  # noqa: F401
+from conftest import classify_texts
 from trainer.export import convert, predict_tflite
 from trainer.logistic_regression import (
     _set_coefficients,
@@ -206,7 +207,7 @@ def test_the_default_text_model_fits_and_mediapipe_loads_its_file(tmp_path):
     assert accuracy >= 0.9 > majority, (accuracy, majority)
     check = exported.mediapipe
     assert check is not None and check.loaded and check.labels == CLASSES, check
-    categories = _classify(Path(exported.path), experiment.test_texts)
+    categories = classify_texts(Path(exported.path), experiment.test_texts)
     top1 = np.array([found[0].index for found in categories])
     litert = predict_tflite(Path(exported.path).read_bytes(), experiment.x_test)
     np.testing.assert_array_equal(top1, np.argmax(litert, axis=-1))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import trainer  # noqa: F401
+from conftest import classify_texts
 from datagen import write_imdb
 from trainer import cli
 from trainer.models import bag_of_ngrams, ngram_idf, text_rnn, text_transformer
@@ -318,9 +319,6 @@ def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     BERT's vocabulary, warms up then decays its learning rate, and its file, with the WordPiece
     tokenizer in its metadata, classifies raw text in MediaPipe Tasks as LiteRT does on our
     ids (the training's own check on the test texts, and here on a few)."""
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.text import TextClassifier, TextClassifierOptions
-
     folder, _ = tiny_bert
     data = write_bert_reviews(tmp_path / "texts")
     metrics, run_dir = _train_text(
@@ -345,14 +343,9 @@ def test_text_classifier_fine_tunes_bert(tmp_path, tiny_bert):
     sidecar = json.loads((run_dir / "model_float32.json").read_text())
     assert sidecar["text"]["tokenizer"] == "wordpiece"
     texts = [path.read_text() for path in sorted((data / "test" / "pos").iterdir())[:2]]
-    options = TextClassifierOptions(
-        base_options=BaseOptions(model_asset_path=str(run_dir / "model_float32.tflite"))
-    )
-    with TextClassifier.create_from_options(options) as classifier:
-        for text in texts:
-            categories = classifier.classify(text).classifications[0].categories
-            assert sorted(category.category_name for category in categories) == ["neg", "pos"]
-            assert sum(category.score for category in categories) == pytest.approx(1.0)
+    for categories in classify_texts(run_dir / "model_float32.tflite", texts):
+        assert sorted(category.category_name for category in categories) == ["neg", "pos"]
+        assert sum(category.score for category in categories) == pytest.approx(1.0)
 
 
 def test_a_gru_model_exports_to_builtin_tflite_ops():
