@@ -18,7 +18,9 @@ Example:
 """
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,35 +62,33 @@ def _first_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def mediapipe_image_check(
-    path: str | Path, pixels: np.ndarray, y: np.ndarray, litert_scores: np.ndarray
+def mediapipe_check(
+    create: Callable[[], Any],
+    classify: Callable[[Any, Any], list],
+    inputs: Sequence,
+    y: np.ndarray,
+    litert_scores: np.ndarray,
 ) -> RuntimeCheck:
-    """Classifies every image of `pixels` (N x H x W x 3 uint8 RGB) with MediaPipe Tasks'
-    `ImageClassifier` loaded from the file at `path`, all categories per image, and compares
-    with `litert_scores` (LiteRT's outputs on the same images, N x classes)."""
+    """Runs a MediaPipe Tasks classifier on every one of `inputs` and compares its answers
+    with `litert_scores` (LiteRT's outputs on the same inputs, N x classes): accuracy against
+    `y`, top-1 agreement, the largest score difference and the labels it returned.
+    `create()` makes the classifier (a file it refuses gives `loaded=False` with the
+    runtime's message); `classify(classifier, item)` is one input's categories, by score.
+    The image and text checks differ only in these two functions."""
     from trainer.export.tflite import quiet_native_output
 
-    try:
-        import mediapipe as mp
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-        from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
-    except ImportError as error:
-        message = f"mediapipe is not installed ({error}): pip install mediapipe==1.2.3"
-        return RuntimeCheck(MEDIAPIPE, loaded=False, error=message)
-    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
     scores = np.zeros(np.shape(litert_scores), np.float32)
-    top1 = np.zeros(len(pixels), np.int64)
+    top1 = np.zeros(len(inputs), np.int64)
     names: dict[int, str] = {}
     with quiet_native_output():
         try:
-            classifier = ImageClassifier.create_from_options(options)
+            classifier = create()
         except (RuntimeError, ValueError) as error:
             message = _first_line(error)
-            return RuntimeCheck(MEDIAPIPE, loaded=False, error=message, examples=len(pixels))
+            return RuntimeCheck(MEDIAPIPE, loaded=False, error=message, examples=len(inputs))
         with classifier:
-            for row, image in enumerate(np.asarray(pixels, np.uint8)):
-                frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-                categories = classifier.classify(frame).classifications[0].categories
+            for row, item in enumerate(inputs):
+                categories = classify(classifier, item)
                 top1[row] = categories[0].index  # sorted by score: the app's answer
                 for category in categories:
                     scores[row, category.index] = category.score
@@ -101,6 +101,34 @@ def mediapipe_image_check(
         agreement=agreement,
         ties=ties,
         max_score_diff=float(np.max(np.abs(scores - litert_scores))),
-        examples=len(pixels),
+        examples=len(inputs),
         labels=[names.get(index, "") for index in range(scores.shape[-1])],
+    )
+
+
+def mediapipe_image_check(
+    path: str | Path, pixels: np.ndarray, y: np.ndarray, litert_scores: np.ndarray
+) -> RuntimeCheck:
+    """Classifies every image of `pixels` (N x H x W x 3 uint8 RGB) with MediaPipe Tasks'
+    `ImageClassifier` loaded from the file at `path`, all categories per image, and compares
+    with `litert_scores` (LiteRT's outputs on the same images, N x classes)."""
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+        from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions
+    except ImportError as error:
+        message = f"mediapipe is not installed ({error}): pip install mediapipe==1.2.3"
+        return RuntimeCheck(MEDIAPIPE, loaded=False, error=message)
+    options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
+
+    def classify(classifier, image: np.ndarray) -> list:
+        frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        return classifier.classify(frame).classifications[0].categories
+
+    return mediapipe_check(
+        lambda: ImageClassifier.create_from_options(options),
+        classify,
+        np.asarray(pixels, np.uint8),
+        y,
+        litert_scores,
     )

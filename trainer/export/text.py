@@ -334,8 +334,7 @@ def mediapipe_text_check(
     the ids our pipeline made from the same texts (N x classes). Returns a
     `trainer.export.runtimes.RuntimeCheck`; a file the runtime refuses gives `loaded=False`
     with its message."""
-    from trainer.export.runtimes import MEDIAPIPE, RuntimeCheck, top1_agreement
-    from trainer.export.tflite import quiet_native_output
+    from trainer.export.runtimes import MEDIAPIPE, RuntimeCheck, mediapipe_check
 
     try:
         from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -352,30 +351,10 @@ def mediapipe_text_check(
             "the test ids were made from, in the same order"
         )
     options = TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
-    scores = np.zeros(np.shape(litert_scores), np.float32)
-    top1 = np.zeros(len(texts), np.int64)
-    names: dict[int, str] = {}
-    with quiet_native_output():
-        try:
-            classifier = TextClassifier.create_from_options(options)
-        except (RuntimeError, ValueError) as error:
-            message = " ".join(str(error).split()) or type(error).__name__
-            return RuntimeCheck(MEDIAPIPE, False, error=message, examples=len(texts))
-        with classifier:
-            for row, text in enumerate(texts):
-                categories = classifier.classify(str(text)).classifications[0].categories
-                top1[row] = categories[0].index  # sorted by score: the app's answer
-                for category in categories:
-                    scores[row, category.index] = category.score
-                    names.setdefault(category.index, category.category_name)
-    agreement, ties = top1_agreement(top1, litert_scores)
-    return RuntimeCheck(
-        runtime=MEDIAPIPE,
-        loaded=True,
-        accuracy=float(np.mean(top1 == np.asarray(y))),
-        agreement=agreement,
-        ties=ties,
-        max_score_diff=float(np.max(np.abs(scores - litert_scores))),
-        examples=len(texts),
-        labels=[names.get(index, "") for index in range(scores.shape[-1])],
+    return mediapipe_check(
+        lambda: TextClassifier.create_from_options(options),
+        lambda classifier, text: classifier.classify(str(text)).classifications[0].categories,
+        texts,
+        y,
+        litert_scores,
     )
