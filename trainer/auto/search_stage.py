@@ -418,7 +418,7 @@ def add_recipe_default(
     architecture = candidate.architecture(config)
     budget = Budget(options.max_kib, options.max_ms)
     state.recipe_default = {"architecture": architecture, "epochs": epochs, "added": False}
-    reason, fits_as_is = "", True
+    reason, fits_as_is, measured = "", True, ""
     if clock.left() < FINISH_SECONDS + COMPRESS_SECONDS:
         reason = (
             f"{max(clock.left(), 0):.0f} s of the time budget are left, less than a finalist's "
@@ -431,10 +431,12 @@ def add_recipe_default(
             remember_cost(directory / COSTS_FILE, cost)
         reason = default_refusal(cost, budget, state.as_is)
         fits_as_is = budget.fits(cost.kib, cost.latency_ms)
+        measured = f": {cost.format} file {cost.kib:.1f} KiB, {cost.latency_ms:.4f} ms"
     if reason:
         state.recipe_default["reason"] = reason
         print(
-            f"the recipe's default model ({architecture}) is not a finalist: {reason}", flush=True
+            f"the recipe's default model ({architecture}{measured}) is not a finalist: {reason}",
+            flush=True,
         )
         return
     run_dir = directory / CANDIDATES_DIR / f"{len(state.finalists) + 1}-recipe-default"
@@ -454,8 +456,8 @@ def add_recipe_default(
     )
     state.recipe_default["added"] = True
     print(
-        f"the recipe's default model ({architecture}, its default training settings) is a "
-        f"finalist too: {run_dir.name}",
+        f"the recipe's default model ({architecture}{measured}; its default training "
+        f"settings) is a finalist too: {run_dir.name}",
         flush=True,
     )
 
