@@ -445,3 +445,22 @@ def test_when_no_finalists_file_fits_the_smallest_architecture_is_trained_as_one
     # Not when not even the smallest can fit (the run stopped before the search).
     state = AutoState(kind="text", smallest=smallest, cannot_meet="size", finalists=[])
     assert finalist_stage.plan_fallback(tmp_path, options, state) is None
+
+
+def test_a_linear_finalist_fitted_on_validation_is_compared_by_its_held_out_accuracy(tmp_path):
+    # A linear text run is fitted again on train + validation: its files score near 100% on
+    # those texts. Auto compares it by the accuracy its C was chosen on, keeping each file's
+    # drop from the float model; a Keras run (or a fit without refit) is left as it is.
+    from trainer.auto.finalists import validation_shift
+    from trainer.logistic_regression import RegularizationStep, _write_history
+
+    grid = [RegularizationStep(c, 0.4, 0.9, 0.7, acc, 1.0) for c, acc in ((1, 0.74), (10, 0.78))]
+    refit = RegularizationStep(10, 0.1, 0.99, 0.7, 0.78, 1.0)
+    _write_history(tmp_path, [*grid, refit])
+    assert validation_shift(tmp_path, 0.995) == pytest.approx(0.78 - 0.995)
+    _write_history(tmp_path, grid)  # no refit: validation was held out
+    assert validation_shift(tmp_path, 0.78) == 0.0
+    (tmp_path / "history.csv").write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy\n0,1,0.5,1,0.6\n"
+    )
+    assert validation_shift(tmp_path, 0.6) == 0.0

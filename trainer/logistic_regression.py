@@ -21,7 +21,7 @@ estimate the choice rests on. The run's report explains the choice (`report_sect
 
 This module owns that fit; it must not build models, load data or export.
 
-Example:
+Example (not run: needs a folder of texts and a built experiment):
 
     from trainer.logistic_regression import fit_logistic_regression
     experiment = text_classifier.build(text_classifier.Config(data="texts/"))
@@ -63,7 +63,7 @@ def tf_idf_matrix(layer, ids: np.ndarray, batch_size: int = 512):
     """The TF-IDF features of `ids` as the layer computes them, a scipy CSR matrix of shape
     (texts, n-gram ids): the rows its table multiplies.
 
-    Example:
+    Example (not run: needs a built TfIdfLinear model):
 
         features = tf_idf_matrix(model.get_layer("logits"), x_train)
     """
@@ -162,7 +162,7 @@ def choose_regularization(
     C kept). Returns the steps, the chosen one (the lowest validation loss, the larger C on
     a tie) and its classifier.
 
-    Example:
+    Example (not run: needs TF-IDF features of a text set):
 
         steps, chosen, classifier = choose_regularization(x, y, x_val, y_val, num_classes=3)
     """
@@ -273,6 +273,39 @@ def fit_logistic_regression(
         flush=True,
     )
     return FitResult(history, seconds, cpu_seconds, None, [])
+
+
+def held_out_val_accuracy(run_dir: str | Path) -> float | None:
+    """The validation accuracy a run's C was chosen on, when its final model was fitted
+    again on train + validation (`refit`): the model's own accuracy on those texts is then
+    optimistic (it was fitted on them), and this held-out estimate is what to compare it by
+    against models that never saw them. None for any other run: a Keras fit, or a fit
+    without refit (its history has no repeated last C).
+
+    Example:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from trainer.logistic_regression import RegularizationStep, _write_history
+        >>> from trainer.logistic_regression import held_out_val_accuracy
+        >>> run = Path(tempfile.mkdtemp())
+        >>> grid = [RegularizationStep(c, 0.5, 0.9, 0.6, acc, 1.0) for c, acc in ((1, 0.8), (10, 0.85))]
+        >>> refit = RegularizationStep(10, 0.3, 0.97, 0.6, 0.85, 1.0)
+        >>> _ = _write_history(run, [*grid, refit]); held_out_val_accuracy(run)
+        0.85
+        >>> _ = _write_history(run, grid); held_out_val_accuracy(run) is None
+        True
+    """
+    from trainer.runs import HISTORY_FILE, read_history
+
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return None
+    history = read_history(path)
+    grid = history.get("inverse_regularization", [])
+    if len(grid) < 2 or grid[-1] not in grid[:-1] or "val_accuracy" not in history:
+        return None
+    return history["val_accuracy"][-1]
 
 
 def _write_history(run_dir: Path, steps: list[RegularizationStep]) -> dict[str, list[float]]:
