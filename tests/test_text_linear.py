@@ -16,6 +16,7 @@ from trainer.logistic_regression import (
     _set_coefficients,
     choose_regularization,
     fit_logistic_regression,
+    held_out_val_accuracy,
     tf_idf_matrix,
 )
 from trainer.models import ngram_idf
@@ -202,6 +203,14 @@ def test_the_default_text_model_fits_and_mediapipe_loads_its_file(tmp_path):
     ]  # the grid, then the refit at the chosen C
     assert "Logistic regression" in experiment.report_sections
     assert (tmp_path / "history.csv").read_text().count("\n") == 4
+    # Refitted on the validation texts: no report may call them held out, and what auto
+    # compares the run by is the accuracy the chosen C had on them before the refit.
+    assert experiment.validation_held_out is False
+    chosen = result.history["inverse_regularization"][-1]
+    grid_accuracy = result.history["val_accuracy"][
+        result.history["inverse_regularization"].index(chosen)
+    ]
+    assert held_out_val_accuracy(tmp_path) == pytest.approx(grid_accuracy)
     exported, accuracy = export_float32(experiment, tmp_path)
     majority = np.mean(experiment.y_test == np.bincount(experiment.y_test).argmax())
     assert accuracy >= 0.9 > majority, (accuracy, majority)

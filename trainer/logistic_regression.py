@@ -254,6 +254,9 @@ def fit_logistic_regression(
         final = dataclasses.replace(
             chosen, loss=loss, accuracy=accuracy, seconds=time.perf_counter() - fit_started
         )
+        # The final model was fitted on the validation texts: reports and model cards must
+        # not call its accuracy on them held out (`held_out_val_accuracy` keeps the estimate).
+        experiment.validation_held_out = False
     _set_coefficients(layer, classifier, num_classes)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     history = _write_history(Path(run_dir), [*steps, final] if refit else steps)

@@ -60,6 +60,12 @@ def rebuild_run(run_dir: str | Path) -> tuple[ModuleType, Any, Experiment]:
             "Compress chooses candidates on validation data, never on the test set: train the "
             "run again with a validation share (e.g. --validation_size=N if the recipe has it)"
         )
+    from trainer.logistic_regression import held_out_val_accuracy
+
+    if held_out_val_accuracy(run_dir) is not None:
+        # a linear text run fitted again on train + validation: selection on those texts is
+        # biased, and compress's report says so
+        experiment.validation_held_out = False
     return recipe, config, experiment
 
 
