@@ -262,13 +262,13 @@ def measure_latencies(run: dict) -> None:
     import numpy as np
 
     from trainer.auto.finalists import median_latency
-    from trainer.export.tflite import _interpreter
+    from trainer.export import input_shape
 
     metrics = json.loads((Path(run["run_dir"]) / "compression" / "metrics.json").read_text())
     paths = [candidate["path"] for candidate in metrics["candidates"]]
     for file, path in zip(run["files"], paths, strict=True):
         content = Path(path).read_bytes()
-        shape = _interpreter(content, 1).get_input_details()[0]["shape"][1:]
+        shape = input_shape(content)
         file["compress_latency_ms"] = file.get("compress_latency_ms", file["latency_ms"])
         file["latency_ms"] = round(median_latency(path, np.zeros(shape, np.float32)), 5)
         print(f"  {run['set']} {file['label']}: {file['latency_ms']:.3f} ms", flush=True)

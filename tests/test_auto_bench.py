@@ -444,7 +444,17 @@ def test_when_no_finalists_file_fits_the_smallest_architecture_is_trained_as_one
     assert calls == []
     # Not when not even the smallest can fit (the run stopped before the search).
     state = AutoState(kind="text", smallest=smallest, cannot_meet="size", finalists=[])
-    assert finalist_stage.plan_fallback(tmp_path, options, state) is None
+    assert finalist_stage.plan_fallback(tmp_path, options, state, clock) is None
+    # Nor when the time budget is spent: it is kept, and the closest file reported.
+    capsys.readouterr()
+    state = AutoState(kind="text", trial_epochs=3, smallest=smallest, finalists=[
+        {"trial": "0000", "values": {"model": "linear"}, "run_dir": "c/1-trial0000"}])  # fmt: skip
+    spent = Clock(300, 250)
+    finalist_stage.finish_finalists(tmp_path, options, state, spent, Progress(tmp_path, spent, 0))
+    assert calls == [("train", "1-trial0000"), ("compress", "1-trial0000")]
+    said = capsys.readouterr().out
+    assert said.count("the smallest model of the search space is not trained") == 1
+    assert choose_winner(state, Budget(256, 0.5))[0] is None
 
 
 def test_a_linear_finalist_fitted_on_validation_is_compared_by_its_held_out_accuracy(tmp_path):

@@ -278,14 +278,18 @@ def plan_longer_run(state: AutoState, budget: Budget, clock: Clock) -> dict | No
     }
 
 
-def plan_fallback(directory: Path, options: AutoOptions, state: AutoState) -> dict | None:
+def plan_fallback(
+    directory: Path, options: AutoOptions, state: AutoState, clock: Clock
+) -> dict | None:
     """The smallest architecture of the search space as one more finalist, once every
     finalist is done and none of their files fits the budget (the cost model measured it
     from the untrained model; a trained file can come out larger, or its compression fall
     short): a looser budget must not end with nothing where a tighter one, whose search
     refused every trial and fell back to the smallest, ends with a file. None when a file
-    fits, when the smallest was tried already, or when not even it can fit
-    (`state.cannot_meet`)."""
+    fits, when the smallest was tried already, when not even it can fit
+    (`state.cannot_meet`), or when the budget left does not cover a finalist's run and
+    quantization besides its epochs (said once): the time budget is kept, and the report
+    shows the closest file."""
     from trainer.auto.report import choose_winner
 
     budget = Budget(options.max_kib, options.max_ms)
@@ -293,6 +297,17 @@ def plan_fallback(directory: Path, options: AutoOptions, state: AutoState) -> di
     if state.cannot_meet or not state.smallest or tried:
         return None
     if choose_winner(state, budget)[0] is not None:
+        return None
+    if clock.left() < FINISH_SECONDS + COMPRESS_SECONDS:
+        if not state.extended:  # the loop asks again once, after the longer run's turn
+            print(
+                f"no finalist's file fits the budget, and {max(clock.left(), 0):.0f} s of the "
+                "time budget are left, less than a finalist's run and quantization take "
+                f"besides its epochs ({FINISH_SECONDS + COMPRESS_SECONDS:.0f} s): the smallest "
+                "model of the search space is not trained (a larger --time_budget gives it "
+                "the time)",
+                flush=True,
+            )
         return None
     trial = smallest_trial(base_config(directory, options, state), state)
     cost = read_costs(directory / COSTS_FILE).get(trial["architecture"])
@@ -310,7 +325,7 @@ def finish_finalists(
     budget = Budget(options.max_kib, options.max_ms)
     while True:
         waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
-        fallback = None if waiting else plan_fallback(directory, options, state)
+        fallback = None if waiting else plan_fallback(directory, options, state, clock)
         if fallback is not None:
             print(
                 "no finalist's file fits the budget: the smallest model of the search space "

@@ -320,6 +320,22 @@ def tflite_accuracy(model_content: bytes, x: np.ndarray, y: np.ndarray, **kwargs
     return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y)))
 
 
+def input_shape(model_content: bytes) -> tuple[int, ...]:
+    """The shape of one example a TFLite file takes (its first input, without the batch
+    dimension): what a caller needs to build a sample for `latency_percentiles`.
+
+    Example:
+
+        >>> import tf_keras
+        >>> from trainer.export import convert, input_shape
+        >>> model = tf_keras.Sequential([tf_keras.Input((4, 3)), tf_keras.layers.Dense(2)])
+        >>> input_shape(convert(model, "float32"))
+        (4, 3)
+    """
+    details = _interpreter(model_content, 1).get_input_details()[0]
+    return tuple(int(size) for size in details["shape"][1:])
+
+
 def measure_latency(
     model_content: bytes,
     sample: np.ndarray,
