@@ -477,10 +477,11 @@ def test_a_linear_finalist_fitted_on_validation_is_compared_by_its_held_out_accu
 
 
 def test_a_large_image_set_trains_the_most_accurate_trial_again_with_flips_toggled(capsys):
-    """All of Fashion-MNIST: trials of a few epochs on 8,000 images kept no augmentation, and
-    after 40 epochs on all 54,000 flips gave 93.10% against 92.82%; the second run is added
-    only when both runs still buy enough epochs, and only for images on the large path."""
-    from trainer.auto.search_stage import FLIP_VARIANT_EPOCHS, add_flip_variant, toggle_flip
+    """All of Fashion-MNIST: trials of a few epochs on 8,000 images kept no augmentation, which
+    trailed flips after 40 epochs on all 54,000; the second run is added once, when the most
+    accurate trial is about to train and both runs still buy enough epochs at its epoch timed
+    on all the data (20.5 s there), and only for images on the large path."""
+    from trainer.auto.finalist_stage import FLIP_VARIANT_EPOCHS, add_flip_variant, toggle_flip
 
     def state(**fields) -> AutoState:
         trial = {"trial": "0002", "values": {"width": 16, "augment": "none"}, "seconds": 33.0,
@@ -489,21 +490,24 @@ def test_a_large_image_set_trains_the_most_accurate_trial_again_with_flips_toggl
         return AutoState(**{**large, **fields}, finalists=[trial])
 
     large = state()
-    add_flip_variant(large, Clock(1800, 370))  # 1,430 s left: two runs of 22 epochs
+    add_flip_variant(large, Clock(1800, 367), large.finalists[0], 20.5)  # 31 epochs each
     assert [f["run_dir"] for f in large.finalists] == ["c/1-trial0002", "c/2-trial0002-flip"]
     assert large.finalists[1]["values"] == {"width": 16, "augment": "flip"}
     assert large.finalists[0]["values"]["augment"] == "none"  # the searched run is kept as is
     assert large.finalists[1]["flip_variant_of"] == "c/1-trial0002"
+    add_flip_variant(large, Clock(1800, 367), large.finalists[0], 20.5)  # resumed: not twice
+    add_flip_variant(large, Clock(1800, 367), large.finalists[1], 20.5)  # nor for the variant
+    assert len(large.finalists) == 2
     short = state()
-    add_flip_variant(short, Clock(900, 180))  # 720 s left: 10 epochs each
+    add_flip_variant(short, Clock(900, 180), short.finalists[0], 20.5)  # 14 epochs each
     assert len(short.finalists) == 1
-    assert f"fewer than {FLIP_VARIANT_EPOCHS}" in capsys.readouterr().out
+    assert f"would buy 14 epochs each, fewer than {FLIP_VARIANT_EPOCHS}" in capsys.readouterr().out
     for other in (state(search_examples=0, finalist_examples=0), state(kind="text")):
-        add_flip_variant(other, Clock(1800, 370))
+        add_flip_variant(other, Clock(1800, 367), other.finalists[0], 20.5)
         assert len(other.finalists) == 1
     flipped = state()
     flipped.finalists[0]["values"]["augment"] = "crop:2,flip"
-    add_flip_variant(flipped, Clock(1800, 370))
+    add_flip_variant(flipped, Clock(1800, 367), flipped.finalists[0], 20.5)
     assert flipped.finalists[1]["values"]["augment"] == "crop:2"
     assert flipped.finalists[1]["run_dir"] == "c/2-trial0002-noflip"
     assert toggle_flip("crop:2,erase:0.25") == "crop:2,flip,erase:0.25"

@@ -6,7 +6,9 @@ part of the budget left buys: its trial's pace, scaled to the whole training set
 corrected by the pace the finalists before it measured, with room kept for its compression.
 The recipe's default model, when it is a finalist, trains for its default epochs, or as many
 as its part buys (said in the progress lines and the report), at an epoch timed on its own
-data. When no finalist's file fits, the smallest architecture of the search space is trained
+data. On a large image set the most accurate trial is trained a second time with horizontal
+flips toggled, when both runs buy enough epochs. When no finalist's file fits, the smallest
+architecture of the search space is trained
 and compressed as one more finalist. Then, when the budget left would buy half as many epochs
 more, the winner's configuration is trained again for longer, as one more finalist. This
 module must not search nor write the final report (`trainer.auto.report` does).
@@ -111,6 +113,76 @@ def compress_reserve(state: AutoState, finalist: dict, part: float) -> float:
     return max(verify, part * COMPRESS_SHARE)
 
 
+# Epochs each of the most accurate trial's two runs must get for the run with horizontal
+# flips toggled to be worth its share of the budget: augmentation pays only after long training.
+FLIP_VARIANT_EPOCHS = 20
+
+
+def toggle_flip(augment: str) -> str:
+    """An augmentation spec with horizontal flips added, or removed when it has them.
+
+    Example:
+
+        >>> from trainer.auto.finalist_stage import toggle_flip
+        >>> [toggle_flip(spec) for spec in ("none", "crop:2", "crop:2,flip", "flip")]
+        ['flip', 'crop:2,flip', 'crop:2', 'none']
+    """
+    items = [item for item in augment.split(",") if item and item != "none"]
+    if "flip" in items:
+        items.remove("flip")
+    else:
+        items.insert(1 if items and items[0].startswith("crop") else 0, "flip")
+    return ",".join(items) or "none"
+
+
+def add_flip_variant(state: AutoState, clock: Clock, finalist: dict, per_epoch: float) -> None:
+    """On a large image training set, the most accurate trial trained to the end a second
+    time with horizontal flips toggled (`candidates/N-trialID-flip` or `-noflip`), and
+    validation chooses: trials of a few epochs on a share of the images rank augmentation
+    badly. On all of Fashion-MNIST the trials kept no augmentation, which trailed flips after
+    40 epochs on all 54,000 images (bench/results/fashion_mnist_auto_width.json); a mirrored
+    digit is another class, which validation then says. Decided when `finalist` (the most
+    accurate trial) is about to train, at `per_epoch` seconds, its epoch timed on all the
+    data: only when each of the runs still buys `FLIP_VARIANT_EPOCHS` epochs; the progress
+    lines say why not."""
+    first = state.finalists[0] if state.finalists else {}
+    if state.kind != "image" or not state.search_examples or finalist is not first:
+        return
+    augment = first.get("values", {}).get("augment")
+    if augment is None or any("flip_variant_of" in f for f in state.finalists):
+        return
+    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    runs = len(waiting) + 1
+    each = max(clock.left(), 0.0) / runs - FINISH_SECONDS - COMPRESS_SECONDS
+    name = Path(first["run_dir"]).name
+    if each < FLIP_VARIANT_EPOCHS * per_epoch:
+        print(
+            f"{name} is not trained a second time with flips toggled: {runs} runs in the "
+            f"{max(clock.left(), 0):.0f} s left would buy {max(each, 0) / per_epoch:.0f} "
+            f"epochs each, fewer than {FLIP_VARIANT_EPOCHS}",
+            flush=True,
+        )
+        return
+    flipped = toggle_flip(augment)
+    suffix = "noflip" if "flip" in augment.split(",") else "flip"
+    run_dir = (
+        Path(first["run_dir"]).parent / f"{len(state.finalists) + 1}-trial{first['trial']}-{suffix}"
+    )
+    state.finalists.append(
+        {
+            **first,
+            "values": {**first["values"], "augment": flipped},
+            "run_dir": str(run_dir),
+            "flip_variant_of": str(first["run_dir"]),
+        }  # fmt: skip
+    )
+    print(
+        f"{name} (augment={augment}) is trained a second time with augment={flipped} as "
+        f"{run_dir.name}: short trials rank augmentation badly, validation chooses",
+        flush=True,
+    )
+
+
 def plan_training(
     state: AutoState, finalist: dict, seconds: float, measured: float | None = None
 ) -> int:
@@ -157,21 +229,28 @@ def plan_default_training(state: AutoState, finalist: dict, seconds: float, meas
 def _planned_epochs(state: AutoState, clock: Clock, finalist: dict, config) -> int:
     """The epochs a finalist trains for: planned already (a longer run), else as many as its
     part of the budget buys, its epochs timed on its own data when its trial's pace says
-    little (a trial on a share of a large training set, the recipe's default model)."""
+    little (a trial on a share of a large training set, the recipe's default model). On a
+    large image set the most accurate trial may first get a second run with flips toggled
+    (`add_flip_variant`), which then shares the budget left."""
     if "planned_epochs" in finalist:
         return finalist["planned_epochs"]
+    name = Path(finalist["run_dir"]).name
+    linear = finalist.get("recipe_default") and finalist["values"].get("model") == "linear"
+    measured = None
+    if not linear and (finalist.get("recipe_default") or state.search_examples):
+        measured = epoch_seconds(candidate, config)
+        images = f"all {state.finalist_examples:,} training images" if state.search_examples else ""
+        print(
+            f"an epoch of {name} over {images or 'its data'}: {measured:.1f} s here now",
+            flush=True,
+        )
+        add_flip_variant(state, clock, finalist, measured)
     waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
     part = max(clock.left(), 0.0) / len(waiting)
     finalist["part_ends"] = round(clock.spent() + part, 1)
     seconds = part - compress_reserve(state, finalist, part)
-    name = Path(finalist["run_dir"]).name
-    if finalist.get("recipe_default") and finalist["values"].get("model") == "linear":
+    if linear:
         return finalist["epochs"]  # fitted by scikit-learn: no epochs to buy
-    if not (finalist.get("recipe_default") or state.search_examples):
-        return plan_training(state, finalist, seconds)
-    measured = epoch_seconds(candidate, config)
-    images = f"all {state.finalist_examples:,} training images" if state.search_examples else ""
-    print(f"an epoch of {name} over {images or 'its data'}: {measured:.1f} s here now", flush=True)
     if not finalist.get("recipe_default"):
         return plan_training(state, finalist, seconds, measured)
     epochs = plan_default_training(state, finalist, seconds, measured)

@@ -303,79 +303,8 @@ def run_search(directory: Path, options: AutoOptions, state: AutoState, clock: C
     for index, trial in enumerate(chosen[:FINALISTS], start=1):
         run_dir = directory / CANDIDATES_DIR / f"{index}-trial{trial['trial']}"
         state.finalists.append({**trial, "run_dir": str(run_dir), "fits_as_is": fits_as_is(trial)})
-    add_flip_variant(state, clock)
     add_recipe_default(directory, options, state, clock)
     state.search_done = True
-
-
-# Epochs each of the most accurate trial's two runs must get for the run with horizontal
-# flips toggled to be worth its share of the budget: augmentation pays only after long training.
-FLIP_VARIANT_EPOCHS = 20
-
-
-def toggle_flip(augment: str) -> str:
-    """An augmentation spec with horizontal flips added, or removed when it has them.
-
-    Example:
-
-        >>> from trainer.auto.search_stage import toggle_flip
-        >>> [toggle_flip(spec) for spec in ("none", "crop:2", "crop:2,flip", "flip")]
-        ['flip', 'crop:2,flip', 'crop:2', 'none']
-    """
-    items = [item for item in augment.split(",") if item and item != "none"]
-    if "flip" in items:
-        items.remove("flip")
-    else:
-        items.insert(1 if items and items[0].startswith("crop") else 0, "flip")
-    return ",".join(items) or "none"
-
-
-def add_flip_variant(state: AutoState, clock: Clock) -> None:
-    """On a large image training set, the most accurate trial trained to the end a second
-    time with horizontal flips toggled (`candidates/N-trialID-flip` or `-noflip`), and
-    validation chooses: trials of a few epochs on a share of the images rank augmentation
-    badly. On all of Fashion-MNIST the trials kept no augmentation (flips lost 1.4 pp of
-    validation accuracy at epoch 17 of 40), while after 40 epochs flips gave 93.10% on the
-    test set against 92.82% (bench/results/fashion_mnist_auto_width.json); a mirrored digit
-    is another class, which validation then says. Only when each of the two runs still buys
-    `FLIP_VARIANT_EPOCHS` epochs at the trial's pace; the progress lines say why not."""
-    if state.kind != "image" or not state.search_examples or not state.finalists:
-        return
-    first = state.finalists[0]
-    augment = first.get("values", {}).get("augment")
-    if augment is None or not first.get("seconds"):
-        return
-    scale = state.finalist_examples / state.search_examples
-    per_epoch = first["seconds"] / max(1, first["epochs"]) * scale
-    runs = len(state.finalists) + 1
-    each = max(clock.left(), 0.0) / runs - FINISH_SECONDS - COMPRESS_SECONDS
-    name = Path(first["run_dir"]).name
-    if each < FLIP_VARIANT_EPOCHS * per_epoch:
-        print(
-            f"{name} is not trained a second time with flips toggled: {runs} runs in the "
-            f"{max(clock.left(), 0):.0f} s left would buy {max(each, 0) / per_epoch:.0f} "
-            f"epochs each, fewer than {FLIP_VARIANT_EPOCHS}",
-            flush=True,
-        )
-        return
-    flipped = toggle_flip(augment)
-    suffix = "noflip" if "flip" in augment.split(",") else "flip"
-    run_dir = (
-        Path(first["run_dir"]).parent / f"{len(state.finalists) + 1}-trial{first['trial']}-{suffix}"
-    )
-    state.finalists.append(
-        {
-            **first,
-            "values": {**first["values"], "augment": flipped},
-            "run_dir": str(run_dir),
-            "flip_variant_of": str(first["run_dir"]),
-        }  # fmt: skip
-    )
-    print(
-        f"{name} (augment={augment}) is trained a second time with augment={flipped} as "
-        f"{run_dir.name}: short trials rank augmentation badly, validation chooses",
-        flush=True,
-    )
 
 
 def candidate_config(base: candidate.Config, values: dict) -> candidate.Config:
