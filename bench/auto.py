@@ -428,8 +428,8 @@ def write_table(runs: list[dict], command: str) -> dict:
             "whole test set. Wall time with CPU seconds (the process and its children) in "
             "brackets; the baseline's time is training plus compression, shared by its budgets. "
             "Load: the lowest and highest 1-minute load average sampled every 30 s during the "
-            "auto run, and their mean (other jobs shared the 2 cores; the benchmark ran at "
-            "nice 5)."
+            "auto run, and their mean (other jobs shared the 2 cores in most runs; the "
+            "command line shows each run's niceness)."
         ),
         "command": "; ".join(
             dict.fromkeys(run["bench_command"] for run in runs if "bench_command" in run)
@@ -466,7 +466,9 @@ def main() -> int:
         help="measure the recorded baselines' file latencies again as auto does, then --table",
     )
     args = parser.parse_args()
-    command = "nice -n 5 .venv/bin/python bench/auto.py " + " ".join(sys.argv[1:])
+    niceness = os.nice(0)  # recorded as run: a quiet run and one at nice 5 beside others differ
+    command = (f"nice -n {niceness} " if niceness else "") + ".venv/bin/python bench/auto.py "
+    command += " ".join(sys.argv[1:])
     if args.table or args.remeasure:
         runs = json.loads(RUNS_FILE.read_text()) if RUNS_FILE.is_file() else []
         runs = remeasure_baselines(runs) if args.remeasure else runs
