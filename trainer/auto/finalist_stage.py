@@ -8,10 +8,10 @@ The recipe's default model, when it is a finalist, trains for its default epochs
 as its part buys (said in the progress lines and the report), at an epoch timed on its own
 data. On a large image set the most accurate trial is trained a second time with horizontal
 flips toggled, when both runs buy enough epochs. When no finalist's file fits, the smallest
-architecture of the search space is trained
-and compressed as one more finalist. Then, when the budget left would buy half as many epochs
-more, the winner's configuration is trained again for longer, as one more finalist. This
-module must not search nor write the final report (`trainer.auto.report` does).
+architecture of the search space is trained and compressed as one more finalist. Then, when
+the budget left would buy half as many epochs more, the winner's configuration is trained
+again for longer, as one more finalist. This module must not search nor write the final
+report (`trainer.auto.report` does).
 """
 
 import dataclasses
@@ -174,7 +174,7 @@ def add_flip_variant(state: AutoState, clock: Clock, finalist: dict, per_epoch: 
             "values": {**first["values"], "augment": flipped},
             "run_dir": str(run_dir),
             "flip_variant_of": str(first["run_dir"]),
-        }  # fmt: skip
+        }
     )
     print(
         f"{name} (augment={augment}) is trained a second time with augment={flipped} as "

@@ -23,7 +23,7 @@ PLOT_FILE = "accuracy_size_latency.png"
 # half as many epochs more. On a large training set (more than SEARCH_EXAMPLES images) the
 # trials train on SEARCH_EXAMPLES of them and the search gets a smaller share: a finalist's
 # epochs over all the data cost more and decide more of its accuracy than a finer ranking,
-# and the most accurate trial is trained twice (flips toggled, `search_stage.add_flip_variant`).
+# and the most accurate trial is trained twice (flips toggled, `finalist_stage.add_flip_variant`).
 SEARCH_SHARE = 0.45
 SEARCH_SHARE_LARGE = 0.2
 SEARCH_EXAMPLES = 8000  # training images a search trial sees at most
