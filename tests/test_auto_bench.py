@@ -476,7 +476,9 @@ def test_a_linear_finalist_fitted_on_validation_is_compared_by_its_held_out_accu
     assert validation_shift(tmp_path, 0.6) == 0.0
 
 
-def test_a_large_image_set_trains_the_most_accurate_trial_again_with_flips_toggled(capsys):
+def test_a_large_image_set_trains_the_most_accurate_trial_again_with_flips_toggled(
+    capsys, monkeypatch
+):
     """All of Fashion-MNIST: trials of a few epochs on 8,000 images kept no augmentation, which
     trailed flips after 40 epochs on all 54,000; the second run is added once, when the most
     accurate trial is about to train and both runs still buy enough epochs at its epoch timed
@@ -511,3 +513,10 @@ def test_a_large_image_set_trains_the_most_accurate_trial_again_with_flips_toggl
     assert flipped.finalists[1]["values"]["augment"] == "crop:2"
     assert flipped.finalists[1]["run_dir"] == "c/2-trial0002-noflip"
     assert toggle_flip("crop:2,erase:0.25") == "crop:2,flip,erase:0.25"
+    # The first finalist's planning adds it, then takes its half of the budget left: 31 epochs
+    # at the 20.5 s its epoch took on all 54,000 images, as the Fashion-MNIST run trained.
+    monkeypatch.setattr(finalist_stage, "epoch_seconds", lambda recipe, config: 20.5)
+    planned = state()
+    epochs = finalist_stage._planned_epochs(planned, Clock(1800, 367), planned.finalists[0], None)
+    assert [f["run_dir"] for f in planned.finalists][1] == "c/2-trial0002-flip"
+    assert epochs == 31
