@@ -113,6 +113,11 @@ def compress_reserve(state: AutoState, finalist: dict, part: float) -> float:
     return max(verify, part * COMPRESS_SHARE)
 
 
+def waiting_finalists(state: AutoState) -> list[dict]:
+    """The finalists neither verified nor left out yet: those the budget left is shared by."""
+    return [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+
+
 # Epochs each of the most accurate trial's two runs must get for the run with horizontal
 # flips toggled to be worth its share of the budget: augmentation pays only after long training.
 FLIP_VARIANT_EPOCHS = 20
@@ -151,7 +156,7 @@ def add_flip_variant(state: AutoState, clock: Clock, finalist: dict, per_epoch: 
     augment = first.get("values", {}).get("augment")
     if augment is None or any("flip_variant_of" in f for f in state.finalists):
         return
-    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    waiting = waiting_finalists(state)
     runs = len(waiting) + 1
     each = max(clock.left(), 0.0) / runs - FINISH_SECONDS - COMPRESS_SECONDS
     name = Path(first["run_dir"]).name
@@ -245,7 +250,7 @@ def _planned_epochs(state: AutoState, clock: Clock, finalist: dict, config) -> i
             flush=True,
         )
         add_flip_variant(state, clock, finalist, measured)
-    waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+    waiting = waiting_finalists(state)
     part = max(clock.left(), 0.0) / len(waiting)
     finalist["part_ends"] = round(clock.spent() + part, 1)
     seconds = part - compress_reserve(state, finalist, part)
@@ -403,7 +408,7 @@ def finish_finalists(
     configuration trained again for longer when the budget left buys enough epochs."""
     budget = Budget(options.max_kib, options.max_ms)
     while True:
-        waiting = [f for f in state.finalists if not ({"verified", "failed"} & set(f))]
+        waiting = waiting_finalists(state)
         fallback = None if waiting else plan_fallback(directory, options, state, clock)
         if fallback is not None:
             print(
